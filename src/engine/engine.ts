@@ -1,0 +1,400 @@
+/**
+ * `Baton`: the embedded engine. Opens a store (SQLite under `.baton/` by default), registers
+ * workflow versions and functions, admits runs durably, and runs a worker in this process.
+ *
+ * @example
+ * const baton = await Baton.open({ functions: { greet: (i) => ({ hello: i.name }) } });
+ * const v = await baton.registerFile('flow.yaml');
+ * const run = await baton.run(v.versionId, { name: 'Ada' });
+ * console.log(run.status, run.output);
+ * await baton.close();
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { BatonError, serializeError, type SerializedError } from '../errors.js';
+import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { EventRecord, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
+import type { ExecServices, StepFunction } from '../steps/kind.js';
+import { eventWaitKey } from '../steps/wait.js';
+import { parseSource, type SourceDocument } from '../spec/parse.js';
+import { executeAttempt, type ExecutorHost, type StepEvent, type Work } from './executor.js';
+import { WorkflowRegistry } from './registry.js';
+import { RunState, parseKey } from './run-state.js';
+import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
+import { Worker } from './worker.js';
+import { crashPoint } from './crash-points.js';
+
+export interface BatonOptions {
+  /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
+  dir?: string;
+  /** A store to use instead of the embedded SQLite one. */
+  store?: Store;
+  functions?: Record<string, StepFunction>;
+  /** Run a worker in this process (default true). Without one, runs wait for another process. */
+  worker?: boolean;
+  /** Step attempts in flight at once in this process. Default 64. */
+  concurrency?: number;
+  /** How often an idle worker looks for work started elsewhere or timers due. Default 200 ms. */
+  pollIntervalMs?: number;
+  /** How long a silent worker keeps its claims. Default 30 s. */
+  leaseMs?: number;
+  fetch?: typeof fetch;
+  /** Called for internal errors that are not any run's fault (store busy, bugs). Default: stderr. */
+  onInternalError?: (e: unknown, where: string) => void;
+}
+
+export interface RunResult extends RunRecord {
+  /** Decoded output (blob references followed). */
+  output?: unknown;
+}
+
+export interface BatonEvents {
+  step: [StepEvent];
+  run: [{ runId: string; status: RunStatus; at: number; error?: SerializedError }];
+}
+
+export class Baton extends EventEmitter<BatonEvents> {
+  readonly store: Store;
+  readonly blobs: BlobStore;
+  readonly registry: WorkflowRegistry;
+  readonly workerId: string;
+  private readonly functions = new Map<string, StepFunction>();
+  private readonly runs = new Map<string, RunState>();
+  private readonly waiters = new Map<string, Array<() => void>>();
+  private readonly worker?: Worker;
+  private readonly host: ExecutorHost;
+  private readonly onInternalError: (e: unknown, where: string) => void;
+  private closed = false;
+
+  private constructor(store: Store, blobs: BlobStore, opts: BatonOptions) {
+    super();
+    this.store = store;
+    this.blobs = blobs;
+    this.workerId = `w_${process.pid}_${randomBytes(4).toString('hex')}`;
+    for (const [name, fn] of Object.entries(opts.functions ?? {})) this.registerFunction(name, fn);
+    this.registry = new WorkflowRegistry(store, () => new Set(this.functions.keys()));
+    this.onInternalError = opts.onInternalError ?? ((e, where) => process.stderr.write(`baton: internal error (${where}): ${(e as Error)?.stack ?? String(e)}\n`));
+    const services: ExecServices = {
+      callFunction: (name, input, ctx) => {
+        const fn = this.functions.get(name);
+        if (!fn) throw new BatonError('BATON_UNKNOWN_FUNCTION', { name }, { retryable: false });
+        return Promise.resolve(fn(input, ctx));
+      },
+      fetch: opts.fetch ?? fetch,
+      childOutputs: async (runId, parentKey) => {
+        const rows = (await this.store.getSteps(runId)).filter((s) => s.parentKey === parentKey).sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
+        return rows.map((r) => ({ status: r.status, output: this.decode(r.output), error: r.error }));
+      },
+      resolveWorkflow: (ref) => this.registry.resolve(ref),
+    };
+    this.host = {
+      store,
+      blobs,
+      workerId: this.workerId,
+      services,
+      newRun: (versionId, input, o) => this.newRun(versionId, input, o),
+      emitStep: (e) => this.emit('step', e),
+      refresh: (rs) => this.refresh(rs),
+    };
+    if (opts.worker !== false) {
+      this.worker = new Worker(
+        { store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w) },
+        this.workerId,
+        { concurrency: opts.concurrency ?? 64, pollIntervalMs: opts.pollIntervalMs ?? 200, leaseMs: opts.leaseMs ?? 30_000 },
+      );
+    }
+  }
+
+  /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
+  static async open(opts: BatonOptions = {}): Promise<Baton> {
+    const dir = resolve(opts.dir ?? '.baton');
+    const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'));
+    const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);
+    await baton.worker?.start();
+    return baton;
+  }
+
+  // ------------------------------------------------------------------ registration
+
+  /** Makes `fn` callable from `function` steps as `name`. Replacing a name is allowed. */
+  registerFunction(name: string, fn: StepFunction): this {
+    if (typeof fn !== 'function') throw new BatonError('BATON_USAGE', { detail: `registerFunction("${name}"): expected a function, got ${typeof fn}.` });
+    this.functions.set(name, fn);
+    return this;
+  }
+
+  /** Validates and registers a workflow document (object, or YAML/JSON text). Idempotent per content. */
+  async register(doc: unknown, file?: string): Promise<VersionRecord> {
+    let source: SourceDocument | undefined;
+    if (typeof doc === 'string') {
+      source = parseSource(doc, file ?? '<input>');
+      doc = source.value;
+    }
+    return this.registry.register(doc, source);
+  }
+
+  async registerFile(file: string): Promise<VersionRecord> {
+    return this.registry.registerFile(file);
+  }
+
+  // ------------------------------------------------------------------ runs
+
+  /**
+   * Admits a run durably (it is in the store before this resolves) and starts it.
+   * `ref` is a version id, a workflow name (its latest version) or a VersionRecord.
+   * Throws BATON_INPUT_INVALID when the input breaks the workflow's input schema.
+   */
+  async start(ref: string | VersionRecord, input: unknown = {}, opts: { id?: string } = {}): Promise<string> {
+    const versionId = typeof ref === 'string' ? await this.registry.resolve(ref) : ref.versionId;
+    const wf = await this.registry.get(versionId);
+    if (wf.inputValidator && !wf.inputValidator(input)) {
+      const detail = (wf.inputValidator.errors ?? []).slice(0, 8).map((e) => `${e.instancePath || '(input)'} ${e.message}`).join('; ');
+      throw new BatonError('BATON_INPUT_INVALID', { detail, errors: wf.inputValidator.errors });
+    }
+    const id = opts.id ?? newRunId();
+    const run = await this.newRun(versionId, input, { id });
+    const { created } = await this.store.admitRun(run);
+    if (!created) return id; // the same id was admitted before: starting twice is harmless
+    crashPoint('after-admit');
+    const stored = await this.store.getRun(id);
+    this.runs.set(id, new RunState(stored!, wf, input));
+    this.emit('run', { runId: id, status: 'running', at: run.createdAt });
+    this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true })));
+    return id;
+  }
+
+  /** Starts a run and waits for it to end. */
+  async run(ref: string | VersionRecord, input: unknown = {}, opts: { id?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+    const id = await this.start(ref, input, opts);
+    return this.wait(id, opts);
+  }
+
+  /** Resolves when the run is completed, failed or cancelled (by any process). */
+  async wait(runId: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
+    for (;;) {
+      const r = await this.getRun(runId);
+      if (TERMINAL_RUN_STATES.has(r.status)) return r;
+      if (Date.now() >= deadline) return r;
+      // Woken at once by this process's finalisation, or re-checked for other processes' work.
+      await new Promise<void>((res) => {
+        const list = this.waiters.get(runId) ?? [];
+        const t = setTimeout(done, Math.min(500, Math.max(1, deadline - Date.now())));
+        function done() {
+          clearTimeout(t);
+          res();
+        }
+        list.push(done);
+        this.waiters.set(runId, list);
+      });
+    }
+  }
+
+  async getRun(runId: string): Promise<RunResult> {
+    const r = await this.store.getRun(runId);
+    if (!r) throw new BatonError('BATON_RUN_NOT_FOUND', { runId });
+    return { ...r, input: this.decode(r.input), output: this.decode(r.output) };
+  }
+
+  listRuns(filter?: RunFilter): Promise<RunRecord[]> {
+    return this.store.listRuns(filter);
+  }
+
+  async getSteps(runId: string): Promise<StepRecord[]> {
+    await this.getRun(runId);
+    return this.store.getSteps(runId);
+  }
+
+  async getEvents(runId: string, afterId?: number): Promise<EventRecord[]> {
+    await this.getRun(runId);
+    return this.store.getEvents(runId, afterId);
+  }
+
+  /** Stops dispatching the run's steps; attempts in flight finish and are recorded. */
+  async pause(runId: string): Promise<void> {
+    const r = await this.getRun(runId);
+    const ok = await this.store.setRunStatus(runId, ['running', 'waiting', 'pending'], 'paused', [{ type: EventType.runPaused, at: Date.now() }]);
+    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'pause' });
+    const rs = this.runs.get(runId);
+    if (rs) rs.status = 'paused';
+    this.emit('run', { runId, status: 'paused', at: Date.now() });
+  }
+
+  async resume(runId: string): Promise<void> {
+    const r = await this.getRun(runId);
+    const ok = await this.store.setRunStatus(runId, ['paused'], 'running', [{ type: EventType.runResumed, at: Date.now() }]);
+    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'resume' });
+    const rs = this.runs.get(runId);
+    if (rs) rs.status = 'running';
+    this.emit('run', { runId, status: 'running', at: Date.now() });
+    this.worker?.poke();
+  }
+
+  /** Cancels the run, its child runs, and aborts its attempts in flight here. */
+  async cancel(runId: string, reason = 'cancelled by request'): Promise<void> {
+    const r = await this.getRun(runId);
+    const children = (await this.store.getSteps(runId)).filter((s) => s.waitKey?.startsWith('run:')).map((s) => s.waitKey!.slice(4));
+    const ok = await this.store.cancelRun(runId, [{ type: EventType.runCancelled, at: Date.now(), data: { reason } }]);
+    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'cancel' });
+    for (const c of children) await this.cancel(c, `parent run ${runId} cancelled`).catch(() => undefined);
+    const rs = this.runs.get(runId);
+    if (rs) {
+      rs.status = 'cancelled';
+      for (const ac of rs.inflight.values()) ac.abort(new BatonError('BATON_CANCELLED', { runId }));
+      this.runs.delete(runId);
+    }
+    if (r.parentRunId) {
+      await this.store.signal(`run:${runId}`, () => ({ child: { runId, status: 'cancelled', error: { message: reason } } }), [
+        { type: EventType.stepResumed, at: Date.now(), data: { child_run: runId, status: 'cancelled' } },
+      ]);
+      this.worker?.poke();
+    }
+    this.emit('run', { runId, status: 'cancelled', at: Date.now() });
+    this.notify(runId);
+  }
+
+  /**
+   * Delivers an external event to every step waiting for `event` with correlation `key`.
+   * Returns how many steps it woke; BATON_SIGNAL_NO_TARGET when none was waiting.
+   */
+  async sendEvent(event: string, key: unknown, payload: unknown): Promise<number> {
+    const at = Date.now();
+    const woken = await this.store.signal(eventWaitKey(event, key), (st) => ({ ...(st.state as object), signal: { payload, at } }), [
+      { type: EventType.signalReceived, at, data: { event, key, payload } },
+    ]);
+    if (woken.length === 0) throw new BatonError('BATON_SIGNAL_NO_TARGET', { what: `event "${event}" with key ${JSON.stringify(key)}` });
+    this.worker?.poke();
+    return woken.length;
+  }
+
+  /** Stops the worker (in-flight attempts finish, claims are given back) and closes the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.worker?.stop();
+    await this.store.close();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private async runWork(w: Work) {
+    const rs = await this.loadRun(w.runId);
+    if (!rs || TERMINAL_RUN_STATES.has(rs.status)) return { ready: [], later: [], poke: false };
+    if (rs.status === 'paused') {
+      await this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]);
+      return { ready: [], later: [], poke: false };
+    }
+    const res = await executeAttempt(this.host, rs, w);
+    if (res.runIdle) await this.finishRun(rs);
+    return { ready: [...res.ready, ...res.childReady], later: res.later, poke: res.poke };
+  }
+
+  private async loadRun(runId: string): Promise<RunState | undefined> {
+    const hit = this.runs.get(runId);
+    if (hit) return hit;
+    const r = await this.store.getRun(runId);
+    if (!r || TERMINAL_RUN_STATES.has(r.status)) return undefined;
+    const wf = await this.registry.get(r.versionId);
+    const rs = new RunState(r, wf, this.decode(r.input));
+    await this.refresh(rs);
+    this.runs.set(runId, rs);
+    return rs;
+  }
+
+  /** Reloads the recorded state of every top-level step of the run. */
+  private async refresh(rs: RunState): Promise<void> {
+    for (const st of await this.store.getSteps(rs.id)) {
+      if (st.parentKey !== undefined) continue;
+      if (st.status === 'succeeded' || st.status === 'failed' || st.status === 'skipped') rs.record(st.stepId, st.status, this.decode(st.output), st.error);
+    }
+    rs.loaded = true;
+  }
+
+  /** Ends a run that has no active step left: evaluates its output and records the end. */
+  private async finishRun(rs: RunState): Promise<void> {
+    if (!rs.loaded) await this.refresh(rs);
+    const wf = rs.workflow;
+    let status: 'completed' | 'failed' = 'completed';
+    let output: unknown;
+    let error: SerializedError | undefined;
+    try {
+      if (wf.output) output = await wf.output.evaluate(rs.scope, 'workflow output');
+      else if (wf.sinks.length === 1) output = rs.steps[wf.sinks[0]]?.output;
+      else output = Object.fromEntries(wf.sinks.map((s) => [s, rs.steps[s]?.output ?? null]));
+    } catch (e) {
+      status = 'failed';
+      error = serializeError(e);
+    }
+    const now = Date.now();
+    const outputJson = encodeValue(output ?? null, this.blobs, wf.inlineOutputBytes);
+    const ok = await this.store.finishRun({
+      runId: rs.id,
+      status,
+      outputJson,
+      error,
+      events: [status === 'completed'
+        ? { type: EventType.runCompleted, at: now, data: { duration_ms: now - rs.createdAt } }
+        : { type: EventType.runFailed, at: now, data: { error } }],
+      parent: rs.parentRunId
+        ? {
+            runId: rs.parentRunId,
+            key: rs.parentStepKey!,
+            state: { child: { runId: rs.id, status, output: output ?? null, error } },
+            events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status } }],
+          }
+        : undefined,
+    });
+    rs.status = status;
+    this.runs.delete(rs.id);
+    if (ok) {
+      this.emit('run', { runId: rs.id, status, at: now, error });
+      if (rs.parentRunId) this.worker?.poke();
+    }
+    this.notify(rs.id);
+  }
+
+  private async finishIdleRuns(): Promise<void> {
+    for (const id of await this.store.idleRuns(1000)) {
+      const rs = await this.loadRun(id);
+      if (rs) await this.finishRun(rs);
+    }
+  }
+
+  private notify(runId: string): void {
+    const list = this.waiters.get(runId);
+    if (!list) return;
+    this.waiters.delete(runId);
+    for (const f of list) f();
+  }
+
+  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string }): Promise<NewRun> {
+    const wf = await this.registry.get(versionId);
+    const now = Date.now();
+    const steps: NewStep[] = wf.order.map((id) => {
+      const s = wf.steps.get(id)!;
+      // An error handler waits on a count nothing decrements: only a route schedules it.
+      if (s.isHandler) return { key: id, stepId: id, status: 'pending', pendingDeps: 1 };
+      if (s.deps.length === 0) return { key: id, stepId: id, status: 'scheduled', pendingDeps: 0, owner: this.worker ? this.workerId : undefined, dueAt: now };
+      return { key: id, stepId: id, status: 'pending', pendingDeps: s.deps.length };
+    });
+    const inputJson = encodeValue(input ?? null, this.blobs, wf.inlineOutputBytes) ?? 'null';
+    return {
+      id: o.id, versionId, workflow: wf.name, inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
+      events: [{ type: EventType.runCreated, at: now, data: { version: versionId, input: JSON.parse(inputJson), parent_run: o.parentRunId } }],
+    };
+  }
+
+  private decode(v: unknown): unknown {
+    if (isBlobRef(v)) return decodeValue(JSON.stringify(v), this.blobs);
+    return v;
+  }
+}
+
+/** Time-ordered, unique run ids: `run_` + ms time (base36) + 48 random bits. */
+export function newRunId(): string {
+  return `run_${Date.now().toString(36)}${randomBytes(6).toString('hex')}`;
+}
+
+export { parseKey };

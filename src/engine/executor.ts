@@ -1,0 +1,386 @@
+/**
+ * One step attempt, top to bottom: check what is recorded → decide skip → execute under a
+ * time limit → check the output (schema, guard) → record outcome, events and successors in ONE
+ * transaction (`store.commit`), fenced on the claim so that a step result is recorded exactly
+ * once even though execution is at least once.
+ *
+ * Named crash points (`BATON_CRASH_AT`) let tests kill the process at chosen instants.
+ */
+import { BatonError, serializeError, type SerializedError } from '../errors.js';
+import { encodeValue, isBlobRef, type BlobStore } from '../store/blobs.js';
+import type { CompiledStep } from '../spec/compile.js';
+import type { NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
+import type { ExecServices, StepOutcome } from '../steps/kind.js';
+import { backoffDelay, shouldRetry } from '../resilience/retry.js';
+import { withTimeout } from '../resilience/timeout.js';
+import { EventType } from './states.js';
+import { parseKey, type RunState } from './run-state.js';
+import { crashPoint } from './crash-points.js';
+
+/** A step this worker holds and is about to run. */
+export interface Work {
+  runId: string;
+  key: string;
+  attempt: number;
+  /** True when this worker just scheduled it (no recorded state to load). */
+  fresh: boolean;
+  state?: unknown;
+}
+
+export interface ExecutorHost {
+  readonly store: Store;
+  readonly blobs: BlobStore;
+  readonly workerId: string;
+  readonly services: ExecServices;
+  /** Builds a child run's admission record (its first steps claimed by this worker). */
+  newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string }): Promise<NewRun>;
+  emitStep(e: StepEvent): void;
+  /** Outputs of a run's steps may be missing from memory (another process ran them). */
+  refresh(rs: RunState): Promise<void>;
+}
+
+export interface StepEvent {
+  runId: string;
+  key: string;
+  stepId: string;
+  status: 'running' | 'succeeded' | 'failed' | 'skipped' | 'waiting' | 'retrying' | 'cancelled';
+  attempt: number;
+  at: number;
+  durationMs?: number;
+  error?: SerializedError;
+}
+
+/** Retries within this delay keep their claim and a local timer; longer ones go back to the store. */
+const LOCAL_DELAY_MS = 5_000;
+
+export interface AttemptResult {
+  /** Steps this worker now holds (successors, retries due now, map items). */
+  ready: Work[];
+  /** Retries held by this worker, due later. */
+  later: Array<{ work: Work; dueAt: number }>;
+  runIdle: boolean;
+  /** Claims of a just-admitted child run. */
+  childReady: Work[];
+  /** Another run may now be claimable (a parent woken, a step given back). */
+  poke: boolean;
+}
+
+const EMPTY: AttemptResult = { ready: [], later: [], runIdle: false, childReady: [], poke: false };
+
+export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Work): Promise<AttemptResult> {
+  const { stepId, index } = parseKey(work.key);
+  const top = rs.workflow.steps.get(stepId);
+  const step = index === undefined ? top : top?.sub;
+  if (!top || !step) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: `${rs.versionId} step ${work.key}` });
+
+  // Check what is recorded: a step claimed from the store may carry resume state, or may
+  // already be finished (a duplicate delivery), in which case there is nothing to do.
+  let state = work.state;
+  if (!work.fresh) {
+    const row = await host.store.getStep(work.runId, work.key);
+    if (!row || row.owner !== host.workerId || !['scheduled', 'running', 'waiting'].includes(row.status)) return EMPTY;
+    state = row.state ?? undefined;
+    work.attempt = row.attempt;
+  }
+  const fence = { runId: work.runId, key: work.key, owner: host.workerId, attempt: work.attempt };
+  const started = Date.now();
+  const item = index === undefined ? undefined : (state as { item?: unknown } | undefined)?.item;
+  const resumeState = index === undefined ? state : (state as { resume?: unknown } | undefined)?.resume;
+  const scope = index === undefined ? rs.scope : { ...rs.scope, item, index };
+  const where = `in step ${work.key}`;
+  const emit = (status: StepEvent['status'], extra: Partial<StepEvent> = {}) =>
+    host.emitStep({ runId: rs.id, key: work.key, stepId, status, attempt: work.attempt, at: Date.now(), ...extra });
+
+  // Skip: a first execution whose dependencies were all skipped, or whose `when` is false.
+  if (resumeState === undefined) {
+    let reason: string | undefined;
+    if (index === undefined && step.deps.length > 0) {
+      if (step.deps.some((d) => rs.steps[d] === undefined)) await host.refresh(rs);
+      if (step.deps.every((d) => rs.steps[d]?.status === 'skipped')) reason = 'every dependency was skipped';
+    }
+    if (!reason && step.when) {
+      try {
+        if (!truthy(await step.when.evaluate(scope, `${where}: when`))) reason = `when \`${step.when.source}\` is false`;
+      } catch (e) {
+        return fail(host, rs, work, step, top, fence, started, e, emit);
+      }
+    }
+    if (reason) {
+      const res = await commit(host, rs, work, {
+        fence,
+        update: { status: 'skipped', owner: null, finishedAt: Date.now() },
+        events: [{ type: EventType.stepSkipped, stepKey: work.key, at: Date.now(), data: { reason } }],
+        ...(index === undefined
+          ? { decrement: top.dependents.map((d) => ({ key: d, live: false })) }
+          : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
+      });
+      if (res && index === undefined) rs.record(stepId, 'skipped');
+      emit('skipped');
+      return res ?? EMPTY;
+    }
+  }
+
+  const controller = new AbortController();
+  rs.inflight.set(work.key, controller);
+  let input: unknown;
+  let outcome: StepOutcome;
+  try {
+    input = step.input ? await step.input.evaluate(scope, `${where}: input`) : undefined;
+    if (step.kind.recordsStart && resumeState === undefined) {
+      const ok = await host.store.markStarted(fence, started, [startEvent(work, input, started)]);
+      if (!ok) return EMPTY;
+    }
+    emit('running');
+    crashPoint('before-execute');
+    outcome = await withTimeout(
+      (signal) =>
+        step.prepared.execute({
+          runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
+          idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
+          now: Date.now, services: host.services,
+        }),
+      // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
+      step.kind.recordsStart && step.kind.name !== 'http' ? undefined : step.timeoutMs,
+      controller.signal,
+      work.key,
+    );
+    if (outcome.type === 'done') checkOutput(step, outcome.output, scope, where);
+    if (outcome.type === 'done' && step.guard) {
+      const ok = await step.guard.evaluate({ ...scope, output: outcome.output }, `${where}: guard`);
+      if (!truthy(ok)) throw new BatonError('BATON_GUARD_FAILED', { step: work.key, guard: step.guard.source });
+    }
+  } catch (e) {
+    if (controller.signal.aborted && isCancel(controller.signal.reason)) return EMPTY;
+    return fail(host, rs, work, step, top, fence, started, e, emit, input);
+  } finally {
+    rs.inflight.delete(work.key);
+  }
+  crashPoint('after-execute');
+
+  const now = Date.now();
+  const withStart = (events: NewEvent[]) => (step.kind.recordsStart || resumeState !== undefined ? events : [startEvent(work, input, started), ...events]);
+  switch (outcome.type) {
+    case 'done': {
+      const outputJson = encodeValue(outcome.output ?? null, host.blobs, rs.workflow.inlineOutputBytes) ?? 'null';
+      const res = await commit(host, rs, work, {
+        fence,
+        update: { status: 'succeeded', outputJson, owner: null, startedAt: started, finishedAt: now },
+        events: withStart([{ type: EventType.stepSucceeded, stepKey: work.key, at: now, data: { attempt: work.attempt, duration_ms: now - started, output: eventValue(outputJson) } }]),
+        ...(index === undefined
+          ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
+          : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
+      });
+      if (res && index === undefined) rs.record(stepId, 'succeeded', outcome.output ?? null);
+      if (res) emit('succeeded', { durationMs: now - started });
+      return res ?? EMPTY;
+    }
+    case 'sleep': {
+      const local = outcome.until - now <= LOCAL_DELAY_MS;
+      const res = await commit(host, rs, work, {
+        fence,
+        update: { status: 'scheduled', dueAt: outcome.until, owner: local ? host.workerId : null, state: wrapState(index, item, outcome.state) },
+        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { until: new Date(outcome.until).toISOString() } }]),
+      });
+      emit('waiting');
+      if (!res) return EMPTY;
+      if (local) res.later.push({ work: { ...work, fresh: true, state: wrapState(index, item, outcome.state) }, dueAt: outcome.until });
+      res.poke = !local;
+      return res;
+    }
+    case 'wait': {
+      const res = await commit(host, rs, work, {
+        fence,
+        update: { status: 'waiting', waitKey: outcome.waitKey, dueAt: outcome.timeoutAt ?? 0, owner: null, state: wrapState(index, item, outcome.state) },
+        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined } }]),
+      });
+      emit('waiting');
+      return res ?? EMPTY;
+    }
+    case 'child': {
+      const childId = `${rs.id}.${work.key}.${work.attempt}`;
+      const child = await host.newRun(outcome.versionId, outcome.input, { id: childId, parentRunId: rs.id, parentStepKey: work.key });
+      const res = await commit(host, rs, work, {
+        fence,
+        update: { status: 'waiting', waitKey: `run:${childId}`, owner: null, state: wrapState(index, item, { ...(outcome.state as object), childRunId: childId }) },
+        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { child_run: childId, workflow: outcome.versionId } }]),
+        childRun: child,
+      });
+      emit('waiting');
+      if (!res) return EMPTY;
+      res.childReady = child.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: childId, key: s.key, attempt: 1, fresh: true }));
+      return res;
+    }
+    case 'fanout': {
+      const n = outcome.items.length;
+      const res = await commit(host, rs, work, {
+        fence,
+        update: { status: 'waiting', owner: null, pendingDeps: n, state: outcome.state },
+        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { items: n, concurrency: outcome.concurrency } }]),
+        insert: outcome.items.map((it, i) => ({
+          key: `${stepId}[${i}]`, stepId, index: i, parentKey: stepId, pendingDeps: 0,
+          status: i < outcome.concurrency ? ('scheduled' as const) : ('pending' as const),
+          owner: i < outcome.concurrency ? host.workerId : undefined, state: { item: it },
+        })),
+      });
+      emit('waiting');
+      if (!res) return EMPTY;
+      // Items just inserted carry their item in memory: no need to read them back.
+      res.ready = res.ready.map((w) => {
+        const i = parseKey(w.key).index;
+        return i === undefined ? w : { ...w, fresh: true, state: { item: outcome.items[i] } };
+      });
+      return res;
+    }
+  }
+}
+
+async function fail(
+  host: ExecutorHost, rs: RunState, work: Work, step: CompiledStep, top: CompiledStep,
+  fence: StepCommit['fence'], started: number, e: unknown, emit: (s: StepEvent['status'], x?: Partial<StepEvent>) => void, input?: unknown,
+): Promise<AttemptResult> {
+  const { stepId, index } = parseKey(work.key);
+  const error = serializeError(e instanceof BatonError || e instanceof Error ? e : new BatonError('BATON_STEP_FAILED', { step: work.key, detail: String(e) }));
+  const now = Date.now();
+  const startEv = step.kind.recordsStart ? [] : [startEvent(work, input, started)];
+  const failEvent = (final: boolean, extra: Record<string, unknown> = {}): NewEvent => ({
+    type: EventType.stepFailed, stepKey: work.key, at: now, data: { attempt: work.attempt, duration_ms: now - started, error, final, ...extra },
+  });
+  const state = index === undefined ? null : { item: (work.state as { item?: unknown } | undefined)?.item };
+
+  if (shouldRetry(step.retry, work.attempt, error.retryable)) {
+    const delay = backoffDelay(step.retry, work.attempt);
+    const local = delay <= LOCAL_DELAY_MS;
+    const res = await commit(host, rs, work, {
+      fence,
+      update: { status: 'scheduled', attempt: work.attempt + 1, dueAt: now + delay, owner: local ? host.workerId : null, state },
+      events: [...startEv, failEvent(false, { retry_in_ms: delay, next_attempt: work.attempt + 1 })],
+    });
+    emit('retrying', { error, durationMs: now - started });
+    if (!res) return EMPTY;
+    const next: Work = { runId: work.runId, key: work.key, attempt: work.attempt + 1, fresh: true, state: state ?? undefined };
+    if (local) res.later.push({ work: next, dueAt: now + delay });
+    res.poke = !local;
+    return res;
+  }
+
+  const onError = step.onError;
+  if (onError.action === 'continue') {
+    let value: unknown = null;
+    if (onError.value) {
+      try {
+        value = await onError.value.evaluate({ ...rs.scope, error }, `in step ${work.key}: on_error.continue`);
+      } catch (e2) {
+        return failRun(host, rs, work, fence, serializeError(e2), [...startEv, failEvent(true)], emit, now - started);
+      }
+    }
+    const outputJson = encodeValue(value ?? null, host.blobs, rs.workflow.inlineOutputBytes) ?? 'null';
+    const res = await commit(host, rs, work, {
+      fence,
+      update: { status: 'failed', outputJson, error, owner: null, finishedAt: now },
+      events: [...startEv, failEvent(true, { continued_with: eventValue(outputJson) })],
+      ...(index === undefined
+        ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
+        : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
+    });
+    if (res && index === undefined) rs.record(stepId, 'failed', value ?? null, error);
+    emit('failed', { error, durationMs: now - started });
+    return res ?? EMPTY;
+  }
+  if (onError.action === 'route' && index === undefined) {
+    const res = await commit(host, rs, work, {
+      fence,
+      update: { status: 'failed', error, owner: null, finishedAt: now },
+      events: [...startEv, failEvent(true, { routed_to: onError.step })],
+      decrement: top.dependents.map((d) => ({ key: d, live: false })),
+      schedule: [onError.step],
+    });
+    if (res) rs.record(stepId, 'failed', undefined, error);
+    emit('failed', { error, durationMs: now - started });
+    return res ?? EMPTY;
+  }
+  if (index !== undefined) {
+    // An item failed for good: the map fails (its own on_error then applies).
+    const res = await commit(host, rs, work, {
+      fence,
+      update: { status: 'failed', error, owner: null, finishedAt: now },
+      events: [...startEv, failEvent(true)],
+      cancelChildrenOf: stepId,
+      wake: { key: stepId, state: { count: 0, failed: { key: work.key, error } }, events: [] },
+    });
+    emit('failed', { error, durationMs: now - started });
+    if (res) res.poke = true;
+    return res ?? EMPTY;
+  }
+  return failRun(host, rs, work, fence, error, [...startEv, failEvent(true)], emit, now - started);
+}
+
+async function failRun(
+  host: ExecutorHost, rs: RunState, work: Work, fence: StepCommit['fence'], error: SerializedError, events: NewEvent[],
+  emit: (s: StepEvent['status'], x?: Partial<StepEvent>) => void, durationMs: number,
+): Promise<AttemptResult> {
+  const now = Date.now();
+  const runError: SerializedError = { code: error.code, message: `step ${work.key}: ${error.message}`, retryable: false, details: { step: work.key }, cause: error };
+  const res = await commit(host, rs, work, {
+    fence,
+    update: { status: 'failed', error, owner: null, finishedAt: now },
+    events,
+    finishRun: {
+      status: 'failed', error: runError, events: [{ type: EventType.runFailed, at: now, data: { error: runError } }],
+      parent: rs.parentRunId ? { runId: rs.parentRunId, key: rs.parentStepKey!, state: { child: { runId: rs.id, status: 'failed', error: runError } }, events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status: 'failed' } }] } : undefined,
+    },
+  });
+  emit('failed', { error, durationMs });
+  if (res) {
+    rs.status = 'failed';
+    res.poke = Boolean(rs.parentRunId);
+  }
+  return res ?? EMPTY;
+}
+
+async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommit): Promise<AttemptResult | undefined> {
+  crashPoint('before-commit');
+  const r = await host.store.commit(c);
+  crashPoint('after-commit');
+  if (!r.ok) return undefined;
+  // Map items carry their item in the row, so those are read back; other new steps start blank.
+  const resumed = new Set(r.resumed ?? []);
+  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: parseKey(key).index === undefined && !resumed.has(key) }));
+  return { ready, later: [], runIdle: r.runIdle, childReady: [], poke: false };
+}
+
+function checkOutput(step: CompiledStep, output: unknown, _scope: unknown, where: string): void {
+  const v = step.outputValidator;
+  if (!v || v(output)) return;
+  const detail = (v.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '(root)'} ${e.message}`).join('; ');
+  throw new BatonError('BATON_OUTPUT_SCHEMA', { step: where.replace(/^in step /, ''), detail });
+}
+
+function startEvent(work: Work, input: unknown, at: number): NewEvent {
+  return { type: EventType.stepStarted, stepKey: work.key, at, data: { attempt: work.attempt, input: input === undefined ? undefined : summarise(input) } };
+}
+
+/** Events keep the stored form: a blob reference stays a reference. */
+function eventValue(json: string): unknown {
+  const v = JSON.parse(json) as unknown;
+  return isBlobRef(v) ? v : v;
+}
+
+/** Inputs are recorded as given unless huge; a huge one is recorded by size only. */
+function summarise(v: unknown): unknown {
+  const text = JSON.stringify(v);
+  if (text !== undefined && text.length > 64 * 1024) return { $truncated: true, bytes: Buffer.byteLength(text) };
+  return v;
+}
+
+function wrapState(index: number | undefined, item: unknown, state: unknown): unknown {
+  return index === undefined ? state : { item, resume: state };
+}
+
+function truthy(v: unknown): boolean {
+  if (Array.isArray(v)) return v.length > 0;
+  return Boolean(v);
+}
+
+function isCancel(reason: unknown): boolean {
+  return reason instanceof BatonError && reason.code === 'BATON_CANCELLED';
+}

@@ -1,0 +1,79 @@
+/**
+ * Workflow versions: registering a document stores it immutably under `name@hash`; a run is
+ * pinned to the version it started on. Child workflows referenced by file are registered
+ * first and the reference is rewritten to their version id before hashing, so a change in a
+ * child makes a new parent version too.
+ */
+import { dirname, resolve } from 'node:path';
+import { BatonError } from '../errors.js';
+import { canonicalJson, contentHash, versionIdOf } from '../spec/canonical.js';
+import { compileOrThrow, type CompiledWorkflow } from '../spec/compile.js';
+import { readSource, type SourceDocument } from '../spec/parse.js';
+import type { StepDoc, WorkflowDocument } from '../spec/types.js';
+import type { Store, VersionRecord } from '../store/store.js';
+
+const FILE_REF = /\.(ya?ml|json)$/i;
+
+export class WorkflowRegistry {
+  private readonly compiled = new Map<string, CompiledWorkflow>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly functionNames: () => ReadonlySet<string>,
+  ) {}
+
+  /** Validates (every problem at once, with positions when `source` is given) and registers. */
+  async register(value: unknown, source?: SourceDocument): Promise<VersionRecord> {
+    const functions = this.functionNames();
+    compileOrThrow(value, { source, functions });
+    const doc = structuredClone(value) as WorkflowDocument;
+    await this.resolveChildren(doc, source);
+    const canonical = canonicalJson(doc);
+    const hash = contentHash(canonical);
+    const rec = await this.store.putVersion({ versionId: versionIdOf(doc.name, hash), name: doc.name, hash, document: canonical, source: source?.file });
+    if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, { functions }));
+    return rec;
+  }
+
+  async registerFile(file: string): Promise<VersionRecord> {
+    const src = readSource(file);
+    return this.register(src.value, src);
+  }
+
+  /** The compiled form of a registered version (compiled once per process). */
+  async get(versionId: string): Promise<CompiledWorkflow> {
+    const hit = this.compiled.get(versionId);
+    if (hit) return hit;
+    const rec = await this.store.getVersion(versionId);
+    if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: versionId });
+    // Functions are checked at call time here: a worker may serve versions registered elsewhere.
+    const wf = compileOrThrow(JSON.parse(rec.document));
+    this.compiled.set(versionId, wf);
+    return wf;
+  }
+
+  /** `name` (latest version) or `name@hash` to a version id. */
+  async resolve(ref: string): Promise<string> {
+    if (ref.includes('@')) {
+      const rec = await this.store.getVersion(ref);
+      if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
+      return rec.versionId;
+    }
+    const rec = await this.store.latestVersion(ref);
+    if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
+    return rec.versionId;
+  }
+
+  private async resolveChildren(doc: WorkflowDocument, source?: SourceDocument): Promise<void> {
+    const visit = async (s: StepDoc | undefined) => {
+      if (!s) return;
+      if (s.kind === 'workflow' && FILE_REF.test(s.workflow)) {
+        const base = source && source.file !== '<input>' ? dirname(source.file) : process.cwd();
+        const child = await this.registerFile(resolve(base, s.workflow));
+        s.workflow = child.versionId;
+      }
+      if (s.kind === 'map') await visit(s.step as StepDoc);
+    };
+    for (const s of doc.steps) await visit(s);
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * What a worker keeps in memory about a run it is executing: the compiled version, the
+ * decoded input and outputs, and the expression scope built from them. It is a cache: the
+ * store is the truth, and anything missing (a step finished by another process) is reloaded.
+ */
+import type { CompiledWorkflow } from '../spec/compile.js';
+import type { RunRecord } from '../store/store.js';
+import type { RunStatus, StepStatus } from './states.js';
+
+export interface StepView {
+  output?: unknown;
+  status: StepStatus;
+  error?: unknown;
+}
+
+export class RunState {
+  readonly id: string;
+  readonly workflow: CompiledWorkflow;
+  readonly versionId: string;
+  status: RunStatus;
+  readonly input: unknown;
+  readonly parentRunId?: string;
+  readonly parentStepKey?: string;
+  readonly createdAt: number;
+  /** Step id → what expressions see as `steps.<id>`. Mutated in place as steps finish. */
+  readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
+  /** The expression scope shared by every step of this run. */
+  readonly scope: Record<string, unknown>;
+  /** Abort controllers of attempts in flight here, for cancellation. */
+  readonly inflight = new Map<string, AbortController>();
+  /** Set once every step's status has been loaded from the store. */
+  loaded = false;
+
+  constructor(run: RunRecord, workflow: CompiledWorkflow, input: unknown) {
+    this.id = run.id;
+    this.workflow = workflow;
+    this.versionId = run.versionId;
+    this.status = run.status;
+    this.input = input;
+    this.parentRunId = run.parentRunId;
+    this.parentStepKey = run.parentStepKey;
+    this.createdAt = run.createdAt;
+    this.scope = {
+      input,
+      steps: this.steps,
+      vars: workflow.doc.vars ?? {},
+      run: { id: run.id, workflow: run.workflow, version: run.versionId, created_at: new Date(run.createdAt).toISOString() },
+    };
+  }
+
+  record(stepId: string, status: StepStatus, output?: unknown, error?: unknown): void {
+    const v: StepView = { status };
+    if (output !== undefined) v.output = output;
+    if (error !== undefined) v.error = error;
+    this.steps[stepId] = v;
+  }
+}
+
+/** `summarise[3]` → { stepId: 'summarise', index: 3 }. */
+export function parseKey(key: string): { stepId: string; index?: number } {
+  const m = /^(.*)\[(\d+)\]$/.exec(key);
+  return m ? { stepId: m[1], index: Number(m[2]) } : { stepId: key };
+}

@@ -1,0 +1,184 @@
+/**
+ * Every error a user can cause, in one table. A `BatonError` is only ever built from this
+ * table, so each failure has a stable `code`, an HTTP status for the gateway, a `retryable`
+ * flag that retry policies read (never the message text), and a message that says what to do.
+ *
+ * Codes are never reused: a retired code stays in `RETIRED_CODES`.
+ * `docs/errors.md` lists the same codes; a test keeps the two in step.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status the gateway answers with. */
+  status: number;
+  /** Whether repeating the same operation may succeed. Retry policies read this. */
+  retryable: boolean;
+  /** Message template; `{name}` is replaced by `params.name`. */
+  message: string;
+}
+
+export const ERRORS = {
+  // --- documents and validation ---------------------------------------------------------
+  BATON_DOC_SYNTAX: { status: 400, retryable: false, message: 'The document is not valid YAML or JSON: {detail}' },
+  BATON_DOC_INVALID: { status: 400, retryable: false, message: '{detail}' },
+  BATON_DOC_NOT_FOUND: { status: 404, retryable: false, message: 'Cannot read workflow file {file}: {detail}. Check the path.' },
+  BATON_UNKNOWN_KIND: { status: 400, retryable: false, message: 'Unknown step kind "{kind}". Use one of: {kinds}.' },
+  BATON_VERSION_CONFLICT: { status: 409, retryable: false, message: 'Version id {versionId} is already registered for a different document (hash collision). Rename the workflow.' },
+  BATON_WORKFLOW_NOT_FOUND: { status: 404, retryable: false, message: 'No workflow version "{ref}" is registered. Register it first or check the name.' },
+  BATON_UNKNOWN_FUNCTION: { status: 400, retryable: false, message: 'Function "{name}" is not registered. Register it with baton.registerFunction() or list its module under `functions:` in baton.config.yaml.' },
+
+  // --- expressions ----------------------------------------------------------------------
+  BATON_EXPR_COMPILE: { status: 400, retryable: false, message: 'Expression does not compile: {detail}' },
+  BATON_EXPR_EVAL: { status: 422, retryable: false, message: 'Expression {where} failed: {detail}' },
+  BATON_EXPR_TIMEOUT: { status: 422, retryable: false, message: 'Expression {where} ran longer than {limitMs} ms. Simplify it or raise expression_timeout.' },
+  BATON_EXPR_DEPTH: { status: 422, retryable: false, message: 'Expression {where} nested deeper than {limit} levels (runaway recursion?).' },
+
+  // --- runs and input -------------------------------------------------------------------
+  BATON_INPUT_INVALID: { status: 422, retryable: false, message: 'The run input does not match the workflow input schema: {detail}' },
+  BATON_INPUT_PARSE: { status: 400, retryable: false, message: 'Cannot read the run input: {detail}' },
+  BATON_RUN_NOT_FOUND: { status: 404, retryable: false, message: 'No run with id "{runId}". List runs with `baton runs list`.' },
+  BATON_RUN_STATE: { status: 409, retryable: false, message: 'Run {runId} is {status}; cannot {action} it.' },
+  BATON_SIGNAL_NO_TARGET: { status: 404, retryable: false, message: 'No step is waiting for {what}.' },
+
+  // --- step execution -------------------------------------------------------------------
+  BATON_STEP_FAILED: { status: 500, retryable: true, message: 'Step {step} failed: {detail}' },
+  BATON_STEP_TIMEOUT: { status: 504, retryable: true, message: 'Step {step} did not finish within {timeoutMs} ms.' },
+  BATON_OUTPUT_SCHEMA: { status: 422, retryable: true, message: 'Output of step {step} does not match its output_schema: {detail}' },
+  BATON_GUARD_FAILED: { status: 422, retryable: true, message: 'Output of step {step} failed its guard `{guard}`.' },
+  BATON_HTTP_STATUS: { status: 502, retryable: false, message: 'HTTP {method} {url} answered {httpStatus}: {detail}' },
+  BATON_HTTP_NETWORK: { status: 502, retryable: true, message: 'HTTP {method} {url} failed: {detail}' },
+  BATON_HTTP_BODY: { status: 502, retryable: false, message: 'HTTP {method} {url} answered a body that is not JSON ({contentType}). Set `response: text` on the step to accept text.' },
+  BATON_MAP_NOT_ARRAY: { status: 422, retryable: false, message: 'map step {step}: `over` must give an array, got {type}.' },
+  BATON_CHILD_FAILED: { status: 500, retryable: false, message: 'Child workflow {workflow} (run {childRunId}) {status}: {detail}' },
+  BATON_CANCELLED: { status: 409, retryable: false, message: 'Run {runId} was cancelled.' },
+
+  // --- configuration and storage --------------------------------------------------------
+  BATON_CONFIG_INVALID: { status: 400, retryable: false, message: 'baton.config.yaml: {detail}' },
+  BATON_STORE_OPEN: { status: 500, retryable: false, message: 'Cannot open the store at {path}: {detail}' },
+  BATON_STORE_CORRUPT: { status: 500, retryable: false, message: 'The store at {path} is corrupt or not a Baton database ({detail}). Restore it from a backup or point --db elsewhere; nothing was written.' },
+  BATON_STORE_BUSY: { status: 503, retryable: true, message: 'The store at {path} is locked by another process for too long ({detail}). Try again.' },
+  BATON_STORE_SCHEMA_NEWER: { status: 500, retryable: false, message: 'The store at {path} was written by a newer Baton (schema {found} > {supported}). Upgrade Baton.' },
+  BATON_BLOB_MISSING: { status: 500, retryable: false, message: 'Blob {hash} referenced by a recorded output is missing from {dir}.' },
+  BATON_USAGE: { status: 400, retryable: false, message: '{detail}' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Codes that existed once and must never be reused. */
+export const RETIRED_CODES: readonly string[] = [];
+
+/** One problem in a document, with where it is. */
+export interface Problem {
+  message: string;
+  /** JSON path inside the document, e.g. `steps[2].needs[0]`. */
+  path: string;
+  file?: string;
+  line?: number;
+  column?: number;
+  severity?: 'error' | 'warning';
+}
+
+export interface SerializedError {
+  code: string;
+  message: string;
+  retryable: boolean;
+  details?: Record<string, unknown>;
+  cause?: SerializedError;
+}
+
+export class BatonError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown>;
+  /** For documents: every problem found, each with file:line:column. */
+  readonly problems: Problem[];
+
+  constructor(code: ErrorCode, params: Record<string, unknown> = {}, opts: { cause?: unknown; problems?: Problem[]; retryable?: boolean } = {}) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(format(spec.message, params), opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'BatonError';
+    this.code = code;
+    this.status = spec.status;
+    this.retryable = opts.retryable ?? spec.retryable;
+    this.details = params;
+    this.problems = opts.problems ?? [];
+  }
+
+  /** The message with every problem on its own `file:line:column: message` line. */
+  describe(): string {
+    if (this.problems.length === 0) return this.message;
+    return this.problems.map(formatProblem).join('\n');
+  }
+}
+
+export function formatProblem(p: Problem): string {
+  const where = p.file ? `${p.file}:${p.line ?? 1}:${p.column ?? 1}` : p.line ? `${p.line}:${p.column ?? 1}` : p.path || '(document)';
+  const sev = p.severity === 'warning' ? 'warning: ' : '';
+  return `${where}: ${sev}${p.message}${p.path && p.file ? ` (at ${p.path})` : ''}`;
+}
+
+function format(template: string, params: Record<string, unknown>): string {
+  return template.replace(/\{(\w+)\}/g, (m, k: string) => (k in params ? String(params[k]) : m));
+}
+
+/**
+ * The one path from any thrown value to the stored/JSON form of a failure.
+ * Code from users (functions, HTTP bodies) throws arbitrary things; they become
+ * BATON_STEP_FAILED with the original kept as `cause`.
+ */
+export function serializeError(err: unknown, depth = 0): SerializedError {
+  if (err instanceof BatonError) {
+    const out: SerializedError = { code: err.code, message: err.message, retryable: err.retryable };
+    const details = plainDetails(err.details);
+    if (details) out.details = details;
+    if (err.problems.length) out.details = { ...(out.details ?? {}), problems: err.problems };
+    if (err.cause !== undefined && depth < 5) out.cause = serializeError(err.cause, depth + 1);
+    return out;
+  }
+  if (err instanceof Error) {
+    const anyErr = err as Error & { code?: unknown; retryable?: unknown };
+    const out: SerializedError = {
+      code: typeof anyErr.code === 'string' ? anyErr.code : err.name || 'Error',
+      message: err.message,
+      // Errors thrown by user code are retryable unless they say otherwise: the retry
+      // policy (default: one attempt) is what limits repeats.
+      retryable: typeof anyErr.retryable === 'boolean' ? anyErr.retryable : true,
+    };
+    if (err.cause !== undefined && depth < 5) out.cause = serializeError(err.cause, depth + 1);
+    return out;
+  }
+  return { code: 'Error', message: typeof err === 'string' ? err : safeString(err), retryable: true };
+}
+
+/** Rebuilds a BatonError-like object from its stored form (codes outside the table stay plain). */
+export function deserializeError(s: SerializedError): Error & { code: string; retryable: boolean } {
+  const e = new Error(s.message, s.cause ? { cause: deserializeError(s.cause) } : undefined) as Error & { code: string; retryable: boolean; details?: unknown };
+  e.name = 'BatonError';
+  e.code = s.code;
+  e.retryable = s.retryable;
+  if (s.details) e.details = s.details;
+  return e;
+}
+
+function plainDetails(d: Record<string, unknown>): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  let any = false;
+  for (const [k, v] of Object.entries(d)) {
+    if (v === undefined || typeof v === 'function') continue;
+    out[k] = v;
+    any = true;
+  }
+  return any ? out : undefined;
+}
+
+function safeString(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+export function isBatonError(e: unknown): e is BatonError {
+  return e instanceof BatonError;
+}

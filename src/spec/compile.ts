@@ -1,0 +1,453 @@
+/**
+ * Validates a workflow document and compiles it into the form the engine executes.
+ *
+ * Validation reports ALL problems at once, each with its document path (and, through
+ * `SourceDocument.locate`, its line and column): structure against the JSON Schema, unknown
+ * kinds and fields, duplicate ids, references to missing steps, cycles (named), expressions
+ * that do not compile, output/input schemas that are not valid JSON Schema.
+ */
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { BatonError, type Problem } from '../errors.js';
+import { DEFAULT_LIMITS, ExpressionCache, type Expression } from '../expr/expression.js';
+import { STEP_KINDS } from '../steps/index.js';
+import type { PreparedStep, StepKind } from '../steps/kind.js';
+import { NO_RETRY, retryPolicy, type RetryPolicy } from '../resilience/retry.js';
+import { parseDuration } from '../util/duration.js';
+import { buildWorkflowSchema, COMMON_STEP_FIELDS } from './schema.js';
+import { formatPath, type DocPath, type SourceDocument } from './parse.js';
+import type { JsonSchema, OnErrorDoc, StepDoc, SubStepDoc, WorkflowDocument } from './types.js';
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
+
+/** The published schema, built from the step kind table. */
+export const WORKFLOW_SCHEMA = buildWorkflowSchema([...STEP_KINDS.values()].map((k) => k.schema));
+
+let documentValidator: ValidateFunction | undefined;
+function validateStructure(value: unknown): ErrorObject[] {
+  documentValidator ??= newAjv({ discriminator: true, verbose: true }).compile(WORKFLOW_SCHEMA);
+  return documentValidator(value) ? [] : (documentValidator.errors ?? []);
+}
+
+/** An Ajv instance for user-supplied schemas (input and output schemas). */
+export function newAjv(extra: { discriminator?: boolean; verbose?: boolean } = {}): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: true, strict: false, ...extra });
+  addFormats(ajv);
+  return ajv;
+}
+
+export type OnError = { action: 'fail' } | { action: 'continue'; value?: Expression } | { action: 'route'; step: string };
+
+/** One step, ready to execute. Map sub-steps are `CompiledStep`s too (without deps). */
+export interface CompiledStep {
+  id: string;
+  doc: StepDoc | SubStepDoc;
+  kind: StepKind<never>;
+  prepared: PreparedStep;
+  when?: Expression;
+  input?: Expression;
+  guard?: Expression;
+  outputValidator?: ValidateFunction;
+  retry: RetryPolicy;
+  timeoutMs?: number;
+  onError: OnError;
+  /** Steps that must finish first: `needs` plus every `steps.X` referenced. */
+  deps: string[];
+  /** Steps that list this one among their deps. */
+  dependents: string[];
+  /** Runs only when another step's `on_error.route` sends it. */
+  isHandler: boolean;
+  /** For map steps: the per-item sub-step. */
+  sub?: CompiledStep;
+}
+
+export interface CompiledWorkflow {
+  name: string;
+  doc: WorkflowDocument;
+  steps: Map<string, CompiledStep>;
+  /** Step ids in document order. */
+  order: string[];
+  inputValidator?: ValidateFunction;
+  output?: Expression;
+  /** Steps nothing depends on: their outputs form the default run output. */
+  sinks: string[];
+  inlineOutputBytes: number;
+  expressions: ExpressionCache;
+}
+
+export interface CompileOptions {
+  /** Registered function names; when given, unknown names are problems. */
+  functions?: ReadonlySet<string>;
+  source?: SourceDocument;
+}
+
+export interface CompileResult {
+  problems: Problem[];
+  workflow?: CompiledWorkflow;
+}
+
+/** Validates and compiles; never throws for document problems (they are returned). */
+export function compileWorkflow(value: unknown, opts: CompileOptions = {}): CompileResult {
+  const problems: Array<{ path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }> = [];
+  const add = (path: DocPath, message: string, atKey = false) => problems.push({ path, message, atKey });
+
+  for (const e of validateStructure(value)) {
+    const p = structuralProblem(e, value);
+    if (p && !problems.some((q) => formatPath(q.path) === formatPath(p.path) && q.message === p.message)) problems.push(p);
+  }
+
+  const doc = value as WorkflowDocument;
+  const result = (): CompileResult => ({ problems: problems.map((p) => toProblem(p, opts.source)) });
+  if (!doc || typeof doc !== 'object' || !Array.isArray(doc.steps)) return result();
+
+  let limitMs = DEFAULT_LIMITS.timeoutMs;
+  if (doc.limits?.expression_timeout !== undefined) {
+    try {
+      limitMs = parseDuration(doc.limits.expression_timeout);
+    } catch (e) {
+      add(['limits', 'expression_timeout'], (e as BatonError).message);
+    }
+  }
+  const expressions = new ExpressionCache({ ...DEFAULT_LIMITS, timeoutMs: limitMs });
+  const ajv = newAjv();
+
+  let defaultRetry = NO_RETRY;
+  try {
+    defaultRetry = retryPolicy(doc.defaults?.retry, NO_RETRY);
+  } catch (e) {
+    add(['defaults', 'retry'], (e as BatonError).message);
+  }
+
+  const compileExpr = (src: unknown, path: DocPath): Expression | undefined => {
+    if (typeof src !== 'string') return undefined;
+    try {
+      return expressions.get(src);
+    } catch (e) {
+      add(path, (e as BatonError).message);
+      return undefined;
+    }
+  };
+  const compileSchema = (schema: unknown, path: DocPath): ValidateFunction | undefined => {
+    if (schema === undefined || (typeof schema !== 'object' && typeof schema !== 'boolean')) return undefined;
+    try {
+      return ajv.compile(schema as JsonSchema as object);
+    } catch (e) {
+      add(path, `not a valid JSON Schema: ${(e as Error).message}`);
+      return undefined;
+    }
+  };
+
+  /** Compiles the fields every step shares, then the kind's own fields. */
+  const structural = problems.map((p) => formatPath(p.path));
+  const compileStep = (s: StepDoc | SubStepDoc, id: string, path: DocPath): CompiledStep | undefined => {
+    if (!s || typeof s !== 'object') return undefined;
+    // A step whose shape is already wrong is not compiled further: its fields cannot be trusted.
+    const here = formatPath(path);
+    if (structural.some((p) => p === here || p.startsWith(`${here}.`) || (p.startsWith(`${here}[`) && !here.endsWith(']')))) return undefined;
+    const kind = STEP_KINDS.get(s.kind);
+    if (!kind) return undefined; // reported by the structure check
+    let prepared: PreparedStep;
+    try {
+      prepared = kind.prepare(s as never, {
+        expressions,
+        functions: opts.functions,
+        path: formatPath(path),
+        problem: (rel, message) => add(rel ? [...path, ...rel.split('.')] : path, message),
+      });
+    } catch (e) {
+      add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);
+      return undefined;
+    }
+    let retry = defaultRetry;
+    let timeoutMs: number | undefined;
+    try {
+      const base = s.retry || doc.defaults?.retry ? defaultRetry : { ...defaultRetry, ...kind.defaultRetry };
+      retry = retryPolicy(s.retry, base);
+    } catch (e) {
+      add([...path, 'retry'], (e as BatonError).message);
+    }
+    const timeout = s.timeout ?? doc.defaults?.timeout;
+    if (timeout !== undefined) {
+      try {
+        timeoutMs = parseDuration(timeout);
+      } catch (e) {
+        add([...path, 'timeout'], (e as BatonError).message);
+      }
+    }
+    return {
+      id,
+      doc: s,
+      kind,
+      prepared,
+      when: compileExpr(s.when, [...path, 'when']),
+      input: compileExpr(s.input, [...path, 'input']),
+      guard: compileExpr(s.guard, [...path, 'guard']),
+      outputValidator: compileSchema(s.output_schema, [...path, 'output_schema']),
+      retry,
+      timeoutMs,
+      onError: compileOnError(s.on_error, [...path, 'on_error'], compileExpr),
+      deps: [],
+      dependents: [],
+      isHandler: false,
+    };
+  };
+
+  // Pass 1: ids and per-step compilation.
+  const steps = new Map<string, CompiledStep>();
+  const order: string[] = [];
+  const pathOf = new Map<string, DocPath>();
+  doc.steps.forEach((s, i) => {
+    const path: DocPath = ['steps', i];
+    if (!s || typeof s !== 'object' || typeof s.id !== 'string') return;
+    if (pathOf.has(s.id)) {
+      add([...path, 'id'], `duplicate step id "${s.id}" (first used at ${formatPath(pathOf.get(s.id)!)}). Step ids must be unique.`);
+      return;
+    }
+    pathOf.set(s.id, path);
+    const c = compileStep(s, s.id, path);
+    if (!c) return;
+    if (s.kind === 'map' && (s as { step?: SubStepDoc }).step) {
+      c.sub = compileStep((s as { step: SubStepDoc }).step, s.id, [...path, 'step']);
+    }
+    steps.set(s.id, c);
+    order.push(s.id);
+  });
+
+  // Pass 2: references, dependencies and error routes.
+  for (const id of order) {
+    const c = steps.get(id)!;
+    const path = pathOf.get(id)!;
+    const deps = new Set<string>();
+    (c.doc as StepDoc).needs?.forEach((n, j) => {
+      if (n === id) add([...path, 'needs', j], `step "${id}" cannot need itself.`);
+      else if (!pathOf.has(n)) add([...path, 'needs', j], `needs "${n}", but there is no step with that id${suggest(n, pathOf.keys())}.`);
+      else deps.add(n);
+    });
+    const refSets: Array<[DocPath, Iterable<string>]> = [];
+    for (const f of ['when', 'input', 'guard'] as const) if (c[f]) refSets.push([[...path, f], c[f]!.stepRefs]);
+    refSets.push([path, c.prepared.stepRefs]);
+    if (c.sub) {
+      for (const f of ['when', 'input', 'guard'] as const) if (c.sub[f]) refSets.push([[...path, 'step', f], c.sub[f]!.stepRefs]);
+      refSets.push([[...path, 'step'], c.sub.prepared.stepRefs]);
+    }
+    for (const [where, refs] of refSets) {
+      for (const r of refs) {
+        if (r === id) {
+          // A guard reads the step's own output through `output`, not steps.<self>.
+          add(where, `step "${id}" refers to its own output through steps.${id}; use \`output\` in a guard instead.`);
+        } else if (!pathOf.has(r)) add(where, `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+        else deps.add(r);
+      }
+    }
+    c.deps = [...deps].filter((d) => steps.has(d));
+    if (c.onError.action === 'route') {
+      const target = c.onError.step;
+      if (target === id) add([...path, 'on_error', 'route'], `step "${id}" cannot route its errors to itself.`);
+      else if (!steps.has(target)) add([...path, 'on_error', 'route'], `routes errors to "${target}", but there is no step with that id${suggest(target, pathOf.keys())}.`);
+      else steps.get(target)!.isHandler = true;
+    }
+  }
+  for (const id of order) {
+    const c = steps.get(id)!;
+    if (c.isHandler && (c.doc as StepDoc).needs?.length) {
+      add([...pathOf.get(id)!, 'needs'], `step "${id}" is an error handler (an on_error.route target); it runs only when routed to, so it cannot have needs.`);
+    }
+    for (const d of c.deps) steps.get(d)!.dependents.push(id);
+  }
+
+  // Pass 3: cycles.
+  for (const cycle of findCycles(order, (id) => steps.get(id)!.deps)) {
+    add(pathOf.get(cycle[0])!, `dependency cycle: ${[...cycle, cycle[0]].join(' → ')}. Steps form a directed acyclic graph; remove one of these dependencies.`);
+  }
+
+  const inputValidator = compileSchema(doc.input, ['input']);
+  const output = compileExpr(doc.output, ['output']);
+  for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+
+  if (problems.length) return result();
+  const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0 && !steps.get(id)!.isHandler);
+  return {
+    problems: [],
+    workflow: {
+      name: doc.name,
+      doc,
+      steps,
+      order,
+      inputValidator,
+      output,
+      sinks,
+      inlineOutputBytes: doc.limits?.inline_output_bytes ?? 256 * 1024,
+      expressions,
+    },
+  };
+}
+
+function compileOnError(
+  doc: OnErrorDoc | undefined,
+  path: DocPath,
+  compileExpr: (src: unknown, path: DocPath) => Expression | undefined,
+): OnError {
+  if (doc === undefined || doc === 'fail') return { action: 'fail' };
+  if (doc === 'continue') return { action: 'continue' };
+  if (typeof doc === 'object' && 'continue' in doc) return { action: 'continue', value: compileExpr(doc.continue, [...path, 'continue']) };
+  if (typeof doc === 'object' && 'route' in doc) return { action: 'route', step: doc.route };
+  return { action: 'fail' };
+}
+
+/** Every elementary cycle reachable, reported once each (by Tarjan's strongly connected components). */
+export function findCycles(nodes: string[], edges: (n: string) => string[]): string[][] {
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const on = new Set<string>();
+  const out: string[][] = [];
+  const strong = (v: string) => {
+    idx.set(v, index);
+    low.set(v, index++);
+    stack.push(v);
+    on.add(v);
+    for (const w of edges(v)) {
+      if (!idx.has(w)) {
+        strong(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      if (comp.length > 1) out.push(orderCycle(comp, edges));
+    }
+  };
+  for (const n of nodes) if (!idx.has(n)) strong(n);
+  return out;
+}
+
+/** Orders a strongly connected component as a readable path a → b → c (following edges). */
+function orderCycle(comp: string[], edges: (n: string) => string[]): string[] {
+  const set = new Set(comp);
+  const start = [...comp].sort()[0];
+  const pathOut = [start];
+  const seen = new Set([start]);
+  let cur = start;
+  for (;;) {
+    const next = edges(cur).find((n) => set.has(n) && !seen.has(n));
+    if (!next) break;
+    pathOut.push(next);
+    seen.add(next);
+    cur = next;
+  }
+  // `needs` edges point from a step to what it waits for; show the flow direction instead.
+  return pathOut.reverse();
+}
+
+function structuralProblem(e: ErrorObject, root: unknown): { path: DocPath; message: string; atKey?: boolean } | undefined {
+  const path: DocPath = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+  const here = path.length ? formatPath(path) : 'the document';
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const prop = (e.params as { additionalProperty: string }).additionalProperty;
+      const known = knownFields(e, root, path);
+      return { path: [...path, prop], atKey: true, message: `unknown field "${prop}" in ${here}${suggest(prop, known)}.` };
+    }
+    case 'required':
+      return { path, message: `${here} is missing the required field "${(e.params as { missingProperty: string }).missingProperty}".` };
+    case 'discriminator': {
+      const p = e.params as { error: string; tag: string; tagValue: unknown };
+      if (p.error === 'mapping') {
+        const kinds = [...STEP_KINDS.keys()].join(', ');
+        return { path: [...path, 'kind'], message: `unknown step kind "${String(p.tagValue)}". Use one of: ${kinds}.` };
+      }
+      return { path, message: `${here} needs a string "kind" field.` };
+    }
+    case 'oneOf':
+    case 'anyOf':
+    case 'if':
+      return undefined; // the branch errors say more
+    case 'enum':
+      if (path[path.length - 1] === 'kind') return undefined; // the discriminator error names the kinds
+      return { path, message: `${here} must be one of ${((e.params as { allowedValues: unknown[] }).allowedValues).map((v) => JSON.stringify(v)).join(', ')}.` };
+    case 'const':
+      return undefined;
+    case 'pattern':
+      if (path[path.length - 1] === 'id') return { path, message: `step id ${JSON.stringify(valueAt(root, path))} must start with a letter or _ and contain only letters, digits and _ (it is used as steps.<id> in expressions).` };
+      if (path[0] === 'name' && path.length === 1) return { path, message: `workflow name ${JSON.stringify(valueAt(root, path))} may contain only letters, digits, "_", "." and "-".` };
+      return { path, message: `${here} ${e.message}` };
+    default:
+      return { path, message: `${here} ${e.message}` };
+  }
+}
+
+/** Field names allowed where an unknown field was found, for "did you mean". */
+function knownFields(e: ErrorObject, root: unknown, path: DocPath): string[] {
+  const schema = e.parentSchema as { properties?: Record<string, unknown> } | undefined;
+  if (schema?.properties) return Object.keys(schema.properties);
+  void root;
+  void path;
+  return Object.keys(COMMON_STEP_FIELDS);
+}
+
+function valueAt(root: unknown, path: DocPath): unknown {
+  let v = root;
+  for (const seg of path) v = (v as Record<string | number, unknown> | undefined)?.[seg];
+  return v;
+}
+
+/** ` (did you mean "x"?)` when a known name is close (edit distance at most 2, and under half its length). */
+export function suggest(name: string, known: Iterable<string>): string {
+  let best: string | undefined;
+  let bestD = Math.min(3, Math.ceil(name.length / 2));
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  return best ? ` (did you mean "${best}"?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0];
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j];
+      dp[j] = Math.min(dp[j] + 1, dp[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length];
+}
+
+function toProblem(p: { path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }, source?: SourceDocument): Problem {
+  const out: Problem = { path: formatPath(p.path), message: p.message };
+  if (p.severity) out.severity = p.severity;
+  if (source) {
+    const pos = source.locate(p.path, p.atKey);
+    out.file = source.file;
+    out.line = pos.line;
+    out.column = pos.column;
+  }
+  return out;
+}
+
+/** Compiles or throws one BATON_DOC_INVALID carrying every problem. */
+export function compileOrThrow(value: unknown, opts: CompileOptions = {}): CompiledWorkflow {
+  const r = compileWorkflow(value, opts);
+  if (!r.workflow) {
+    const n = r.problems.length;
+    throw new BatonError('BATON_DOC_INVALID', { detail: `${opts.source?.file ?? 'workflow'}: ${n} problem${n === 1 ? '' : 's'}:\n${r.problems.map((p) => `  ${p.file ? `${p.file}:${p.line}:${p.column}: ` : `${p.path}: `}${p.message}`).join('\n')}` }, { problems: r.problems });
+  }
+  return r.workflow;
+}

@@ -1,0 +1,127 @@
+/**
+ * The workflow document as users write it (YAML or JSON) and as the typed builder produces it.
+ * Field names are snake_case because they are written by hand in YAML.
+ */
+
+/** A JSON Schema object (draft 2020-12). */
+export type JsonSchema = Record<string, unknown> | boolean;
+
+/** `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"1d"`, or a number of milliseconds. */
+export type Duration = string | number;
+
+/** A JSONata expression over `{ input, steps, vars, run }` (and `item`, `index` inside a map). */
+export type Expression = string;
+
+export interface RetryPolicyDoc {
+  /** Total attempts including the first. Default 1 (no retry); http steps default to 3. */
+  max_attempts?: number;
+  initial_delay?: Duration;
+  max_delay?: Duration;
+  multiplier?: number;
+  /** Fraction of the delay randomised, 0..1 (full jitter = 1). Default 0.2. */
+  jitter?: number;
+}
+
+/**
+ * What happens when a step fails after its retries:
+ * - `fail` (default): the run fails.
+ * - `continue` / `{ continue: expr }`: the step is recorded as failed with the given output
+ *   (null by default) and its dependents run.
+ * - `{ route: stepId }`: the named handler step runs (it runs only when routed to);
+ *   the failed step's other dependents are skipped.
+ */
+export type OnErrorDoc = 'fail' | 'continue' | { continue: Expression } | { route: string };
+
+export interface StepCommonDoc {
+  id: string;
+  description?: string;
+  needs?: string[];
+  when?: Expression;
+  input?: Expression;
+  output_schema?: JsonSchema;
+  guard?: Expression;
+  retry?: RetryPolicyDoc;
+  timeout?: Duration;
+  on_error?: OnErrorDoc;
+}
+
+export interface FunctionStepDoc extends StepCommonDoc {
+  kind: 'function';
+  /** Name of a registered TypeScript function. */
+  function: string;
+}
+
+export interface TransformStepDoc extends StepCommonDoc {
+  kind: 'transform';
+  /** The output: a JSONata expression over the run context. */
+  expression: Expression;
+}
+
+export interface HttpStepDoc extends StepCommonDoc {
+  kind: 'http';
+  /** URL template: `{{ expr }}` parts are JSONata, URL-encoded. */
+  url: string;
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
+  headers?: Record<string, string>;
+  query?: Record<string, string>;
+  /** `json` (default) parses the body and fails on non-JSON; `text` keeps it as a string. */
+  response?: 'json' | 'text';
+}
+
+export interface MapStepDoc extends StepCommonDoc {
+  kind: 'map';
+  /** Expression giving the array to iterate. */
+  over: Expression;
+  /** At most this many items run at once. Default 10. */
+  concurrency?: number;
+  /** The sub-step run for every item; it sees `item` and `index`. */
+  step: SubStepDoc;
+}
+
+export interface WaitStepDoc extends StepCommonDoc {
+  kind: 'wait';
+  /** Sleep this long (durable: survives restarts). */
+  duration?: Duration;
+  /** Expression giving an ISO time or epoch milliseconds to wake at. */
+  until?: Expression;
+  /** Wait for an external event of this name... */
+  event?: string;
+  /** ...whose correlation key equals this expression's value. */
+  key?: Expression;
+}
+
+export interface WorkflowStepDoc extends StepCommonDoc {
+  kind: 'workflow';
+  /** A registered workflow name (latest version), `name@versionHash`, or a file path relative to this document. */
+  workflow: string;
+}
+
+export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | WorkflowStepDoc;
+
+/** A map's sub-step: a step without `id` and `needs` (they belong to the map). */
+export type SubStepDoc = DistributiveOmit<Exclude<StepDoc, MapStepDoc>, 'id' | 'needs'>;
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export interface WorkflowDocument {
+  /** The workflow's name: letters, digits, `-`, `_`, `.`. */
+  name: string;
+  description?: string;
+  /** JSON Schema the run input must meet. */
+  input?: JsonSchema;
+  /** Expression for the run's output. Default: the outputs of the final (sink) steps by id. */
+  output?: Expression;
+  /** Constants available to expressions as `vars`. */
+  vars?: Record<string, unknown>;
+  /** Defaults applied to every step that does not set its own. */
+  defaults?: { retry?: RetryPolicyDoc; timeout?: Duration };
+  limits?: {
+    /** Time limit for one expression evaluation. Default 1000 ms. */
+    expression_timeout?: Duration;
+    /** Outputs larger than this many bytes go to the blob store. Default 256 KiB. */
+    inline_output_bytes?: number;
+  };
+  steps: StepDoc[];
+}
+
+export type StepKindName = StepDoc['kind'];

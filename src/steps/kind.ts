@@ -1,0 +1,89 @@
+/**
+ * The contract every step kind implements: a check at load time (`prepare`, which compiles the
+ * kind's own expressions and reports problems) and an execution at run time. The engine never
+ * switches on a kind's name; it only calls these.
+ *
+ * A kind that must wait (timer, event, child run, map items, and later approvals and external
+ * tasks) returns a suspending outcome. The engine records it durably and calls `execute` again
+ * with the saved `state` when the wait is over, on whatever worker picks the step up.
+ */
+import type { ExpressionCache } from '../expr/expression.js';
+import type { KindSchema } from '../spec/schema.js';
+import type { RetryPolicy } from '../resilience/retry.js';
+
+/** A registered TypeScript function callable from `function` steps. */
+export type StepFunction = (input: unknown, ctx: FunctionContext) => unknown | Promise<unknown>;
+
+export interface FunctionContext {
+  runId: string;
+  stepId: string;
+  attempt: number;
+  /** `runId:stepKey:attempt`: pass it to external systems so repeats are harmless. */
+  idempotencyKey: string;
+  /** Aborted on timeout or cancellation. */
+  signal: AbortSignal;
+}
+
+export interface PrepareContext {
+  expressions: ExpressionCache;
+  /** Records a problem at a path relative to the step (e.g. `url`). */
+  problem(path: string, message: string): void;
+  /** Known function names, or undefined when functions are not known (document-only validation). */
+  functions?: ReadonlySet<string>;
+  /** Document path of this step, e.g. `steps[2]`. */
+  path: string;
+}
+
+export interface ExecContext {
+  runId: string;
+  stepKey: string;
+  stepId: string;
+  attempt: number;
+  idempotencyKey: string;
+  signal: AbortSignal;
+  /** The expression context: { input, steps, vars, run } (+ item, index in a map). */
+  scope: Record<string, unknown>;
+  /** The evaluated `input` expression (undefined when the step has none). */
+  input: unknown;
+  /** Resume state saved by a previous suspending outcome; undefined on first execution. */
+  state: unknown;
+  now(): number;
+  services: ExecServices;
+}
+
+export interface ExecServices {
+  callFunction(name: string, input: unknown, ctx: FunctionContext): Promise<unknown>;
+  fetch: typeof fetch;
+  /** Outputs of a map step's items, in index order (for map). */
+  childOutputs(runId: string, parentKey: string): Promise<Array<{ status: string; output: unknown; error?: unknown }>>;
+  /** Resolves a child workflow reference to a registered version id. */
+  resolveWorkflow(ref: string): Promise<string>;
+}
+
+export type StepOutcome =
+  /** Finished with this output. */
+  | { type: 'done'; output: unknown }
+  /** Sleep until `until` (epoch ms), then execute again with `state`. */
+  | { type: 'sleep'; until: number; state: unknown }
+  /** Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. */
+  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number }
+  /** Start a child run of `versionId`; execute again when it finishes, with `state.child`. */
+  | { type: 'child'; versionId: string; input: unknown; state: unknown }
+  /** Run the prepared sub-step over `items`; execute again when all finished. */
+  | { type: 'fanout'; items: unknown[]; concurrency: number; state: unknown };
+
+export interface PreparedStep {
+  /** Step ids referenced by this kind's own expressions (beyond the common fields). */
+  stepRefs: ReadonlySet<string>;
+  execute(ctx: ExecContext): Promise<StepOutcome>;
+}
+
+export interface StepKind<D = Record<string, unknown>> {
+  readonly name: string;
+  readonly schema: KindSchema;
+  /** Whether the start of an attempt is recorded durably before executing (slow kinds). */
+  readonly recordsStart: boolean;
+  /** Retry policy when neither the step nor the workflow defaults set one. */
+  readonly defaultRetry?: Partial<RetryPolicy>;
+  prepare(step: D, ctx: PrepareContext): PreparedStep;
+}

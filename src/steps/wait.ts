@@ -1,0 +1,93 @@
+/**
+ * `wait`: a durable timer (`duration`, `until`) or a wait for an external event matched by a
+ * correlation key (`event` + `key`). Nothing lives in memory: the due time or the key is a
+ * column of the step's row, so a restart anywhere picks it up.
+ */
+import { BatonError } from '../errors.js';
+import type { Expression } from '../expr/expression.js';
+import type { WaitStepDoc } from '../spec/types.js';
+import { parseDuration } from '../util/duration.js';
+import type { StepKind } from './kind.js';
+
+interface WaitState {
+  wakeAt?: number;
+  waitKey?: string;
+  /** Set by the signal that woke the step. */
+  signal?: { payload: unknown; at: number };
+}
+
+export function eventWaitKey(event: string, key: unknown): string {
+  return `event:${event}:${typeof key === 'string' ? key : JSON.stringify(key ?? null)}`;
+}
+
+export const waitKind: StepKind<WaitStepDoc> = {
+  name: 'wait',
+  recordsStart: true,
+  schema: {
+    kind: 'wait',
+    description: 'Waits durably: for a duration, until a time, or for an event with a correlation key.',
+    required: [],
+    properties: {
+      duration: { $ref: '#/$defs/duration' },
+      until: { $ref: '#/$defs/expression', description: 'ISO time or epoch milliseconds.' },
+      event: { type: 'string', minLength: 1 },
+      key: { $ref: '#/$defs/expression', description: 'Correlation key the event must carry.' },
+    },
+  },
+  prepare(step, ctx) {
+    const modes = [step.duration !== undefined, step.until !== undefined, step.event !== undefined].filter(Boolean).length;
+    if (modes !== 1) ctx.problem('', 'a wait step needs exactly one of `duration`, `until` or `event`.');
+    if (step.key !== undefined && step.event === undefined) ctx.problem('key', '`key` only applies with `event`.');
+    let durationMs: number | undefined;
+    if (step.duration !== undefined) {
+      try {
+        durationMs = parseDuration(step.duration);
+      } catch (e) {
+        ctx.problem('duration', (e as BatonError).message);
+      }
+    }
+    const compile = (field: 'until' | 'key'): Expression | undefined => {
+      const src = step[field];
+      if (src === undefined) return undefined;
+      try {
+        return ctx.expressions.get(src);
+      } catch (e) {
+        ctx.problem(field, (e as BatonError).message);
+        return undefined;
+      }
+    };
+    let timeoutMs: number | undefined;
+    try {
+      if (step.event !== undefined && step.timeout !== undefined) timeoutMs = parseDuration(step.timeout);
+    } catch {
+      // reported by the common-field check
+    }
+    const until = compile('until');
+    const key = compile('key');
+    const refs = new Set([...(until?.stepRefs ?? []), ...(key?.stepRefs ?? [])]);
+    return {
+      stepRefs: refs,
+      async execute(x) {
+        const st = x.state as WaitState | undefined;
+        if (st?.signal) return { type: 'done', output: st.signal.payload ?? null };
+        if (st?.wakeAt !== undefined && !st.waitKey) return { type: 'done', output: { woke_at: new Date(x.now()).toISOString(), due_at: new Date(st.wakeAt).toISOString() } };
+        // Woken without a signal: the event did not come within the step's timeout.
+        if (st?.waitKey) throw new BatonError('BATON_STEP_TIMEOUT', { step: x.stepId, timeoutMs: timeoutMs ?? 0 }, { retryable: false });
+        if (durationMs !== undefined) {
+          const wakeAt = x.now() + durationMs;
+          return { type: 'sleep', until: wakeAt, state: { wakeAt } satisfies WaitState };
+        }
+        if (until) {
+          const v = await until.evaluate(x.scope, `in step ${x.stepId}: until`);
+          const wakeAt = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : NaN;
+          if (!Number.isFinite(wakeAt)) throw new BatonError('BATON_EXPR_EVAL', { where: `in step ${x.stepId}: until`, detail: `gave ${JSON.stringify(v)}, not an ISO time or epoch milliseconds` });
+          return { type: 'sleep', until: wakeAt, state: { wakeAt } satisfies WaitState };
+        }
+        const k = key ? await key.evaluate(x.scope, `in step ${x.stepId}: key`) : x.runId;
+        const waitKey = eventWaitKey(step.event!, k);
+        const timeoutAt = timeoutMs === undefined ? undefined : x.now() + timeoutMs;
+        return { type: 'wait', waitKey, timeoutAt, state: { waitKey, wakeAt: timeoutAt } satisfies WaitState };
+      },
+    };
+  },
+};

@@ -1,0 +1,79 @@
+/**
+ * Versioned schema for the SQLite store. Each entry runs once, in order, inside a
+ * transaction; `meta.schema_version` records how far a database has come. A database from a
+ * newer Baton (higher version) is refused rather than touched.
+ */
+export const SQLITE_MIGRATIONS: string[] = [
+  // 1: the initial schema
+  `
+  CREATE TABLE workflow_versions (
+    version_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    source TEXT,
+    created_at INTEGER NOT NULL,
+    UNIQUE (name, seq)
+  );
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    version_id TEXT NOT NULL REFERENCES workflow_versions(version_id),
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    error TEXT,
+    parent_run_id TEXT,
+    parent_step_key TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    finished_at INTEGER
+  );
+  CREATE INDEX runs_status ON runs (status, created_at);
+  CREATE INDEX runs_created ON runs (created_at);
+  CREATE INDEX runs_workflow ON runs (workflow, created_at);
+  CREATE TABLE steps (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    idx INTEGER,
+    parent_key TEXT,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    due_at INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    pending_deps INTEGER NOT NULL DEFAULT 0,
+    live_deps INTEGER NOT NULL DEFAULT 0,
+    output TEXT,
+    error TEXT,
+    state TEXT,
+    wait_key TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX steps_ready ON steps (due_at) WHERE status = 'scheduled' AND owner IS NULL;
+  CREATE INDEX steps_timeouts ON steps (due_at) WHERE status = 'waiting' AND due_at > 0 AND owner IS NULL;
+  CREATE INDEX steps_owner ON steps (owner) WHERE owner IS NOT NULL;
+  CREATE INDEX steps_wait ON steps (wait_key) WHERE wait_key IS NOT NULL;
+  CREATE INDEX steps_children ON steps (run_id, parent_key, idx) WHERE parent_key IS NOT NULL;
+  CREATE INDEX steps_active ON steps (run_id, status);
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    step_key TEXT,
+    at INTEGER NOT NULL,
+    data TEXT
+  );
+  CREATE INDEX events_run ON events (run_id, id);
+  CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,494 @@
+/**
+ * The embedded default store: one SQLite file (better-sqlite3, WAL, synchronous=NORMAL).
+ *
+ * better-sqlite3 is synchronous, so each transaction below runs to completion without
+ * interleaving with other JavaScript in this process; BEGIN IMMEDIATE plus busy_timeout
+ * serialises writers across processes that open the same file.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { BatonError, type SerializedError } from '../../errors.js';
+import type { RunStatus, StepStatus } from '../../engine/states.js';
+import type {
+  ClaimedStep, CommitResult, EventRecord, Fence, FinishRun, NewEvent, NewRun, NewStep, RunFilter,
+  RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
+} from '../store.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
+
+type Row = Record<string, unknown>;
+
+export interface SqliteStoreOptions {
+  /** How long a writer waits for another process's lock before failing. Default 10 s. */
+  busyTimeoutMs?: number;
+  /** `NORMAL` (default, durable across process crashes) or `FULL` (also across power loss). */
+  synchronous?: 'NORMAL' | 'FULL';
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly location: string;
+  private readonly db: Database.Database;
+  private readonly s: ReturnType<typeof prepare>;
+
+  constructor(path: string, opts: SqliteStoreOptions = {}) {
+    this.location = path;
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    try {
+      this.db = new Database(path, { timeout: opts.busyTimeoutMs ?? 10_000 });
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      this.db.pragma('foreign_keys = ON');
+      migrate(this.db, path);
+    } catch (e) {
+      throw openError(e, path);
+    }
+    this.s = prepare(this.db);
+  }
+
+  // ---------------------------------------------------------------- versions
+
+  async putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>): Promise<VersionRecord> {
+    return this.write(() => {
+      const existing = this.s.getVersion.get(v.versionId) as Row | undefined;
+      if (existing) {
+        if (existing.hash !== v.hash) throw new BatonError('BATON_VERSION_CONFLICT', { versionId: v.versionId });
+        return toVersion(existing);
+      }
+      const seqRow = this.s.maxSeq.get(v.name) as { seq: number | null };
+      const rec: VersionRecord = { ...v, seq: (seqRow.seq ?? 0) + 1, createdAt: Date.now() };
+      this.s.insertVersion.run(rec.versionId, rec.name, rec.hash, rec.seq, rec.document, rec.source ?? null, rec.createdAt);
+      return rec;
+    });
+  }
+
+  async getVersion(versionId: string): Promise<VersionRecord | undefined> {
+    const r = this.s.getVersion.get(versionId) as Row | undefined;
+    return r && toVersion(r);
+  }
+
+  async latestVersion(name: string): Promise<VersionRecord | undefined> {
+    const r = this.s.latestVersion.get(name) as Row | undefined;
+    return r && toVersion(r);
+  }
+
+  async listVersions(name?: string): Promise<VersionRecord[]> {
+    const rows = (name ? this.s.listVersionsByName.all(name) : this.s.listVersions.all()) as Row[];
+    return rows.map(toVersion);
+  }
+
+  // ---------------------------------------------------------------- runs
+
+  async admitRun(run: NewRun): Promise<{ created: boolean }> {
+    return this.write(() => ({ created: this.insertRun(run) }));
+  }
+
+  private insertRun(run: NewRun): boolean {
+    const res = this.s.insertRun.run(run.id, run.versionId, run.workflow, 'running', run.inputJson, run.parentRunId ?? null, run.parentStepKey ?? null, run.createdAt, run.createdAt);
+    if (res.changes === 0) return false;
+    for (const st of run.steps) this.insertStep(run.id, st);
+    this.insertEvents(run.id, run.events);
+    return true;
+  }
+
+  private insertStep(runId: string, st: NewStep): void {
+    this.s.insertStep.run(runId, st.key, st.stepId, st.index ?? null, st.parentKey ?? null, st.status, st.dueAt ?? 0, st.owner ?? null, st.pendingDeps, st.state === undefined ? null : JSON.stringify(st.state));
+  }
+
+  private insertEvents(runId: string, events: NewEvent[]): void {
+    for (const e of events) this.s.insertEvent.run(runId, e.type, e.stepKey ?? null, e.at, e.data === undefined ? null : JSON.stringify(e.data));
+  }
+
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    const r = this.s.getRun.get(runId) as Row | undefined;
+    return r && toRun(r);
+  }
+
+  async listRuns(f: RunFilter = {}): Promise<RunRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (f.status?.length) {
+      where.push(`status IN (${f.status.map(() => '?').join(',')})`);
+      args.push(...f.status);
+    }
+    if (f.workflow) {
+      where.push('workflow = ?');
+      args.push(f.workflow);
+    }
+    if (f.before !== undefined) {
+      where.push('created_at < ?');
+      args.push(f.before);
+    }
+    const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+    args.push(f.limit ?? 50);
+    return (this.db.prepare(sql).all(...args) as Row[]).map(toRun);
+  }
+
+  async getSteps(runId: string): Promise<StepRecord[]> {
+    return (this.s.getSteps.all(runId) as Row[]).map(toStep);
+  }
+
+  async getStep(runId: string, key: string): Promise<StepRecord | undefined> {
+    const r = this.s.getStep.get(runId, key) as Row | undefined;
+    return r && toStep(r);
+  }
+
+  async getOutputs(runId: string, keys?: string[]): Promise<Map<string, unknown>> {
+    const out = new Map<string, unknown>();
+    const rows = (keys
+      ? keys.map((k) => this.s.getOutput.get(runId, k)).filter(Boolean)
+      : this.s.getOutputs.all(runId)) as Array<{ key: string; output: string | null }>;
+    for (const r of rows) if (r.output !== null) out.set(r.key, JSON.parse(r.output));
+    return out;
+  }
+
+  async getEvents(runId: string, afterId = 0): Promise<EventRecord[]> {
+    return (this.s.getEvents.all(runId, afterId) as Row[]).map((r) => ({
+      id: r.id as number,
+      runId: r.run_id as string,
+      type: r.type as string,
+      stepKey: (r.step_key as string | null) ?? undefined,
+      at: r.at as number,
+      data: r.data === null ? undefined : JSON.parse(r.data as string),
+    }));
+  }
+
+  async appendEvents(runId: string, events: NewEvent[]): Promise<void> {
+    this.write(() => this.insertEvents(runId, events));
+  }
+
+  // ---------------------------------------------------------------- run control
+
+  async setRunStatus(runId: string, from: RunStatus[], to: RunStatus, events: NewEvent[]): Promise<boolean> {
+    return this.write(() => {
+      const r = this.s.getRunStatus.get(runId) as { status: RunStatus } | undefined;
+      if (!r || !from.includes(r.status)) return false;
+      this.s.setRunStatus.run(to, Date.now(), runId);
+      this.insertEvents(runId, events);
+      return true;
+    });
+  }
+
+  async cancelRun(runId: string, events: NewEvent[]): Promise<boolean> {
+    return this.write(() => {
+      const r = this.s.getRunStatus.get(runId) as { status: RunStatus } | undefined;
+      if (!r || r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') return false;
+      const now = Date.now();
+      this.s.finishRunRow.run('cancelled', null, null, now, now, runId);
+      this.s.cancelSteps.run(now, runId);
+      this.insertEvents(runId, events);
+      return true;
+    });
+  }
+
+  async finishRun(f: FinishRun): Promise<boolean> {
+    return this.write(() => {
+      const r = this.s.getRunStatus.get(f.runId) as { status: RunStatus } | undefined;
+      if (!r || r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') return false;
+      const now = Date.now();
+      this.s.finishRunRow.run(f.status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, now, now, f.runId);
+      if (f.status === 'failed') this.s.cancelSteps.run(now, f.runId);
+      this.insertEvents(f.runId, f.events);
+      if (f.parent) this.wake(f.parent.runId, f.parent.key, f.parent.state, f.parent.events);
+      return true;
+    });
+  }
+
+  async idleRuns(limit: number): Promise<string[]> {
+    return (this.s.idleRuns.all(limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  // ---------------------------------------------------------------- workers and claims
+
+  async registerWorker(w: WorkerInfo, leaseMs: number): Promise<void> {
+    this.write(() => this.s.insertWorker.run(w.id, w.pid, w.host, w.startedAt, Date.now() + leaseMs));
+  }
+
+  async heartbeat(workerId: string, leaseMs: number): Promise<void> {
+    this.write(() => this.s.heartbeat.run(Date.now() + leaseMs, workerId));
+  }
+
+  async unregisterWorker(workerId: string): Promise<void> {
+    this.write(() => {
+      this.s.releaseAll.run(workerId);
+      this.s.deleteWorker.run(workerId);
+    });
+  }
+
+  async releaseDeadWorkers(now: number, isAlive: (w: WorkerInfo) => boolean | undefined): Promise<number> {
+    const workers = this.s.listWorkers.all() as Array<{ id: string; pid: number; host: string; started_at: number; lease_until: number }>;
+    let released = 0;
+    for (const w of workers) {
+      const alive = isAlive({ id: w.id, pid: w.pid, host: w.host, startedAt: w.started_at });
+      // A process we can see is gone is dead at once; otherwise only an expired lease counts.
+      if (alive === true || (alive === undefined && w.lease_until > now)) continue;
+      released += this.write(() => {
+        const n = this.s.releaseAll.run(w.id).changes;
+        this.s.deleteWorker.run(w.id);
+        return n;
+      });
+    }
+    return released;
+  }
+
+  async claimSteps(workerId: string, limit: number, now: number): Promise<ClaimedStep[]> {
+    return this.write(() => {
+      const rows = this.s.claimable.all(now, limit) as Array<{ run_id: string; key: string; attempt: number }>;
+      const out: ClaimedStep[] = [];
+      for (const r of rows) {
+        if (this.s.claim.run(workerId, r.run_id, r.key).changes === 1) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt });
+      }
+      return out;
+    });
+  }
+
+  async releaseClaims(workerId: string, keys?: Array<{ runId: string; key: string }>): Promise<void> {
+    this.write(() => {
+      if (!keys) this.s.releaseAll.run(workerId);
+      else for (const k of keys) this.s.releaseOne.run(k.runId, k.key, workerId);
+    });
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    const r = this.s.nextDue.get() as { due: number | null };
+    return r.due ?? undefined;
+  }
+
+  async markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean> {
+    return this.write(() => {
+      const ok = this.s.markStarted.run(at, fence.runId, fence.key, fence.owner, fence.attempt).changes === 1;
+      if (ok) this.insertEvents(fence.runId, events);
+      return ok;
+    });
+  }
+
+  async commit(c: StepCommit): Promise<CommitResult> {
+    return this.write(() => this.commitSync(c));
+  }
+
+  /**
+   * The one transaction per step attempt: record the outcome (fenced on the claim), append
+   * events, count down dependents and schedule those whose count reached zero.
+   */
+  private commitSync(c: StepCommit): CommitResult {
+    const { fence, update: u } = c;
+    const now = Date.now();
+    const res = this.s.updateStep.run(
+      u.status, u.outputJson ?? null, u.error ? JSON.stringify(u.error) : null, u.attempt ?? fence.attempt,
+      u.dueAt ?? 0, u.owner === undefined ? null : u.owner, u.state === undefined ? null : JSON.stringify(u.state),
+      u.waitKey ?? null, u.pendingDeps ?? null, u.startedAt ?? null, u.finishedAt ?? null,
+      fence.runId, fence.key, fence.owner, fence.attempt,
+    );
+    if (res.changes !== 1) return { ok: false, ready: [], runIdle: false };
+    this.insertEvents(fence.runId, c.events);
+    const ready: string[] = [];
+    const resumed: string[] = [];
+    if (c.insert) {
+      for (const st of c.insert) {
+        this.insertStep(fence.runId, st);
+        if (st.status === 'scheduled' && st.owner === fence.owner) ready.push(st.key);
+      }
+    }
+    if (c.childRun) this.insertRun(c.childRun);
+    if (c.decrement) {
+      for (const d of c.decrement) {
+        const r = this.s.decrement.get(d.live ? 1 : 0, fence.runId, d.key) as { pending_deps: number; status: StepStatus } | undefined;
+        // A map step waits ('waiting') for its items the way a join waits ('pending') for its inputs.
+        if (r && r.pending_deps <= 0 && (r.status === 'pending' || r.status === 'waiting')) {
+          this.s.schedule.run(fence.owner, now, fence.runId, d.key);
+          ready.push(d.key);
+          if (r.status === 'waiting') resumed.push(d.key);
+        }
+      }
+    }
+    if (c.schedule) {
+      for (const key of c.schedule) {
+        if (this.s.schedule.run(fence.owner, now, fence.runId, key).changes === 1) ready.push(key);
+      }
+    }
+    if (c.startNextChildOf) {
+      const next = this.s.nextPendingChild.get(fence.runId, c.startNextChildOf) as { key: string } | undefined;
+      if (next) {
+        this.s.schedule.run(fence.owner, now, fence.runId, next.key);
+        ready.push(next.key);
+      }
+    }
+    if (c.cancelChildrenOf) this.s.cancelChildren.run(now, fence.runId, c.cancelChildrenOf);
+    if (c.wake) this.wake(fence.runId, c.wake.key, c.wake.state, c.wake.events);
+    if (c.finishRun) {
+      this.s.finishRunRow.run(c.finishRun.status, null, c.finishRun.error ? JSON.stringify(c.finishRun.error) : null, now, now, fence.runId);
+      this.s.cancelSteps.run(now, fence.runId);
+      this.insertEvents(fence.runId, c.finishRun.events);
+      if (c.finishRun.parent) this.wake(c.finishRun.parent.runId, c.finishRun.parent.key, c.finishRun.parent.state, c.finishRun.parent.events);
+      return { ok: true, ready: [], runIdle: false };
+    }
+    // A run paused by anyone (any process) keeps its new ready steps unclaimed until resumed.
+    if (ready.length) {
+      const rs = this.s.runStatusForCommit.get(fence.runId) as { status: RunStatus } | undefined;
+      if (rs?.status === 'paused') {
+        for (const key of ready) this.s.releaseOne.run(fence.runId, key, fence.owner);
+        ready.length = 0;
+        resumed.length = 0;
+      }
+    }
+    let runIdle = false;
+    if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') {
+      const active = this.s.activeSteps.all(fence.runId) as Array<{ status: StepStatus }>;
+      if (active.length === 0) runIdle = true;
+      else if (active.every((a) => a.status === 'waiting')) this.s.setRunStatusIf.run('waiting', now, fence.runId, 'running');
+    }
+    return { ok: true, ready, resumed, runIdle };
+  }
+
+  async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {
+    return this.write(() => {
+      const rows = (this.s.waiting.all(waitKey) as Row[]).map(toStep);
+      for (const st of rows) {
+        this.wake(st.runId, st.key, state(st), events.map((e) => ({ ...e, stepKey: st.key })));
+      }
+      return rows.map((r) => ({ runId: r.runId, key: r.key }));
+    });
+  }
+
+  /** Puts a waiting step back on the schedule with its new resume state. */
+  private wake(runId: string, key: string, state: unknown, events: NewEvent[]): void {
+    const now = Date.now();
+    if (this.s.wake.run(JSON.stringify(state ?? null), now, runId, key).changes === 1) {
+      this.s.setRunStatusIf.run('running', now, runId, 'waiting');
+      this.insertEvents(runId, events);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Runs `fn` in a BEGIN IMMEDIATE transaction; maps lock time-outs to BATON_STORE_BUSY. */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (e) {
+      if (e instanceof BatonError) throw e;
+      const code = (e as { code?: string }).code;
+      if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') throw new BatonError('BATON_STORE_BUSY', { path: this.location, detail: (e as Error).message }, { cause: e });
+      if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') throw new BatonError('BATON_STORE_CORRUPT', { path: this.location, detail: (e as Error).message }, { cause: e });
+      throw e;
+    }
+  }
+}
+
+function prepare(db: Database.Database) {
+  const p = (sql: string) => db.prepare(sql);
+  return {
+    getVersion: p('SELECT * FROM workflow_versions WHERE version_id = ?'),
+    maxSeq: p('SELECT MAX(seq) AS seq FROM workflow_versions WHERE name = ?'),
+    insertVersion: p('INSERT INTO workflow_versions (version_id, name, hash, seq, document, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    latestVersion: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq DESC LIMIT 1'),
+    listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
+    listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
+    insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertEvent: p('INSERT INTO events (run_id, type, step_key, at, data) VALUES (?, ?, ?, ?, ?)'),
+    getRun: p('SELECT * FROM runs WHERE id = ?'),
+    getRunStatus: p('SELECT status FROM runs WHERE id = ?'),
+    setRunStatus: p('UPDATE runs SET status = ?, updated_at = ? WHERE id = ?'),
+    setRunStatusIf: p('UPDATE runs SET status = ?, updated_at = ? WHERE id = ? AND status = ?'),
+    finishRunRow: p('UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?'),
+    cancelSteps: p(`UPDATE steps SET status = 'cancelled', owner = NULL, wait_key = NULL, finished_at = ?
+                    WHERE run_id = ? AND status IN ('pending', 'scheduled', 'running', 'waiting')`),
+    idleRuns: p(`SELECT r.id FROM runs r WHERE r.status IN ('running', 'waiting')
+                 AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status IN ('scheduled', 'running', 'waiting')) LIMIT ?`),
+    getSteps: p('SELECT * FROM steps WHERE run_id = ? ORDER BY parent_key IS NOT NULL, parent_key, idx, key'),
+    getStep: p('SELECT * FROM steps WHERE run_id = ? AND key = ?'),
+    getOutput: p('SELECT key, output FROM steps WHERE run_id = ? AND key = ?'),
+    getOutputs: p('SELECT key, output FROM steps WHERE run_id = ? AND output IS NOT NULL'),
+    getEvents: p('SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id'),
+    insertWorker: p('INSERT OR REPLACE INTO workers (id, pid, host, started_at, lease_until) VALUES (?, ?, ?, ?, ?)'),
+    heartbeat: p('UPDATE workers SET lease_until = ? WHERE id = ?'),
+    deleteWorker: p('DELETE FROM workers WHERE id = ?'),
+    listWorkers: p('SELECT * FROM workers'),
+    releaseAll: p(`UPDATE steps SET owner = NULL, status = CASE WHEN status = 'running' THEN 'scheduled' ELSE status END
+                   WHERE owner = ?`),
+    releaseOne: p(`UPDATE steps SET owner = NULL, status = CASE WHEN status = 'running' THEN 'scheduled' ELSE status END
+                   WHERE run_id = ? AND key = ? AND owner = ?`),
+    // Due scheduled steps, and waiting steps whose time-out has passed (due_at > 0).
+    claimable: p(`SELECT s.run_id, s.key, s.attempt FROM steps s JOIN runs r ON r.id = s.run_id
+                  WHERE ((s.status = 'scheduled') OR (s.status = 'waiting' AND s.due_at > 0)) AND s.owner IS NULL AND s.due_at <= ?
+                    AND r.status IN ('running', 'waiting', 'pending')
+                  ORDER BY s.due_at LIMIT ?`),
+    claim: p(`UPDATE steps SET owner = ? WHERE run_id = ? AND key = ? AND owner IS NULL AND status IN ('scheduled', 'waiting')`),
+    nextDue: p(`SELECT MIN(s.due_at) AS due FROM steps s JOIN runs r ON r.id = s.run_id
+                WHERE ((s.status = 'scheduled') OR (s.status = 'waiting' AND s.due_at > 0)) AND s.owner IS NULL
+                  AND r.status IN ('running', 'waiting', 'pending')`),
+    markStarted: p(`UPDATE steps SET status = 'running', started_at = ? WHERE run_id = ? AND key = ? AND owner = ? AND attempt = ? AND status = 'scheduled'`),
+    updateStep: p(`UPDATE steps SET status = ?, output = ?, error = ?, attempt = ?, due_at = ?, owner = ?, state = COALESCE(?, state),
+                     wait_key = ?, pending_deps = COALESCE(?, pending_deps), started_at = COALESCE(?, started_at), finished_at = ?
+                   WHERE run_id = ? AND key = ? AND owner = ? AND attempt = ? AND status IN ('scheduled', 'running', 'waiting')`),
+    decrement: p(`UPDATE steps SET pending_deps = pending_deps - 1, live_deps = live_deps + ?
+                  WHERE run_id = ? AND key = ? RETURNING pending_deps, status`),
+    schedule: p(`UPDATE steps SET status = 'scheduled', owner = ?, due_at = ?, wait_key = NULL WHERE run_id = ? AND key = ? AND status IN ('pending', 'waiting')`),
+    cancelChildren: p(`UPDATE steps SET status = 'cancelled', finished_at = ? WHERE run_id = ? AND parent_key = ? AND status = 'pending'`),
+    runStatusForCommit: p('SELECT status FROM runs WHERE id = ?'),
+    nextPendingChild: p(`SELECT key FROM steps WHERE run_id = ? AND parent_key = ? AND status = 'pending' ORDER BY idx LIMIT 1`),
+    activeSteps: p(`SELECT status FROM steps WHERE run_id = ? AND status IN ('scheduled', 'running', 'waiting') LIMIT 50`),
+    waiting: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting'`),
+    wake: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting'`),
+  };
+}
+
+function migrate(db: Database.Database, path: string): void {
+  db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+  const row = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
+  const current = row ? Number(row.value) : 0;
+  if (current > SQLITE_MIGRATIONS.length) {
+    throw new BatonError('BATON_STORE_SCHEMA_NEWER', { path, found: current, supported: SQLITE_MIGRATIONS.length });
+  }
+  for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(SQLITE_MIGRATIONS[v]);
+      db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(v + 1));
+    }).immediate();
+  }
+}
+
+function openError(e: unknown, path: string): BatonError {
+  if (e instanceof BatonError) return e;
+  const code = (e as { code?: string }).code;
+  const detail = (e as Error).message ?? String(e);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return new BatonError('BATON_STORE_CORRUPT', { path, detail }, { cause: e });
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new BatonError('BATON_STORE_BUSY', { path, detail }, { cause: e });
+  return new BatonError('BATON_STORE_OPEN', { path, detail }, { cause: e });
+}
+
+function parse(v: unknown): unknown {
+  return v === null || v === undefined ? undefined : JSON.parse(v as string);
+}
+
+function toVersion(r: Row): VersionRecord {
+  return {
+    versionId: r.version_id as string, name: r.name as string, hash: r.hash as string, seq: r.seq as number,
+    document: r.document as string, source: (r.source as string | null) ?? undefined, createdAt: r.created_at as number,
+  };
+}
+
+function toRun(r: Row): RunRecord {
+  return {
+    id: r.id as string, versionId: r.version_id as string, workflow: r.workflow as string, status: r.status as RunStatus,
+    input: parse(r.input), output: parse(r.output), error: parse(r.error) as SerializedError | undefined,
+    parentRunId: (r.parent_run_id as string | null) ?? undefined, parentStepKey: (r.parent_step_key as string | null) ?? undefined,
+    createdAt: r.created_at as number, updatedAt: r.updated_at as number, finishedAt: (r.finished_at as number | null) ?? undefined,
+  };
+}
+
+function toStep(r: Row): StepRecord {
+  return {
+    runId: r.run_id as string, key: r.key as string, stepId: r.step_id as string, index: (r.idx as number | null) ?? undefined,
+    parentKey: (r.parent_key as string | null) ?? undefined, status: r.status as StepStatus, attempt: r.attempt as number,
+    dueAt: r.due_at as number, owner: (r.owner as string | null) ?? undefined, pendingDeps: r.pending_deps as number,
+    liveDeps: r.live_deps as number, output: parse(r.output), error: parse(r.error) as SerializedError | undefined,
+    state: parse(r.state), waitKey: (r.wait_key as string | null) ?? undefined,
+    startedAt: (r.started_at as number | null) ?? undefined, finishedAt: (r.finished_at as number | null) ?? undefined,
+  };
+}

@@ -1,0 +1,247 @@
+/**
+ * The one storage contract. SQLite (`sqlite/`) implements it now, PostgreSQL (`postgres/`)
+ * with the same file names later; SQL lives nowhere else.
+ *
+ * The store knows nothing of workflow documents: it keeps runs, step instances, events and
+ * workflow versions, and applies the transitions the engine tells it in one transaction
+ * (`commit`). Join counting happens inside that transaction, so two workers finishing the
+ * two inputs of a join at once still schedule it exactly once.
+ */
+import type { RunStatus, StepStatus } from '../engine/states.js';
+import type { SerializedError } from '../errors.js';
+
+export interface VersionRecord {
+  versionId: string;
+  name: string;
+  /** sha256 of the canonical document, hex. */
+  hash: string;
+  /** 1, 2, 3... in registration order per name. */
+  seq: number;
+  /** Canonical JSON of the document (child workflow references resolved to version ids). */
+  document: string;
+  /** Where it was loaded from, if a file. */
+  source?: string;
+  createdAt: number;
+}
+
+export interface RunRecord {
+  id: string;
+  versionId: string;
+  workflow: string;
+  status: RunStatus;
+  /** Parsed stored JSON; may be a blob reference (see blobs.ts). */
+  input: unknown;
+  output?: unknown;
+  error?: SerializedError;
+  parentRunId?: string;
+  parentStepKey?: string;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt?: number;
+}
+
+export interface StepRecord {
+  runId: string;
+  /** `classify`, or `summarise[3]` for item 3 of map step `summarise`. */
+  key: string;
+  stepId: string;
+  /** Map item index; undefined for top-level steps. */
+  index?: number;
+  parentKey?: string;
+  status: StepStatus;
+  attempt: number;
+  /** Epoch ms when a scheduled step becomes due. */
+  dueAt: number;
+  owner?: string;
+  /** Dependencies not yet finished. */
+  pendingDeps: number;
+  /** Dependencies that finished without being skipped. */
+  liveDeps: number;
+  output?: unknown;
+  error?: SerializedError;
+  /** Kind-specific resume state (timers, delivered signals, child run ids). */
+  state?: unknown;
+  waitKey?: string;
+  startedAt?: number;
+  finishedAt?: number;
+}
+
+export interface NewStep {
+  key: string;
+  stepId: string;
+  index?: number;
+  parentKey?: string;
+  status: 'pending' | 'scheduled';
+  pendingDeps: number;
+  dueAt?: number;
+  owner?: string;
+  /** Initial resume state (a map item's `item`). */
+  state?: unknown;
+}
+
+export interface NewEvent {
+  type: string;
+  stepKey?: string;
+  at: number;
+  data?: unknown;
+}
+
+export interface EventRecord extends NewEvent {
+  id: number;
+  runId: string;
+}
+
+export interface NewRun {
+  id: string;
+  versionId: string;
+  workflow: string;
+  /** Serialised input (JSON text or a blob reference). */
+  inputJson: string;
+  parentRunId?: string;
+  parentStepKey?: string;
+  createdAt: number;
+  steps: NewStep[];
+  events: NewEvent[];
+}
+
+/** Identifies the claim a worker holds; a commit whose fence no longer holds changes nothing. */
+export interface Fence {
+  runId: string;
+  key: string;
+  owner: string;
+  attempt: number;
+}
+
+/** What a finished step attempt changes, applied atomically by `commit`. */
+export interface StepCommit {
+  fence: Fence;
+  update: {
+    status: StepStatus;
+    /** Already-serialised output (JSON text, possibly a blob reference). */
+    outputJson?: string;
+    error?: SerializedError;
+    attempt?: number;
+    dueAt?: number;
+    /** For a re-scheduled step: keep the claim (short retry) or give it back (`null`). */
+    owner?: string | null;
+    state?: unknown;
+    waitKey?: string | null;
+    pendingDeps?: number;
+    startedAt?: number;
+    finishedAt?: number;
+  };
+  events: NewEvent[];
+  /** Dependents to count down; `live` = this step produced an output (was not skipped). */
+  decrement?: Array<{ key: string; live: boolean }>;
+  /** Steps to schedule now regardless of counts (error routes). */
+  schedule?: string[];
+  /** New step instances (map items). */
+  insert?: NewStep[];
+  /** Schedule the lowest-index pending child of this parent (map concurrency window). */
+  startNextChildOf?: string;
+  /** Cancel the still-pending children of this parent (a map whose item failed). */
+  cancelChildrenOf?: string;
+  /** Wake a waiting step of the same run with a new resume state (a map told of a failed item). */
+  wake?: { key: string; state: unknown; events: NewEvent[] };
+  /** A child run admitted in the same transaction. */
+  childRun?: NewRun;
+  /** Ends the run; every non-terminal step is cancelled. */
+  finishRun?: { status: 'failed'; error?: SerializedError; events: NewEvent[]; parent?: FinishRun['parent'] };
+}
+
+export interface CommitResult {
+  /** False when the fence did not hold (claimed elsewhere, cancelled): nothing was written. */
+  ok: boolean;
+  /** Keys scheduled by this commit and claimed for the committing worker. */
+  ready: string[];
+  /** Of those, the ones woken from `waiting` (they have resume state to read back). */
+  resumed?: string[];
+  /** The run has no active step left and should be finalised. */
+  runIdle: boolean;
+}
+
+export interface ClaimedStep {
+  runId: string;
+  key: string;
+  attempt: number;
+}
+
+export interface RunFilter {
+  status?: RunStatus[];
+  workflow?: string;
+  limit?: number;
+  /** Runs created before this run id's time (pagination), newest first. */
+  before?: number;
+}
+
+export interface FinishRun {
+  runId: string;
+  status: 'completed' | 'failed';
+  outputJson?: string;
+  error?: SerializedError;
+  events: NewEvent[];
+  /** Wake the parent step waiting for this child. */
+  parent?: { runId: string; key: string; state: unknown; events: NewEvent[] };
+}
+
+export interface WorkerInfo {
+  id: string;
+  pid: number;
+  host: string;
+  startedAt: number;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Where the store lives, for messages. */
+  readonly location: string;
+
+  // --- workflow versions (immutable) ---
+  /** Inserts the version unless it exists; throws BATON_VERSION_CONFLICT if the id exists with another hash. */
+  putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>): Promise<VersionRecord>;
+  getVersion(versionId: string): Promise<VersionRecord | undefined>;
+  latestVersion(name: string): Promise<VersionRecord | undefined>;
+  listVersions(name?: string): Promise<VersionRecord[]>;
+
+  // --- runs ---
+  /** Admits a run with its first steps and events in one transaction. Idempotent on run id. */
+  admitRun(run: NewRun): Promise<{ created: boolean }>;
+  getRun(runId: string): Promise<RunRecord | undefined>;
+  listRuns(filter?: RunFilter): Promise<RunRecord[]>;
+  getSteps(runId: string): Promise<StepRecord[]>;
+  getStep(runId: string, key: string): Promise<StepRecord | undefined>;
+  /** Outputs of succeeded/failed-with-value steps, keyed by step key (blob refs unresolved). */
+  getOutputs(runId: string, keys?: string[]): Promise<Map<string, unknown>>;
+  getEvents(runId: string, afterId?: number): Promise<EventRecord[]>;
+  appendEvents(runId: string, events: NewEvent[]): Promise<void>;
+
+  // --- run control ---
+  /** Moves a run between states if it is in one of `from`; false if it was not. */
+  setRunStatus(runId: string, from: RunStatus[], to: RunStatus, events: NewEvent[]): Promise<boolean>;
+  /** Cancels a run and every non-terminal step; true if it was not already finished. */
+  cancelRun(runId: string, events: NewEvent[]): Promise<boolean>;
+  finishRun(f: FinishRun): Promise<boolean>;
+  /** Running runs with no active step (a crash hit between a last step and finalisation). */
+  idleRuns(limit: number): Promise<string[]>;
+
+  // --- workers and claims ---
+  registerWorker(w: WorkerInfo, leaseMs: number): Promise<void>;
+  heartbeat(workerId: string, leaseMs: number): Promise<void>;
+  unregisterWorker(workerId: string): Promise<void>;
+  /** Frees the claims of workers whose lease expired or (same host) whose process is gone. */
+  releaseDeadWorkers(now: number, isAlive: (w: WorkerInfo) => boolean | undefined): Promise<number>;
+  /** Claims up to `limit` due, unowned, scheduled steps of runs that are not paused. */
+  claimSteps(workerId: string, limit: number, now: number): Promise<ClaimedStep[]>;
+  /** Gives back claimed steps that this worker will not run (paused run, shutdown). */
+  releaseClaims(workerId: string, keys?: Array<{ runId: string; key: string }>): Promise<void>;
+  /** Earliest due time of unowned scheduled steps. */
+  nextDueAt(): Promise<number | undefined>;
+  /** Marks a claimed step as running and records its start event (kinds that take time). */
+  markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean>;
+  /** The one transaction per step attempt. */
+  commit(c: StepCommit): Promise<CommitResult>;
+  /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
+  signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
+
+  close(): Promise<void>;
+}
