@@ -48,6 +48,8 @@ export interface StepEvent {
   at: number;
   durationMs?: number;
   error?: SerializedError;
+  /** For a map step fanning out: how many items. */
+  items?: number;
 }
 
 /** Retries within this delay keep their claim and a local timer; longer ones go back to the store. */
@@ -222,7 +224,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
           owner: i < outcome.concurrency ? host.workerId : undefined, state: { item: it },
         })),
       });
-      emit('waiting');
+      emit('waiting', { items: n });
       if (!res) return EMPTY;
       // Items just inserted carry their item in memory: no need to read them back.
       res.ready = res.ready.map((w) => {

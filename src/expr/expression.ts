@@ -141,8 +141,9 @@ function normalise(v: unknown): unknown {
 
 function toEvalError(e: unknown, where: string, limits: ExpressionLimits): BatonError {
   const je = e as { code?: string; message?: string; position?: number };
-  if (je.code === 'U1001') return new BatonError('BATON_EXPR_TIMEOUT', { where, limitMs: limits.timeoutMs });
-  if (je.code === 'U1002') return new BatonError('BATON_EXPR_DEPTH', { where, limit: limits.maxDepth });
+  // JSONata's guardrail codes: D1012 time limit, D1011 depth limit (see its evaluate()).
+  if (je.code === 'D1012') return new BatonError('BATON_EXPR_TIMEOUT', { where, limitMs: limits.timeoutMs });
+  if (je.code === 'D1011') return new BatonError('BATON_EXPR_DEPTH', { where, limit: limits.maxDepth });
   const at = typeof je.position === 'number' ? ` (at character ${je.position})` : '';
   return new BatonError('BATON_EXPR_EVAL', { where, detail: `${je.message ?? String(e)}${at}` });
 }

@@ -91,8 +91,20 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   const problems: Array<{ path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }> = [];
   const add = (path: DocPath, message: string, atKey = false) => problems.push({ path, message, atKey });
 
-  for (const e of validateStructure(value)) {
-    const p = structuralProblem(e, value);
+  const errors = validateStructure(value);
+  // An anyOf that failed (durations, on_error) is reported once with its description,
+  // instead of once per branch ("must match pattern", "must be number").
+  const anyOfPaths = new Map<string, string>();
+  for (const e of errors) {
+    const d = (e.parentSchema as { description?: string } | undefined)?.description;
+    if (e.keyword === 'anyOf' && d) anyOfPaths.set(e.instancePath, d);
+  }
+  for (const e of errors) {
+    const anyOf = anyOfPaths.get(e.instancePath);
+    if (anyOf !== undefined && e.keyword !== 'anyOf') continue;
+    const p = anyOf !== undefined
+      ? { path: jsonPointerPath(e.instancePath), message: `${formatPath(jsonPointerPath(e.instancePath))} is not valid. ${anyOf}` }
+      : structuralProblem(e, value);
     if (p && !problems.some((q) => formatPath(q.path) === formatPath(p.path) && q.message === p.message)) problems.push(p);
   }
 
@@ -342,16 +354,23 @@ function orderCycle(comp: string[], edges: (n: string) => string[]): string[] {
     seen.add(next);
     cur = next;
   }
-  // `needs` edges point from a step to what it waits for; show the flow direction instead.
-  return pathOut.reverse();
+  // `needs` edges point from a step to what it waits for; show the flow direction instead,
+  // starting from the alphabetically first step so the message is stable.
+  const flow = pathOut.reverse();
+  const at = flow.indexOf(start);
+  return [...flow.slice(at), ...flow.slice(0, at)];
 }
 
-function structuralProblem(e: ErrorObject, root: unknown): { path: DocPath; message: string; atKey?: boolean } | undefined {
-  const path: DocPath = e.instancePath
+function jsonPointerPath(pointer: string): DocPath {
+  return pointer
     .split('/')
     .slice(1)
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function structuralProblem(e: ErrorObject, root: unknown): { path: DocPath; message: string; atKey?: boolean } | undefined {
+  const path = jsonPointerPath(e.instancePath);
   const here = path.length ? formatPath(path) : 'the document';
   switch (e.keyword) {
     case 'additionalProperties': {

@@ -1,0 +1,74 @@
+/**
+ * `baton.config.yaml`: where the store lives and which modules provide `function` steps.
+ * Looked for beside the workflow file first, then in the working directory (or given with
+ * --config). Paths inside it are relative to the config file.
+ *
+ * ```yaml
+ * store: .baton            # folder of the embedded SQLite store
+ * functions:
+ *   - ./functions.mjs      # every exported function becomes callable by its export name
+ * ```
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parse } from 'yaml';
+import { BatonError } from '../errors.js';
+import type { StepFunction } from '../steps/kind.js';
+
+export interface BatonConfig {
+  /** Absolute path of the config file, when one was found. */
+  file?: string;
+  store?: string;
+  functions: string[];
+}
+
+const NAMES = ['baton.config.yaml', 'baton.config.yml', 'baton.config.json'];
+
+export function findConfig(explicit: string | undefined, near: string[]): BatonConfig {
+  if (explicit) {
+    if (!existsSync(explicit)) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${explicit}: no such file.` });
+    return loadConfig(resolve(explicit));
+  }
+  for (const dir of [...near, process.cwd()]) {
+    for (const n of NAMES) {
+      const f = resolve(dir, n);
+      if (existsSync(f)) return loadConfig(f);
+    }
+  }
+  return { functions: [] };
+}
+
+function loadConfig(file: string): BatonConfig {
+  let raw: unknown;
+  try {
+    raw = parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: ${(e as Error).message.split('\n')[0]}` });
+  }
+  const c = (raw ?? {}) as Record<string, unknown>;
+  if (typeof c !== 'object' || Array.isArray(c)) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: expected a mapping at the top.` });
+  const base = dirname(file);
+  const fns = c.functions ?? [];
+  if (!Array.isArray(fns) || fns.some((f) => typeof f !== 'string')) {
+    throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
+  }
+  if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
+  return { file, store: c.store === undefined ? undefined : resolve(base, c.store as string), functions: (fns as string[]).map((f) => resolve(base, f)) };
+}
+
+/** Imports each module and collects its exported functions by export name. */
+export async function loadFunctions(modules: string[]): Promise<Record<string, StepFunction>> {
+  const out: Record<string, StepFunction> = {};
+  for (const m of modules) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(pathToFileURL(m).href)) as Record<string, unknown>;
+    } catch (e) {
+      throw new BatonError('BATON_CONFIG_INVALID', { detail: `cannot load functions module ${m}: ${(e as Error).message}` });
+    }
+    const exported = mod.default && typeof mod.default === 'object' ? { ...(mod.default as object), ...mod } : mod;
+    for (const [name, v] of Object.entries(exported)) if (typeof v === 'function') out[name] = v as StepFunction;
+  }
+  return out;
+}

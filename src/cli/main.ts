@@ -1,0 +1,276 @@
+/**
+ * The `baton` command. Exit codes: 0 done, 1 the run failed (or was cancelled), 2 bad usage
+ * or a bad document/input. User errors print `error[CODE]: message` without a stack trace.
+ */
+import { Command, CommanderError } from 'commander';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Baton, type RunResult } from '../engine/engine.js';
+import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
+import { BatonError, formatProblem } from '../errors.js';
+import { compileWorkflow } from '../spec/compile.js';
+import { readSource } from '../spec/parse.js';
+import { formatDuration } from '../util/duration.js';
+import { findConfig, loadFunctions } from './config.js';
+import { LiveView } from './live-view.js';
+import { printRunList, printRunDetail } from './print.js';
+
+interface StoreOpts {
+  db?: string;
+  config?: string;
+}
+
+/** Exit code for a failure that is the user's to fix (document, input, usage). */
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT']);
+
+async function openBaton(o: StoreOpts, near: string[] = [], worker = true): Promise<Baton> {
+  const config = findConfig(o.config, near);
+  const functions = await loadFunctions(config.functions);
+  if (o.db && /^postgres(ql)?:\/\//.test(o.db)) {
+    throw new BatonError('BATON_USAGE', { detail: 'PostgreSQL stores are not available in this version; use a folder for the embedded SQLite store (--db .baton).' });
+  }
+  const dir = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
+  return Baton.open({ dir, functions, worker });
+}
+
+function parseInput(raw: string | undefined): unknown {
+  if (raw === undefined) return {};
+  const fromFile = (file: string) => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new BatonError('BATON_INPUT_PARSE', { detail: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}` });
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (e) {
+      throw new BatonError('BATON_INPUT_PARSE', { detail: `${file} is not valid JSON: ${(e as Error).message}` });
+    }
+  };
+  if (raw.startsWith('@')) return fromFile(raw.slice(1));
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch (e) {
+    if (existsSync(raw) && statSync(raw).isFile()) return fromFile(raw);
+    throw new BatonError('BATON_INPUT_PARSE', { detail: `--input is neither JSON nor a readable file (${(e as Error).message}). Pass JSON, @file.json or a file path.` });
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('baton')
+    .description('Durable AI orchestration: run workflows that chain models, services and people.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  const storeOptions = (c: Command) => c.option('--db <path>', 'store folder (default: .baton, or `store:` in baton.config.yaml)').option('--config <file>', 'config file (default: baton.config.yaml beside the workflow or here)');
+
+  program
+    .command('validate')
+    .description('check workflow documents; prints every problem with file:line:column')
+    .argument('<files...>')
+    .option('--config <file>')
+    .action(async (files: string[], o: StoreOpts) => {
+      let bad = 0;
+      for (const f of files) {
+        try {
+          const src = readSource(f);
+          const config = findConfig(o.config, [dirname(resolve(f))]);
+          const functions = config.functions.length ? new Set(Object.keys(await loadFunctions(config.functions))) : undefined;
+          const r = compileWorkflow(src.value, { source: src, functions });
+          if (r.problems.length) {
+            bad++;
+            for (const p of r.problems) process.stderr.write(`${formatProblem(p)}\n`);
+            process.stderr.write(`✗ ${f}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
+          } else process.stdout.write(`✓ ${f}: valid (${r.workflow!.name}, ${r.workflow!.order.length} steps)\n`);
+        } catch (e) {
+          bad++;
+          reportError(e);
+        }
+      }
+      process.exitCode = bad ? 2 : 0;
+    });
+
+  storeOptions(
+    program
+      .command('run')
+      .description('run a workflow file and print its result')
+      .argument('<file>')
+      .option('-i, --input <json|@file|file>', 'run input: JSON text, @file.json or a file path')
+      .option('--json', 'print only the final result as JSON (for machines)')
+      .option('--id <runId>', 'run id (starting the same id twice is harmless)'),
+  ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string }) => {
+    const input = parseInput(o.input);
+    const baton = await openBaton(o, [dirname(resolve(file))]);
+    try {
+      const version = await baton.registerFile(file);
+      const wf = await baton.registry.get(version.versionId);
+      const view = o.json ? undefined : new LiveView(process.stdout, `${wf.name} ${version.versionId.split('@')[1]}`, wf.order);
+      let runId: string | undefined;
+      const buffered: Parameters<LiveView['update']>[0][] = [];
+      baton.on('step', (e) => {
+        if (!view) return;
+        if (runId === undefined) buffered.push(e);
+        else if (e.runId === runId) view.update(e);
+      });
+      runId = await baton.start(version, input, { id: o.id });
+      view?.start(runId);
+      for (const e of buffered) if (e.runId === runId) view?.update(e);
+      const result = await baton.wait(runId);
+      view?.stop();
+      printResult(result, Boolean(o.json));
+      process.exitCode = result.status === 'completed' ? 0 : 1;
+    } finally {
+      await baton.close();
+    }
+  });
+
+  const runs = program.command('runs').description('inspect and control runs');
+  storeOptions(runs.command('list').description('recent runs, newest first').option('--status <status>', 'filter by status').option('--workflow <name>').option('--limit <n>', 'how many', '20').option('--json')).action(
+    async (o: StoreOpts & { status?: string; workflow?: string; limit: string; json?: boolean }) => {
+      const baton = await openBaton(o, [], false);
+      try {
+        const limit = Number(o.limit);
+        if (!Number.isInteger(limit) || limit < 1) throw new BatonError('BATON_USAGE', { detail: `--limit must be a positive whole number, got "${o.limit}".` });
+        const list = await baton.listRuns({ status: o.status ? (o.status.split(',') as RunStatus[]) : undefined, workflow: o.workflow, limit });
+        if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        else printRunList(list);
+      } finally {
+        await baton.close();
+      }
+    },
+  );
+  storeOptions(runs.command('show').description("a run's steps, outputs and event history").argument('<runId>').option('--json')).action(async (runId: string, o: StoreOpts & { json?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const run = await baton.getRun(runId);
+      const steps = await baton.getSteps(runId);
+      const events = await baton.getEvents(runId);
+      if (o.json) process.stdout.write(`${JSON.stringify({ run, steps, events }, null, 2)}\n`);
+      else printRunDetail(run, steps, events);
+    } finally {
+      await baton.close();
+    }
+  });
+  for (const action of ['pause', 'cancel'] as const) {
+    storeOptions(runs.command(action).description(`${action} a run`).argument('<runId>')).action(async (runId: string, o: StoreOpts) => {
+      const baton = await openBaton(o, [], false);
+      try {
+        await baton[action](runId);
+        process.stdout.write(`${action === 'pause' ? 'paused' : 'cancelled'} ${runId}\n`);
+      } finally {
+        await baton.close();
+      }
+    });
+  }
+  storeOptions(runs.command('unpause').description('let a paused run continue (then `baton resume` or any worker runs it)').argument('<runId>')).action(async (runId: string, o: StoreOpts) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      await baton.resume(runId);
+      process.stdout.write(`unpaused ${runId}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+
+  storeOptions(
+    program
+      .command('resume')
+      .description('continue every unfinished run in the store (after a crash or a restart) and wait for them')
+      .option('--timeout <duration>', 'stop waiting after this long (runs stay durable)', '0'),
+  ).action(async (o: StoreOpts & { timeout: string }) => {
+    const baton = await openBaton(o);
+    try {
+      const unfinished = (await baton.listRuns({ status: ['running', 'pending', 'waiting'], limit: 100_000 })).map((r) => r.id);
+      if (unfinished.length === 0) {
+        process.stdout.write('nothing to resume: no unfinished runs\n');
+        return;
+      }
+      process.stdout.write(`resuming ${unfinished.length} unfinished run${unfinished.length === 1 ? '' : 's'}…\n`);
+      const deadline = Number(o.timeout.replace(/s$/, '')) * 1000 || 0;
+      const results = await Promise.all(unfinished.map((id) => waitActive(baton, id, deadline)));
+      const by: Record<string, number> = {};
+      for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
+      process.stdout.write(`${Object.entries(by).map(([s, n]) => `${n} ${s}`).join(', ')}\n`);
+      process.exitCode = results.some((r) => r.status === 'failed') ? 1 : 0;
+    } finally {
+      await baton.close();
+    }
+  });
+
+  storeOptions(
+    program
+      .command('event')
+      .description('deliver an external event to the steps waiting for it')
+      .argument('<name>', 'event name (the wait step\'s `event`)')
+      .argument('<key>', 'correlation key (the wait step\'s `key` value)')
+      .option('--data <json>', 'payload', '{}'),
+  ).action(async (name: string, key: string, o: StoreOpts & { data: string }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const n = await baton.sendEvent(name, key, parseInput(o.data));
+      process.stdout.write(`delivered to ${n} waiting step${n === 1 ? '' : 's'}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+  return program;
+}
+
+/** Waits while a run is making progress; a run parked on an event or a far timer is reported as waiting. */
+async function waitActive(baton: Baton, runId: string, timeoutMs: number): Promise<RunResult> {
+  const start = Date.now();
+  for (;;) {
+    const r = await baton.wait(runId, { timeoutMs: 1000 });
+    if (TERMINAL_RUN_STATES.has(r.status) || r.status === 'waiting' || r.status === 'paused') return r;
+    if (timeoutMs && Date.now() - start > timeoutMs) return r;
+  }
+}
+
+function printResult(r: RunResult, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ run_id: r.id, status: r.status, output: r.output ?? null, error: r.error ?? null }, null, 2)}\n`);
+    return;
+  }
+  const took = r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : '';
+  if (r.status === 'completed') {
+    process.stdout.write(`\n${paint("32", "✓ completed")} in ${took} · run ${r.id}\n`);
+    process.stdout.write(`${JSON.stringify(r.output ?? null, null, 2)}\n`);
+  } else {
+    process.stdout.write(`\n${paint("31", `✗ ${r.status}`)}${took ? ` after ${took}` : ''} · run ${r.id}\n`);
+    if (r.error) process.stdout.write(`${r.error.code}: ${r.error.message}\n`);
+    process.stdout.write(`see the history with: baton runs show ${r.id}\n`);
+  }
+}
+
+function reportError(e: unknown): void {
+  if (e instanceof BatonError) {
+    if (e.problems.length) {
+      for (const p of e.problems) process.stderr.write(`${formatProblem(p)}\n`);
+      process.stderr.write(`error[${e.code}]: ${e.problems.length} problem${e.problems.length === 1 ? '' : 's'} in the document\n`);
+    } else process.stderr.write(`error[${e.code}]: ${e.message}\n`);
+    return;
+  }
+  process.stderr.write(`internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2;
+    }
+    reportError(e);
+    if (e instanceof BatonError) return USER_CODES.has(e.code) ? 2 : 1;
+    return 1;
+  }
+}
+
+/** Colours only for a terminal: piped output stays plain text. */
+function paint(code: string, text: string): string {
+  return process.stdout.isTTY ? `\x1b[${code}m${text}\x1b[0m` : text;
+}

@@ -1,0 +1,24 @@
+/** Text of the generated, committed artifacts (see scripts/generate.ts). */
+import { ERRORS } from '../errors.js';
+import { WORKFLOW_SCHEMA } from './compile.js';
+
+export function renderSchema(): string {
+  return `${JSON.stringify(WORKFLOW_SCHEMA, null, 2)}\n`;
+}
+
+export function renderErrorDocs(): string {
+  const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` | ${e.status} | ${e.retryable ? 'yes' : 'no'} | ${e.message.replace(/\|/g, '\\|')} |`);
+  return [
+    '# Error codes',
+    '',
+    'Every error a user can cause carries one of these stable codes (generated from `src/errors.ts`;',
+    'do not edit by hand: run `npm run generate`). `retryable` is what retry policies read.',
+    'The CLI prints `error[CODE]: message` and exits 2 for document, input and usage errors, 1 for',
+    'failed runs. `{name}` parts are filled in with the details of each case.',
+    '',
+    '| code | HTTP status | retryable | message |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n');
+}
