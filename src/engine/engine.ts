@@ -320,9 +320,11 @@ export class Baton extends EventEmitter<BatonEvents> {
     let output: unknown;
     let error: SerializedError | undefined;
     try {
+      // Default output: the final steps' outputs by id (just the value when there is one).
+      const sinks = wf.sinks.filter((s) => !wf.steps.get(s)!.isHandler || rs.steps[s] !== undefined);
       if (wf.output) output = await wf.output.evaluate(rs.scope, 'workflow output');
-      else if (wf.sinks.length === 1) output = rs.steps[wf.sinks[0]]?.output;
-      else output = Object.fromEntries(wf.sinks.map((s) => [s, rs.steps[s]?.output ?? null]));
+      else if (sinks.length === 1) output = rs.steps[sinks[0]]?.output;
+      else output = Object.fromEntries(sinks.map((s) => [s, rs.steps[s]?.output ?? null]));
     } catch (e) {
       status = 'failed';
       error = serializeError(e);

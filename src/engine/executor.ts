@@ -96,9 +96,11 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   // Skip: a first execution whose dependencies were all skipped, or whose `when` is false.
   if (resumeState === undefined) {
     let reason: string | undefined;
-    if (index === undefined && step.deps.length > 0) {
+    if (index === undefined && step.deps.length > 0 && !step.isHandler) {
       if (step.deps.some((d) => rs.steps[d] === undefined)) await host.refresh(rs);
-      if (step.deps.every((d) => rs.steps[d]?.status === 'skipped')) reason = 'every dependency was skipped';
+      // Not live: skipped, or failed with its errors routed elsewhere (no output to build on).
+      const dead = (d: string) => rs.steps[d]?.status === 'skipped' || (rs.steps[d]?.status === 'failed' && rs.steps[d]?.output === undefined);
+      if (step.deps.every(dead)) reason = 'every dependency was skipped';
     }
     if (!reason && step.when) {
       try {

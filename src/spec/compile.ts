@@ -69,7 +69,7 @@ export interface CompiledWorkflow {
   order: string[];
   inputValidator?: ValidateFunction;
   output?: Expression;
-  /** Steps nothing depends on: their outputs form the default run output. */
+  /** Steps nothing depends on: their outputs form the default run output (handlers only if they ran). */
   sinks: string[];
   inlineOutputBytes: number;
   expressions: ExpressionCache;
@@ -277,7 +277,7 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
 
   if (problems.length) return result();
-  const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0 && !steps.get(id)!.isHandler);
+  const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0);
   return {
     problems: [],
     workflow: {
