@@ -90,7 +90,7 @@ export class LiveView {
     const lines: string[] = [];
     for (const r of this.rows.values()) {
       const icon = r.status === 'running' ? SPIN[this.frame % SPIN.length] : ICON[r.status] ?? '?';
-      const elapsed = r.status === 'running' && r.startedAt ? formatDuration(Date.now() - r.startedAt) : r.durationMs !== undefined ? formatDuration(r.durationMs) : '';
+      const elapsed = (r.status === 'running' || r.status === 'waiting') && r.startedAt ? formatDuration(Date.now() - r.startedAt) : r.durationMs !== undefined ? formatDuration(r.durationMs) : '';
       const items = r.items && r.items.total ? ` ${r.items.done}/${r.items.total} items` : '';
       const att = r.attempt > 1 ? ` attempt ${r.attempt}` : '';
       const note = r.note && r.status !== 'succeeded' ? ` ${DIM}${r.note.slice(0, 70)}${RESET}` : '';

@@ -14,7 +14,7 @@ export function parseDuration(d: Duration, where = 'duration'): number {
 }
 
 export function formatDuration(ms: number): string {
-  if (ms < 1) return `${ms.toFixed(2)}ms`;
+  if (ms < 1) return "<1ms";
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)}s`;
   const m = Math.floor(ms / 60_000);
