@@ -158,8 +158,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const { created } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
-    const stored = await this.store.getRun(id);
-    this.runs.set(id, new RunState(stored!, wf, input));
+    this.runs.set(id, new RunState({ id, versionId, workflow: wf.name, status: 'running', input, createdAt: run.createdAt, updatedAt: run.createdAt }, wf, input));
     this.emit('run', { runId: id, status: 'running', at: run.createdAt });
     this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true })));
     return id;
@@ -314,8 +313,10 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   /** Ends a run that has no active step left: evaluates its output and records the end. */
   private async finishRun(rs: RunState): Promise<void> {
-    if (!rs.loaded) await this.refresh(rs);
     const wf = rs.workflow;
+    // Steps run by other processes are not in memory: reload only if the output needs them.
+    const needed = wf.output ? [...wf.output.stepRefs] : wf.sinks;
+    if (!rs.loaded && needed.some((s) => rs.steps[s] === undefined)) await this.refresh(rs);
     let status: 'completed' | 'failed' = 'completed';
     let output: unknown;
     let error: SerializedError | undefined;

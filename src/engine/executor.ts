@@ -7,7 +7,7 @@
  * Named crash points (`BATON_CRASH_AT`) let tests kill the process at chosen instants.
  */
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
-import { encodeValue, isBlobRef, type BlobStore } from '../store/blobs.js';
+import { encodeValue, type BlobStore } from '../store/blobs.js';
 import type { CompiledStep } from '../spec/compile.js';
 import type { NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
@@ -166,10 +166,14 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   switch (outcome.type) {
     case 'done': {
       const outputJson = encodeValue(outcome.output ?? null, host.blobs, rs.workflow.inlineOutputBytes) ?? 'null';
+      // One event per attempt on the fast path: a start that was not recorded on its own is
+      // folded in (started_at, input). The output's stored JSON is spliced in, not re-encoded.
+      const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${JSON.stringify(summarise(input))}`}`;
+      const dataJson = `{"attempt":${work.attempt},"duration_ms":${now - started}${startedPart},"output":${outputJson}}`;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'succeeded', outputJson, owner: null, startedAt: started, finishedAt: now },
-        events: withStart([{ type: EventType.stepSucceeded, stepKey: work.key, at: now, data: { attempt: work.attempt, duration_ms: now - started, output: eventValue(outputJson) } }]),
+        events: [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson }],
         ...(index === undefined
           ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
           : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
@@ -365,8 +369,7 @@ function startEvent(work: Work, input: unknown, at: number): NewEvent {
 
 /** Events keep the stored form: a blob reference stays a reference. */
 function eventValue(json: string): unknown {
-  const v = JSON.parse(json) as unknown;
-  return isBlobRef(v) ? v : v;
+  return JSON.parse(json) as unknown;
 }
 
 /** Inputs are recorded as given unless huge; a huge one is recorded by size only. */

@@ -84,9 +84,12 @@ export interface NewEvent {
   stepKey?: string;
   at: number;
   data?: unknown;
+  /** `data` already serialised (the hot path builds it around an output's stored JSON). */
+  dataJson?: string;
 }
 
 export interface EventRecord extends NewEvent {
+  /** Position in the run's history: 1, 2, 3... */
   id: number;
   runId: string;
 }

@@ -55,19 +55,21 @@ export const SQLITE_MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX steps_ready ON steps (due_at) WHERE status = 'scheduled' AND owner IS NULL;
   CREATE INDEX steps_timeouts ON steps (due_at) WHERE status = 'waiting' AND due_at > 0 AND owner IS NULL;
-  CREATE INDEX steps_owner ON steps (owner) WHERE owner IS NOT NULL;
+  -- No index on owner: it would cost a page write per step; only reclaiming a dead worker's
+  -- claims looks steps up by owner, and that is rare.
   CREATE INDEX steps_wait ON steps (wait_key) WHERE wait_key IS NOT NULL;
   CREATE INDEX steps_children ON steps (run_id, parent_key, idx) WHERE parent_key IS NOT NULL;
-  CREATE INDEX steps_active ON steps (run_id, status);
+  -- Clustered by run: a step's events land on its run's page (one page write, no index).
+  -- seq is per run, 1, 2, 3... in order; it is the event id the API and CLI show.
   CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     type TEXT NOT NULL,
     step_key TEXT,
     at INTEGER NOT NULL,
-    data TEXT
-  );
-  CREATE INDEX events_run ON events (run_id, id);
+    data TEXT,
+    PRIMARY KEY (run_id, seq)
+  ) WITHOUT ROWID;
   CREATE TABLE workers (
     id TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,

@@ -95,8 +95,11 @@ export class SqliteStore implements Store {
     this.s.insertStep.run(runId, st.key, st.stepId, st.index ?? null, st.parentKey ?? null, st.status, st.dueAt ?? 0, st.owner ?? null, st.pendingDeps, st.state === undefined ? null : JSON.stringify(st.state));
   }
 
+  /** Appends in order; the caller holds the write lock, so reading the last seq is race-free. */
   private insertEvents(runId: string, events: NewEvent[]): void {
-    for (const e of events) this.s.insertEvent.run(runId, e.type, e.stepKey ?? null, e.at, e.data === undefined ? null : JSON.stringify(e.data));
+    if (events.length === 0) return;
+    let seq = (this.s.lastSeq.get(runId) as { seq: number | null }).seq ?? 0;
+    for (const e of events) this.s.insertEvent.run(runId, ++seq, e.type, e.stepKey ?? null, e.at, e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data)));
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
@@ -144,7 +147,7 @@ export class SqliteStore implements Store {
 
   async getEvents(runId: string, afterId = 0): Promise<EventRecord[]> {
     return (this.s.getEvents.all(runId, afterId) as Row[]).map((r) => ({
-      id: r.id as number,
+      id: r.seq as number,
       runId: r.run_id as string,
       type: r.type as string,
       stepKey: (r.step_key as string | null) ?? undefined,
@@ -262,9 +265,57 @@ export class SqliteStore implements Store {
     });
   }
 
-  async commit(c: StepCommit): Promise<CommitResult> {
-    return this.write(() => this.commitSync(c));
+  /**
+   * Group commit: step commits that arrive while the event loop is busy are applied together
+   * in one write transaction (each inside its own savepoint, so one failing commit does not
+   * undo the others) when the loop next turns. Each still commits atomically; a batch only
+   * shares the transaction's fixed cost.
+   */
+  commit(c: StepCommit): Promise<CommitResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ c, resolve, reject });
+      if (this.pending.length === 1) queueMicrotask(this.flush);
+    });
   }
+
+  private pending: Array<{ c: StepCommit; resolve: (r: CommitResult) => void; reject: (e: unknown) => void }> = [];
+
+  private readonly flush = (): void => {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 1) {
+      try {
+        batch[0].resolve(this.write(() => this.commitSync(batch[0].c)));
+      } catch (e) {
+        batch[0].reject(e);
+      }
+      return;
+    }
+    const results: Array<{ ok: true; r: CommitResult } | { ok: false; e: unknown }> = [];
+    try {
+      this.write(() => {
+        for (const item of batch) {
+          this.s.savepoint.run();
+          try {
+            results.push({ ok: true, r: this.commitSync(item.c) });
+            this.s.release.run();
+          } catch (e) {
+            this.s.rollbackTo.run();
+            this.s.release.run();
+            results.push({ ok: false, e });
+          }
+        }
+      });
+    } catch (e) {
+      for (const item of batch) item.reject(e);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const r = results[i];
+      if (r.ok) item.resolve(r.r);
+      else item.reject(r.e);
+    });
+  };
 
   /**
    * The one transaction per step attempt: record the outcome (fenced on the claim), append
@@ -363,10 +414,23 @@ export class SqliteStore implements Store {
     if (this.db.open) this.db.close();
   }
 
-  /** Runs `fn` in a BEGIN IMMEDIATE transaction; maps lock time-outs to BATON_STORE_BUSY. */
+  /**
+   * Runs `fn` in a BEGIN IMMEDIATE transaction (prepared BEGIN/COMMIT: cheaper than building a
+   * better-sqlite3 transaction wrapper per call); maps lock time-outs to BATON_STORE_BUSY.
+   */
   private write<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
     try {
-      return this.db.transaction(fn).immediate();
+      this.s.begin.run();
+      let out: T;
+      try {
+        out = fn();
+        this.s.commit.run();
+      } catch (e) {
+        if (this.db.inTransaction) this.s.rollback.run();
+        throw e;
+      }
+      return out;
     } catch (e) {
       if (e instanceof BatonError) throw e;
       const code = (e as { code?: string }).code;
@@ -380,6 +444,12 @@ export class SqliteStore implements Store {
 function prepare(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
+    begin: p('BEGIN IMMEDIATE'),
+    commit: p('COMMIT'),
+    rollback: p('ROLLBACK'),
+    savepoint: p('SAVEPOINT step_commit'),
+    release: p('RELEASE step_commit'),
+    rollbackTo: p('ROLLBACK TO step_commit'),
     getVersion: p('SELECT * FROM workflow_versions WHERE version_id = ?'),
     maxSeq: p('SELECT MAX(seq) AS seq FROM workflow_versions WHERE name = ?'),
     insertVersion: p('INSERT INTO workflow_versions (version_id, name, hash, seq, document, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
@@ -390,7 +460,8 @@ function prepare(db: Database.Database) {
                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
     insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    insertEvent: p('INSERT INTO events (run_id, type, step_key, at, data) VALUES (?, ?, ?, ?, ?)'),
+    insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
+    lastSeq: p('SELECT MAX(seq) AS seq FROM events WHERE run_id = ?'),
     getRun: p('SELECT * FROM runs WHERE id = ?'),
     getRunStatus: p('SELECT status FROM runs WHERE id = ?'),
     setRunStatus: p('UPDATE runs SET status = ?, updated_at = ? WHERE id = ?'),
@@ -404,7 +475,7 @@ function prepare(db: Database.Database) {
     getStep: p('SELECT * FROM steps WHERE run_id = ? AND key = ?'),
     getOutput: p('SELECT key, output FROM steps WHERE run_id = ? AND key = ?'),
     getOutputs: p('SELECT key, output FROM steps WHERE run_id = ? AND output IS NOT NULL'),
-    getEvents: p('SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id'),
+    getEvents: p('SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq'),
     insertWorker: p('INSERT OR REPLACE INTO workers (id, pid, host, started_at, lease_until) VALUES (?, ?, ?, ?, ?)'),
     heartbeat: p('UPDATE workers SET lease_until = ? WHERE id = ?'),
     deleteWorker: p('DELETE FROM workers WHERE id = ?'),
