@@ -62,7 +62,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly workerId: string;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
-  private readonly waiters = new Map<string, Array<() => void>>();
+  private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
   private readonly worker?: Worker;
   private readonly host: ExecutorHost;
   private readonly onInternalError: (e: unknown, where: string) => void;
@@ -173,21 +173,27 @@ export class Baton extends EventEmitter<BatonEvents> {
   /** Resolves when the run is completed, failed or cancelled (by any process). */
   async wait(runId: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
     const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
+    let checked = false;
     for (;;) {
-      const r = await this.getRun(runId);
-      if (TERMINAL_RUN_STATES.has(r.status)) return r;
-      if (Date.now() >= deadline) return r;
-      // Woken at once by this process's finalisation, or re-checked for other processes' work.
-      await new Promise<void>((res) => {
+      // A run executing here hands its final record to waiters; otherwise read the store.
+      if (!this.runs.has(runId) || checked) {
+        const r = await this.getRun(runId);
+        if (TERMINAL_RUN_STATES.has(r.status) || Date.now() >= deadline) return r;
+      }
+      const rec = await new Promise<RunResult | undefined>((res) => {
         const list = this.waiters.get(runId) ?? [];
-        const t = setTimeout(done, Math.min(500, Math.max(1, deadline - Date.now())));
-        function done() {
+        // Re-checked now and then for runs that other processes execute.
+        const t = setTimeout(() => done(undefined), Math.min(500, Math.max(1, deadline - Date.now())));
+        function done(r?: RunResult) {
           clearTimeout(t);
-          res();
+          res(r);
         }
         list.push(done);
         this.waiters.set(runId, list);
       });
+      if (rec) return rec;
+      if (Date.now() >= deadline) return this.getRun(runId);
+      checked = true;
     }
   }
 
@@ -241,7 +247,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const rs = this.runs.get(runId);
     if (rs) {
       rs.status = 'cancelled';
-      for (const ac of rs.inflight.values()) ac.abort(new BatonError('BATON_CANCELLED', { runId }));
+      rs.abort.abort(new BatonError('BATON_CANCELLED', { runId }));
       this.runs.delete(runId);
     }
     if (r.parentRunId) {
@@ -287,6 +293,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     const res = await executeAttempt(this.host, rs, w);
     if (res.runIdle) await this.finishRun(rs);
+    else if (TERMINAL_RUN_STATES.has(rs.status)) {
+      // The attempt ended the run (a failure): waiters read the final record from the store.
+      this.runs.delete(rs.id);
+      this.emit('run', { runId: rs.id, status: rs.status, at: Date.now() });
+      this.notify(rs.id);
+    }
     return { ready: [...res.ready, ...res.childReady], later: res.later, poke: res.poke };
   }
 
@@ -354,8 +366,11 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (ok) {
       this.emit('run', { runId: rs.id, status, at: now, error });
       if (rs.parentRunId) this.worker?.poke();
-    }
-    this.notify(rs.id);
+      this.notify(rs.id, {
+        id: rs.id, versionId: rs.versionId, workflow: wf.name, status, input: rs.input, output: status === 'completed' ? output ?? null : undefined, error,
+        parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: now, finishedAt: now,
+      });
+    } else this.notify(rs.id);
   }
 
   private async finishIdleRuns(): Promise<void> {
@@ -365,11 +380,11 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
   }
 
-  private notify(runId: string): void {
+  private notify(runId: string, final?: RunResult): void {
     const list = this.waiters.get(runId);
     if (!list) return;
     this.waiters.delete(runId);
-    for (const f of list) f();
+    for (const f of list) f(final);
   }
 
   private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string }): Promise<NewRun> {

@@ -124,8 +124,6 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     }
   }
 
-  const controller = new AbortController();
-  rs.inflight.set(work.key, controller);
   let input: unknown;
   let outcome: StepOutcome;
   try {
@@ -145,7 +143,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         }),
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
       step.kind.recordsStart && step.kind.name !== 'http' ? undefined : step.timeoutMs,
-      controller.signal,
+      rs.abort.signal,
       work.key,
     );
     if (outcome.type === 'done') checkOutput(step, outcome.output, scope, where);
@@ -154,10 +152,8 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       if (!truthy(ok)) throw new BatonError('BATON_GUARD_FAILED', { step: work.key, guard: step.guard.source });
     }
   } catch (e) {
-    if (controller.signal.aborted && isCancel(controller.signal.reason)) return EMPTY;
+    if (rs.abort.signal.aborted && isCancel(rs.abort.signal.reason)) return EMPTY;
     return fail(host, rs, work, step, top, fence, started, e, emit, input);
-  } finally {
-    rs.inflight.delete(work.key);
   }
   crashPoint('after-execute');
 

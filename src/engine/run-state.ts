@@ -26,8 +26,8 @@ export class RunState {
   readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
   /** The expression scope shared by every step of this run. */
   readonly scope: Record<string, unknown>;
-  /** Abort controllers of attempts in flight here, for cancellation. */
-  readonly inflight = new Map<string, AbortController>();
+  /** Aborted when the run is cancelled: every attempt in flight here sees it (one per run, not per attempt). */
+  readonly abort = new AbortController();
   /** Set once every step's status has been loaded from the store. */
   loaded = false;
 

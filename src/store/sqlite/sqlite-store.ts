@@ -23,6 +23,8 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** `NORMAL` (default, durable across process crashes) or `FULL` (also across power loss). */
   synchronous?: 'NORMAL' | 'FULL';
+  /** How often the WAL is checkpointed into the database file. Default 1 s. */
+  checkpointIntervalMs?: number;
 }
 
 export class SqliteStore implements Store {
@@ -40,10 +42,28 @@ export class SqliteStore implements Store {
       this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
       this.db.pragma('foreign_keys = ON');
       migrate(this.db, path);
+      // Checkpoints move the WAL into the database file. Run inside a commit (SQLite's default)
+      // they add their cost to whichever step happens to trigger them; here they run on a timer,
+      // off the step path, and the WAL is truncated on close.
+      if (path !== ':memory:') {
+        this.db.pragma('wal_autocheckpoint = 0');
+        this.checkpointTimer = setInterval(() => this.checkpoint(), opts.checkpointIntervalMs ?? 1000);
+        this.checkpointTimer.unref();
+      }
     } catch (e) {
       throw openError(e, path);
     }
     this.s = prepare(this.db);
+  }
+
+  private checkpointTimer: NodeJS.Timeout | undefined;
+
+  private checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): void {
+    try {
+      if (this.db.open && !this.db.inTransaction) this.db.pragma(`wal_checkpoint(${mode})`);
+    } catch {
+      // Busy readers or writers: the next tick tries again; the WAL only grows meanwhile.
+    }
   }
 
   // ---------------------------------------------------------------- versions
@@ -79,8 +99,8 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- runs
 
-  async admitRun(run: NewRun): Promise<{ created: boolean }> {
-    return this.write(() => ({ created: this.insertRun(run) }));
+  admitRun(run: NewRun): Promise<{ created: boolean }> {
+    return this.batched(() => ({ created: this.insertRun(run) }));
   }
 
   private insertRun(run: NewRun): boolean {
@@ -184,8 +204,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  async finishRun(f: FinishRun): Promise<boolean> {
-    return this.write(() => {
+  finishRun(f: FinishRun): Promise<boolean> {
+    return this.batched(() => {
       const r = this.s.getRunStatus.get(f.runId) as { status: RunStatus } | undefined;
       if (!r || r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') return false;
       const now = Date.now();
@@ -257,47 +277,52 @@ export class SqliteStore implements Store {
     return r.due ?? undefined;
   }
 
-  async markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean> {
-    return this.write(() => {
+  markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean> {
+    return this.batched(() => {
       const ok = this.s.markStarted.run(at, fence.runId, fence.key, fence.owner, fence.attempt).changes === 1;
       if (ok) this.insertEvents(fence.runId, events);
       return ok;
     });
   }
 
-  /**
-   * Group commit: step commits that arrive while the event loop is busy are applied together
-   * in one write transaction (each inside its own savepoint, so one failing commit does not
-   * undo the others) when the loop next turns. Each still commits atomically; a batch only
-   * shares the transaction's fixed cost.
-   */
   commit(c: StepCommit): Promise<CommitResult> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ c, resolve, reject });
+    return this.batched(() => this.commitSync(c));
+  }
+
+  /**
+   * Group commit: writes that arrive while the event loop is busy (step commits, run
+   * admissions and endings) are applied together in one write transaction, each inside its
+   * own savepoint so that one failing write does not undo the others, when the current
+   * microtasks have run. Each write is still atomic; a batch only shares the transaction's
+   * fixed cost (locks, page writes).
+   */
+  private batched<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       if (this.pending.length === 1) queueMicrotask(this.flush);
     });
   }
 
-  private pending: Array<{ c: StepCommit; resolve: (r: CommitResult) => void; reject: (e: unknown) => void }> = [];
+  private pending: Array<{ fn: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
 
   private readonly flush = (): void => {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 1) {
       try {
-        batch[0].resolve(this.write(() => this.commitSync(batch[0].c)));
+        batch[0].resolve(this.write(batch[0].fn));
       } catch (e) {
         batch[0].reject(e);
       }
       return;
     }
-    const results: Array<{ ok: true; r: CommitResult } | { ok: false; e: unknown }> = [];
+    const results: Array<{ ok: true; v: unknown } | { ok: false; e: unknown }> = [];
     try {
       this.write(() => {
         for (const item of batch) {
           this.s.savepoint.run();
           try {
-            results.push({ ok: true, r: this.commitSync(item.c) });
+            results.push({ ok: true, v: item.fn() });
             this.s.release.run();
           } catch (e) {
             this.s.rollbackTo.run();
@@ -312,7 +337,7 @@ export class SqliteStore implements Store {
     }
     batch.forEach((item, i) => {
       const r = results[i];
-      if (r.ok) item.resolve(r.r);
+      if (r.ok) item.resolve(r.v);
       else item.reject(r.e);
     });
   };
@@ -411,7 +436,12 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    clearInterval(this.checkpointTimer);
+    if (this.pending.length) await new Promise((r) => setImmediate(r));
+    if (this.db.open) {
+      this.checkpoint('TRUNCATE');
+      this.db.close();
+    }
   }
 
   /**
