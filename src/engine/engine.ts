@@ -291,7 +291,19 @@ export class Baton extends EventEmitter<BatonEvents> {
       await this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]);
       return { ready: [], later: [], poke: false };
     }
-    const res = await executeAttempt(this.host, rs, w);
+    let res: Awaited<ReturnType<typeof executeAttempt>>;
+    try {
+      res = await executeAttempt(this.host, rs, w);
+    } catch (e) {
+      // Not the step's fault (store busy, a bug): report it, give the claim back after a pause
+      // so that this or another worker tries again, rather than holding it forever.
+      this.onInternalError(e, `step ${w.runId}/${w.key}`);
+      const t = setTimeout(() => {
+        this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]).then(() => this.worker?.poke(), (e2) => this.onInternalError(e2, 'release'));
+      }, 1000);
+      t.unref();
+      return { ready: [], later: [], poke: false };
+    }
     if (res.runIdle) await this.finishRun(rs);
     else if (TERMINAL_RUN_STATES.has(rs.status)) {
       // The attempt ended the run (a failure): waiters read the final record from the store.

@@ -347,8 +347,10 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   crashPoint('after-commit');
   if (!r.ok) return undefined;
   // Map items carry their item in the row, so those are read back; other new steps start blank.
-  const resumed = new Set(r.resumed ?? []);
-  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: parseKey(key).index === undefined && !resumed.has(key) }));
+  // Fresh steps start blank. Map items carry their item in the row, and a map step made ready
+  // is resuming after its items: both are read back.
+  const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
+  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: fresh(key) }));
   return { ready, later: [], runIdle: r.runIdle, childReady: [], poke: false };
 }
 

@@ -264,7 +264,8 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
     if (c.isHandler && (c.doc as StepDoc).needs?.length) {
       add([...pathOf.get(id)!, 'needs'], `step "${id}" is an error handler (an on_error.route target); it runs only when routed to, so it cannot have needs.`);
     }
-    for (const d of c.deps) steps.get(d)!.dependents.push(id);
+    // A handler is scheduled by a route only, never by its dependencies finishing.
+    if (!c.isHandler) for (const d of c.deps) steps.get(d)!.dependents.push(id);
   }
 
   // Pass 3: cycles.

@@ -157,8 +157,6 @@ export interface CommitResult {
   ok: boolean;
   /** Keys scheduled by this commit and claimed for the committing worker. */
   ready: string[];
-  /** Of those, the ones woken from `waiting` (they have resume state to read back). */
-  resumed?: string[];
   /** The run has no active step left and should be finalised. */
   runIdle: boolean;
 }

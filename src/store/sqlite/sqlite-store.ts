@@ -358,7 +358,6 @@ export class SqliteStore implements Store {
     if (res.changes !== 1) return { ok: false, ready: [], runIdle: false };
     this.insertEvents(fence.runId, c.events);
     const ready: string[] = [];
-    const resumed: string[] = [];
     if (c.insert) {
       for (const st of c.insert) {
         this.insertStep(fence.runId, st);
@@ -368,13 +367,10 @@ export class SqliteStore implements Store {
     if (c.childRun) this.insertRun(c.childRun);
     if (c.decrement) {
       for (const d of c.decrement) {
-        const r = this.s.decrement.get(d.live ? 1 : 0, fence.runId, d.key) as { pending_deps: number; status: StepStatus } | undefined;
+        // One statement counts down and, at zero, schedules and claims (SET reads the old row).
         // A map step waits ('waiting') for its items the way a join waits ('pending') for its inputs.
-        if (r && r.pending_deps <= 0 && (r.status === 'pending' || r.status === 'waiting')) {
-          this.s.schedule.run(fence.owner, now, fence.runId, d.key);
-          ready.push(d.key);
-          if (r.status === 'waiting') resumed.push(d.key);
-        }
+        const r = this.s.decrement.get({ live: d.live ? 1 : 0, owner: fence.owner, now, runId: fence.runId, key: d.key }) as { pending_deps: number; status: StepStatus } | undefined;
+        if (r && r.pending_deps === 0 && r.status === 'scheduled') ready.push(d.key);
       }
     }
     if (c.schedule) {
@@ -404,7 +400,6 @@ export class SqliteStore implements Store {
       if (rs?.status === 'paused') {
         for (const key of ready) this.s.releaseOne.run(fence.runId, key, fence.owner);
         ready.length = 0;
-        resumed.length = 0;
       }
     }
     let runIdle = false;
@@ -413,7 +408,7 @@ export class SqliteStore implements Store {
       if (active.length === 0) runIdle = true;
       else if (active.every((a) => a.status === 'waiting')) this.s.setRunStatusIf.run('waiting', now, fence.runId, 'running');
     }
-    return { ok: true, ready, resumed, runIdle };
+    return { ok: true, ready, runIdle };
   }
 
   async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {
@@ -527,8 +522,13 @@ function prepare(db: Database.Database) {
     updateStep: p(`UPDATE steps SET status = ?, output = ?, error = ?, attempt = ?, due_at = ?, owner = ?, state = COALESCE(?, state),
                      wait_key = ?, pending_deps = COALESCE(?, pending_deps), started_at = COALESCE(?, started_at), finished_at = ?
                    WHERE run_id = ? AND key = ? AND owner = ? AND attempt = ? AND status IN ('scheduled', 'running', 'waiting')`),
-    decrement: p(`UPDATE steps SET pending_deps = pending_deps - 1, live_deps = live_deps + ?
-                  WHERE run_id = ? AND key = ? RETURNING pending_deps, status`),
+    decrement: p(`UPDATE steps SET pending_deps = pending_deps - 1, live_deps = live_deps + @live,
+                    status = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN 'scheduled' ELSE status END,
+                    owner = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN @owner ELSE owner END,
+                    due_at = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN @now ELSE due_at END,
+                    wait_key = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN NULL ELSE wait_key END
+                  WHERE run_id = @runId AND key = @key
+                  RETURNING pending_deps, status`),
     schedule: p(`UPDATE steps SET status = 'scheduled', owner = ?, due_at = ?, wait_key = NULL WHERE run_id = ? AND key = ? AND status IN ('pending', 'waiting')`),
     cancelChildren: p(`UPDATE steps SET status = 'cancelled', finished_at = ? WHERE run_id = ? AND parent_key = ? AND status = 'pending'`),
     runStatusForCommit: p('SELECT status FROM runs WHERE id = ?'),
