@@ -412,7 +412,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const inputJson = encodeValue(input ?? null, this.blobs, wf.inlineOutputBytes) ?? 'null';
     return {
       id: o.id, versionId, workflow: wf.name, inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
-      events: [{ type: EventType.runCreated, at: now, data: { version: versionId, input: JSON.parse(inputJson), parent_run: o.parentRunId } }],
+      events: [{ type: EventType.runCreated, at: now, dataJson: `{"version":${JSON.stringify(versionId)},"input":${inputJson}${o.parentRunId ? `,"parent_run":${JSON.stringify(o.parentRunId)}` : ''}}` }],
     };
   }
 
@@ -424,7 +424,16 @@ export class Baton extends EventEmitter<BatonEvents> {
 
 /** Time-ordered, unique run ids: `run_` + ms time (base36) + 48 random bits. */
 export function newRunId(): string {
-  return `run_${Date.now().toString(36)}${randomBytes(6).toString('hex')}`;
+  // Random bytes are drawn 6 KiB at a time: one crypto call per thousand ids, not per id.
+  if (randomPos + 6 > randomPool.length) {
+    randomPool = randomBytes(6 * 1024);
+    randomPos = 0;
+  }
+  const hex = randomPool.toString('hex', randomPos, randomPos + 6);
+  randomPos += 6;
+  return `run_${Date.now().toString(36)}${hex}`;
 }
+let randomPool = Buffer.alloc(0);
+let randomPos = 0;
 
 export { parseKey };

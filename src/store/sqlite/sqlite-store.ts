@@ -115,11 +115,9 @@ export class SqliteStore implements Store {
     this.s.insertStep.run(runId, st.key, st.stepId, st.index ?? null, st.parentKey ?? null, st.status, st.dueAt ?? 0, st.owner ?? null, st.pendingDeps, st.state === undefined ? null : JSON.stringify(st.state));
   }
 
-  /** Appends in order; the caller holds the write lock, so reading the last seq is race-free. */
+  /** Appends in order, each at the run's next seq; the caller holds the write lock, so this is race-free. */
   private insertEvents(runId: string, events: NewEvent[]): void {
-    if (events.length === 0) return;
-    let seq = (this.s.lastSeq.get(runId) as { seq: number | null }).seq ?? 0;
-    for (const e of events) this.s.insertEvent.run(runId, ++seq, e.type, e.stepKey ?? null, e.at, e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data)));
+    for (const e of events) this.s.insertEvent.run({ runId, type: e.type, stepKey: e.stepKey ?? null, at: e.at, data: e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data)) });
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
@@ -485,8 +483,8 @@ function prepare(db: Database.Database) {
                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
     insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
-    lastSeq: p('SELECT MAX(seq) AS seq FROM events WHERE run_id = ?'),
+    insertEvent: p(`INSERT INTO events (run_id, seq, type, step_key, at, data)
+                    SELECT @runId, COALESCE(MAX(seq), 0) + 1, @type, @stepKey, @at, @data FROM events WHERE run_id = @runId`),
     getRun: p('SELECT * FROM runs WHERE id = ?'),
     getRunStatus: p('SELECT status FROM runs WHERE id = ?'),
     setRunStatus: p('UPDATE runs SET status = ?, updated_at = ? WHERE id = ?'),
