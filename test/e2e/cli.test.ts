@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,6 +11,18 @@ let dir: string;
 function baton(args: string[], opts: { cwd?: string; input?: string } = {}) {
   const r = spawnSync(process.execPath, [bin, ...args], { cwd: opts.cwd ?? dir, encoding: 'utf8', input: opts.input, env: { ...process.env, NO_COLOR: '1' } });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Starts `baton args…` and SIGKILLs it (like a crash) once it has printed its run id. */
+function killAfterRunStarts(args: string[]): Promise<NodeJS.Signals | null> {
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout.on('data', (d: Buffer) => {
+      if (/run_[0-9a-z]+/.test(d.toString())) setTimeout(() => p.kill('SIGKILL'), 100);
+    });
+    p.on('error', rej);
+    p.on('exit', (_code, signal) => res(signal));
+  });
 }
 
 beforeAll(() => {
@@ -99,11 +111,9 @@ describe('baton CLI', () => {
     expect(r.out).toMatch(/baton runs show run_/);
   });
 
-  it('resumes unfinished runs after the process that started them died', () => {
+  it('resumes unfinished runs after the process that started them died', async () => {
     writeFileSync(join(dir, 'slow.yaml'), 'name: slow\nsteps:\n  - { id: nap, kind: wait, duration: 2s }\n  - { id: done, kind: transform, expression: "\'done\'", needs: [nap] }\n');
-    // Killed mid-run with SIGKILL, like a crash.
-    const killed = spawnSync(process.execPath, [bin, 'run', 'slow.yaml', '--db', join(dir, 'store4')], { cwd: dir, encoding: 'utf8', timeout: 1000, killSignal: 'SIGKILL' });
-    expect(killed.signal).toBe('SIGKILL');
+    expect(await killAfterRunStarts(['run', 'slow.yaml', '--db', join(dir, 'store4')])).toBe('SIGKILL');
     const r = baton(['resume', '--db', join(dir, 'store4')]);
     expect(r.out).toMatch(/resuming 1 unfinished run/);
     expect(r.out).toMatch(/1 completed/);
@@ -111,10 +121,9 @@ describe('baton CLI', () => {
     expect(baton(['resume', '--db', join(dir, 'store4')]).out).toMatch(/nothing to resume/);
   });
 
-  it('delivers events to waiting runs', () => {
+  it('delivers events to waiting runs', async () => {
     writeFileSync(join(dir, 'evt.yaml'), 'name: evt\nsteps:\n  - { id: paid, kind: wait, event: paid, key: "input.order" }\n');
-    const started = spawnSync(process.execPath, [bin, 'run', 'evt.yaml', '--input', '{"order":"o1"}', '--db', join(dir, 'store5')], { cwd: dir, encoding: 'utf8', timeout: 1000, killSignal: 'SIGKILL' });
-    expect(started.signal).toBe('SIGKILL');
+    expect(await killAfterRunStarts(['run', 'evt.yaml', '--input', '{"order":"o1"}', '--db', join(dir, 'store5')])).toBe('SIGKILL');
     const none = baton(['event', 'paid', 'o2', '--db', join(dir, 'store5')]);
     expect(none.code).toBe(2);
     expect(none.err).toMatch(/BATON_SIGNAL_NO_TARGET/);
