@@ -66,7 +66,8 @@ export class LiveView {
     if (e.status === 'running' && row.startedAt === undefined) row.startedAt = e.at;
     row.status = e.status;
     row.attempt = e.attempt;
-    if (e.durationMs !== undefined && (e.status === 'succeeded' || e.status === 'failed' || e.status === 'skipped')) row.durationMs = row.startedAt ? e.at - row.startedAt : e.durationMs;
+    // The longer of the last attempt and the time since the step first ran (waits, retries).
+    if (e.durationMs !== undefined && (e.status === 'succeeded' || e.status === 'failed' || e.status === 'skipped')) row.durationMs = Math.max(e.durationMs, row.startedAt ? e.at - row.startedAt : 0);
     if (e.items !== undefined) row.items = { done: row.items?.done ?? 0, total: e.items };
     if (e.error) row.note = e.error.message;
     else if (e.status === 'succeeded') row.note = undefined;
