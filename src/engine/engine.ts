@@ -96,6 +96,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       services,
       newRun: (versionId, input, o) => this.newRun(versionId, input, o),
       emitStep: (e) => this.emit('step', e),
+      wantsStepEvents: () => this.listenerCount('step') > 0,
       refresh: (rs) => this.refresh(rs),
     };
     if (opts.worker !== false) {

@@ -35,6 +35,8 @@ export interface ExecutorHost {
   /** Builds a child run's admission record (its first steps claimed by this worker). */
   newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string }): Promise<NewRun>;
   emitStep(e: StepEvent): void;
+  /** False when nobody listens: the hot path then builds no event objects. */
+  wantsStepEvents(): boolean;
   /** Outputs of a run's steps may be missing from memory (another process ran them). */
   refresh(rs: RunState): Promise<void>;
 }
@@ -90,8 +92,10 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   const resumeState = index === undefined ? state : (state as { resume?: unknown } | undefined)?.resume;
   const scope = index === undefined ? rs.scope : { ...rs.scope, item, index };
   const where = `in step ${work.key}`;
-  const emit = (status: StepEvent['status'], extra: Partial<StepEvent> = {}) =>
-    host.emitStep({ runId: rs.id, key: work.key, stepId, status, attempt: work.attempt, at: Date.now(), ...extra });
+  const listening = host.wantsStepEvents();
+  const emit = (status: StepEvent['status'], extra?: Partial<StepEvent>) => {
+    if (listening) host.emitStep({ runId: rs.id, key: work.key, stepId, status, attempt: work.attempt, at: Date.now(), ...extra });
+  };
 
   // Skip: a first execution whose dependencies were all skipped, or whose `when` is false.
   if (resumeState === undefined) {
