@@ -100,6 +100,8 @@ export function buildProgram(): Command {
       .option('--json', 'print only the final result as JSON (for machines)')
       .option('--id <runId>', 'run id (starting the same id twice is harmless)'),
   ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string }) => {
+    // Document and input problems are the user's to fix: report them before touching the store.
+    readSource(file);
     const input = parseInput(o.input);
     const baton = await openBaton(o, [dirname(resolve(file))]);
     try {
