@@ -116,17 +116,25 @@ export function batonFanout(z: Sizes): Promise<FanoutResult> {
 
 // ------------------------------------------------------------------ floor
 
-/** A fresh file database with the engine's settings and one table of step records. */
-function floorDb(): { db: Database.Database; insert: (runId: string, step: number, out: string) => void; done: () => void } {
+/**
+ * How the floor's database is set up. `engine`: the engine's own settings (WAL,
+ * synchronous=NORMAL, wal_autocheckpoint=0: the engine checkpoints on a timer, off the step
+ * path, so neither side pays a checkpoint inside the timed loop). `defaults`: the library's
+ * default automatic checkpoint every 1,000 WAL pages, as in ../shared/PEERS.md's floor row.
+ */
+export type FloorMode = 'engine' | 'defaults';
+
+/** A fresh file database with one table of step records. */
+function floorDb(mode: FloorMode): { insert: (runId: string, step: number, out: string) => void; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'baton-floor-'));
   const db = new Database(join(dir, 'floor.db'));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
+  if (mode === 'engine') db.pragma('wal_autocheckpoint = 0');
   db.exec('CREATE TABLE step_results (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step INTEGER NOT NULL, output TEXT)');
   const stmt = db.prepare('INSERT INTO step_results (run_id, step, output) VALUES (?, ?, ?)');
   const tx = db.transaction((r: string, s: number, o: string) => stmt.run(r, s, o));
   return {
-    db,
     insert: (r, s, o) => tx.immediate(r, s, o),
     done: () => {
       db.close();
@@ -136,8 +144,8 @@ function floorDb(): { db: Database.Database; insert: (runId: string, step: numbe
 }
 
 /** One single-row commit per step, sequentially, timed per 10-step "workflow". */
-export function floorChain(z: Sizes): ChainResult {
-  const f = floorDb();
+export function floorChain(z: Sizes, mode: FloorMode): ChainResult {
+  const f = floorDb(mode);
   try {
     const wf = (i: number) => {
       let n = 0;
@@ -158,8 +166,8 @@ export function floorChain(z: Sizes): ChainResult {
 }
 
 /** The same number of single-row commits as the throughput workload's steps. */
-export function floorThroughput(z: Sizes): ThroughputResult {
-  const f = floorDb();
+export function floorThroughput(z: Sizes, mode: FloorMode): ThroughputResult {
+  const f = floorDb(mode);
   try {
     const t = performance.now();
     for (let i = 0; i < z.throughputRuns; i++) for (let s = 0; s < 3; s++) f.insert(`run${i}`, s, '{"n":1}');
@@ -170,9 +178,9 @@ export function floorThroughput(z: Sizes): ThroughputResult {
   }
 }
 
-/** 101 single-row commits (100 branches and the join). */
-export function floorFanout(z: Sizes): FanoutResult {
-  const f = floorDb();
+/** 101 single-row commits (100 branches and the join), median over runs after 5 warm-up. */
+export function floorFanout(z: Sizes, mode: FloorMode): FanoutResult {
+  const f = floorDb(mode);
   try {
     const times: number[] = [];
     for (let i = 0; i < z.fanoutRuns + 5; i++) {

@@ -15,11 +15,11 @@ import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
-import type { EventRecord, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
+import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { eventWaitKey } from '../steps/wait.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
-import { executeAttempt, type ExecutorHost, type StepEvent, type Work } from './executor.js';
+import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
 import { WorkflowRegistry } from './registry.js';
 import { RunState, parseKey } from './run-state.js';
 import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
@@ -98,6 +98,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       emitStep: (e) => this.emit('step', e),
       wantsStepEvents: () => this.listenerCount('step') > 0,
       refresh: (rs) => this.refresh(rs),
+      prepareFinish: (rs, last) => this.prepareFinish(rs, last),
+      afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
     };
     if (opts.worker !== false) {
       this.worker = new Worker(
@@ -306,7 +308,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       return { ready: [], later: [], poke: false };
     }
     if (res.runIdle) await this.finishRun(rs);
-    else if (TERMINAL_RUN_STATES.has(rs.status)) {
+    else if (TERMINAL_RUN_STATES.has(rs.status) && this.runs.has(rs.id)) {
       // The attempt ended the run (a failure): waiters read the final record from the store.
       this.runs.delete(rs.id);
       this.emit('run', { runId: rs.id, status: rs.status, at: Date.now() });
@@ -342,28 +344,40 @@ export class Baton extends EventEmitter<BatonEvents> {
     // Steps run by other processes are not in memory: reload only if the output needs them.
     const needed = wf.output ? [...wf.output.stepRefs] : wf.sinks;
     if (!rs.loaded && needed.some((s) => rs.steps[s] === undefined)) await this.refresh(rs);
+    const fin = await this.prepareFinish(rs);
+    this.afterFinish(rs, fin, await this.store.finishRun(fin.record));
+  }
+
+  /**
+   * Computes a run's end (output, events, the parent to wake) from what is in memory, with
+   * `last` standing in for a step whose commit is about to be written. The executor uses it
+   * to end the run in the same transaction as its last step when it can tell that step is last.
+   */
+  private async prepareFinish(rs: RunState, last?: { stepId: string; output: unknown }): Promise<PreparedFinish> {
+    const wf = rs.workflow;
+    const steps = last ? { ...rs.steps, [last.stepId]: { status: 'succeeded' as const, output: last.output } } : rs.steps;
     let status: 'completed' | 'failed' = 'completed';
     let output: unknown;
     let error: SerializedError | undefined;
     try {
       // Default output: the final steps' outputs by id (just the value when there is one).
-      const sinks = wf.sinks.filter((s) => !wf.steps.get(s)!.isHandler || rs.steps[s] !== undefined);
-      if (wf.output) output = await wf.output.evaluate(rs.scope, 'workflow output');
-      else if (sinks.length === 1) output = rs.steps[sinks[0]]?.output;
-      else output = Object.fromEntries(sinks.map((s) => [s, rs.steps[s]?.output ?? null]));
+      const sinks = wf.sinks.filter((s) => !wf.steps.get(s)!.isHandler || steps[s] !== undefined);
+      if (wf.output) output = await wf.output.evaluate(last ? { ...rs.scope, steps } : rs.scope, 'workflow output');
+      else if (sinks.length === 1) output = steps[sinks[0]]?.output;
+      else output = Object.fromEntries(sinks.map((s) => [s, steps[s]?.output ?? null]));
     } catch (e) {
       status = 'failed';
       error = serializeError(e);
     }
     const now = Date.now();
     const outputJson = encodeValue(output ?? null, this.blobs, wf.inlineOutputBytes);
-    const ok = await this.store.finishRun({
+    const record: FinishRun = {
       runId: rs.id,
       status,
       outputJson,
       error,
       events: [status === 'completed'
-        ? { type: EventType.runCompleted, at: now, data: { duration_ms: now - rs.createdAt } }
+        ? { type: EventType.runCompleted, at: now, dataJson: `{"duration_ms":${now - rs.createdAt}}` }
         : { type: EventType.runFailed, at: now, data: { error } }],
       parent: rs.parentRunId
         ? {
@@ -373,17 +387,25 @@ export class Baton extends EventEmitter<BatonEvents> {
             events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status } }],
           }
         : undefined,
-    });
+    };
+    return { record, output, at: now };
+  }
+
+  /** Bookkeeping once a run's end is recorded (or found already recorded elsewhere: `ok` false). */
+  private afterFinish(rs: RunState, fin: PreparedFinish, ok: boolean): void {
+    const { status, error } = fin.record;
     rs.status = status;
     this.runs.delete(rs.id);
-    if (ok) {
-      this.emit('run', { runId: rs.id, status, at: now, error });
-      if (rs.parentRunId) this.worker?.poke();
-      this.notify(rs.id, {
-        id: rs.id, versionId: rs.versionId, workflow: wf.name, status, input: rs.input, output: status === 'completed' ? output ?? null : undefined, error,
-        parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: now, finishedAt: now,
-      });
-    } else this.notify(rs.id);
+    if (!ok) {
+      this.notify(rs.id);
+      return;
+    }
+    this.emit('run', { runId: rs.id, status, at: fin.at, error });
+    if (rs.parentRunId) this.worker?.poke();
+    this.notify(rs.id, {
+      id: rs.id, versionId: rs.versionId, workflow: rs.workflow.name, status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
+      parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at,
+    });
   }
 
   private async finishIdleRuns(): Promise<void> {

@@ -9,7 +9,7 @@
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
 import type { CompiledStep } from '../spec/compile.js';
-import type { NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
+import type { FinishRun, NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
 import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import { withTimeout } from '../resilience/timeout.js';
@@ -39,6 +39,16 @@ export interface ExecutorHost {
   wantsStepEvents(): boolean;
   /** Outputs of a run's steps may be missing from memory (another process ran them). */
   refresh(rs: RunState): Promise<void>;
+  /** The run's end as it would be if `last` were recorded now. */
+  prepareFinish(rs: RunState, last: { stepId: string; output: unknown }): Promise<PreparedFinish>;
+  /** Bookkeeping after a commit also ended the run. */
+  afterFinish(rs: RunState, fin: PreparedFinish): void;
+}
+
+export interface PreparedFinish {
+  record: FinishRun;
+  output: unknown;
+  at: number;
 }
 
 export interface StepEvent {
@@ -63,6 +73,8 @@ export interface AttemptResult {
   /** Retries held by this worker, due later. */
   later: Array<{ work: Work; dueAt: number }>;
   runIdle: boolean;
+  /** The commit also recorded the run's end (see `finishIfIdle`). */
+  runFinished?: boolean;
   /** Claims of a just-admitted child run. */
   childReady: Work[];
   /** Another run may now be claimable (a parent woken, a step given back). */
@@ -168,8 +180,11 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       const outputJson = encodeValue(outcome.output ?? null, host.blobs, rs.workflow.inlineOutputBytes) ?? 'null';
       // One event per attempt on the fast path: a start that was not recorded on its own is
       // folded in (started_at, input). The output's stored JSON is spliced in, not re-encoded.
-      const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${JSON.stringify(summarise(input))}`}`;
+      const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${inputJson(input)}`}`;
       const dataJson = `{"attempt":${work.attempt},"duration_ms":${now - started}${startedPart},"output":${outputJson}}`;
+      // When this looks like the run's last step, its end is prepared now and written in the
+      // same transaction if the store agrees nothing else is active (saves a transaction per run).
+      const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: outcome.output ?? null }) : undefined;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'succeeded', outputJson, owner: null, startedAt: started, finishedAt: now },
@@ -177,9 +192,11 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         ...(index === undefined
           ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
           : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
+        finishIfIdle: fin?.record,
       });
       if (res && index === undefined) rs.record(stepId, 'succeeded', outcome.output ?? null);
       if (res) emit('succeeded', { durationMs: now - started });
+      if (res?.runFinished && fin) host.afterFinish(rs, fin);
       return res ?? EMPTY;
     }
     case 'sleep': {
@@ -355,7 +372,7 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   // is resuming after its items: both are read back.
   const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
   const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: fresh(key) }));
-  return { ready, later: [], runIdle: r.runIdle, childReady: [], poke: false };
+  return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false };
 }
 
 function checkOutput(step: CompiledStep, output: unknown, _scope: unknown, where: string): void {
@@ -376,13 +393,29 @@ function eventValue(json: string): unknown {
 
 /** Inputs are recorded as given unless huge; a huge one is recorded by size only. */
 function summarise(v: unknown): unknown {
-  const text = JSON.stringify(v);
-  if (text !== undefined && text.length > 64 * 1024) return { $truncated: true, bytes: Buffer.byteLength(text) };
-  return v;
+  return JSON.parse(inputJson(v)) as unknown;
+}
+
+/** The recorded form of an input, serialised once. */
+function inputJson(v: unknown): string {
+  const text = JSON.stringify(v) ?? 'null';
+  return text.length > 64 * 1024 ? `{"$truncated":true,"bytes":${Buffer.byteLength(text)}}` : text;
 }
 
 function wrapState(index: number | undefined, item: unknown, state: unknown): unknown {
   return index === undefined ? state : { item, resume: state };
+}
+
+/** True when every other step of the run is known here to be finished: this one is probably last. */
+function looksLast(rs: RunState, stepId: string): boolean {
+  const wf = rs.workflow;
+  if (wf.steps.get(stepId)!.dependents.length > 0) return false;
+  for (const id of wf.order) {
+    if (id === stepId) continue;
+    const v = rs.steps[id];
+    if (v === undefined && !wf.steps.get(id)!.isHandler) return false;
+  }
+  return true;
 }
 
 function truthy(v: unknown): boolean {

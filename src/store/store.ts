@@ -148,6 +148,8 @@ export interface StepCommit {
   wake?: { key: string; state: unknown; events: NewEvent[] };
   /** A child run admitted in the same transaction. */
   childRun?: NewRun;
+  /** If, after this commit, the run has no active step, record this end in the same transaction. */
+  finishIfIdle?: FinishRun;
   /** Ends the run; every non-terminal step is cancelled. */
   finishRun?: { status: 'failed'; error?: SerializedError; events: NewEvent[]; parent?: FinishRun['parent'] };
 }
@@ -159,6 +161,8 @@ export interface CommitResult {
   ready: string[];
   /** The run has no active step left and should be finalised. */
   runIdle: boolean;
+  /** `finishIfIdle` was applied: the run's end is recorded. */
+  runFinished?: boolean;
 }
 
 export interface ClaimedStep {

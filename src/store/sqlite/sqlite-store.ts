@@ -115,9 +115,11 @@ export class SqliteStore implements Store {
     this.s.insertStep.run(runId, st.key, st.stepId, st.index ?? null, st.parentKey ?? null, st.status, st.dueAt ?? 0, st.owner ?? null, st.pendingDeps, st.state === undefined ? null : JSON.stringify(st.state));
   }
 
-  /** Appends in order, each at the run's next seq; the caller holds the write lock, so this is race-free. */
+  /** Appends in order at the run's next seqs; the caller holds the write lock, so reading the last seq is race-free. */
   private insertEvents(runId: string, events: NewEvent[]): void {
-    for (const e of events) this.s.insertEvent.run({ runId, type: e.type, stepKey: e.stepKey ?? null, at: e.at, data: e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data)) });
+    if (events.length === 0) return;
+    let seq = (this.s.lastSeq.get(runId) as { seq: number | null }).seq ?? 0;
+    for (const e of events) this.s.insertEvent.run(runId, ++seq, e.type, e.stepKey ?? null, e.at, e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data)));
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
@@ -203,16 +205,18 @@ export class SqliteStore implements Store {
   }
 
   finishRun(f: FinishRun): Promise<boolean> {
-    return this.batched(() => {
-      const r = this.s.getRunStatus.get(f.runId) as { status: RunStatus } | undefined;
-      if (!r || r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') return false;
-      const now = Date.now();
-      this.s.finishRunRow.run(f.status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, now, now, f.runId);
-      if (f.status === 'failed') this.s.cancelSteps.run(now, f.runId);
-      this.insertEvents(f.runId, f.events);
-      if (f.parent) this.wake(f.parent.runId, f.parent.key, f.parent.state, f.parent.events);
-      return true;
-    });
+    return this.batched(() => this.finishSync(f));
+  }
+
+  private finishSync(f: FinishRun): boolean {
+    const r = this.s.getRunStatus.get(f.runId) as { status: RunStatus } | undefined;
+    if (!r || r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') return false;
+    const now = Date.now();
+    this.s.finishRunRow.run(f.status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, now, now, f.runId);
+    if (f.status === 'failed') this.s.cancelSteps.run(now, f.runId);
+    this.insertEvents(f.runId, f.events);
+    if (f.parent) this.wake(f.parent.runId, f.parent.key, f.parent.state, f.parent.events);
+    return true;
   }
 
   async idleRuns(limit: number): Promise<string[]> {
@@ -347,12 +351,16 @@ export class SqliteStore implements Store {
   private commitSync(c: StepCommit): CommitResult {
     const { fence, update: u } = c;
     const now = Date.now();
-    const res = this.s.updateStep.run(
-      u.status, u.outputJson ?? null, u.error ? JSON.stringify(u.error) : null, u.attempt ?? fence.attempt,
-      u.dueAt ?? 0, u.owner === undefined ? null : u.owner, u.state === undefined ? null : JSON.stringify(u.state),
-      u.waitKey ?? null, u.pendingDeps ?? null, u.startedAt ?? null, u.finishedAt ?? null,
-      fence.runId, fence.key, fence.owner, fence.attempt,
-    );
+    // The common outcome gets a statement of its own: fewer parameters to bind on the hot path.
+    const plainSuccess = u.status === 'succeeded' && !u.error && u.state === undefined && u.pendingDeps === undefined && !u.owner;
+    const res = plainSuccess
+      ? this.s.succeedStep.run(u.outputJson ?? null, u.startedAt ?? null, u.finishedAt ?? null, fence.runId, fence.key, fence.owner, fence.attempt)
+      : this.s.updateStep.run(
+          u.status, u.outputJson ?? null, u.error ? JSON.stringify(u.error) : null, u.attempt ?? fence.attempt,
+          u.dueAt ?? 0, u.owner === undefined ? null : u.owner, u.state === undefined ? null : JSON.stringify(u.state),
+          u.waitKey ?? null, u.pendingDeps ?? null, u.startedAt ?? null, u.finishedAt ?? null,
+          fence.runId, fence.key, fence.owner, fence.attempt,
+        );
     if (res.changes !== 1) return { ok: false, ready: [], runIdle: false };
     this.insertEvents(fence.runId, c.events);
     const ready: string[] = [];
@@ -402,10 +410,13 @@ export class SqliteStore implements Store {
     }
     let runIdle = false;
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') {
-      const active = this.s.activeSteps.all(fence.runId) as Array<{ status: StepStatus }>;
-      if (active.length === 0) runIdle = true;
-      else if (active.every((a) => a.status === 'waiting')) this.s.setRunStatusIf.run('waiting', now, fence.runId, 'running');
+      // Two one-row probes, not a scan: after each branch of a fan-out some sibling is running.
+      if (!this.s.anyBusy.get(fence.runId)) {
+        if (!this.s.anyWaiting.get(fence.runId)) runIdle = true;
+        else this.s.setRunStatusIf.run('waiting', now, fence.runId, 'running');
+      }
     }
+    if (runIdle && c.finishIfIdle && this.finishSync(c.finishIfIdle)) return { ok: true, ready, runIdle: false, runFinished: true };
     return { ok: true, ready, runIdle };
   }
 
@@ -483,8 +494,10 @@ function prepare(db: Database.Database) {
                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
     insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    insertEvent: p(`INSERT INTO events (run_id, seq, type, step_key, at, data)
-                    SELECT @runId, COALESCE(MAX(seq), 0) + 1, @type, @stepKey, @at, @data FROM events WHERE run_id = @runId`),
+    insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
+    lastSeq: p('SELECT MAX(seq) AS seq FROM events WHERE run_id = ?'),
+    succeedStep: p(`UPDATE steps SET status = 'succeeded', output = ?, owner = NULL, due_at = 0, wait_key = NULL, started_at = ?, finished_at = ?
+                    WHERE run_id = ? AND key = ? AND owner = ? AND attempt = ? AND status IN ('scheduled', 'running', 'waiting')`),
     getRun: p('SELECT * FROM runs WHERE id = ?'),
     getRunStatus: p('SELECT status FROM runs WHERE id = ?'),
     setRunStatus: p('UPDATE runs SET status = ?, updated_at = ? WHERE id = ?'),
@@ -531,7 +544,8 @@ function prepare(db: Database.Database) {
     cancelChildren: p(`UPDATE steps SET status = 'cancelled', finished_at = ? WHERE run_id = ? AND parent_key = ? AND status = 'pending'`),
     runStatusForCommit: p('SELECT status FROM runs WHERE id = ?'),
     nextPendingChild: p(`SELECT key FROM steps WHERE run_id = ? AND parent_key = ? AND status = 'pending' ORDER BY idx LIMIT 1`),
-    activeSteps: p(`SELECT status FROM steps WHERE run_id = ? AND status IN ('scheduled', 'running', 'waiting') LIMIT 50`),
+    anyBusy: p(`SELECT 1 FROM steps WHERE run_id = ? AND status IN ('scheduled', 'running') LIMIT 1`),
+    anyWaiting: p(`SELECT 1 FROM steps WHERE run_id = ? AND status = 'waiting' LIMIT 1`),
     waiting: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting'`),
     wake: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting'`),
   };
