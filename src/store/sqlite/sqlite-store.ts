@@ -375,8 +375,9 @@ export class SqliteStore implements Store {
       for (const d of c.decrement) {
         // One statement counts down and, at zero, schedules and claims (SET reads the old row).
         // A map step waits ('waiting') for its items the way a join waits ('pending') for its inputs.
-        const r = this.s.decrement.get({ live: d.live ? 1 : 0, owner: fence.owner, now, runId: fence.runId, key: d.key }) as { pending_deps: number; status: StepStatus } | undefined;
-        if (r && r.pending_deps === 0 && r.status === 'scheduled') ready.push(d.key);
+        // The run's pause is read in the same statement: a paused run's new steps stay unclaimed.
+        const r = this.s.decrement.get({ live: d.live ? 1 : 0, owner: fence.owner, now, runId: fence.runId, key: d.key }) as { pending_deps: number; status: StepStatus; owner: string | null } | undefined;
+        if (r && r.pending_deps === 0 && r.status === 'scheduled' && r.owner === fence.owner) ready.push(d.key);
       }
     }
     if (c.schedule) {
@@ -400,8 +401,9 @@ export class SqliteStore implements Store {
       if (c.finishRun.parent) this.wake(c.finishRun.parent.runId, c.finishRun.parent.key, c.finishRun.parent.state, c.finishRun.parent.events);
       return { ok: true, ready: [], runIdle: false };
     }
-    // A run paused by anyone (any process) keeps its new ready steps unclaimed until resumed.
-    if (ready.length) {
+    // A run paused by anyone (any process) keeps its new ready steps unclaimed until resumed
+    // (countdowns checked that themselves; routes, map items and windows are checked here).
+    if (ready.length && (c.insert || c.schedule || c.startNextChildOf)) {
       const rs = this.s.runStatusForCommit.get(fence.runId) as { status: RunStatus } | undefined;
       if (rs?.status === 'paused') {
         for (const key of ready) this.s.releaseOne.run(fence.runId, key, fence.owner);
@@ -535,11 +537,12 @@ function prepare(db: Database.Database) {
                    WHERE run_id = ? AND key = ? AND owner = ? AND attempt = ? AND status IN ('scheduled', 'running', 'waiting')`),
     decrement: p(`UPDATE steps SET pending_deps = pending_deps - 1, live_deps = live_deps + @live,
                     status = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN 'scheduled' ELSE status END,
-                    owner = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN @owner ELSE owner END,
+                    owner = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting')
+                      THEN (CASE WHEN (SELECT status FROM runs WHERE id = @runId) = 'paused' THEN NULL ELSE @owner END) ELSE owner END,
                     due_at = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN @now ELSE due_at END,
                     wait_key = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN NULL ELSE wait_key END
                   WHERE run_id = @runId AND key = @key
-                  RETURNING pending_deps, status`),
+                  RETURNING pending_deps, status, owner`),
     schedule: p(`UPDATE steps SET status = 'scheduled', owner = ?, due_at = ?, wait_key = NULL WHERE run_id = ? AND key = ? AND status IN ('pending', 'waiting')`),
     cancelChildren: p(`UPDATE steps SET status = 'cancelled', finished_at = ? WHERE run_id = ? AND parent_key = ? AND status = 'pending'`),
     runStatusForCommit: p('SELECT status FROM runs WHERE id = ?'),
