@@ -1,8 +1,9 @@
 /**
  * Workflow versions: registering a document stores it immutably under `name@hash`; a run is
- * pinned to the version it started on. Child workflows referenced by file are registered
- * first and the reference is rewritten to their version id before hashing, so a change in a
- * child makes a new parent version too.
+ * pinned to the version it started on. Child workflows are pinned too: one referenced by file
+ * is registered first, one referenced by name resolves to its latest version, and either way
+ * the reference is rewritten to a version id before hashing, so a change in a child makes a
+ * new parent version.
  */
 import { dirname, resolve } from 'node:path';
 import { BatonError } from '../errors.js';
@@ -71,6 +72,10 @@ export class WorkflowRegistry {
         const base = source && source.file !== '<input>' ? dirname(source.file) : process.cwd();
         const child = await this.registerFile(resolve(base, s.workflow));
         s.workflow = child.versionId;
+      } else if (s.kind === 'workflow') {
+        // A name means its latest version *now*: pinned into this version, so a parent run
+        // never picks up a child registered after it started.
+        s.workflow = await this.resolve(s.workflow);
       }
       if (s.kind === 'map') await visit(s.step as StepDoc);
     };

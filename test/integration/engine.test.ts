@@ -238,6 +238,32 @@ steps:
     expect(kid.parentRunId).toBe(r.id);
   });
 
+  it('pins a child workflow named by name to its version at registration', async () => {
+    const b = await baton();
+    await expect(b.register('name: p0\nsteps:\n  - { id: k, kind: workflow, workflow: nobody }\n')).rejects.toMatchObject({ code: 'BATON_WORKFLOW_NOT_FOUND' });
+    const c1 = await b.register('name: kid\nsteps:\n  - { id: v, kind: transform, expression: "1" }\n');
+    const parent = await b.register('name: p1\nsteps:\n  - { id: k, kind: workflow, workflow: kid }\n');
+    expect(JSON.parse(parent.document).steps[0].workflow).toBe(c1.versionId);
+    await b.register('name: kid\nsteps:\n  - { id: v, kind: transform, expression: "2" }\n');
+    expect((await b.run(parent)).output).toBe(1);
+  });
+
+  it('sleeps until a time given by an expression', async () => {
+    const b = await baton();
+    const v = await b.register(`
+name: until
+steps:
+  - { id: nap, kind: wait, until: "input.at" }
+  - { id: bad, kind: wait, until: "'not a time'", on_error: { continue: "error.code" } }
+`);
+    const at = Date.now() + 150;
+    const r = await b.run(v, { at: new Date(at).toISOString() });
+    expect(r.status).toBe('completed');
+    const nap = (await b.getSteps(r.id)).find((s) => s.key === 'nap')!;
+    expect(nap.finishedAt!).toBeGreaterThanOrEqual(at);
+    expect((r.output as { bad: string }).bad).toBe('BATON_EXPR_EVAL');
+  });
+
   it('keeps a durable timer across a restart', async () => {
     const b1 = await baton();
     const v = await b1.register(`
