@@ -302,7 +302,7 @@ async function fail(
     const res = await commit(host, rs, work, {
       fence,
       update: { status: 'failed', outputJson, error, owner: null, finishedAt: now },
-      events: [...startEv, failEvent(true, { continued_with: eventValue(outputJson) })],
+      events: [...startEv, failEvent(true, { continued_with: JSON.parse(outputJson) as unknown })],
       ...(index === undefined
         ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
         : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
@@ -384,11 +384,6 @@ function checkOutput(step: CompiledStep, output: unknown, _scope: unknown, where
 
 function startEvent(work: Work, input: unknown, at: number): NewEvent {
   return { type: EventType.stepStarted, stepKey: work.key, at, data: { attempt: work.attempt, input: input === undefined ? undefined : summarise(input) } };
-}
-
-/** Events keep the stored form: a blob reference stays a reference. */
-function eventValue(json: string): unknown {
-  return JSON.parse(json) as unknown;
 }
 
 /** Inputs are recorded as given unless huge; a huge one is recorded by size only. */
