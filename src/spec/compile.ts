@@ -165,6 +165,7 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
         functions: opts.functions,
         path: formatPath(path),
         problem: (rel, message) => add(rel ? [...path, ...rel.split('.')] : path, message),
+        expression: (rel, src) => compileExpr(src, [...path, ...rel.split('.')]),
       });
     } catch (e) {
       add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);

@@ -7,7 +7,7 @@
  * tasks) returns a suspending outcome. The engine records it durably and calls `execute` again
  * with the saved `state` when the wait is over, on whatever worker picks the step up.
  */
-import type { ExpressionCache } from '../expr/expression.js';
+import type { Expression, ExpressionCache } from '../expr/expression.js';
 import type { KindSchema } from '../spec/schema.js';
 import type { RetryPolicy } from '../resilience/retry.js';
 
@@ -26,6 +26,8 @@ export interface FunctionContext {
 
 export interface PrepareContext {
   expressions: ExpressionCache;
+  /** Compiles `source`, or records a problem at `field` and returns undefined. */
+  expression(field: string, source: string | undefined): Expression | undefined;
   /** Records a problem at a path relative to the step (e.g. `url`). */
   problem(path: string, message: string): void;
   /** Known function names, or undefined when functions are not known (document-only validation). */

@@ -4,7 +4,6 @@
  * own retries and record, so a crash mid-map re-runs only the unfinished items.
  */
 import { BatonError } from '../errors.js';
-import type { Expression } from '../expr/expression.js';
 import type { MapStepDoc } from '../spec/types.js';
 import type { StepKind } from './kind.js';
 
@@ -28,12 +27,7 @@ export const mapKind: StepKind<MapStepDoc> = {
     },
   },
   prepare(step, ctx) {
-    let over: Expression | undefined;
-    try {
-      over = ctx.expressions.get(step.over);
-    } catch (e) {
-      ctx.problem('over', (e as BatonError).message);
-    }
+    const over = ctx.expression('over', step.over);
     const concurrency = step.concurrency ?? 10;
     return {
       stepRefs: over?.stepRefs ?? new Set(),

@@ -1,6 +1,4 @@
 /** `transform`: pure data mapping; the output is a JSONata expression over the run context. */
-import { BatonError } from '../errors.js';
-import type { Expression } from '../expr/expression.js';
 import type { TransformStepDoc } from '../spec/types.js';
 import type { StepKind } from './kind.js';
 
@@ -14,12 +12,7 @@ export const transformKind: StepKind<TransformStepDoc> = {
     properties: { expression: { $ref: '#/$defs/expression' } },
   },
   prepare(step, ctx) {
-    let expr: Expression | undefined;
-    try {
-      expr = ctx.expressions.get(step.expression);
-    } catch (e) {
-      ctx.problem('expression', (e as BatonError).message);
-    }
+    const expr = ctx.expression('expression', step.expression);
     return {
       stepRefs: expr?.stepRefs ?? new Set(),
       async execute(x) {

@@ -4,7 +4,6 @@
  * column of the step's row, so a restart anywhere picks it up.
  */
 import { BatonError } from '../errors.js';
-import type { Expression } from '../expr/expression.js';
 import type { WaitStepDoc } from '../spec/types.js';
 import { parseDuration } from '../util/duration.js';
 import type { StepKind } from './kind.js';
@@ -46,24 +45,14 @@ export const waitKind: StepKind<WaitStepDoc> = {
         ctx.problem('duration', (e as BatonError).message);
       }
     }
-    const compile = (field: 'until' | 'key'): Expression | undefined => {
-      const src = step[field];
-      if (src === undefined) return undefined;
-      try {
-        return ctx.expressions.get(src);
-      } catch (e) {
-        ctx.problem(field, (e as BatonError).message);
-        return undefined;
-      }
-    };
     let timeoutMs: number | undefined;
     try {
       if (step.event !== undefined && step.timeout !== undefined) timeoutMs = parseDuration(step.timeout);
     } catch {
       // reported by the common-field check
     }
-    const until = compile('until');
-    const key = compile('key');
+    const until = ctx.expression('until', step.until);
+    const key = ctx.expression('key', step.key);
     const refs = new Set([...(until?.stepRefs ?? []), ...(key?.stepRefs ?? [])]);
     return {
       stepRefs: refs,
