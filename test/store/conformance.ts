@@ -1,27 +1,33 @@
 /**
- * The store's own guarantees, tested directly: a commit is fenced on its claim (a stale worker
- * writes nothing), a join is scheduled exactly once, a step is claimed by one worker at a time,
- * and a dead worker's claims come back.
+ * The one suite every `Store` must pass: a commit is fenced on its claim (a stale worker writes
+ * nothing), a join is scheduled exactly once, a step is claimed by one worker at a time, a dead
+ * worker's claims come back, a paused run's steps stay unclaimed, signals wake only their
+ * waiters, and one failing write in a batch does not undo the others.
+ *
+ * Each store's test file (`sqlite.test.ts`, later `postgres.test.ts`) calls `storeConformance`
+ * with a factory for a fresh, empty store; any case a store skips is named with its reason.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import type { NewRun, StepCommit } from '../../src/store/store.js';
+import type { NewRun, StepCommit, Store } from '../../src/store/store.js';
 
-let dir: string;
-let store: SqliteStore;
+export interface StoreFactory {
+  /** A fresh, empty store. */
+  open(): Promise<Store>;
+  /** Drops what `open` created. */
+  cleanup(): Promise<void>;
+}
 
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
-  store = new SqliteStore(join(dir, 'baton.db'));
-  await store.putVersion({ versionId: 'wf@1', name: 'wf', hash: '1', document: '{}' });
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+export function storeConformance(name: string, factory: StoreFactory): void {
+  let store: Store;
+
+  beforeEach(async () => {
+    store = await factory.open();
+    await store.putVersion({ versionId: 'wf@1', name: 'wf', hash: '1', document: '{}' });
+  });
+  afterEach(async () => {
+    await store.close();
+    await factory.cleanup();
+  });
 
 /** a, b → join: a and b scheduled for worker w1, join waiting on 2. */
 function joinRun(id: string, owner = 'w1'): NewRun {
@@ -44,7 +50,7 @@ function succeed(runId: string, key: string, owner: string, attempt = 1): StepCo
   };
 }
 
-describe('sqlite store', () => {
+describe(`${name} store conformance`, () => {
   it('schedules a join exactly once, when its last input commits', async () => {
     await store.admitRun(joinRun('r1'));
     // Both inputs commit in the same group-commit batch.
@@ -128,3 +134,4 @@ describe('sqlite store', () => {
     expect(await store.getRun('r8')).toBeUndefined();
   });
 });
+}
