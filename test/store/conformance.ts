@@ -17,18 +17,6 @@ export interface StoreFactory {
   cleanup(): Promise<void>;
 }
 
-export function storeConformance(name: string, factory: StoreFactory): void {
-  let store: Store;
-
-  beforeEach(async () => {
-    store = await factory.open();
-    await store.putVersion({ versionId: 'wf@1', name: 'wf', hash: '1', document: '{}' });
-  });
-  afterEach(async () => {
-    await store.close();
-    await factory.cleanup();
-  });
-
 /** a, b → join: a and b scheduled for worker w1, join waiting on 2. */
 function joinRun(id: string, owner = 'w1'): NewRun {
   return {
@@ -50,88 +38,100 @@ function succeed(runId: string, key: string, owner: string, attempt = 1): StepCo
   };
 }
 
-describe(`${name} store conformance`, () => {
-  it('schedules a join exactly once, when its last input commits', async () => {
-    await store.admitRun(joinRun('r1'));
-    // Both inputs commit in the same group-commit batch.
-    const [ra, rb] = await Promise.all([store.commit(succeed('r1', 'a', 'w1')), store.commit(succeed('r1', 'b', 'w1'))]);
-    expect([...ra.ready, ...rb.ready]).toEqual(['join']);
-    const join = await store.getStep('r1', 'join');
-    expect(join).toMatchObject({ status: 'scheduled', owner: 'w1', pendingDeps: 0, liveDeps: 2 });
+export function storeConformance(name: string, factory: StoreFactory): void {
+  let store: Store;
+
+  beforeEach(async () => {
+    store = await factory.open();
+    await store.putVersion({ versionId: 'wf@1', name: 'wf', hash: '1', document: '{}' });
+  });
+  afterEach(async () => {
+    await store.close();
+    await factory.cleanup();
   });
 
-  it('fences commits: a worker that lost its claim, or a stale attempt, writes nothing', async () => {
-    await store.admitRun(joinRun('r2'));
-    const stale = await store.commit(succeed('r2', 'a', 'w-other'));
-    expect(stale).toEqual({ ok: false, ready: [], runIdle: false });
-    const wrongAttempt = await store.commit(succeed('r2', 'a', 'w1', 2));
-    expect(wrongAttempt.ok).toBe(false);
-    expect(await store.getStep('r2', 'a')).toMatchObject({ status: 'scheduled', owner: 'w1' });
-    expect((await store.getEvents('r2')).map((e) => e.type)).toEqual(['run.created']);
-    // The real owner's commit lands once; a duplicate of it lands nowhere.
-    expect((await store.commit(succeed('r2', 'a', 'w1'))).ok).toBe(true);
-    expect((await store.commit(succeed('r2', 'a', 'w1'))).ok).toBe(false);
-    expect((await store.getEvents('r2')).filter((e) => e.type === 'step.succeeded')).toHaveLength(1);
-  });
+  describe(`${name} store conformance`, () => {
+    it('schedules a join exactly once, when its last input commits', async () => {
+      await store.admitRun(joinRun('r1'));
+      // Both inputs commit in the same group-commit batch.
+      const [ra, rb] = await Promise.all([store.commit(succeed('r1', 'a', 'w1')), store.commit(succeed('r1', 'b', 'w1'))]);
+      expect([...ra.ready, ...rb.ready]).toEqual(['join']);
+      const join = await store.getStep('r1', 'join');
+      expect(join).toMatchObject({ status: 'scheduled', owner: 'w1', pendingDeps: 0, liveDeps: 2 });
+    });
 
-  it('numbers each run\'s events 1, 2, 3… in order', async () => {
-    await store.admitRun(joinRun('r3'));
-    await store.commit(succeed('r3', 'a', 'w1'));
-    await store.commit(succeed('r3', 'b', 'w1'));
-    await store.appendEvents('r3', [{ type: 'note', at: Date.now() }]);
-    expect((await store.getEvents('r3')).map((e) => e.id)).toEqual([1, 2, 3, 4]);
-    expect((await store.getEvents('r3', 2)).map((e) => e.id)).toEqual([3, 4]);
-  });
+    it('fences commits: a worker that lost its claim, or a stale attempt, writes nothing', async () => {
+      await store.admitRun(joinRun('r2'));
+      const stale = await store.commit(succeed('r2', 'a', 'w-other'));
+      expect(stale).toEqual({ ok: false, ready: [], runIdle: false });
+      const wrongAttempt = await store.commit(succeed('r2', 'a', 'w1', 2));
+      expect(wrongAttempt.ok).toBe(false);
+      expect(await store.getStep('r2', 'a')).toMatchObject({ status: 'scheduled', owner: 'w1' });
+      expect((await store.getEvents('r2')).map((e) => e.type)).toEqual(['run.created']);
+      // The real owner's commit lands once; a duplicate of it lands nowhere.
+      expect((await store.commit(succeed('r2', 'a', 'w1'))).ok).toBe(true);
+      expect((await store.commit(succeed('r2', 'a', 'w1'))).ok).toBe(false);
+      expect((await store.getEvents('r2')).filter((e) => e.type === 'step.succeeded')).toHaveLength(1);
+    });
 
-  it('lets one worker claim a free step, and gives a dead worker\'s claims back', async () => {
-    const run = joinRun('r4');
-    for (const s of run.steps) if (s.status === 'scheduled') s.owner = undefined;
-    await store.admitRun(run);
-    await store.registerWorker({ id: 'w1', pid: 999_999, host: 'h', startedAt: 0 }, 60_000);
-    await store.registerWorker({ id: 'w2', pid: 999_998, host: 'h', startedAt: 0 }, 60_000);
-    const first = await store.claimSteps('w1', 10, Date.now());
-    const second = await store.claimSteps('w2', 10, Date.now());
-    expect(first.map((c) => c.key).sort()).toEqual(['a', 'b']);
-    expect(second).toEqual([]);
-    // w1's process is gone: its claims are freed at once, without waiting for the lease.
-    const freed = await store.releaseDeadWorkers(Date.now(), (w) => (w.id === 'w1' ? false : true));
-    expect(freed).toBe(2);
-    expect((await store.claimSteps('w2', 10, Date.now())).map((c) => c.key).sort()).toEqual(['a', 'b']);
-    // A worker we cannot see (another host) loses its claims only when its lease expires.
-    expect(await store.releaseDeadWorkers(Date.now(), () => undefined)).toBe(0);
-    expect(await store.releaseDeadWorkers(Date.now() + 120_000, () => undefined)).toBe(2);
-  });
+    it('numbers each run\'s events 1, 2, 3… in order', async () => {
+      await store.admitRun(joinRun('r3'));
+      await store.commit(succeed('r3', 'a', 'w1'));
+      await store.commit(succeed('r3', 'b', 'w1'));
+      await store.appendEvents('r3', [{ type: 'note', at: Date.now() }]);
+      expect((await store.getEvents('r3')).map((e) => e.id)).toEqual([1, 2, 3, 4]);
+      expect((await store.getEvents('r3', 2)).map((e) => e.id)).toEqual([3, 4]);
+    });
 
-  it('keeps a paused run\'s new steps unclaimed', async () => {
-    await store.admitRun(joinRun('r5'));
-    await store.commit(succeed('r5', 'a', 'w1'));
-    await store.setRunStatus('r5', ['running'], 'paused', []);
-    const r = await store.commit(succeed('r5', 'b', 'w1'));
-    expect(r.ready).toEqual([]);
-    expect(await store.getStep('r5', 'join')).toMatchObject({ status: 'scheduled' });
-    expect((await store.getStep('r5', 'join'))!.owner).toBeUndefined();
-    expect(await store.claimSteps('w1', 10, Date.now())).toEqual([]);
-    await store.setRunStatus('r5', ['paused'], 'running', []);
-    expect((await store.claimSteps('w1', 10, Date.now())).map((c) => c.key)).toEqual(['join']);
-  });
+    it('lets one worker claim a free step, and gives a dead worker\'s claims back', async () => {
+      const run = joinRun('r4');
+      for (const s of run.steps) if (s.status === 'scheduled') s.owner = undefined;
+      await store.admitRun(run);
+      await store.registerWorker({ id: 'w1', pid: 999_999, host: 'h', startedAt: 0 }, 60_000);
+      await store.registerWorker({ id: 'w2', pid: 999_998, host: 'h', startedAt: 0 }, 60_000);
+      const first = await store.claimSteps('w1', 10, Date.now());
+      const second = await store.claimSteps('w2', 10, Date.now());
+      expect(first.map((c) => c.key).sort()).toEqual(['a', 'b']);
+      expect(second).toEqual([]);
+      // w1's process is gone: its claims are freed at once, without waiting for the lease.
+      const freed = await store.releaseDeadWorkers(Date.now(), (w) => (w.id === 'w1' ? false : true));
+      expect(freed).toBe(2);
+      expect((await store.claimSteps('w2', 10, Date.now())).map((c) => c.key).sort()).toEqual(['a', 'b']);
+      // A worker we cannot see (another host) loses its claims only when its lease expires.
+      expect(await store.releaseDeadWorkers(Date.now(), () => undefined)).toBe(0);
+      expect(await store.releaseDeadWorkers(Date.now() + 120_000, () => undefined)).toBe(2);
+    });
 
-  it('wakes only steps waiting on the signalled key', async () => {
-    await store.admitRun(joinRun('r6'));
-    await store.commit({ fence: { runId: 'r6', key: 'a', owner: 'w1', attempt: 1 }, update: { status: 'waiting', waitKey: 'event:paid:o1', owner: null, state: { waitKey: 'event:paid:o1' } }, events: [] });
-    expect(await store.signal('event:paid:o2', () => ({}), [])).toEqual([]);
-    const woken = await store.signal('event:paid:o1', (st) => ({ ...(st.state as object), signal: { payload: 7 } }), [{ type: 'signal.received', at: Date.now() }]);
-    expect(woken).toEqual([{ runId: 'r6', key: 'a' }]);
-    expect(await store.getStep('r6', 'a')).toMatchObject({ status: 'scheduled', state: { waitKey: 'event:paid:o1', signal: { payload: 7 } } });
-    expect(await store.signal('event:paid:o1', () => ({}), [])).toEqual([]);
-  });
+    it('keeps a paused run\'s new steps unclaimed', async () => {
+      await store.admitRun(joinRun('r5'));
+      await store.commit(succeed('r5', 'a', 'w1'));
+      await store.setRunStatus('r5', ['running'], 'paused', []);
+      const r = await store.commit(succeed('r5', 'b', 'w1'));
+      expect(r.ready).toEqual([]);
+      expect(await store.getStep('r5', 'join')).toMatchObject({ status: 'scheduled' });
+      expect((await store.getStep('r5', 'join'))!.owner).toBeUndefined();
+      expect(await store.claimSteps('w1', 10, Date.now())).toEqual([]);
+      await store.setRunStatus('r5', ['paused'], 'running', []);
+      expect((await store.claimSteps('w1', 10, Date.now())).map((c) => c.key)).toEqual(['join']);
+    });
 
-  it('isolates a failing write in a batch from the others', async () => {
-    await store.admitRun(joinRun('r7'));
-    const dup = store.admitRun({ ...joinRun('r8'), steps: [{ key: 'x', stepId: 'x', status: 'scheduled', pendingDeps: 0 }, { key: 'x', stepId: 'x', status: 'scheduled', pendingDeps: 0 }] });
-    const good = store.commit(succeed('r7', 'a', 'w1'));
-    await expect(dup).rejects.toThrow(/UNIQUE/);
-    expect((await good).ok).toBe(true);
-    expect(await store.getRun('r8')).toBeUndefined();
+    it('wakes only steps waiting on the signalled key', async () => {
+      await store.admitRun(joinRun('r6'));
+      await store.commit({ fence: { runId: 'r6', key: 'a', owner: 'w1', attempt: 1 }, update: { status: 'waiting', waitKey: 'event:paid:o1', owner: null, state: { waitKey: 'event:paid:o1' } }, events: [] });
+      expect(await store.signal('event:paid:o2', () => ({}), [])).toEqual([]);
+      const woken = await store.signal('event:paid:o1', (st) => ({ ...(st.state as object), signal: { payload: 7 } }), [{ type: 'signal.received', at: Date.now() }]);
+      expect(woken).toEqual([{ runId: 'r6', key: 'a' }]);
+      expect(await store.getStep('r6', 'a')).toMatchObject({ status: 'scheduled', state: { waitKey: 'event:paid:o1', signal: { payload: 7 } } });
+      expect(await store.signal('event:paid:o1', () => ({}), [])).toEqual([]);
+    });
+
+    it('isolates a failing write in a batch from the others', async () => {
+      await store.admitRun(joinRun('r7'));
+      const dup = store.admitRun({ ...joinRun('r8'), steps: [{ key: 'x', stepId: 'x', status: 'scheduled', pendingDeps: 0 }, { key: 'x', stepId: 'x', status: 'scheduled', pendingDeps: 0 }] });
+      const good = store.commit(succeed('r7', 'a', 'w1'));
+      await expect(dup).rejects.toThrow(/UNIQUE/);
+      expect((await good).ok).toBe(true);
+      expect(await store.getRun('r8')).toBeUndefined();
+    });
   });
-});
 }
