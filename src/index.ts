@@ -9,4 +9,4 @@ export { parseSource, readSource, type SourceDocument } from './spec/parse.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
 export type { Store, RunRecord, StepRecord, EventRecord, VersionRecord, RunFilter } from './store/store.js';
 export type { StepFunction, FunctionContext } from './steps/kind.js';
-export { workflow, WorkflowBuilder, toJsonata, type Ctx, type Ref, type HttpOutput } from './spec/builder.js';
+export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built } from './spec/builder.js';

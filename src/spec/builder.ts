@@ -5,37 +5,76 @@
  *
  * References are written as functions of a typed context, `(ctx) => ctx.steps.classify.output.label`.
  * The builder calls each once at build time with recording proxies and turns what it returns
- * into a JSONata expression, so the document stays declarative and the engine sees no closures.
- * Raw JSONata strings are accepted everywhere as an escape hatch.
+ * into a JSONata expression, so the document stays plain data and the engine sees no closures.
+ * Raw JSONata strings are accepted everywhere as an escape hatch (typed through `expr<T>()`).
  */
 import { z } from 'zod';
+import type { StepStatus } from '../engine/states.js';
+import { BatonError } from '../errors.js';
 import type { FunctionContext, StepFunction } from '../steps/kind.js';
-import type { Duration, JsonSchema, OnErrorDoc, RetryPolicyDoc, StepDoc, SubStepDoc, WorkflowDocument } from './types.js';
+import type { Duration, HttpStepDoc, JsonSchema, OnErrorDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
 
-/** What expressions see, typed by the workflow's input and the steps declared so far. */
-export interface Ctx<I, S> {
+/** What expressions see, typed by the workflow's input, the steps declared so far and the vars. */
+export interface Ctx<I = unknown, S = {}, V = Record<string, unknown>> {
   input: I;
-  steps: { [K in keyof S]: { output: S[K]; status: string } };
-  vars: Record<string, unknown>;
+  steps: { [K in keyof S]: { output: S[K]; status: StepStatus } };
+  vars: V;
+  run: { id: string; workflow: string; version: string; created_at: string };
 }
 
-/** A reference builder, or a raw JSONata string. */
-export type Ref<I, S, R> = ((ctx: Ctx<I, S>) => R) | string;
+/** Inside a map's sub-step: the current element and its position. */
+export type ItemCtx<C, T> = C & { item: T; index: number };
 
-interface Common<S> {
+/** Raw JSONata that carries the type of its value (see `expr`). */
+export type Expr<T> = string & { readonly __type?: T };
+
+/** A reference: a function of the typed context (recorded into JSONata), or raw JSONata. */
+export type Ref<C, R> = ((ctx: C) => R) | Expr<R> | string;
+
+/**
+ * Raw JSONata with the type of its value stated by the author, for what a reference function
+ * cannot express (arithmetic, conditions, JSONata functions). The type is trusted, not checked.
+ */
+export function expr<T = unknown>(source: string): Expr<T> {
+  return source as Expr<T>;
+}
+
+/** Fields every step shares. `O` is the step's own output, which a guard reads as `output`. */
+export interface Common<C, S, O> {
   description?: string;
+  /** Extra ordering; steps read through `ctx.steps` are dependencies already. */
   needs?: Array<keyof S & string>;
-  /** JSONata condition; false skips the step and what depends only on it. */
-  when?: string;
-  /** JSONata quality gate over `output`. */
-  guard?: string;
+  /** False skips the step. */
+  when?: Ref<C, boolean>;
+  /** A quality gate over `output`; false fails the attempt (and retries it). */
+  guard?: Ref<C & { output: O }, boolean>;
   retry?: RetryPolicyDoc;
   timeout?: Duration;
   on_error?: OnErrorDoc;
+  output_schema?: JsonSchema;
 }
 
-type NewId<S, K extends string> = K extends keyof S ? never : K;
-type With<S, K extends string, O> = S & { [P in K]: O };
+/** A zod schema's output type, or `F` when no schema is given. */
+type Out<Z, F> = Z extends z.ZodType ? z.output<Z> : F;
+
+export interface FunctionDef<C, S, In, R, Z> extends Common<C, S, Out<Z, Awaited<R>>> {
+  kind: 'function';
+  /** What the function receives (absent: undefined). */
+  input?: Ref<C, In>;
+  /** Registered as `<workflow>.<step id>`. */
+  fn: (input: In, ctx: FunctionContext) => R;
+  /** Checked by the engine on every output; also the step's output type. */
+  output?: Z & NoInfer<Fits<Awaited<R>, Z>>;
+}
+
+/** A schema that rejects what the step produces is a compile error (unless that is `unknown`). */
+type Fits<T, Z> = unknown extends T ? unknown : Z extends z.ZodType ? (T extends z.input<Z> ? unknown : { 'this schema rejects the type produced': T }) : unknown;
+
+export interface TransformDef<C, S, O, Z> extends Common<C, S, Out<Z, O>> {
+  kind: 'transform';
+  expression: Ref<C, O>;
+  output?: Z & NoInfer<Fits<O, Z>>;
+}
 
 export interface HttpOutput<B> {
   status: number;
@@ -43,163 +82,234 @@ export interface HttpOutput<B> {
   body: B;
 }
 
-const PATH = Symbol('baton.ref.path');
+/** The document's http fields (url, method, headers, query, response), plus typed input and body. */
+export interface HttpDef<C, S, Z> extends Common<C, S, HttpOutput<Out<Z, unknown>>>, Pick<HttpStepDoc, 'kind' | 'url' | 'method' | 'headers' | 'query' | 'response'> {
+  /** The request body. */
+  input?: Ref<C, unknown>;
+  /** Schema of the response body: checked, and the type of `output.body`. */
+  body?: Z;
+}
 
-/** A proxy that remembers the property path used to reach it. */
-function recorder(path: string[]): unknown {
-  return new Proxy(Object.create(null) as object, {
+export interface WaitDef<C, S> extends Common<C, S, unknown> {
+  kind: 'wait';
+  duration?: Duration;
+  until?: Ref<C, string | number>;
+  event?: string;
+  key?: Ref<C, unknown>;
+}
+
+export interface ChildDef<C, S> extends Common<C, S, unknown> {
+  kind: 'workflow';
+  workflow: string;
+  input?: Ref<C, unknown>;
+}
+
+export interface MapDef<C, S, Item, D> extends Common<C, S, unknown> {
+  kind: 'map';
+  over: Ref<C, readonly Item[]>;
+  /** At most this many items at once (engine default 10). */
+  concurrency?: number;
+  step: D;
+}
+
+/**
+ * Every kind with its types widened: the last overload of `step`. It must reject whatever the
+ * typed overloads reject (it returns `never`), so it carries the same schema check.
+ */
+type AnyStepDef<C, S, R, O, Z> =
+  | FunctionDef<C, S, unknown, R, Z>
+  | TransformDef<C, S, O, Z>
+  | HttpDef<C, S, z.ZodType | undefined>
+  | MapDef<C, S, unknown, WithInput<FunctionDef<ItemCtx<C, unknown>, {}, unknown, R, Z>> | TransformDef<ItemCtx<C, unknown>, {}, O, Z>>
+  | WaitDef<C, S>
+  | ChildDef<C, S>;
+
+/** A function step that states its input (without one the function receives undefined). */
+type WithInput<D> = D & { input: NonNullable<D extends { input?: infer T } ? T : never> };
+
+/** An id not declared yet; a repeated one fails to compile with this message as the expected type. */
+type NewId<S, K extends string> = K extends keyof S ? `step "${K}" is already declared` : K;
+/** `S` plus step `K`, flattened so that editors show `{ a: ...; b: ... }` rather than nested intersections. */
+type With<S, K extends string, O> = { [P in keyof S | K]: P extends K ? O : P extends keyof S ? S[P] : never };
+
+const PATH = Symbol('baton.ref.path');
+const RESERVED = new Set(['and', 'or', 'in', 'true', 'false', 'null', 'function']);
+
+function refError(detail: string): BatonError {
+  return new BatonError('BATON_DOC_INVALID', { detail: `typed builder: ${detail}` });
+}
+
+/**
+ * A proxy that remembers the property path used to reach it. Anything but reading a property
+ * (calling, converting to text or a number, spreading) would silently compute with a stand-in
+ * at build time, so it throws and points at raw JSONata instead.
+ */
+function recorder(path: readonly string[]): unknown {
+  const shown = () => path.join('.') || 'ctx';
+  const refuse = (what: string) => () => {
+    throw refError(`a reference can only select values, not ${what} (\`${shown()}\`); write that as raw JSONata with expr<T>('...').`);
+  };
+  return new Proxy(function ref() {}, {
     get(_t, prop) {
       if (prop === PATH) return path;
+      if (prop === Symbol.toPrimitive) return refuse('compute with them (operators, template strings)');
+      if (prop === Symbol.iterator) return refuse('iterate or spread them');
       if (typeof prop === 'symbol') return undefined;
       return recorder([...path, prop]);
     },
+    apply: refuse('call methods on them'),
+    ownKeys: refuse('spread or enumerate them'),
+    has: refuse('test them with `in`'),
   });
 }
 
-const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/** Turns what a reference function returned into JSONata. */
-export function toJsonata(value: unknown): string {
-  if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
-    const path = (value as { [PATH]?: string[] })[PATH];
-    if (path) return path.map((p) => (NAME.test(p) ? p : `\`${p.replace(/`/g, '')}\``)).join('.');
-    if (Array.isArray(value)) return `[${value.map(toJsonata).join(', ')}]`;
-    return `{ ${Object.entries(value as Record<string, unknown>).map(([k, v]) => `${JSON.stringify(k)}: ${toJsonata(v)}`).join(', ')} }`;
-  }
-  if (value === undefined) return 'null';
-  return JSON.stringify(value);
+/** One path step as JSONata: `.name`, ``.`odd name` `` or `[0]` (a numeric key is read as an index). */
+function pathStep(name: string): string {
+  if (/^(0|[1-9][0-9]*)$/.test(name)) return `[${name}]`;
+  if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !RESERVED.has(name)) return `.${name}`;
+  if (name.includes('`')) throw refError(`JSONata cannot name a field containing a backtick (${JSON.stringify(name)}).`);
+  return `.\`${name}\``;
 }
 
-function expr<I, S, R>(ref: Ref<I, S, R>): string {
-  if (typeof ref === 'string') return ref;
-  return toJsonata(ref(recorder([]) as Ctx<I, S>));
+/**
+ * Turns what a reference function returned into JSONata: recorded paths become paths, objects
+ * `{"k": ...}`, arrays `[...]`, the rest JSON literals. As in a YAML document, JSONata splices a
+ * referenced array into an enclosing array literal (`[input.tags, "x"]` is one flat array).
+ */
+export function toJsonata(value: unknown): string {
+  if (typeof value === 'function' && (value as { [PATH]?: unknown })[PATH]) {
+    const [root, ...rest] = (value as unknown as { [PATH]: string[] })[PATH];
+    return root === undefined ? '$' : root + rest.map(pathStep).join('');
+  }
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return JSON.stringify(value);
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw refError(`${value} has no JSONata literal.`);
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : toJsonata(v))).join(', ')}]`;
+  const proto = typeof value === 'object' ? Object.getPrototypeOf(value) : undefined;
+  if (proto === Object.prototype || proto === null) {
+    const fields = Object.entries(value as object).filter(([, v]) => v !== undefined);
+    return `{${fields.map(([k, v]) => `${JSON.stringify(k)}: ${toJsonata(v)}`).join(', ')}}`;
+  }
+  const what = value === undefined ? 'undefined' : ((proto as { constructor?: { name?: string } } | undefined)?.constructor?.name ?? typeof value);
+  throw refError(`a reference function returned ${what}, which is neither a reference nor plain JSON.`);
+}
+
+function expression<C, R>(ref: Ref<C, R>): string {
+  return typeof ref === 'string' ? ref : toJsonata(ref(recorder([]) as C));
 }
 
 function jsonSchema(schema: z.ZodType): JsonSchema {
+  // The document carries draft 2020-12 implicitly; a `$schema` key would differ from YAML-written ones.
   const { $schema: _drop, ...rest } = z.toJSONSchema(schema) as Record<string, unknown>;
   return rest;
 }
 
-function common<S>(c: Common<S>): Partial<StepDoc> {
-  const out: Record<string, unknown> = {};
-  for (const k of ['description', 'needs', 'when', 'guard', 'retry', 'timeout', 'on_error'] as const) if (c[k] !== undefined) out[k] = c[k];
-  return out as Partial<StepDoc>;
+type AnyDef = Record<string, unknown> & { kind: string };
+const EXPRESSIONS = new Set(['when', 'guard', 'input', 'expression', 'over', 'until', 'key']);
+const MAPPED = new Set(['fn', 'output', 'body', 'step']);
+
+/** The document form of a step definition: references recorded, schemas converted, functions registered. */
+function stepDoc(def: AnyDef, fname: string, fns: Record<string, StepFunction>): Record<string, unknown> {
+  const out: Record<string, unknown> = { kind: def.kind };
+  for (const [k, v] of Object.entries(def)) {
+    if (v === undefined || k === 'kind') continue;
+    if (EXPRESSIONS.has(k)) out[k] = expression(v as Ref<unknown, unknown>);
+    else if (!MAPPED.has(k)) out[k] = v;
+  }
+  if (def.kind === 'function') {
+    out.function = fname;
+    fns[fname] = def.fn as StepFunction;
+  }
+  if (def.output) out.output_schema = jsonSchema(def.output as z.ZodType);
+  if (def.body) out.output_schema = { type: 'object', properties: { body: jsonSchema(def.body as z.ZodType) }, required: ['body'] };
+  if (def.kind === 'map') out.step = stepDoc(def.step as AnyDef, fname, fns);
+  return out;
 }
 
-export class WorkflowBuilder<I, S extends object> {
-  private readonly steps: StepDoc[] = [];
-  private readonly fns: Record<string, StepFunction> = {};
-  private outputExpr?: string;
+export interface Built {
+  document: WorkflowDocument;
+  /** Register these with the engine (`Baton.open({ functions })`). */
+  functions: Record<string, StepFunction>;
+}
 
-  constructor(private readonly name: string, private readonly head: Omit<WorkflowDocument, 'steps' | 'name'>) {}
+/** Immutable: every call returns a new builder, so a shared prefix can be extended two ways. */
+export class WorkflowBuilder<I, S extends object, V> {
+  private constructor(
+    private readonly head: Omit<WorkflowDocument, 'steps'>,
+    private readonly steps: readonly StepDoc[],
+    private readonly fns: Readonly<Record<string, StepFunction>>,
+  ) {}
 
-  /** A `function` step; its output type is the function's (awaited) return type. */
-  fn<K extends string, In, O>(
-    id: NewId<S, K>,
-    def: Common<S> & { input?: Ref<I, S, In>; run: (input: In, ctx: FunctionContext) => O | Promise<O>; output?: z.ZodType<Awaited<O>> },
-  ): WorkflowBuilder<I, With<S, K, Awaited<O>>> {
-    const fname = `${this.name}.${id}`;
-    this.fns[fname] = def.run as StepFunction;
-    const step: StepDoc = { id, kind: 'function', function: fname, ...common(def) } as StepDoc;
-    if (def.input !== undefined) step.input = expr(def.input);
-    if (def.output) step.output_schema = jsonSchema(def.output);
-    this.steps.push(step);
-    return this as unknown as WorkflowBuilder<I, With<S, K, Awaited<O>>>;
+  /** @internal Use `workflow()`. */
+  static start<I, V>(head: Omit<WorkflowDocument, 'steps'>): WorkflowBuilder<I, {}, V> {
+    return new WorkflowBuilder(head, [], {});
   }
 
-  /** A `transform` step: the output is the expression's value. */
-  transform<K extends string, O>(id: NewId<S, K>, def: Common<S> & { expression: ((ctx: Ctx<I, S>) => O); output?: z.ZodType<O> }): WorkflowBuilder<I, With<S, K, O>>;
-  transform<K extends string, O = unknown>(id: NewId<S, K>, def: Common<S> & { expression: string; output?: z.ZodType<O> }): WorkflowBuilder<I, With<S, K, O>>;
-  transform<K extends string, O>(id: NewId<S, K>, def: Common<S> & { expression: Ref<I, S, O>; output?: z.ZodType<O> }): WorkflowBuilder<I, With<S, K, O>> {
-    const step = { id, kind: 'transform', expression: expr(def.expression), ...common(def) } as StepDoc;
-    if (def.output) step.output_schema = jsonSchema(def.output);
-    this.steps.push(step);
-    return this as unknown as WorkflowBuilder<I, With<S, K, O>>;
+  step<K extends string, In, R, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: WithInput<FunctionDef<Ctx<I, S, V>, S, In, R, Z>>,
+  ): WorkflowBuilder<I, With<S, K, Out<Z, Awaited<R>>>, V>;
+  step<K extends string, R, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: FunctionDef<Ctx<I, S, V>, S, undefined, R, Z> & { input?: undefined },
+  ): WorkflowBuilder<I, With<S, K, Out<Z, Awaited<R>>>, V>;
+  step<K extends string, O, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: TransformDef<Ctx<I, S, V>, S, O, Z>,
+  ): WorkflowBuilder<I, With<S, K, Out<Z, O>>, V>;
+  step<K extends string, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: HttpDef<Ctx<I, S, V>, S, Z>,
+  ): WorkflowBuilder<I, With<S, K, HttpOutput<Out<Z, unknown>>>, V>;
+  step<K extends string, Item, In, R, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: MapDef<Ctx<I, S, V>, S, Item, WithInput<FunctionDef<ItemCtx<Ctx<I, S, V>, Item>, {}, In, R, Z>>>,
+  ): WorkflowBuilder<I, With<S, K, Array<Out<Z, Awaited<R>>>>, V>;
+  step<K extends string, Item, O, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: MapDef<Ctx<I, S, V>, S, Item, TransformDef<ItemCtx<Ctx<I, S, V>, Item>, {}, O, Z>>,
+  ): WorkflowBuilder<I, With<S, K, Array<Out<Z, O>>>, V>;
+  /** A wait's output is the event payload (`P`); a child step's is the child run's output (`P`). */
+  step<K extends string, P = unknown>(id: NewId<S, K>, def: WaitDef<Ctx<I, S, V>, S> | ChildDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, P>, V>;
+  // Last, so that a definition no overload accepts is reported against the union of all
+  // kinds, which TypeScript narrows by `kind` into a message about the field actually wrong.
+  step<K extends string, R, O, Z extends z.ZodType | undefined>(id: NewId<S, K>, def: AnyStepDef<Ctx<I, S, V>, S, R, O, Z>): never;
+  step(id: string, def: { kind: string }): unknown {
+    const fns = { ...this.fns };
+    const doc = { id, ...stepDoc(def as AnyDef, `${this.head.name}.${id}`, fns) } as unknown as StepDoc;
+    return new WorkflowBuilder(this.head, [...this.steps, doc], fns);
   }
 
-  /** An `http` step; the body type comes from the zod schema when given. */
-  http<K extends string, B = unknown>(
-    id: NewId<S, K>,
-    def: Common<S> & { url: string; method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD'; headers?: Record<string, string>; input?: Ref<I, S, unknown>; body?: z.ZodType<B> },
-  ): WorkflowBuilder<I, With<S, K, HttpOutput<B>>> {
-    const step = { id, kind: 'http', url: def.url, ...common(def) } as StepDoc & { method?: string; headers?: Record<string, string> };
-    if (def.method) step.method = def.method;
-    if (def.headers) step.headers = def.headers;
-    if (def.input !== undefined) step.input = expr(def.input);
-    if (def.body) step.output_schema = { type: 'object', properties: { body: jsonSchema(def.body) } };
-    this.steps.push(step);
-    return this as unknown as WorkflowBuilder<I, With<S, K, HttpOutput<B>>>;
-  }
-
-  /** A `map` step running `each` for every item, `concurrency` at a time; output = results in order. */
-  map<K extends string, Item, O>(
-    id: NewId<S, K>,
-    def: Common<S> & { over: Ref<I, S, Item[]>; concurrency?: number; each: (item: Item, ctx: FunctionContext) => O | Promise<O> },
-  ): WorkflowBuilder<I, With<S, K, Array<Awaited<O>>>> {
-    const fname = `${this.name}.${id}`;
-    this.fns[fname] = def.each as StepFunction;
-    const sub: SubStepDoc = { kind: 'function', function: fname, input: 'item' };
-    const step = { id, kind: 'map', over: expr(def.over), step: sub, ...common(def) } as StepDoc & { concurrency?: number };
-    if (def.concurrency !== undefined) step.concurrency = def.concurrency;
-    this.steps.push(step);
-    return this as unknown as WorkflowBuilder<I, With<S, K, Array<Awaited<O>>>>;
-  }
-
-  /** A durable `wait`: a duration, or an event matched by a correlation key (output: its payload). */
-  wait<K extends string, P = unknown>(
-    id: NewId<S, K>,
-    def: Common<S> & ({ duration: Duration } | { event: string; key?: Ref<I, S, unknown> }),
-  ): WorkflowBuilder<I, With<S, K, P>> {
-    const step = { id, kind: 'wait', ...common(def) } as StepDoc & Record<string, unknown>;
-    if ('duration' in def) step.duration = def.duration;
-    else {
-      step.event = def.event;
-      if (def.key !== undefined) step.key = expr(def.key);
-    }
-    this.steps.push(step);
-    return this as unknown as WorkflowBuilder<I, With<S, K, P>>;
-  }
-
-  /** A child run of a registered workflow (`name` or `name@hash`). */
-  child<K extends string, O = unknown>(id: NewId<S, K>, def: Common<S> & { workflow: string; input?: Ref<I, S, unknown> }): WorkflowBuilder<I, With<S, K, O>> {
-    const step = { id, kind: 'workflow', workflow: def.workflow, ...common(def) } as StepDoc;
-    if (def.input !== undefined) step.input = expr(def.input);
-    this.steps.push(step);
-    return this as unknown as WorkflowBuilder<I, With<S, K, O>>;
-  }
-
-  /** Sets the run output expression. */
-  output<R>(ref: Ref<I, S, R>): this {
-    this.outputExpr = expr(ref);
-    return this;
+  /** The run's output (default: the outputs of the final steps, by id). */
+  output<R>(ref: Ref<Ctx<I, S, V>, R>): WorkflowBuilder<I, S, V> {
+    return new WorkflowBuilder({ ...this.head, output: expression(ref) }, this.steps, this.fns);
   }
 
   /** The document (validate and register it like any other) and the functions its steps call. */
-  build(): { document: WorkflowDocument; functions: Record<string, StepFunction> } {
-    const document: WorkflowDocument = { name: this.name, ...this.head, steps: [...this.steps] };
-    if (this.outputExpr !== undefined) document.output = this.outputExpr;
+  build(): Built {
+    const { output, ...head } = this.head;
+    const document: WorkflowDocument = { ...head, steps: [...this.steps] };
+    if (output !== undefined) document.output = output;
     return { document, functions: { ...this.fns } };
   }
 }
 
 /**
- * Starts a typed workflow.
+ * Starts a typed workflow. The input type comes from the zod schema (which also becomes the
+ * document's `input` JSON Schema); each `.step()` adds its output type to what later references see.
  *
  * @example
  * const { document, functions } = workflow('triage', { input: z.object({ text: z.string() }) })
- *   .fn('intent', { input: (c) => c.input.text, run: async (text) => ({ label: text.includes('refund') ? 'billing' : 'other' }) })
- *   .transform('route', { expression: (c) => ({ queue: c.steps.intent.output.label }) })
+ *   .step('intent', { kind: 'function', input: (c) => c.input.text, fn: async (text) => ({ label: text.includes('refund') ? 'billing' : 'other' }) })
+ *   .step('route', { kind: 'transform', expression: (c) => ({ queue: c.steps.intent.output.label }) }) // c.steps.intnet: compile error
+ *   .output((c) => c.steps.route.output)
  *   .build();
  * const baton = await Baton.open({ functions });
  * const run = await baton.run(await baton.register(document), { text: 'refund please' });
  */
-export function workflow<T extends z.ZodType | undefined = undefined>(
+export function workflow<T extends z.ZodType | undefined = undefined, V extends Record<string, unknown> = Record<string, unknown>>(
   name: string,
-  opts: { input?: T; description?: string; vars?: Record<string, unknown> } = {},
-): WorkflowBuilder<T extends z.ZodType ? z.infer<T> : unknown, {}> {
-  const head: Omit<WorkflowDocument, 'steps' | 'name'> = {};
-  if (opts.description) head.description = opts.description;
+  opts: { input?: T; description?: string; vars?: V } = {},
+): WorkflowBuilder<Out<T, unknown>, {}, V> {
+  const head: Omit<WorkflowDocument, 'steps'> = { name };
+  if (opts.description !== undefined) head.description = opts.description;
   if (opts.input) head.input = jsonSchema(opts.input);
   if (opts.vars) head.vars = opts.vars;
-  return new WorkflowBuilder(name, head);
+  return WorkflowBuilder.start(head);
 }
