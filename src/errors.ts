@@ -51,6 +51,23 @@ export const ERRORS = {
   BATON_CHILD_FAILED: { status: 500, retryable: false, message: 'Child workflow {workflow} (run {childRunId}) {status}: {detail}' },
   BATON_CANCELLED: { status: 409, retryable: false, message: 'Run {runId} was cancelled.' },
 
+  // --- models and services ---------------------------------------------------------------
+  BATON_SERVICE_UNKNOWN: { status: 400, retryable: false, message: 'No service named "{service}" is configured. Known services: {known}. Declare it under `services:` in baton.config.yaml.' },
+  BATON_SERVICE_BLOCKED: { status: 403, retryable: false, message: 'Service "{service}" is blocked by governance{reason}. Use an approved service.' },
+  BATON_CREDENTIAL_MISSING: { status: 400, retryable: false, message: 'Service {service} needs its credential from environment variable {env}, which is not set. Export it, or change `credential` in baton.config.yaml.' },
+  BATON_MODEL_UNSUPPORTED: { status: 400, retryable: false, message: 'Service {service} ({provider}) cannot do `{operation}`; it does: {operations}.' },
+  BATON_MODEL_HTTP: { status: 502, retryable: false, message: 'Service {service} answered HTTP {httpStatus}: {detail}' },
+  BATON_MODEL_RATE_LIMITED: { status: 429, retryable: true, message: 'Service {service} is rate limiting (HTTP 429){retryAfter}: {detail}' },
+  BATON_MODEL_NETWORK: { status: 502, retryable: true, message: 'Service {service}: cannot reach {endpoint}: {detail}. Is the server running and the endpoint right?' },
+  BATON_MODEL_BAD_RESPONSE: { status: 502, retryable: true, message: 'Service {service} answered something that is not a valid {protocol} response: {detail}' },
+  BATON_MODEL_STREAM_BROKEN: { status: 502, retryable: true, message: 'Service {service}: the answer stream {detail}. The partial answer was discarded.' },
+  BATON_MODEL_TIMEOUT: { status: 504, retryable: true, message: 'Service {service} did not answer within {timeoutMs} ms.' },
+  BATON_MODEL_LOCAL: { status: 500, retryable: false, message: 'Service {service}: local model failed: {detail}' },
+  BATON_OUTPUT_DEGRADED: { status: 422, retryable: true, message: 'Service {service} gave a degraded answer: {detail}' },
+  BATON_CIRCUIT_OPEN: { status: 503, retryable: true, message: 'Service {service} is skipped: its circuit breaker is open after {failures} failures (next probe in {retryInMs} ms).' },
+  BATON_ALL_SERVICES_FAILED: { status: 502, retryable: true, message: 'Step {step}: every service failed: {detail}' },
+  BATON_BUDGET_EXCEEDED: { status: 402, retryable: false, message: 'Run {runId} would exceed its budget of {budget} USD (spent {spent}, reserved {reserved}, this call may cost up to {estimate}). Raise the budget or use a cheaper service.' },
+
   // --- configuration and storage --------------------------------------------------------
   BATON_CONFIG_INVALID: { status: 400, retryable: false, message: 'baton.config.yaml: {detail}' },
   BATON_STORE_OPEN: { status: 500, retryable: false, message: 'Cannot open the store at {path}: {detail}' },

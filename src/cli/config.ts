@@ -7,6 +7,8 @@
  * store: .baton            # folder of the embedded SQLite store
  * functions:
  *   - ./functions.mjs      # every exported function becomes callable by its export name
+ * services:                # model services (see src/services/config.ts for every field)
+ *   intent: { provider: local-classifier, options: { examples_file: ./intents.yaml } }
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -15,12 +17,16 @@ import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
 import { BatonError } from '../errors.js';
 import type { StepFunction } from '../steps/kind.js';
+import { parseServices, type ServiceConfig } from '../services/config.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
   file?: string;
   store?: string;
   functions: string[];
+  services: ServiceConfig[];
+  /** Folder that relative paths in the config start from. */
+  baseDir: string;
 }
 
 const NAMES = ['baton.config.yaml', 'baton.config.yml', 'baton.config.json'];
@@ -36,7 +42,7 @@ export function findConfig(explicit: string | undefined, near: string[]): BatonC
       if (existsSync(f)) return loadConfig(f);
     }
   }
-  return { functions: [] };
+  return { functions: [], services: [], baseDir: process.cwd() };
 }
 
 function loadConfig(file: string): BatonConfig {
@@ -54,7 +60,16 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  return { file, store: c.store === undefined ? undefined : resolve(base, c.store as string), functions: (fns as string[]).map((f) => resolve(base, f)) };
+  const known = new Set(['store', 'functions', 'services']);
+  const unknown = Object.keys(c).filter((k) => !known.has(k));
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services.` });
+  return {
+    file,
+    store: c.store === undefined ? undefined : resolve(base, c.store as string),
+    functions: (fns as string[]).map((f) => resolve(base, f)),
+    services: parseServices(c.services, file),
+    baseDir: base,
+  };
 }
 
 /** Imports each module and collects its exported functions by export name. */

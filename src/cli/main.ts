@@ -10,10 +10,10 @@ import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, formatProblem } from '../errors.js';
 import { compileWorkflow } from '../spec/compile.js';
 import { readSource } from '../spec/parse.js';
-import { formatDuration } from '../util/duration.js';
+import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
-import { printRunList, printRunDetail } from './print.js';
+import { formatUsd, printCost, printRunList, printRunDetail, printServices } from './print.js';
 
 interface StoreOpts {
   db?: string;
@@ -21,7 +21,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
 
 async function openBaton(o: StoreOpts, near: string[] = [], worker = true): Promise<Baton> {
   const config = findConfig(o.config, near);
@@ -30,7 +30,7 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker = true): Prom
     throw new BatonError('BATON_USAGE', { detail: 'PostgreSQL stores are not available in this version; use a folder for the embedded SQLite store (--db .baton).' });
   }
   const dir = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
-  return Baton.open({ dir, functions, worker });
+  return Baton.open({ dir, functions, worker, services: config.services, baseDir: config.baseDir });
 }
 
 function parseInput(raw: string | undefined): unknown {
@@ -77,12 +77,14 @@ export function buildProgram(): Command {
           const src = readSource(f);
           const config = findConfig(o.config, [dirname(resolve(f))]);
           const functions = config.functions.length ? new Set(Object.keys(await loadFunctions(config.functions))) : undefined;
-          const r = compileWorkflow(src.value, { source: src, functions });
-          if (r.problems.length) {
+          // Services are always checked against the config: no config means no services.
+          const services = new Map(config.services.map((c) => [c.name, c]));
+          const r = compileWorkflow(src.value, { source: src, functions, services: { get: (n) => services.get(n), names: () => [...services.keys()] } });
+          for (const p of r.problems) process.stderr.write(`${formatProblem(p)}\n`);
+          if (!r.workflow) {
             bad++;
-            for (const p of r.problems) process.stderr.write(`${formatProblem(p)}\n`);
             process.stderr.write(`✗ ${f}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
-          } else process.stdout.write(`✓ ${f}: valid (${r.workflow!.name}, ${r.workflow!.order.length} steps)\n`);
+          } else process.stdout.write(`✓ ${f}: valid (${r.workflow.name}, ${r.workflow.order.length} steps${r.problems.length ? `, ${r.problems.length} warning${r.problems.length === 1 ? '' : 's'}` : ''})\n`);
         } catch (e) {
           bad++;
           reportError(e);
@@ -98,14 +100,18 @@ export function buildProgram(): Command {
       .argument('<file>')
       .option('-i, --input <json|@file|file>', 'run input: JSON text, @file.json or a file path')
       .option('--json', 'print only the final result as JSON (for machines)')
-      .option('--id <runId>', 'run id (starting the same id twice is harmless)'),
-  ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string }) => {
+      .option('--id <runId>', 'run id (starting the same id twice is harmless)')
+      .option('--budget <usd>', 'the most this run may spend on model calls, in USD (overrides the workflow\'s budget)'),
+  ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string; budget?: string }) => {
     // Document and input problems are the user's to fix: report them before touching the store.
     readSource(file);
     const input = parseInput(o.input);
+    const budget = o.budget === undefined ? undefined : Number(o.budget);
+    if (budget !== undefined && !(budget > 0)) throw new BatonError('BATON_USAGE', { detail: `--budget must be a positive number of USD, got "${o.budget}".` });
     const baton = await openBaton(o, [dirname(resolve(file))]);
     try {
       const version = await baton.registerFile(file);
+      for (const p of version.warnings) process.stderr.write(`${formatProblem(p)}\n`);
       const wf = await baton.registry.get(version.versionId);
       const view = o.json ? undefined : new LiveView(process.stdout, `${wf.name} ${version.versionId.split('@')[1]}`, wf.order);
       let runId: string | undefined;
@@ -115,7 +121,7 @@ export function buildProgram(): Command {
         if (runId === undefined) buffered.push(e);
         else if (e.runId === runId) view.update(e);
       });
-      runId = await baton.start(version, input, { id: o.id });
+      runId = await baton.start(version, input, { id: o.id, budget });
       view?.start(runId);
       for (const e of buffered) if (e.runId === runId) view?.update(e);
       const result = await baton.wait(runId);
@@ -148,8 +154,9 @@ export function buildProgram(): Command {
       const run = await baton.getRun(runId);
       const steps = await baton.getSteps(runId);
       const events = await baton.getEvents(runId);
-      if (o.json) process.stdout.write(`${JSON.stringify({ run, steps, events }, null, 2)}\n`);
-      else printRunDetail(run, steps, events);
+      const calls = await baton.store.getModelCalls(runId);
+      if (o.json) process.stdout.write(`${JSON.stringify({ run, steps, events, model_calls: calls }, null, 2)}\n`);
+      else printRunDetail(run, steps, events, calls);
     } finally {
       await baton.close();
     }
@@ -202,6 +209,46 @@ export function buildProgram(): Command {
 
   storeOptions(
     program
+      .command('cost')
+      .description('model calls, tokens and cost, totalled by service, workflow, run or model')
+      .option('--by <what>', 'service | workflow | run | model', 'service')
+      .option('--since <duration>', 'only calls in this last stretch of time, e.g. 24h or 7d')
+      .option('--workflow <name>', 'only this workflow')
+      .option('--run <runId>', 'only this run')
+      .option('--json'),
+  ).action(async (o: StoreOpts & { by: string; since?: string; workflow?: string; run?: string; json?: boolean }) => {
+    if (!['service', 'workflow', 'run', 'model'].includes(o.by)) throw new BatonError('BATON_USAGE', { detail: `--by must be service, workflow, run or model, got "${o.by}".` });
+    let since: number | undefined;
+    if (o.since !== undefined) {
+      try {
+        since = Date.now() - parseDuration(o.since);
+      } catch {
+        throw new BatonError('BATON_USAGE', { detail: `--since "${o.since}" is not a duration; write e.g. 30m, 24h or 7d.` });
+      }
+    }
+    const baton = await openBaton(o, [], false);
+    try {
+      const lines = await baton.store.costReport({ by: o.by as 'service', since, workflow: o.workflow, runId: o.run });
+      if (o.json) process.stdout.write(`${JSON.stringify(lines, null, 2)}\n`);
+      else printCost(o.by, lines);
+    } finally {
+      await baton.close();
+    }
+  });
+
+  program
+    .command('services')
+    .description('the model services in baton.config.yaml: provider, model, version, price, owner and status')
+    .option('--config <file>')
+    .option('--json')
+    .action((o: StoreOpts & { json?: boolean }) => {
+      const config = findConfig(o.config, []);
+      if (o.json) process.stdout.write(`${JSON.stringify(config.services, null, 2)}\n`);
+      else printServices(config.services);
+    });
+
+  storeOptions(
+    program
       .command('event')
       .description('deliver an external event to the steps waiting for it')
       .argument('<name>', 'event name (the wait step\'s `event`)')
@@ -231,15 +278,16 @@ async function waitActive(baton: Baton, runId: string, timeoutMs: number): Promi
 
 function printResult(r: RunResult, json: boolean): void {
   if (json) {
-    process.stdout.write(`${JSON.stringify({ run_id: r.id, status: r.status, output: r.output ?? null, error: r.error ?? null }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ run_id: r.id, status: r.status, output: r.output ?? null, error: r.error ?? null, cost: r.cost }, null, 2)}\n`);
     return;
   }
   const took = r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : '';
+  const cost = r.cost > 0 ? ` · $${formatUsd(r.cost)}${r.budget !== undefined ? ` of $${formatUsd(r.budget)}` : ''}` : '';
   if (r.status === 'completed') {
-    process.stdout.write(`\n${paint("32", "✓ completed")} in ${took} · run ${r.id}\n`);
+    process.stdout.write(`\n${paint("32", "✓ completed")} in ${took}${cost} · run ${r.id}\n`);
     process.stdout.write(`${JSON.stringify(r.output ?? null, null, 2)}\n`);
   } else {
-    process.stdout.write(`\n${paint("31", `✗ ${r.status}`)}${took ? ` after ${took}` : ''} · run ${r.id}\n`);
+    process.stdout.write(`\n${paint("31", `✗ ${r.status}`)}${took ? ` after ${took}` : ''}${cost} · run ${r.id}\n`);
     if (r.error) process.stdout.write(`${r.error.code}: ${r.error.message}\n`);
     process.stdout.write(`see the history with: baton runs show ${r.id}\n`);
   }

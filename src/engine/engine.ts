@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { BatonError, serializeError, type SerializedError } from '../errors.js';
+import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
@@ -24,6 +24,11 @@ import { WorkflowRegistry } from './registry.js';
 import { RunState, parseKey } from './run-state.js';
 import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
 import { Worker } from './worker.js';
+import { PROVIDERS } from '../providers/index.js';
+import type { ProviderFactory } from '../providers/provider.js';
+import { parseServices, type ServiceConfig } from '../services/config.js';
+import { ServiceRuntime } from '../services/runtime.js';
+import { StoreLedger } from './ledger.js';
 import { crashPoint } from './crash-points.js';
 
 export interface BatonOptions {
@@ -41,9 +46,27 @@ export interface BatonOptions {
   /** How long a silent worker keeps its claims. Default 30 s. */
   leaseMs?: number;
   fetch?: typeof fetch;
+  /**
+   * Model services: parsed configs, or the `services:` mapping as written in baton.config.yaml.
+   * Workflows are validated against them (unknown and blocked services are refused).
+   */
+  services?: ServiceConfig[] | Record<string, unknown>;
+  /** Extra providers by name, beside the built-in ones (`openai`, `anthropic`, `oip`, `http`, `onnx`, `local-*`). */
+  providers?: Record<string, ProviderFactory>;
+  /** Where relative paths in service options start (the config file's folder). Default: the working directory. */
+  baseDir?: string;
   /** Called for internal errors that are not any run's fault (store busy, bugs). Default: stderr. */
   onInternalError?: (e: unknown, where: string) => void;
 }
+
+export interface StartOptions {
+  /** Run id (idempotent: starting the same id twice starts one run). */
+  id?: string;
+  /** USD this run may spend on model calls; overrides the workflow's `budget.max_cost`. */
+  budget?: number;
+}
+
+const EMPTY_CATALOG = { get: () => undefined, names: () => [] };
 
 export interface RunResult extends RunRecord {
   /** Decoded output (blob references followed). */
@@ -60,6 +83,8 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly blobs: BlobStore;
   readonly registry: WorkflowRegistry;
   readonly workerId: string;
+  /** Model services and their shared resilience state (undefined when none are configured). */
+  readonly models?: ServiceRuntime;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
   private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
@@ -74,7 +99,16 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.blobs = blobs;
     this.workerId = `w_${process.pid}_${randomBytes(4).toString('hex')}`;
     for (const [name, fn] of Object.entries(opts.functions ?? {})) this.registerFunction(name, fn);
-    this.registry = new WorkflowRegistry(store, () => new Set(this.functions.keys()));
+    const serviceConfigs = Array.isArray(opts.services) ? opts.services : parseServices(opts.services);
+    if (serviceConfigs.length) {
+      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'));
+    }
+    const models = this.models;
+    const catalog = models && {
+      get: (name: string) => models.config(name),
+      names: () => models.list().map((c) => c.name),
+    };
+    this.registry = new WorkflowRegistry(store, () => ({ functions: new Set(this.functions.keys()), services: catalog ?? EMPTY_CATALOG }));
     this.onInternalError = opts.onInternalError ?? ((e, where) => process.stderr.write(`baton: internal error (${where}): ${(e as Error)?.stack ?? String(e)}\n`));
     const services: ExecServices = {
       callFunction: (name, input, ctx) => {
@@ -88,6 +122,7 @@ export class Baton extends EventEmitter<BatonEvents> {
         return rows.map((r) => ({ status: r.status, output: this.decode(r.output), error: r.error }));
       },
       resolveWorkflow: (ref) => this.registry.resolve(ref),
+      models: this.models,
     };
     this.host = {
       store,
@@ -129,7 +164,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   /** Validates and registers a workflow document (object, or YAML/JSON text). Idempotent per content. */
-  async register(doc: unknown, file?: string): Promise<VersionRecord> {
+  async register(doc: unknown, file?: string): Promise<VersionRecord & { warnings: Problem[] }> {
     let source: SourceDocument | undefined;
     if (typeof doc === 'string') {
       source = parseSource(doc, file ?? '<input>');
@@ -138,7 +173,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     return this.registry.register(doc, source);
   }
 
-  async registerFile(file: string): Promise<VersionRecord> {
+  async registerFile(file: string): Promise<VersionRecord & { warnings: Problem[] }> {
     return this.registry.registerFile(file);
   }
 
@@ -149,26 +184,29 @@ export class Baton extends EventEmitter<BatonEvents> {
    * `ref` is a version id, a workflow name (its latest version) or a VersionRecord.
    * Throws BATON_INPUT_INVALID when the input breaks the workflow's input schema.
    */
-  async start(ref: string | VersionRecord, input: unknown = {}, opts: { id?: string } = {}): Promise<string> {
+  async start(ref: string | VersionRecord, input: unknown = {}, opts: StartOptions = {}): Promise<string> {
     const versionId = typeof ref === 'string' ? await this.registry.resolve(ref) : ref.versionId;
     const wf = await this.registry.get(versionId);
     if (wf.inputValidator && !wf.inputValidator(input)) {
       const detail = (wf.inputValidator.errors ?? []).slice(0, 8).map((e) => `${e.instancePath || '(input)'} ${e.message}`).join('; ');
       throw new BatonError('BATON_INPUT_INVALID', { detail, errors: wf.inputValidator.errors });
     }
+    if (opts.budget !== undefined && !(typeof opts.budget === 'number' && opts.budget > 0 && Number.isFinite(opts.budget))) {
+      throw new BatonError('BATON_USAGE', { detail: `budget must be a positive number of USD, got ${JSON.stringify(opts.budget)}.` });
+    }
     const id = opts.id ?? newRunId();
-    const run = await this.newRun(versionId, input, { id });
+    const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost });
     const { created } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
-    this.runs.set(id, new RunState({ id, versionId, workflow: wf.name, status: 'running', input, createdAt: run.createdAt, updatedAt: run.createdAt }, wf, input));
+    this.runs.set(id, new RunState({ id, versionId, workflow: wf.name, status: 'running', input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0 }, wf, input));
     this.emit('run', { runId: id, status: 'running', at: run.createdAt });
     this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true })));
     return id;
   }
 
   /** Starts a run and waits for it to end. */
-  async run(ref: string | VersionRecord, input: unknown = {}, opts: { id?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  async run(ref: string | VersionRecord, input: unknown = {}, opts: StartOptions & { timeoutMs?: number } = {}): Promise<RunResult> {
     const id = await this.start(ref, input, opts);
     return this.wait(id, opts);
   }
@@ -282,6 +320,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (this.closed) return;
     this.closed = true;
     await this.worker?.stop();
+    await this.models?.close();
     await this.store.close();
   }
 
@@ -402,9 +441,11 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     this.emit('run', { runId: rs.id, status, at: fin.at, error });
     if (rs.parentRunId) this.worker?.poke();
+    // A run that called models has its cost in the store (other workers may have added to it).
+    if (rs.workflow.callsModels) return this.notify(rs.id);
     this.notify(rs.id, {
       id: rs.id, versionId: rs.versionId, workflow: rs.workflow.name, status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
-      parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at,
+      parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at, cost: 0,
     });
   }
 
@@ -422,7 +463,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     for (const f of list) f(final);
   }
 
-  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string }): Promise<NewRun> {
+  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number }): Promise<NewRun> {
     const wf = await this.registry.get(versionId);
     const now = Date.now();
     const steps: NewStep[] = wf.order.map((id) => {
@@ -435,6 +476,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const inputJson = encodeValue(input ?? null, this.blobs, wf.inlineOutputBytes) ?? 'null';
     return {
       id: o.id, versionId, workflow: wf.name, inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
+      budget: o.budget ?? wf.doc.budget?.max_cost,
       events: [{ type: EventType.runCreated, at: now, dataJson: `{"version":${JSON.stringify(versionId)},"input":${inputJson}${o.parentRunId ? `,"parent_run":${JSON.stringify(o.parentRunId)}` : ''}}` }],
     };
   }

@@ -155,10 +155,11 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         step.prepared.execute({
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
+          workflow: rs.workflow.name, budget: rs.budget,
           now: Date.now, services: host.services,
         }),
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
-      step.kind.recordsStart && step.kind.name !== 'http' ? undefined : step.timeoutMs,
+      step.kind.suspends ? undefined : step.timeoutMs,
       rs.abort.signal,
       work.key,
     );

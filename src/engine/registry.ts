@@ -6,9 +6,9 @@
  * new parent version.
  */
 import { dirname, resolve } from 'node:path';
-import { BatonError } from '../errors.js';
+import { BatonError, type Problem } from '../errors.js';
 import { canonicalJson, contentHash, versionIdOf } from '../spec/canonical.js';
-import { compileOrThrow, type CompiledWorkflow } from '../spec/compile.js';
+import { compileOrThrow, type CompiledWorkflow, type CompileOptions } from '../spec/compile.js';
 import { readSource, type SourceDocument } from '../spec/parse.js';
 import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
@@ -20,23 +20,27 @@ export class WorkflowRegistry {
 
   constructor(
     private readonly store: Store,
-    private readonly functionNames: () => ReadonlySet<string>,
+    /** What documents are checked against: registered functions, configured services. */
+    private readonly known: () => Pick<CompileOptions, 'functions' | 'services'>,
   ) {}
 
-  /** Validates (every problem at once, with positions when `source` is given) and registers. */
-  async register(value: unknown, source?: SourceDocument): Promise<VersionRecord> {
-    const functions = this.functionNames();
-    compileOrThrow(value, { source, functions });
+  /**
+   * Validates (every problem at once, with positions when `source` is given) and registers.
+   * Warnings (a deprecated service) do not stop registration; they are returned.
+   */
+  async register(value: unknown, source?: SourceDocument): Promise<VersionRecord & { warnings: Problem[] }> {
+    const known = this.known();
+    const warnings = compileOrThrow(value, { source, ...known }).warnings;
     const doc = structuredClone(value) as WorkflowDocument;
     await this.resolveChildren(doc, source);
     const canonical = canonicalJson(doc);
     const hash = contentHash(canonical);
     const rec = await this.store.putVersion({ versionId: versionIdOf(doc.name, hash), name: doc.name, hash, document: canonical, source: source?.file });
-    if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, { functions }));
-    return rec;
+    if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
+    return { ...rec, warnings };
   }
 
-  async registerFile(file: string): Promise<VersionRecord> {
+  async registerFile(file: string): Promise<VersionRecord & { warnings: Problem[] }> {
     const src = readSource(file);
     return this.register(src.value, src);
   }

@@ -22,6 +22,8 @@ export class RunState {
   readonly parentRunId?: string;
   readonly parentStepKey?: string;
   readonly createdAt: number;
+  /** USD the run may spend on model calls. */
+  readonly budget?: number;
   /** Step id → what expressions see as `steps.<id>`. Mutated in place as steps finish. */
   readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
   /** The expression scope shared by every step of this run. */
@@ -40,6 +42,7 @@ export class RunState {
     this.parentRunId = run.parentRunId;
     this.parentStepKey = run.parentStepKey;
     this.createdAt = run.createdAt;
+    this.budget = run.budget;
     this.scope = {
       input,
       steps: this.steps,

@@ -9,11 +9,12 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { BatonError, type Problem } from '../errors.js';
-import { DEFAULT_LIMITS, ExpressionCache, type Expression } from '../expr/expression.js';
+import { DEFAULT_LIMITS, ExpressionCache, Template, type Expression } from '../expr/expression.js';
 import { STEP_KINDS } from '../steps/index.js';
-import type { PreparedStep, StepKind } from '../steps/kind.js';
+import type { PreparedStep, ServiceCatalog, StepKind } from '../steps/kind.js';
 import { NO_RETRY, retryPolicy, type RetryPolicy } from '../resilience/retry.js';
 import { parseDuration } from '../util/duration.js';
+import { suggest } from '../util/suggest.js';
 import { buildWorkflowSchema, COMMON_STEP_FIELDS } from './schema.js';
 import { formatPath, type DocPath, type SourceDocument } from './parse.js';
 import type { JsonSchema, OnErrorDoc, StepDoc, SubStepDoc, WorkflowDocument } from './types.js';
@@ -73,11 +74,17 @@ export interface CompiledWorkflow {
   sinks: string[];
   inlineOutputBytes: number;
   expressions: ExpressionCache;
+  /** Problems that did not stop compilation (a deprecated service). */
+  warnings: Problem[];
+  /** Some step calls model services (its run's cost lives in the store, not in memory). */
+  callsModels: boolean;
 }
 
 export interface CompileOptions {
   /** Registered function names; when given, unknown names are problems. */
   functions?: ReadonlySet<string>;
+  /** Configured model services; when given, unknown and blocked ones are problems, deprecated ones warnings. */
+  services?: ServiceCatalog;
   source?: SourceDocument;
 }
 
@@ -89,7 +96,10 @@ export interface CompileResult {
 /** Validates and compiles; never throws for document problems (they are returned). */
 export function compileWorkflow(value: unknown, opts: CompileOptions = {}): CompileResult {
   const problems: Array<{ path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }> = [];
-  const add = (path: DocPath, message: string, atKey = false) => problems.push({ path, message, atKey });
+  // The same problem can be found twice (a field compiled by the kind and as a common field).
+  const add = (path: DocPath, message: string, atKey = false, severity?: 'warning') => {
+    if (!problems.some((p) => p.message === message && formatPath(p.path) === formatPath(path))) problems.push({ path, message, atKey, severity });
+  };
 
   const errors = validateStructure(value);
   // An anyOf that failed (durations, on_error) is reported once with its description,
@@ -164,8 +174,20 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
         expressions,
         functions: opts.functions,
         path: formatPath(path),
-        problem: (rel, message) => add(rel ? [...path, ...rel.split('.')] : path, message),
-        expression: (rel, src) => compileExpr(src, [...path, ...rel.split('.')]),
+        services: opts.services,
+        problem: (rel, message) => add(rel ? [...path, ...relPath(rel)] : path, message),
+        warn: (rel, message) => add(rel ? [...path, ...relPath(rel)] : path, message, false, 'warning'),
+        expression: (rel, src) => compileExpr(src, [...path, ...relPath(rel)]),
+        schema: (rel, schema) => compileSchema(schema, [...path, ...relPath(rel)]),
+        template: (rel, src) => {
+          if (src === undefined) return undefined;
+          try {
+            return new Template(src, expressions);
+          } catch (e) {
+            add([...path, ...relPath(rel)], (e as BatonError).message);
+            return undefined;
+          }
+        },
       });
     } catch (e) {
       add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);
@@ -278,10 +300,10 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   const output = compileExpr(doc.output, ['output']);
   for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
 
-  if (problems.length) return result();
+  if (problems.some((p) => p.severity !== 'warning')) return result();
   const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0);
   return {
-    problems: [],
+    problems: problems.map((p) => toProblem(p, opts.source)),
     workflow: {
       name: doc.name,
       doc,
@@ -292,6 +314,8 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       sinks,
       inlineOutputBytes: doc.limits?.inline_output_bytes ?? 256 * 1024,
       expressions,
+      warnings: problems.map((p) => toProblem(p, opts.source)),
+      callsModels: [...steps.values()].some((c) => c.kind.name === 'model' || c.sub?.kind.name === 'model'),
     },
   };
 }
@@ -423,33 +447,6 @@ function valueAt(root: unknown, path: DocPath): unknown {
   return v;
 }
 
-/** ` (did you mean "x"?)` when a known name is close (edit distance at most 2, and under half its length). */
-export function suggest(name: string, known: Iterable<string>): string {
-  let best: string | undefined;
-  let bestD = Math.min(3, Math.ceil(name.length / 2));
-  for (const k of known) {
-    const d = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  return best ? ` (did you mean "${best}"?)` : '';
-}
-
-function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0];
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j];
-      dp[j] = Math.min(dp[j] + 1, dp[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length];
-}
 
 function toProblem(p: { path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }, source?: SourceDocument): Problem {
   const out: Problem = { path: formatPath(p.path), message: p.message };
@@ -471,4 +468,9 @@ export function compileOrThrow(value: unknown, opts: CompileOptions = {}): Compi
     throw new BatonError('BATON_DOC_INVALID', { detail: `${opts.source?.file ?? 'workflow'}: ${n} problem${n === 1 ? '' : 's'}:\n${r.problems.map((p) => `  ${p.file ? `${p.file}:${p.line}:${p.column}: ` : `${p.path}: `}${p.message}`).join('\n')}` }, { problems: r.problems });
   }
   return r.workflow;
+}
+
+/** `fallback.0` → ['fallback', 0]: numeric parts are array indexes. */
+function relPath(rel: string): DocPath {
+  return rel.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p));
 }

@@ -123,6 +123,12 @@ export function buildWorkflowSchema(kinds: KindSchema[]): Record<string, unknown
       input: { $ref: '#/$defs/schemaObject', description: 'JSON Schema the run input must meet.' },
       output: { $ref: '#/$defs/expression', description: 'The run output; default: the outputs of the final steps by id.' },
       vars: { type: 'object', description: 'Constants available to expressions as `vars`.' },
+      budget: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['max_cost'],
+        properties: { max_cost: { type: 'number', exclusiveMinimum: 0, description: 'USD a run may spend on model calls; a call that could exceed it stops the run.' } },
+      },
       defaults: {
         type: 'object',
         additionalProperties: false,

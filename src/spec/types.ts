@@ -96,7 +96,29 @@ export interface WorkflowStepDoc extends StepCommonDoc {
   workflow: string;
 }
 
-export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | WorkflowStepDoc;
+export interface ModelStepDoc extends StepCommonDoc {
+  kind: 'model';
+  /** The service asked first (a name from the services registry). */
+  service: string;
+  /** Services asked in order when the previous one fails or answers a degraded output. */
+  fallback?: string[];
+  /** `cascade`: cheapest service first, escalating only on failure or a failed guard. */
+  strategy?: 'fallback' | 'cascade';
+  operation?: 'chat' | 'embed' | 'classify' | 'sentiment' | 'entities' | 'retrieve' | 'ocr' | 'anomaly' | 'infer';
+  /** Templates: `{{ expr }}` parts are expressions. */
+  system?: string;
+  prompt?: string;
+  /** Expression giving [{ role, content }], instead of `prompt`. */
+  messages?: Expression;
+  max_tokens?: number;
+  temperature?: number;
+  stream?: boolean;
+  stream_idle?: Duration;
+  repair_attempts?: number;
+  cache?: boolean | { ttl?: Duration };
+}
+
+export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | WorkflowStepDoc | ModelStepDoc;
 
 /** A map's sub-step: a step without `id` and `needs` (they belong to the map). */
 export type SubStepDoc = DistributiveOmit<Exclude<StepDoc, MapStepDoc>, 'id' | 'needs'>;
@@ -113,6 +135,8 @@ export interface WorkflowDocument {
   output?: Expression;
   /** Constants available to expressions as `vars`. */
   vars?: Record<string, unknown>;
+  /** Cost limit per run (USD) for model calls; a run option can override it. */
+  budget?: { max_cost: number };
   /** Defaults applied to every step that does not set its own. */
   defaults?: { retry?: RetryPolicyDoc; timeout?: Duration };
   limits?: {

@@ -7,7 +7,9 @@
  * tasks) returns a suspending outcome. The engine records it durably and calls `execute` again
  * with the saved `state` when the wait is over, on whatever worker picks the step up.
  */
-import type { Expression, ExpressionCache } from '../expr/expression.js';
+import type { ValidateFunction } from 'ajv';
+import type { Expression, ExpressionCache, Template } from '../expr/expression.js';
+import type { ServiceRuntime } from '../services/runtime.js';
 import type { KindSchema } from '../spec/schema.js';
 import type { RetryPolicy } from '../resilience/retry.js';
 
@@ -28,12 +30,26 @@ export interface PrepareContext {
   expressions: ExpressionCache;
   /** Compiles `source`, or records a problem at `field` and returns undefined. */
   expression(field: string, source: string | undefined): Expression | undefined;
+  /** Compiles a `{{ expr }}` template, or records a problem at `field` and returns undefined. */
+  template(field: string, src: string | undefined): Template | undefined;
+  /** Compiles a JSON Schema, or records a problem at `field` and returns undefined. */
+  schema(field: string, schema: unknown): ValidateFunction | undefined;
   /** Records a problem at a path relative to the step (e.g. `url`). */
   problem(path: string, message: string): void;
+  /** Records a warning (the document still loads). */
+  warn(path: string, message: string): void;
+  /** The configured model services, or undefined when they are not known (document-only validation). */
+  services?: ServiceCatalog;
   /** Known function names, or undefined when functions are not known (document-only validation). */
   functions?: ReadonlySet<string>;
   /** Document path of this step, e.g. `steps[2]`. */
   path: string;
+}
+
+/** What validation needs to know of the services registry. */
+export interface ServiceCatalog {
+  get(name: string): { status: 'approved' | 'deprecated' | 'blocked'; statusReason?: string; provider: string } | undefined;
+  names(): string[];
 }
 
 export interface ExecContext {
@@ -47,6 +63,10 @@ export interface ExecContext {
   scope: Record<string, unknown>;
   /** The evaluated `input` expression (undefined when the step has none). */
   input: unknown;
+  /** The workflow's name (for cost reports). */
+  workflow: string;
+  /** The run's cost budget in USD, when it has one. */
+  budget?: number;
   /** Resume state saved by a previous suspending outcome; undefined on first execution. */
   state: unknown;
   now(): number;
@@ -60,6 +80,8 @@ export interface ExecServices {
   childOutputs(runId: string, parentKey: string): Promise<Array<{ status: string; output: unknown; error?: unknown }>>;
   /** Resolves a child workflow reference to a registered version id. */
   resolveWorkflow(ref: string): Promise<string>;
+  /** Model services (undefined when none are configured). */
+  models?: ServiceRuntime;
 }
 
 export type StepOutcome =
@@ -85,6 +107,8 @@ export interface StepKind<D = Record<string, unknown>> {
   readonly schema: KindSchema;
   /** Whether the start of an attempt is recorded durably before executing (slow kinds). */
   readonly recordsStart: boolean;
+  /** Suspending kinds (timers, events, children, maps) keep their own deadlines; the step timeout does not wrap them. */
+  readonly suspends?: boolean;
   /** Retry policy when neither the step nor the workflow defaults set one. */
   readonly defaultRetry?: Partial<RetryPolicy>;
   prepare(step: D, ctx: PrepareContext): PreparedStep;

@@ -16,6 +16,7 @@ interface MapState {
 export const mapKind: StepKind<MapStepDoc> = {
   name: 'map',
   recordsStart: true,
+  suspends: true,
   schema: {
     kind: 'map',
     description: 'Runs `step` for every item of `over` (as `item`, `index`), `concurrency` at a time; output = results in order.',

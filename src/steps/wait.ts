@@ -22,6 +22,7 @@ export function eventWaitKey(event: string, key: unknown): string {
 export const waitKind: StepKind<WaitStepDoc> = {
   name: 'wait',
   recordsStart: true,
+  suspends: true,
   schema: {
     kind: 'wait',
     description: 'Waits durably: for a duration, until a time, or for an event with a correlation key.',

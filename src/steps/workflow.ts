@@ -14,6 +14,7 @@ interface ChildState {
 export const workflowKind: StepKind<WorkflowStepDoc> = {
   name: 'workflow',
   recordsStart: true,
+  suspends: true,
   schema: {
     kind: 'workflow',
     description: 'Runs another workflow as a child run; output = its output. Input = the step input.',

@@ -38,6 +38,10 @@ export interface RunRecord {
   createdAt: number;
   updatedAt: number;
   finishedAt?: number;
+  /** USD the run may spend on model calls. */
+  budget?: number;
+  /** USD spent on model calls so far. */
+  cost: number;
 }
 
 export interface StepRecord {
@@ -103,6 +107,7 @@ export interface NewRun {
   parentRunId?: string;
   parentStepKey?: string;
   createdAt: number;
+  budget?: number;
   steps: NewStep[];
   events: NewEvent[];
 }
@@ -189,6 +194,57 @@ export interface FinishRun {
   parent?: { runId: string; key: string; state: unknown; events: NewEvent[] };
 }
 
+/** One model call, as the service runtime records it (an event plus a `model_calls` row). */
+export interface ModelCallRecord {
+  runId: string;
+  workflow: string;
+  stepKey: string;
+  /** The step attempt this call belongs to. */
+  attempt: number;
+  service: string;
+  provider: string;
+  model: string;
+  version?: string;
+  operation: string;
+  outcome: 'ok' | 'error' | 'degraded' | 'cache_hit' | 'skipped' | 'cancelled';
+  error?: SerializedError;
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  /** USD. */
+  cost: number;
+  latencyMs: number;
+  at: number;
+  /** Started as a hedge while an earlier service was still answering. */
+  hedge?: boolean;
+  stream?: boolean;
+  finishReason?: string;
+  /** The model the vendor says answered. */
+  servedBy?: string;
+}
+
+export interface CostQuery {
+  by: 'service' | 'workflow' | 'run' | 'model';
+  since?: number;
+  runId?: string;
+  workflow?: string;
+  service?: string;
+}
+
+export interface CostLine {
+  /** The service, workflow, run id or `provider/model@version`. */
+  key: string;
+  calls: number;
+  /** Calls that failed, were degraded or skipped by an open breaker. */
+  failed: number;
+  cacheHits: number;
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  cost: number;
+  avgLatencyMs: number;
+}
+
 export interface WorkerInfo {
   id: string;
   pid: number;
@@ -247,6 +303,19 @@ export interface Store {
   commit(c: StepCommit): Promise<CommitResult>;
   /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
   signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
+
+  // --- model calls, cost, budgets, response cache ---
+  /**
+   * Reserves `amount` USD of the run's budget if spent + reserved + amount fits; otherwise
+   * changes nothing and says how things stand. Atomic, so concurrent branches cannot overspend.
+   */
+  reserveBudget(runId: string, amount: number): Promise<{ ok: boolean; budget?: number; spent: number; reserved: number }>;
+  /** Records a call (event + row) and moves `release` of the run's reservation to its real cost. */
+  recordModelCall(call: ModelCallRecord, release: number): Promise<void>;
+  getModelCalls(runId: string): Promise<ModelCallRecord[]>;
+  costReport(q: CostQuery): Promise<CostLine[]>;
+  cacheGet(key: string, now: number): Promise<string | undefined>;
+  cachePut(key: string, valueJson: string, now: number, expiresAt: number): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -78,4 +78,41 @@ export const SQLITE_MIGRATIONS: string[] = [
     lease_until INTEGER NOT NULL
   );
   `,
+  // 2: model calls, cost and budgets, the response cache
+  `
+  ALTER TABLE runs ADD COLUMN budget REAL;
+  ALTER TABLE runs ADD COLUMN cost_spent REAL NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN cost_reserved REAL NOT NULL DEFAULT 0;
+  -- One row per model call, beside its event (same run_id, seq): the event is the history,
+  -- this row is what cost reports aggregate without parsing JSON.
+  CREATE TABLE model_calls (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    workflow TEXT NOT NULL,
+    step_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT,
+    operation TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+  ) WITHOUT ROWID;
+  CREATE INDEX model_calls_service ON model_calls (service, at);
+  CREATE INDEX model_calls_workflow ON model_calls (workflow, at);
+  CREATE TABLE model_cache (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -11,7 +11,7 @@ import { dirname } from 'node:path';
 import { BatonError, type SerializedError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ClaimedStep, CommitResult, EventRecord, Fence, FinishRun, NewEvent, NewRun, NewStep, RunFilter,
+  ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
@@ -104,7 +104,7 @@ export class SqliteStore implements Store {
   }
 
   private insertRun(run: NewRun): boolean {
-    const res = this.s.insertRun.run(run.id, run.versionId, run.workflow, 'running', run.inputJson, run.parentRunId ?? null, run.parentStepKey ?? null, run.createdAt, run.createdAt);
+    const res = this.s.insertRun.run(run.id, run.versionId, run.workflow, 'running', run.inputJson, run.parentRunId ?? null, run.parentStepKey ?? null, run.createdAt, run.createdAt, run.budget ?? null);
     if (res.changes === 0) return false;
     for (const st of run.steps) this.insertStep(run.id, st);
     this.insertEvents(run.id, run.events);
@@ -441,6 +441,65 @@ export class SqliteStore implements Store {
     }
   }
 
+  // ---------------------------------------------------------------- model calls, cost, cache
+
+  async reserveBudget(runId: string, amount: number): Promise<{ ok: boolean; budget?: number; spent: number; reserved: number }> {
+    return this.batched(() => {
+      const ok = this.s.reserve.run({ runId, amount }).changes === 1;
+      const r = this.s.budgetOf.get(runId) as { budget: number | null; cost_spent: number; cost_reserved: number } | undefined;
+      return { ok, budget: r?.budget ?? undefined, spent: r?.cost_spent ?? 0, reserved: r?.cost_reserved ?? 0 };
+    });
+  }
+
+  recordModelCall(call: ModelCallRecord, release: number): Promise<void> {
+    const { runId, stepKey, at, ...rest } = call;
+    const data = JSON.stringify(rest);
+    return this.batched(() => {
+      const seq = ((this.s.lastSeq.get(runId) as { seq: number | null }).seq ?? 0) + 1;
+      this.s.insertEvent.run(runId, seq, 'model.call', stepKey, at, data);
+      this.s.insertCall.run({
+        runId, seq, workflow: call.workflow, stepKey, attempt: call.attempt, service: call.service, provider: call.provider, model: call.model,
+        version: call.version ?? null, operation: call.operation, outcome: call.outcome, errorCode: call.error?.code ?? null,
+        inputTokens: call.inputTokens, outputTokens: call.outputTokens, cachedTokens: call.cachedTokens, cost: call.cost, latencyMs: Math.round(call.latencyMs), at,
+      });
+      this.s.settle.run({ runId, cost: call.cost, release });
+    });
+  }
+
+  async getModelCalls(runId: string): Promise<ModelCallRecord[]> {
+    const rows = this.db.prepare(`SELECT e.run_id, e.step_key, e.at, e.data FROM model_calls c JOIN events e ON e.run_id = c.run_id AND e.seq = c.seq
+                                  WHERE c.run_id = ? ORDER BY c.seq`).all(runId) as Row[];
+    return rows.map((r) => ({ ...(JSON.parse(r.data as string) as object), runId: r.run_id, stepKey: r.step_key, at: r.at }) as ModelCallRecord);
+  }
+
+  async costReport(q: CostQuery): Promise<CostLine[]> {
+    const key = { service: 'service', workflow: 'workflow', run: 'run_id', model: `provider || '/' || model || COALESCE('@' || version, '')` }[q.by];
+    const where: string[] = [];
+    const args: Record<string, unknown> = {};
+    if (q.since !== undefined) (where.push('at >= @since'), (args.since = q.since));
+    if (q.runId) (where.push('run_id = @runId'), (args.runId = q.runId));
+    if (q.workflow) (where.push('workflow = @workflow'), (args.workflow = q.workflow));
+    if (q.service) (where.push('service = @service'), (args.service = q.service));
+    const rows = this.db.prepare(`SELECT ${key} AS key, COUNT(*) AS calls,
+        SUM(outcome IN ('error', 'degraded', 'skipped')) AS failed, SUM(outcome = 'cache_hit') AS cache_hits,
+        SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, SUM(cached_tokens) AS cached_tokens,
+        SUM(cost) AS cost, AVG(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency
+      FROM model_calls ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY 1 ORDER BY SUM(cost) DESC, 1`).all(args) as Row[];
+    return rows.map((r) => ({
+      key: r.key as string, calls: r.calls as number, failed: r.failed as number, cacheHits: r.cache_hits as number,
+      inputTokens: r.input_tokens as number, outputTokens: r.output_tokens as number, cachedTokens: r.cached_tokens as number,
+      cost: Math.round((r.cost as number) * 1e9) / 1e9, avgLatencyMs: Math.round(((r.avg_latency as number | null) ?? 0) * 10) / 10,
+    }));
+  }
+
+  async cacheGet(key: string, now: number): Promise<string | undefined> {
+    return (this.s.cacheGet.get(key, now) as { value: string } | undefined)?.value;
+  }
+
+  cachePut(key: string, valueJson: string, now: number, expiresAt: number): Promise<void> {
+    return this.batched(() => void this.s.cachePut.run(key, valueJson, now, expiresAt));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.checkpointTimer);
     if (this.pending.length) await new Promise((r) => setImmediate(r));
@@ -492,8 +551,19 @@ function prepare(db: Database.Database) {
     latestVersion: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq DESC LIMIT 1'),
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
-    insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at)
-                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    reserve: p(`UPDATE runs SET cost_reserved = cost_reserved + @amount
+                WHERE id = @runId AND (budget IS NULL OR cost_spent + cost_reserved + @amount <= budget + 1e-12)`),
+    budgetOf: p('SELECT budget, cost_spent, cost_reserved FROM runs WHERE id = ?'),
+    settle: p(`UPDATE runs SET cost_spent = cost_spent + @cost, cost_reserved = MAX(0, cost_reserved - @release) WHERE id = @runId`),
+    insertCall: p(`INSERT INTO model_calls (run_id, seq, workflow, step_key, attempt, service, provider, model, version, operation, outcome,
+                     error_code, input_tokens, output_tokens, cached_tokens, cost, latency_ms, at)
+                   VALUES (@runId, @seq, @workflow, @stepKey, @attempt, @service, @provider, @model, @version, @operation, @outcome,
+                     @errorCode, @inputTokens, @outputTokens, @cachedTokens, @cost, @latencyMs, @at)`),
+    cacheGet: p('SELECT value FROM model_cache WHERE key = ? AND expires_at > ?'),
+    cachePut: p(`INSERT INTO model_cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at`),
     insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -595,6 +665,7 @@ function toRun(r: Row): RunRecord {
     input: parse(r.input), output: parse(r.output), error: parse(r.error) as SerializedError | undefined,
     parentRunId: (r.parent_run_id as string | null) ?? undefined, parentStepKey: (r.parent_step_key as string | null) ?? undefined,
     createdAt: r.created_at as number, updatedAt: r.updated_at as number, finishedAt: (r.finished_at as number | null) ?? undefined,
+    budget: (r.budget as number | null) ?? undefined, cost: Math.round(((r.cost_spent as number | null) ?? 0) * 1e9) / 1e9,
   };
 }
 

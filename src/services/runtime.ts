@@ -1,0 +1,476 @@
+/**
+ * The service runtime: every model call goes through here, whatever the vendor. It owns, per
+ * service and shared by every run on this worker, the provider instance, the circuit breaker,
+ * the rate and concurrency limits and the latency tracker that hedging reads. For one step it
+ * walks the chain of services (primary then fallbacks, or cheapest first in a cascade):
+ *
+ *   per service: cache? → budget reservation → limits → provider call under the service's
+ *   timeout → answer checks (empty, JSON, schema, guard; a bad JSON answer is re-asked) →
+ *   record the call (tokens, cost, latency, version) → retries with backoff honouring
+ *   Retry-After → next service.
+ *
+ * A degraded answer and a broken stream are failures like a 500: the breaker counts them and
+ * the chain moves on, so nothing truncated or off-schema flows downstream. Every call, failed
+ * or not, is recorded through the `CallLedger` (the run's events and the cost tables).
+ */
+import type { ValidateFunction } from 'ajv';
+import { BatonError, serializeError, type SerializedError } from '../errors.js';
+import type { ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory } from '../providers/provider.js';
+import { ServiceBreaker, type BreakerState } from '../resilience/breaker.js';
+import { LatencyTracker, hedgeDelay } from '../resilience/hedge.js';
+import { Semaphore, TokenBucket, sleep } from '../resilience/limits.js';
+import { backoffDelay } from '../resilience/retry.js';
+import { canonicalJson, contentHash } from '../spec/canonical.js';
+import type { ModelCallRecord } from '../store/store.js';
+import type { ServiceConfig } from './config.js';
+import { callCost, estimateInputTokens, maxCallCost, roundUsd } from './pricing.js';
+import { parseJsonAnswer, repairPrompt, schemaProblems } from './structured.js';
+
+/** One model call as recorded in the run's history and the cost tables. */
+export type CallRecord = ModelCallRecord;
+
+/** Where calls are recorded and budgets kept: the engine implements it on the store. */
+export interface CallLedger {
+  /** Reserves `amount` USD of the run's budget; throws BATON_BUDGET_EXCEEDED when it does not fit. */
+  reserve(runId: string, amount: number): Promise<void>;
+  /** Records a call; `release` is the reservation it replaces (0 when none). */
+  record(call: CallRecord, release: number): Promise<void>;
+  cacheGet(key: string): Promise<unknown | undefined>;
+  cachePut(key: string, value: unknown, ttlMs: number): Promise<void>;
+}
+
+/** What a model step asks for. */
+export interface ModelCall {
+  /** Services in the order written: `service` then `fallback`. */
+  services: string[];
+  strategy: 'fallback' | 'cascade';
+  /** Unset: each service does its provider's default operation. */
+  operation?: ModelOperation;
+  /** For chat. */
+  system?: string;
+  messages?: ModelRequest['messages'];
+  /** For every other operation (and chat when no prompt/messages are given). */
+  input?: unknown;
+  /** The JSON Schema a chat answer must fill (sent to the vendor) and its compiled validator. */
+  schema?: Record<string, unknown> | boolean;
+  validate?: ValidateFunction;
+  /** The step's guard: false makes the answer degraded. */
+  guard?: { source: string; check: (output: unknown) => Promise<boolean> };
+  maxTokens?: number;
+  temperature?: number;
+  stream?: boolean;
+  streamIdleMs?: number;
+  /** Re-asks after an answer that is not valid JSON or breaks the schema. */
+  repairAttempts: number;
+  cache?: { ttlMs: number };
+  run: { id: string; workflow: string; stepKey: string; attempt: number; idempotencyKey: string; budget?: number };
+  signal: AbortSignal;
+}
+
+export interface ModelAnswer {
+  output: unknown;
+  service: string;
+  calls: number;
+  cost: number;
+}
+
+export interface ServiceStatus {
+  name: string;
+  provider: string;
+  model: string;
+  version?: string;
+  status: ServiceConfig['status'];
+  breaker: BreakerState;
+  calls: number;
+  failures: number;
+  cacheHits: number;
+  cacheMisses: number;
+  p50Ms?: number;
+  p95Ms?: number;
+}
+
+const DEFAULT_MAX_TOKENS = 1024;
+
+class ServiceState {
+  provider?: Provider;
+  private creating?: Promise<Provider>;
+  readonly breaker: ServiceBreaker;
+  readonly latency = new LatencyTracker();
+  readonly requests?: TokenBucket;
+  readonly tokens?: TokenBucket;
+  readonly inFlight?: Semaphore;
+  calls = 0;
+  failures = 0;
+  cacheHits = 0;
+  cacheMisses = 0;
+
+  constructor(readonly config: ServiceConfig, private readonly factory: ProviderFactory, private readonly baseDir: string) {
+    // Only failures the service is to blame for open its breaker.
+    this.breaker = new ServiceBreaker(config.name, config.breaker, (e) => !(e instanceof BatonError && NOT_THE_SERVICE.has(e.code)) && !isAbort(e));
+    if (config.limits.requestsPerMinute) this.requests = new TokenBucket(config.limits.requestsPerMinute);
+    if (config.limits.tokensPerMinute) this.tokens = new TokenBucket(config.limits.tokensPerMinute);
+    if (config.limits.concurrency) this.inFlight = new Semaphore(config.limits.concurrency);
+  }
+
+  /** The provider, created on first use; a missing credential fails the call, not the worker. */
+  async get(): Promise<Provider> {
+    if (this.provider) return this.provider;
+    if (!this.creating) {
+      const c = this.config;
+      let credential: string | undefined;
+      if (c.credentialEnv) {
+        credential = process.env[c.credentialEnv];
+        if (!credential) throw new BatonError('BATON_CREDENTIAL_MISSING', { service: c.name, env: c.credentialEnv });
+      }
+      this.creating = Promise.resolve(this.factory({ service: c.name, model: c.model, endpoint: c.endpoint, credential, options: c.options, baseDir: this.baseDir }));
+      this.creating.then((p) => (this.provider = p), () => (this.creating = undefined));
+    }
+    return this.creating;
+  }
+}
+
+/** Errors that say nothing about the service's health. */
+const NOT_THE_SERVICE = new Set(['BATON_BUDGET_EXCEEDED', 'BATON_CREDENTIAL_MISSING', 'BATON_CIRCUIT_OPEN', 'BATON_CANCELLED', 'BATON_STEP_TIMEOUT', 'BATON_MODEL_UNSUPPORTED']);
+/** Errors after which no other service is tried either. */
+const STOPS_THE_CHAIN = new Set(['BATON_BUDGET_EXCEEDED', 'BATON_CANCELLED', 'BATON_STEP_TIMEOUT']);
+
+export class ServiceRuntime {
+  private readonly states = new Map<string, ServiceState>();
+
+  constructor(
+    services: ServiceConfig[],
+    private readonly providers: Readonly<Record<string, ProviderFactory>>,
+    private readonly ledger: CallLedger,
+    baseDir: string,
+  ) {
+    const unknown = services.filter((s) => !providers[s.provider]);
+    if (unknown.length) {
+      throw new BatonError('BATON_CONFIG_INVALID', {
+        detail: unknown.map((s) => `services.${s.name}.provider: unknown provider "${s.provider}"; use one of: ${Object.keys(providers).sort().join(', ')}`).join('\n'),
+      });
+    }
+    for (const s of services) this.states.set(s.name, new ServiceState(s, providers[s.provider], baseDir));
+  }
+
+  config(name: string): ServiceConfig | undefined {
+    return this.states.get(name)?.config;
+  }
+
+  list(): ServiceConfig[] {
+    return [...this.states.values()].map((s) => s.config);
+  }
+
+  status(): ServiceStatus[] {
+    return [...this.states.values()].map((s) => ({
+      name: s.config.name, provider: s.config.provider, model: s.config.model, version: s.config.version, status: s.config.status,
+      breaker: s.breaker.state, calls: s.calls, failures: s.failures, cacheHits: s.cacheHits, cacheMisses: s.cacheMisses,
+      p50Ms: s.latency.percentile(50), p95Ms: s.latency.percentile(95),
+    }));
+  }
+
+  breaker(name: string): ServiceBreaker | undefined {
+    return this.states.get(name)?.breaker;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.states.values()].map((s) => s.provider?.close?.().catch(() => undefined)));
+  }
+
+  /** Runs the chain for one step attempt. */
+  async invoke(call: ModelCall): Promise<ModelAnswer> {
+    const chain = call.services.map((n) => {
+      const st = this.states.get(n);
+      if (!st) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: n, known: [...this.states.keys()].join(', ') || '(none)' });
+      if (st.config.status === 'blocked') throw new BatonError('BATON_SERVICE_BLOCKED', { service: n, reason: st.config.statusReason ? ` (${st.config.statusReason})` : '' });
+      return st;
+    });
+    if (call.strategy === 'cascade') {
+      // Cheapest first for this request; ties keep the written order (sort is stable).
+      const cost = new Map(chain.map((s) => [s, maxCallCost(this.request(s, call, 0), s.config.price, this.maxTokens(s, call))]));
+      chain.sort((a, b) => cost.get(a)! - cost.get(b)!);
+    }
+    const counter = { n: 0 };
+    const failures: Array<{ service: string; error: unknown }> = [];
+    const answer = await this.from(chain, 0, call, call.signal, failures, counter, false);
+    return { ...answer, calls: counter.n };
+  }
+
+  /**
+   * Tries services `i..` in order. With hedging on service `i`, the rest of the chain is started
+   * as well once `i` has been slower than its hedge delay; the first good answer wins and the
+   * other side is aborted.
+   */
+  private async from(
+    chain: ServiceState[], i: number, call: ModelCall, signal: AbortSignal,
+    failures: Array<{ service: string; error: unknown }>, counter: { n: number }, hedged: boolean,
+  ): Promise<Omit<ModelAnswer, 'calls'>> {
+    if (i >= chain.length) throw this.allFailed(call, failures);
+    const st = chain[i];
+    const delay = i + 1 < chain.length && st.config.hedge ? hedgeDelay(st.config.hedge, st.latency) : undefined;
+    if (delay === undefined) {
+      try {
+        return await this.tryService(st, call, signal, counter, hedged);
+      } catch (e) {
+        failures.push({ service: st.config.name, error: e });
+        if (stopsChain(e, signal)) throw e;
+        return this.from(chain, i + 1, call, signal, failures, counter, hedged);
+      }
+    }
+    // Hedged: both sides run under their own controllers so the loser can be stopped.
+    const mine = child(signal);
+    const rest = child(signal);
+    return new Promise((resolve, reject) => {
+      let done = false;
+      let pending = 1;
+      let restStarted = false;
+      let lastError: unknown;
+      const win = (a: Omit<ModelAnswer, 'calls'>, loser: AbortController) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        loser.abort(new BatonError('BATON_CANCELLED', { runId: call.run.id }));
+        resolve(a);
+      };
+      const lose = (e: unknown) => {
+        lastError = e;
+        if (--pending === 0 && !done) {
+          done = true;
+          reject(lastError);
+        }
+      };
+      const startRest = () => {
+        if (restStarted || done) return;
+        restStarted = true;
+        pending++;
+        this.from(chain, i + 1, call, rest.signal, failures, counter, true).then((a) => win(a, mine), lose);
+      };
+      const timer = setTimeout(startRest, delay);
+      this.tryService(st, call, mine.signal, counter, hedged).then(
+        (a) => win(a, rest),
+        (e) => {
+          if (done) return;
+          failures.push({ service: st.config.name, error: e });
+          if (stopsChain(e, signal)) {
+            clearTimeout(timer);
+            done = true;
+            rest.abort(e);
+            return reject(e);
+          }
+          clearTimeout(timer);
+          startRest();
+          lose(e);
+        },
+      );
+    });
+  }
+
+  private allFailed(call: ModelCall, failures: Array<{ service: string; error: unknown }>): BatonError {
+    const detail = failures.map((f) => `${f.service}: ${(f.error as Error).message}`).join(' | ') || 'no service was tried';
+    // Worth a step retry only if some failure was transient.
+    const retryable = failures.some((f) => serializeError(f.error).retryable);
+    return new BatonError('BATON_ALL_SERVICES_FAILED', { step: call.run.stepKey, detail, failures: failures.map((f) => ({ service: f.service, error: serializeError(f.error) })) }, { retryable, cause: failures.at(-1)?.error });
+  }
+
+  /** One service: cache, then attempts with backoff (honouring Retry-After), each through the breaker. */
+  private async tryService(st: ServiceState, call: ModelCall, signal: AbortSignal, counter: { n: number }, hedged: boolean): Promise<Omit<ModelAnswer, 'calls'>> {
+    const cfg = st.config;
+    const provider = await this.providerFor(st, call, hedged);
+    const operation = call.operation ?? provider.defaultOperation;
+    const request = this.request(st, call, 0, operation);
+    const cache = call.cache ?? cfg.cache;
+    const key = cache ? cacheKey(cfg, request) : undefined;
+    if (key) {
+      const hit = await this.ledger.cacheGet(key);
+      if (hit !== undefined) {
+        st.cacheHits++;
+        await this.ledger.record({ ...this.base(st, call, operation, hedged), outcome: 'cache_hit' }, 0);
+        return { output: hit, service: cfg.name, cost: 0 };
+      }
+      st.cacheMisses++;
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await st.breaker.execute(() => this.answer(st, provider, call, request, signal, counter, hedged));
+        if (key) await this.ledger.cachePut(key, res.output, cache!.ttlMs);
+        return res;
+      } catch (e) {
+        if (e instanceof BatonError && e.code === 'BATON_CIRCUIT_OPEN') {
+          await this.ledger.record({ ...this.base(st, call, operation, hedged), outcome: 'skipped', error: serializeError(e) }, 0);
+          throw e;
+        }
+        const err = serializeError(e);
+        if (stopsChain(e, signal) || !err.retryable || attempt >= cfg.retry.maxAttempts) throw e;
+        const retryAfter = typeof err.details?.retryAfterMs === 'number' ? err.details.retryAfterMs : 0;
+        await sleep(Math.max(backoffDelay(cfg.retry, attempt), retryAfter), signal);
+      }
+    }
+  }
+
+  private async providerFor(st: ServiceState, call: ModelCall, hedged: boolean): Promise<Provider> {
+    try {
+      return await st.get();
+    } catch (e) {
+      // Recorded like any failed call so the run's history says why this service was passed over.
+      await this.ledger.record({ ...this.base(st, call, call.operation ?? 'chat', hedged), outcome: 'error', error: serializeError(e) }, 0);
+      throw e;
+    }
+  }
+
+  /**
+   * One answer from one service: the call, plus re-asks while the JSON is unusable. Throws a
+   * degraded-output error when the answer is empty, off-schema after its re-asks, or fails the guard.
+   */
+  private async answer(
+    st: ServiceState, provider: Provider, call: ModelCall, first: ModelRequest, signal: AbortSignal, counter: { n: number }, hedged: boolean,
+  ): Promise<Omit<ModelAnswer, 'calls'>> {
+    let request = first;
+    let total = 0;
+    for (let repair = 0; ; repair++) {
+      const { response, cost, record, reserved } = await this.callOnce(st, provider, call, request, signal, counter, hedged);
+      total += cost;
+      let checked: Awaited<ReturnType<ServiceRuntime['check']>>;
+      try {
+        checked = await this.check(call, request, response);
+      } catch (e) {
+        // A guard that cannot be evaluated is the workflow's fault, not the service's.
+        await this.ledger.record({ ...record, outcome: 'error', error: serializeError(e) }, reserved);
+        throw e;
+      }
+      const canRepair = !checked.ok && checked.repairable && repair < call.repairAttempts && request.operation === 'chat';
+      const degraded = checked.ok ? undefined : new BatonError('BATON_OUTPUT_DEGRADED', { service: st.config.name, detail: checked.problem });
+      await this.ledger.record(degraded ? { ...record, outcome: 'degraded', error: serializeError(degraded) } : record, reserved);
+      if (checked.ok) return { output: checked.output, service: st.config.name, cost: roundUsd(total) };
+      if (!canRepair) {
+        st.failures++;
+        throw degraded;
+      }
+      request = { ...request, messages: [...(request.messages ?? []), { role: 'assistant', content: String(response.output ?? '') }, { role: 'user', content: repairPrompt(checked.problem) }] };
+    }
+  }
+
+  /** Checks an answer; `repairable` problems (bad JSON, schema) may be re-asked, others (guard, empty) may not. */
+  private async check(call: ModelCall, request: ModelRequest, response: ModelResponse): Promise<{ ok: true; output: unknown } | { ok: false; problem: string; repairable: boolean }> {
+    let output = response.output;
+    if (output === undefined || output === null || (typeof output === 'string' && output.trim() === '')) {
+      return { ok: false, problem: 'the answer is empty', repairable: false };
+    }
+    if (request.operation === 'chat' && call.validate && typeof output === 'string') {
+      const parsed = parseJsonAnswer(output);
+      if (!parsed.ok) return { ok: false, problem: parsed.problem, repairable: true };
+      output = parsed.value;
+    }
+    if (call.validate) {
+      const problems = schemaProblems(call.validate, output);
+      if (problems) return { ok: false, problem: `the answer does not match output_schema: ${problems}`, repairable: request.operation === 'chat' };
+    }
+    if (call.guard && !(await call.guard.check(output))) {
+      return { ok: false, problem: `guard \`${call.guard.source}\` is false for this answer`, repairable: false };
+    }
+    return { ok: true, output };
+  }
+
+  /** The call itself: budget, limits, timeout, and the record of it whatever happens. */
+  private async callOnce(
+    st: ServiceState, provider: Provider, call: ModelCall, request: ModelRequest, signal: AbortSignal, counter: { n: number }, hedged: boolean,
+  ): Promise<{ response: ModelResponse; cost: number; record: CallRecord; reserved: number }> {
+    const cfg = st.config;
+    const n = ++counter.n;
+    const maxTokens = request.maxTokens ?? this.maxTokens(st, call);
+    const reserved = call.run.budget !== undefined ? maxCallCost(request, cfg.price, maxTokens) : 0;
+    if (call.run.budget !== undefined) await this.ledger.reserve(call.run.id, reserved);
+    const estTokens = estimateInputTokens(request) + maxTokens;
+    let release: (() => void) | undefined;
+    const started = Date.now();
+    let response: ModelResponse | undefined;
+    try {
+      await st.requests?.take(1, signal);
+      await st.tokens?.take(estTokens, signal);
+      release = await st.inFlight?.acquire(signal);
+      st.calls++;
+      const ac = child(signal);
+      const timer = setTimeout(() => ac.abort(new BatonError('BATON_MODEL_TIMEOUT', { service: cfg.name, timeoutMs: cfg.timeoutMs })), cfg.timeoutMs);
+      try {
+        response = await provider.call(request, { signal: ac.signal, idempotencyKey: `${call.run.idempotencyKey}:${n}`, streamIdleMs: call.streamIdleMs });
+      } catch (e) {
+        // A provider that stops on abort throws its own AbortError: report why it was aborted.
+        throw ac.signal.aborted && !signal.aborted ? ac.signal.reason : e;
+      } finally {
+        clearTimeout(timer);
+      }
+      const latency = Date.now() - started;
+      st.latency.record(latency);
+      if (st.tokens) st.tokens.adjust(estTokens - (response.usage.inputTokens + response.usage.cachedInputTokens + response.usage.outputTokens));
+      const cost = callCost(response.usage, cfg.price);
+      const record: CallRecord = { ...this.base(st, call, request.operation, hedged), ...usageOf(response), cost, latencyMs: latency, outcome: 'ok' };
+      if (request.stream) record.stream = true;
+      if (response.finishReason) record.finishReason = response.finishReason;
+      if (response.model) record.servedBy = response.model;
+      // Recorded by the caller once the answer is checked (ok or degraded).
+      return { response, cost, record, reserved };
+    } catch (e) {
+      if (!(e instanceof BatonError && NOT_THE_SERVICE.has(e.code)) && !isAbort(e)) st.failures++;
+      const cancelled = signal.aborted;
+      await this.ledger.record({ ...this.base(st, call, request.operation, hedged), latencyMs: Date.now() - started, outcome: cancelled ? 'cancelled' : 'error', error: serializeError(cancelled ? signal.reason : e), stream: request.stream || undefined }, reserved);
+      throw e;
+    } finally {
+      release?.();
+    }
+  }
+
+  private base(st: ServiceState, call: ModelCall, operation: ModelOperation, hedged: boolean): CallRecord {
+    const c = st.config;
+    const r: CallRecord = {
+      runId: call.run.id, workflow: call.run.workflow, stepKey: call.run.stepKey, attempt: call.run.attempt,
+      service: c.name, provider: c.provider, model: c.model, operation, outcome: 'ok',
+      inputTokens: 0, outputTokens: 0, cachedTokens: 0, cost: 0, latencyMs: 0, at: Date.now(),
+    };
+    if (c.version !== undefined) r.version = c.version;
+    if (hedged) r.hedge = true;
+    return r;
+  }
+
+  private maxTokens(st: ServiceState, call: ModelCall): number {
+    return call.maxTokens ?? st.config.maxTokens ?? DEFAULT_MAX_TOKENS;
+  }
+
+  /** The request for one service: chat gets the conversation, other operations the input. */
+  private request(st: ServiceState, call: ModelCall, _n: number, operation?: ModelOperation): ModelRequest {
+    const op = operation ?? call.operation ?? st.provider?.defaultOperation ?? 'chat';
+    const r: ModelRequest = { operation: op };
+    if (op === 'chat') {
+      if (call.system !== undefined) r.system = call.system;
+      r.messages = call.messages ?? [{ role: 'user', content: typeof call.input === 'string' ? call.input : JSON.stringify(call.input ?? null) }];
+      if (call.schema !== undefined) r.schema = call.schema as Record<string, unknown>;
+      if (call.stream) r.stream = true;
+    } else {
+      r.input = call.input ?? call.messages?.at(-1)?.content;
+    }
+    r.maxTokens = this.maxTokens(st, call);
+    if (call.temperature !== undefined) r.temperature = call.temperature;
+    return r;
+  }
+}
+
+function usageOf(r: ModelResponse): Pick<CallRecord, 'inputTokens' | 'outputTokens' | 'cachedTokens'> {
+  return { inputTokens: r.usage.inputTokens, outputTokens: r.usage.outputTokens, cachedTokens: r.usage.cachedInputTokens };
+}
+
+/** The response cache key: the service's identity (model and version included) and the request. */
+function cacheKey(cfg: ServiceConfig, request: ModelRequest): string {
+  return contentHash(canonicalJson({ service: cfg.name, provider: cfg.provider, model: cfg.model, version: cfg.version ?? null, request }));
+}
+
+function child(parent: AbortSignal): AbortController {
+  const ac = new AbortController();
+  if (parent.aborted) ac.abort(parent.reason);
+  else parent.addEventListener('abort', () => ac.abort(parent.reason), { once: true });
+  return ac;
+}
+
+function stopsChain(e: unknown, signal: AbortSignal): boolean {
+  return signal.aborted || (e instanceof BatonError && STOPS_THE_CHAIN.has(e.code));
+}
+
+function isAbort(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || (e instanceof BatonError && e.code === 'BATON_CANCELLED'));
+}
