@@ -13,5 +13,6 @@ export const PROVIDERS: Readonly<Record<string, ProviderFactory>> = {
   anthropic: lazy(async () => (await import('./anthropic.js')).anthropicProvider),
   oip: lazy(async () => (await import('./oip.js')).oipProvider),
   http: lazy(async () => (await import('./http-json.js')).httpJsonProvider),
+  onnx: lazy(async () => (await import('./onnx.js')).onnxProvider),
   ...LOCAL_PROVIDERS,
 };

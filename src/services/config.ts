@@ -127,12 +127,12 @@ export const SERVICE_DEFAULTS = {
  * Validates the `services:` mapping. Throws one BATON_CONFIG_INVALID listing every problem
  * with its path; `where` names the file for the message.
  */
-export function parseServices(raw: unknown, where = 'baton.config.yaml'): ServiceConfig[] {
+export function parseServices(raw: unknown, where?: string): ServiceConfig[] {
   if (raw === undefined || raw === null) return [];
   const parsed = z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'service names use letters, digits, `_`, `.` and `-`'), ServiceSchema).safeParse(raw);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  services.${i.path.map(String).join('.')}: ${issueText(i)}`);
-    throw new BatonError('BATON_CONFIG_INVALID', { detail: `${where}: ${lines.length} problem${lines.length === 1 ? '' : 's'} in services:\n${lines.join('\n')}` });
+    throw new BatonError('BATON_CONFIG_INVALID', { detail: `${where ? `${where}: ` : ''}${lines.length} problem${lines.length === 1 ? '' : 's'} in services:\n${lines.join('\n')}` });
   }
   return Object.entries(parsed.data).map(([name, s]) => toConfig(name, s));
 }

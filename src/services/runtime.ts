@@ -299,7 +299,9 @@ export class ServiceRuntime {
           throw e;
         }
         const err = serializeError(e);
-        if (stopsChain(e, signal) || !err.retryable || attempt >= cfg.retry.maxAttempts) throw e;
+        // A degraded answer was already re-asked where that helps (bad JSON); asking the same
+        // service the same question again is not worth it: the next service is.
+        if (stopsChain(e, signal) || !err.retryable || err.code === 'BATON_OUTPUT_DEGRADED' || attempt >= cfg.retry.maxAttempts) throw e;
         const retryAfter = typeof err.details?.retryAfterMs === 'number' ? err.details.retryAfterMs : 0;
         await sleep(Math.max(backoffDelay(cfg.retry, attempt), retryAfter), signal);
       }
