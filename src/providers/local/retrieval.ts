@@ -170,7 +170,7 @@ export const createRetrieval: ProviderFactory = (setup: ProviderSetup): Provider
       }
       const results = index.search(query).slice(0, k).map((hit) => {
         const p = passages[hit.id as number];
-        return { id: p.id, text: p.text, score: Math.round(hit.score * 1e4) / 1e4, source: p.source };
+        return { id: p.id, title: p.title, text: p.text, score: Math.round(hit.score * 1e4) / 1e4, source: p.source };
       });
       const output = { results };
       return { output, usage: usage(query, output), model: setup.model };
