@@ -247,6 +247,27 @@ export function buildProgram(): Command {
       else printServices(config.services);
     });
 
+  program
+    .command('fake-vendor')
+    .description('serve a fake model vendor (OpenAI and Anthropic wire protocols) with scripted faults, for demos and tests')
+    .helpOption(false)
+    .allowUnknownOption()
+    .argument('[options...]', '--port N, --fault model=500|503|429|timeout|html|malformed|low-confidence|empty|stream-cut|stream-stall[:times], --fault-rate model=kind:0.5, --latency model=ms')
+    .action(async (args: string[]) => {
+      const { main: serve } = await import('../testing/fake-vendor.js');
+      let vendor;
+      try {
+        vendor = await serve(args, (line) => process.stdout.write(`${line}\n`));
+      } catch (e) {
+        throw new BatonError('BATON_USAGE', { detail: (e as Error).message });
+      }
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await vendor.close();
+    });
+
   storeOptions(
     program
       .command('event')

@@ -106,7 +106,7 @@ class ServiceState {
 
   constructor(readonly config: ServiceConfig, private readonly factory: ProviderFactory, private readonly baseDir: string) {
     // Only failures the service is to blame for open its breaker.
-    this.breaker = new ServiceBreaker(config.name, config.breaker, (e) => !(e instanceof BatonError && NOT_THE_SERVICE.has(e.code)) && !isAbort(e));
+    this.breaker = new ServiceBreaker(config.name, config.breaker, blamesService);
     if (config.limits.requestsPerMinute) this.requests = new TokenBucket(config.limits.requestsPerMinute);
     if (config.limits.tokensPerMinute) this.tokens = new TokenBucket(config.limits.tokensPerMinute);
     if (config.limits.concurrency) this.inFlight = new Semaphore(config.limits.concurrency);
@@ -339,11 +339,14 @@ export class ServiceRuntime {
         throw e;
       }
       const canRepair = !checked.ok && checked.repairable && repair < call.repairAttempts && request.operation === 'chat';
-      const degraded = checked.ok ? undefined : new BatonError('BATON_OUTPUT_DEGRADED', { service: st.config.name, detail: checked.problem });
+      // In a cascade a failed guard is the cheap tier saying "not sure": the answer is passed
+      // over, but the service is healthy, so its breaker does not count it.
+      const escalation = !checked.ok && checked.guard && call.strategy === 'cascade';
+      const degraded = checked.ok ? undefined : new BatonError('BATON_OUTPUT_DEGRADED', { service: st.config.name, detail: checked.problem, ...(escalation ? { escalation: true } : {}) });
       await this.ledger.record(degraded ? { ...record, outcome: 'degraded', error: serializeError(degraded) } : record, reserved);
       if (checked.ok) return { output: checked.output, service: st.config.name, cost: roundUsd(total) };
       if (!canRepair) {
-        st.failures++;
+        if (!escalation) st.failures++;
         throw degraded;
       }
       request = { ...request, messages: [...(request.messages ?? []), { role: 'assistant', content: String(response.output ?? '') }, { role: 'user', content: repairPrompt(checked.problem) }] };
@@ -351,7 +354,7 @@ export class ServiceRuntime {
   }
 
   /** Checks an answer; `repairable` problems (bad JSON, schema) may be re-asked, others (guard, empty) may not. */
-  private async check(call: ModelCall, request: ModelRequest, response: ModelResponse): Promise<{ ok: true; output: unknown } | { ok: false; problem: string; repairable: boolean }> {
+  private async check(call: ModelCall, request: ModelRequest, response: ModelResponse): Promise<{ ok: true; output: unknown } | { ok: false; problem: string; repairable: boolean; guard?: boolean }> {
     let output = response.output;
     if (output === undefined || output === null || (typeof output === 'string' && output.trim() === '')) {
       return { ok: false, problem: 'the answer is empty', repairable: false };
@@ -366,7 +369,7 @@ export class ServiceRuntime {
       if (problems) return { ok: false, problem: `the answer does not match output_schema: ${problems}`, repairable: request.operation === 'chat' };
     }
     if (call.guard && !(await call.guard.check(output))) {
-      return { ok: false, problem: `guard \`${call.guard.source}\` is false for this answer`, repairable: false };
+      return { ok: false, problem: `guard \`${call.guard.source}\` is false for this answer`, repairable: false, guard: true };
     }
     return { ok: true, output };
   }
@@ -410,7 +413,7 @@ export class ServiceRuntime {
       // Recorded by the caller once the answer is checked (ok or degraded).
       return { response, cost, record, reserved };
     } catch (e) {
-      if (!(e instanceof BatonError && NOT_THE_SERVICE.has(e.code)) && !isAbort(e)) st.failures++;
+      if (blamesService(e)) st.failures++;
       const cancelled = signal.aborted;
       await this.ledger.record({ ...this.base(st, call, request.operation, hedged), latencyMs: Date.now() - started, outcome: cancelled ? 'cancelled' : 'error', error: serializeError(cancelled ? signal.reason : e), stream: request.stream || undefined }, reserved);
       throw e;
@@ -471,6 +474,13 @@ function child(parent: AbortSignal): AbortController {
 
 function stopsChain(e: unknown, signal: AbortSignal): boolean {
   return signal.aborted || (e instanceof BatonError && STOPS_THE_CHAIN.has(e.code));
+}
+
+/** Whether a failure counts against the service's health (its breaker and failure count). */
+function blamesService(e: unknown): boolean {
+  if (isAbort(e)) return false;
+  if (!(e instanceof BatonError)) return true;
+  return !NOT_THE_SERVICE.has(e.code) && e.details.escalation !== true;
 }
 
 function isAbort(e: unknown): boolean {

@@ -221,7 +221,7 @@ steps:
       services: {
         // Written dearest first: the cascade orders by price, not by position.
         big: { provider: 'dear', price: { input_per_mtok: 10, output_per_mtok: 30 } },
-        small: { provider: 'cheap', price: { input_per_mtok: 0.1, output_per_mtok: 0.3 } },
+        small: { provider: 'cheap', price: { input_per_mtok: 0.1, output_per_mtok: 0.3 }, breaker: { failures: 1 } },
       },
     });
     const v = await b.register(`
@@ -235,6 +235,10 @@ steps:
     expect(hard.output).toEqual({ label: 'expert', confidence: 0.99 });
     expect((await calls(b, easy.id)).map((c) => c.service)).toEqual(['small']);
     expect((await calls(b, hard.id)).map((c) => `${c.service}:${c.outcome}`)).toEqual(['small:degraded', 'big:ok']);
+    // "Not sure" from the cheap tier is an escalation, not ill health: its breaker stays closed.
+    const again = await b.run(v, { text: 'hard two' });
+    expect((await calls(b, again.id)).map((c) => c.service)).toEqual(['small', 'big']);
+    expect(b.models!.breaker('small')!.state).toBe('closed');
   });
 
   it('records tokens and cost of every call, with cached input at its own price, and totals them per run, service and workflow', async () => {
