@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { StepStatus } from '../engine/states.js';
 import { BatonError } from '../errors.js';
 import type { FunctionContext, StepFunction } from '../steps/kind.js';
-import type { Duration, HttpStepDoc, JsonSchema, OnErrorDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
+import type { Duration, HttpStepDoc, JsonSchema, ModelStepDoc, OnErrorDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
 
 /** What expressions see, typed by the workflow's input, the steps declared so far and the vars. */
 export interface Ctx<I = unknown, S = {}, V = Record<string, unknown>> {
@@ -98,6 +98,17 @@ export interface WaitDef<C, S> extends Common<C, S, unknown> {
   key?: Ref<C, unknown>;
 }
 
+/**
+ * A model call. The output type is the zod `output` schema's (which also becomes the step's
+ * output_schema, so the model is asked for JSON that fills it), or `unknown` without one.
+ */
+export interface ModelDef<C, S, Z> extends Common<C, S, Out<Z, unknown>>, Pick<ModelStepDoc, 'service' | 'fallback' | 'strategy' | 'operation' | 'system' | 'prompt' | 'max_tokens' | 'temperature' | 'stream' | 'stream_idle' | 'repair_attempts' | 'cache'> {
+  kind: 'model';
+  /** What non-chat operations get (classifiers, retrieval, OCR, inference). */
+  input?: Ref<C, unknown>;
+  output?: Z;
+}
+
 export interface ChildDef<C, S> extends Common<C, S, unknown> {
   kind: 'workflow';
   workflow: string;
@@ -121,6 +132,7 @@ type AnyStepDef<C, S, R, O, Z> =
   | TransformDef<C, S, O, Z>
   | HttpDef<C, S, z.ZodType | undefined>
   | MapDef<C, S, unknown, WithInput<FunctionDef<ItemCtx<C, unknown>, {}, unknown, R, Z>> | TransformDef<ItemCtx<C, unknown>, {}, O, Z>>
+  | ModelDef<C, S, z.ZodType | undefined>
   | WaitDef<C, S>
   | ChildDef<C, S>;
 
@@ -266,6 +278,9 @@ export class WorkflowBuilder<I, S extends object, V> {
     id: NewId<S, K>, def: MapDef<Ctx<I, S, V>, S, Item, TransformDef<ItemCtx<Ctx<I, S, V>, Item>, {}, O, Z>>,
   ): WorkflowBuilder<I, With<S, K, Array<Out<Z, O>>>, V>;
   /** A wait's output is the event payload (`P`); a child step's is the child run's output (`P`). */
+  step<K extends string, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: ModelDef<Ctx<I, S, V>, S, Z>,
+  ): WorkflowBuilder<I, With<S, K, Out<Z, unknown>>, V>;
   step<K extends string, P = unknown>(id: NewId<S, K>, def: WaitDef<Ctx<I, S, V>, S> | ChildDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, P>, V>;
   // Last, so that a definition no overload accepts is reported against the union of all
   // kinds, which TypeScript narrows by `kind` into a message about the field actually wrong.

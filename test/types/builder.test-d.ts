@@ -102,4 +102,24 @@ describe('builder types', () => {
     // @ts-expect-error: `when` takes a reference to a boolean
     base().step('bad11', { kind: 'transform', expression: '1', when: (c) => c.input.text });
   });
+
+  it("types a model step's output from its zod output schema", () => {
+    const w = base()
+      .step('intent', { kind: 'model', service: 'llm', fallback: ['backup'], prompt: 'Label: {{ input.text }}', output: z.object({ label: z.string(), confidence: z.number() }), guard: expr<boolean>('output.confidence >= 0.5') })
+      .step('raw', { kind: 'model', service: 'kb', operation: 'retrieve', input: (c) => c.steps.intent.output.label })
+      .step('use', {
+        kind: 'transform',
+        expression: (c) => {
+          expectTypeOf(c.steps.intent.output).toEqualTypeOf<{ label: string; confidence: number }>();
+          expectTypeOf(c.steps.raw.output).toEqualTypeOf<unknown>();
+          return c.steps.intent.output.label;
+        },
+      });
+    expectTypeOf(w).not.toBeNever();
+    // @ts-expect-error a model step names its service
+    base().step('bad', { kind: 'model', prompt: 'x' });
+    // @ts-expect-error strategy is fallback or cascade
+    base().step('bad2', { kind: 'model', service: 'x', strategy: 'random' });
+  });
 });
+

@@ -168,4 +168,28 @@ describe('typed builder', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('builds model steps whose zod output becomes the output_schema the service must fill', async () => {
+    const { document } = workflow('typed-model', { input: z.object({ text: z.string() }) })
+      .step('intent', { kind: 'model', service: 'llm', prompt: 'Label: {{ input.text }}', output: z.object({ label: z.string() }), guard: "output.label != ''" })
+      .build();
+    expect(document.steps[0]).toEqual({
+      id: 'intent', kind: 'model', service: 'llm', prompt: 'Label: {{ input.text }}', guard: "output.label != ''",
+      output_schema: { type: 'object', properties: { label: { type: 'string' } }, required: ['label'], additionalProperties: false },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'baton-builder-'));
+    const baton = await Baton.open({
+      dir,
+      services: { llm: { provider: 'echo' } },
+      providers: { echo: () => ({ name: 'echo', defaultOperation: 'chat', call: async (req) => ({ output: JSON.stringify({ label: req.messages![0].content }), usage: { inputTokens: 1, outputTokens: 1, cachedInputTokens: 0 } }) }) },
+    });
+    try {
+      const r = await baton.run(await baton.register(document), { text: 'refund' });
+      expect(r.output).toEqual({ label: 'Label: refund' });
+    } finally {
+      await baton.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
