@@ -19,7 +19,7 @@
  */
 import { BatonError } from '../errors.js';
 import { defaultOp, describe as describeValue, fetchText, isRecord, stringRecord, throwIfAborted } from './oip.js';
-import { estimateTokens, type CallOptions, type ModelRequest, type ModelResponse, type Provider, type ProviderFactory, type ProviderSetup } from './provider.js';
+import { estimateTokens, parseJsonBody, type CallOptions, type ModelRequest, type ModelResponse, type Provider, type ProviderFactory, type ProviderSetup } from './provider.js';
 
 export const HTTP_JSON_PROTOCOL = 'JSON (http provider)';
 
@@ -115,18 +115,9 @@ export function createHttpJsonProvider(setup: ProviderSetup): Provider {
 }
 
 function parseBody(service: string, text: string): unknown {
-  const bad = (detail: string): never => {
+  return parseJsonBody(text, (detail) => {
     throw new BatonError('BATON_MODEL_BAD_RESPONSE', { service, protocol: HTTP_JSON_PROTOCOL, detail });
-  };
-  try {
-    return JSON.parse(text);
-  } catch {
-    const title = /<title>([^<]*)<\/title>/i.exec(text)?.[1];
-    if (title !== undefined || /^\s*<(!doctype|html)/i.test(text)) return bad(`an HTML page${title ? ` ("${title.trim()}")` : ''} instead of JSON`);
-    if (!text.trim()) return bad('an empty body instead of JSON');
-    const t = text.replace(/\s+/g, ' ').trim();
-    return bad(`a body that is not JSON: ${t.length > 120 ? `${t.slice(0, 120)}…` : t}`);
-  }
+  });
 }
 
 /** `a.b[0].c` / `a.b.0.c` → ['a', 'b', 0, 'c']. */

@@ -25,6 +25,7 @@ import { BatonError } from '../errors.js';
 import {
   estimateTokens,
   httpStatusError,
+  parseJsonBody,
   type CallOptions,
   type ModelOperation,
   type ModelRequest,
@@ -182,7 +183,7 @@ export function parseInferAnswer(service: string, text: string): InferAnswer {
   const bad = (detail: string): never => {
     throw new BatonError('BATON_MODEL_BAD_RESPONSE', { service, protocol: OIP_PROTOCOL, detail });
   };
-  const json = parseJson(text, bad);
+  const json = parseJsonBody(text, bad);
   if (!isRecord(json)) return bad(`expected a JSON object, got ${describe(json)}`);
   if (!Array.isArray(json.outputs)) return bad('the answer has no `outputs` array');
   const outputs: NamedTensor[] = json.outputs.map((o: unknown, i: number) => {
@@ -257,17 +258,6 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason;
 }
 
-function parseJson(text: string, bad: (detail: string) => never): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    const title = /<title>([^<]*)<\/title>/i.exec(text)?.[1];
-    if (title !== undefined || /^\s*<(!doctype|html)/i.test(text)) return bad(`an HTML page${title ? ` ("${title.trim()}")` : ''} instead of JSON`);
-    if (!text.trim()) return bad('an empty body instead of JSON');
-    const t = text.replace(/\s+/g, ' ').trim();
-    return bad(`a body that is not JSON: ${t.length > 120 ? `${t.slice(0, 120)}…` : t}`);
-  }
-}
 
 // --- tensors (shared with the ONNX provider) ---------------------------------------------------
 

@@ -149,35 +149,9 @@ export function createOnnxProvider(setup: ProviderSetup): OnnxProvider {
     const type = TO_ORT[t.datatype];
     if (!type) local(`input "${t.name}" has datatype ${t.datatype}, which onnxruntime does not take`);
     const d = t.data;
-    const dims = t.shape;
-    switch (type) {
-      case 'float32':
-        return new ort.Tensor('float32', Float32Array.from(d as number[]), dims);
-      case 'float64':
-        return new ort.Tensor('float64', Float64Array.from(d as number[]), dims);
-      case 'int8':
-        return new ort.Tensor('int8', Int8Array.from(d as number[]), dims);
-      case 'int16':
-        return new ort.Tensor('int16', Int16Array.from(d as number[]), dims);
-      case 'int32':
-        return new ort.Tensor('int32', Int32Array.from(d as number[]), dims);
-      case 'int64':
-        return new ort.Tensor('int64', BigInt64Array.from(d as number[], (v) => BigInt(v)), dims);
-      case 'uint8':
-        return new ort.Tensor('uint8', Uint8Array.from(d as number[]), dims);
-      case 'uint16':
-        return new ort.Tensor('uint16', Uint16Array.from(d as number[]), dims);
-      case 'uint32':
-        return new ort.Tensor('uint32', Uint32Array.from(d as number[]), dims);
-      case 'uint64':
-        return new ort.Tensor('uint64', BigUint64Array.from(d as number[], (v) => BigInt(v)), dims);
-      case 'bool':
-        return new ort.Tensor('bool', Uint8Array.from(d as Array<number | boolean>, (v) => (v ? 1 : 0)), dims);
-      case 'string':
-        return new ort.Tensor('string', d as string[], dims);
-      default:
-        return local(`input "${t.name}" has datatype ${t.datatype}, which Baton cannot pass to onnxruntime yet`);
-    }
+    const make = TYPED_ARRAYS[type!];
+    if (!make) return local(`input "${t.name}" has datatype ${t.datatype}, which Baton cannot pass to onnxruntime yet`);
+    return new ort.Tensor(type as 'float32', make(d) as Float32Array, t.shape);
   }
 
   function fromOrt(value: unknown, name: string): Tensor {
@@ -298,3 +272,19 @@ function float16ToNumbers(bits: ArrayLike<number>): number[] {
     return s * 2 ** (e - 15) * (1 + f / 1024);
   });
 }
+
+/** How the data of each onnxruntime tensor type is built from JSON values (64-bit ints as BigInt, booleans as bytes). */
+const TYPED_ARRAYS: Record<string, (d: unknown[]) => ArrayLike<unknown>> = {
+  float32: (d) => Float32Array.from(d as number[]),
+  float64: (d) => Float64Array.from(d as number[]),
+  int8: (d) => Int8Array.from(d as number[]),
+  int16: (d) => Int16Array.from(d as number[]),
+  int32: (d) => Int32Array.from(d as number[]),
+  int64: (d) => BigInt64Array.from(d as number[], (v) => BigInt(v)),
+  uint8: (d) => Uint8Array.from(d as number[]),
+  uint16: (d) => Uint16Array.from(d as number[]),
+  uint32: (d) => Uint32Array.from(d as number[]),
+  uint64: (d) => BigUint64Array.from(d as number[], (v) => BigInt(v)),
+  bool: (d) => Uint8Array.from(d as Array<number | boolean>, (v) => (v ? 1 : 0)),
+  string: (d) => d as string[],
+};

@@ -157,3 +157,20 @@ function summarize(body: string): string {
   const t = body.replace(/\s+/g, ' ').trim();
   return t.length > 200 ? `${t.slice(0, 200)}…` : t || '(empty body)';
 }
+
+/**
+ * A body that should be JSON, parsed; otherwise `bad` is called with what it was instead (an
+ * HTML page with its title, an empty body, the start of the text) so that the error says what
+ * the server really sent.
+ */
+export function parseJsonBody(text: string, bad: (detail: string) => never): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    const title = /<title>([^<]*)<\/title>/i.exec(text)?.[1];
+    if (title !== undefined || /^\s*<(!doctype|html)/i.test(text)) return bad(`an HTML page${title ? ` ("${title.trim()}")` : ''} instead of JSON`);
+    if (!text.trim()) return bad('an empty body instead of JSON');
+    const t = text.replace(/\s+/g, ' ').trim();
+    return bad(`a body that is not JSON: ${t.length > 120 ? `${t.slice(0, 120)}…` : t}`);
+  }
+}

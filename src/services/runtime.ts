@@ -14,7 +14,7 @@
  * or not, is recorded through the `CallLedger` (the run's events and the cost tables).
  */
 import type { ValidateFunction } from 'ajv';
-import { BatonError, serializeError, type SerializedError } from '../errors.js';
+import { BatonError, serializeError } from '../errors.js';
 import type { ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory } from '../providers/provider.js';
 import { ServiceBreaker, type BreakerState } from '../resilience/breaker.js';
 import { LatencyTracker, hedgeDelay } from '../resilience/hedge.js';
@@ -139,7 +139,7 @@ export class ServiceRuntime {
 
   constructor(
     services: ServiceConfig[],
-    private readonly providers: Readonly<Record<string, ProviderFactory>>,
+    providers: Readonly<Record<string, ProviderFactory>>,
     private readonly ledger: CallLedger,
     baseDir: string,
   ) {

@@ -1,9 +1,8 @@
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BatonError } from '../../../src/errors.js';
 import { anthropicProvider } from '../../../src/providers/anthropic.js';
 import type { CallOptions, ModelRequest, Provider } from '../../../src/providers/provider.js';
 import { FakeVendor } from '../../../src/testing/fake-vendor.js';
+import { failure, deadPort } from '../../helpers/providers.js';
 
 const MODEL = 'claude-sonnet-4-5';
 const vendor = new FakeVendor({ apiKey: 'ak-test' });
@@ -41,23 +40,6 @@ const chat = (extra: Partial<ModelRequest> = {}): ModelRequest => ({
   ],
   ...extra,
 });
-
-async function failure(p: Promise<unknown>): Promise<BatonError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BatonError);
-  return err as BatonError;
-}
-
-async function deadPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('anthropic provider: chat', () => {
   it('answers with text, usage (cache reads apart), stop reason and model; sends the Anthropic headers', async () => {

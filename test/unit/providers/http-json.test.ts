@@ -5,9 +5,9 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BatonError } from '../../../src/errors.js';
 import { createHttpJsonProvider, httpJsonProvider } from '../../../src/providers/http-json.js';
 import { estimateTokens, type CallOptions, type ProviderSetup } from '../../../src/providers/provider.js';
+import { failure } from '../../helpers/providers.js';
 
 interface Recorded {
   method: string;
@@ -100,15 +100,6 @@ function setup(options: Record<string, unknown>, over: Partial<ProviderSetup> = 
 
 function opts(over: Partial<CallOptions> = {}): CallOptions {
   return { signal: new AbortController().signal, idempotencyKey: 'run9:classify:2', ...over };
-}
-
-async function failure(p: Promise<unknown>): Promise<BatonError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BatonError);
-  return err as BatonError;
 }
 
 describe('http provider: requests and answers', () => {

@@ -6,10 +6,10 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BatonError } from '../../../src/errors.js';
 import { createOipProvider, oipProvider, type OipProvider } from '../../../src/providers/oip.js';
 import type { CallOptions, ModelRequest, ProviderSetup } from '../../../src/providers/provider.js';
 import { referenceLogistic } from '../../fixtures/onnx/make-model.js';
+import { failure } from '../../helpers/providers.js';
 
 // --- the server ---------------------------------------------------------------------------------
 
@@ -155,15 +155,6 @@ function setup(over: Partial<ProviderSetup> = {}): ProviderSetup {
 
 function opts(over: Partial<CallOptions> = {}): CallOptions {
   return { signal: new AbortController().signal, idempotencyKey: 'run1:score:1', ...over };
-}
-
-async function failure(p: Promise<unknown>): Promise<BatonError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BatonError);
-  return err as BatonError;
 }
 
 const addSubInput = {

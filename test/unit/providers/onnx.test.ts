@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatonError } from '../../../src/errors.js';
 import { createOnnxProvider, onnxProvider } from '../../../src/providers/onnx.js';
 import type { CallOptions, Provider, ProviderSetup } from '../../../src/providers/provider.js';
 import { DEFAULT_MODEL, referenceLogistic, writeLogisticModel } from '../../fixtures/onnx/make-model.js';
+import { failure } from '../../helpers/providers.js';
 
 let dir: string;
 const open: Provider[] = [];
@@ -34,15 +34,6 @@ async function provider(options: Record<string, unknown>, over: Partial<Provider
 
 function opts(over: Partial<CallOptions> = {}): CallOptions {
   return { signal: new AbortController().signal, idempotencyKey: 'r:s:1', ...over };
-}
-
-async function failure(p: Promise<unknown>): Promise<BatonError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BatonError);
-  return err as BatonError;
 }
 
 /** sigmoid(x·W + b) by hand for the default model: W = [[.5,-1,.25],[-.75,.5,1.5],[2,.125,-.5]], b = [.1,-.2,.3]. */

@@ -1,9 +1,8 @@
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BatonError } from '../../../src/errors.js';
 import { openaiProvider } from '../../../src/providers/openai.js';
 import type { CallOptions, ModelRequest, Provider } from '../../../src/providers/provider.js';
 import { FakeVendor } from '../../../src/testing/fake-vendor.js';
+import { failure, deadPort } from '../../helpers/providers.js';
 
 const vendor = new FakeVendor({ apiKey: 'sk-test' });
 let provider: Provider;
@@ -25,24 +24,6 @@ const chat = (extra: Partial<ModelRequest> = {}): ModelRequest => ({
   messages: [{ role: 'user', content: 'hello there' }],
   ...extra,
 });
-
-async function failure(p: Promise<unknown>): Promise<BatonError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BatonError);
-  return err as BatonError;
-}
-
-/** A port nobody listens on. */
-async function deadPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('openai provider: chat', () => {
   it('answers a plain chat with the text, usage split into cached and non-cached input, finish reason and model', async () => {
