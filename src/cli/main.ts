@@ -81,10 +81,13 @@ export function buildProgram(): Command {
           const services = new Map(config.services.map((c) => [c.name, c]));
           const r = compileWorkflow(src.value, { source: src, functions, services: { get: (n) => services.get(n), names: () => [...services.keys()] } });
           for (const p of r.problems) process.stderr.write(`${formatProblem(p)}\n`);
+          const warnings = r.problems.filter((p) => p.severity === 'warning').length;
+          const errors = r.problems.length - warnings;
+          const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
           if (!r.workflow) {
             bad++;
-            process.stderr.write(`✗ ${f}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
-          } else process.stdout.write(`✓ ${f}: valid (${r.workflow.name}, ${r.workflow.order.length} steps${r.problems.length ? `, ${r.problems.length} warning${r.problems.length === 1 ? '' : 's'}` : ''})\n`);
+            process.stderr.write(`✗ ${f}: ${plural(errors, 'problem')}${warnings ? `, ${plural(warnings, 'warning')}` : ''}\n`);
+          } else process.stdout.write(`✓ ${f}: valid (${r.workflow.name}, ${r.workflow.order.length} steps${warnings ? `, ${plural(warnings, 'warning')}` : ''})\n`);
         } catch (e) {
           bad++;
           reportError(e);

@@ -43,16 +43,17 @@ describe('baton CLI', () => {
     const res = JSON.parse(r.out);
     expect(res.status).toBe('completed');
     expect(res.run_id).toMatch(/^run_/);
-    expect(res.output).toMatchObject({ ticket: 'T-1042', intent: { label: 'billing' }, articles: ['kb-101', 'kb-102', 'kb-103'], route: { queue: 'humans' } });
+    expect(res.output).toMatchObject({ ticket: 'T-1042', intent: { label: 'billing' }, sentiment: { label: 'negative' }, articles: ['Refunds for duplicate charges', 'Understanding your invoice'], route: { queue: 'humans' } });
     expect(res.output.reply).toContain('[1] Refunds for duplicate charges');
+    expect(res.cost).toBeGreaterThan(0);
   });
 
   it('prints plain progress lines when output is not a terminal, then the result and run id', () => {
     const r = baton(['run', join(root, 'examples/support/triage.yaml'), '--input', join(root, 'examples/support/ticket.json'), '--db', join(dir, 'store')]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/✓ intent succeeded/);
-    expect(r.out).toMatch(/✓ citations succeeded/);
-    expect(r.out).toMatch(/✓ completed in .* · run run_/);
+    expect(r.out).toMatch(/✓ articles succeeded/);
+    expect(r.out).toMatch(/✓ completed in .* · \$0\.000002 · run run_/);
     expect(r.out).not.toMatch(/\x1b\[/);
   });
 
@@ -132,4 +133,47 @@ describe('baton CLI', () => {
     const r = baton(['resume', '--db', join(dir, 'store5')]);
     expect(r.out).toMatch(/1 completed/);
   });
+
+  it('shows model calls and cost per run, totals them with `baton cost`, and lists services', () => {
+    const store = join(dir, 'store-cost');
+    const run = baton(['run', join(root, 'examples/support/triage.yaml'), '--input', join(root, 'examples/support/ticket.json'), '--json', '--db', store]);
+    const id = JSON.parse(run.out).run_id as string;
+    const show = baton(['runs', 'show', id, '--db', store]);
+    expect(show.out).toMatch(/cost\s+\$0\.000002 · 4 model calls/);
+    expect(show.out).toMatch(/MODEL CALLS[\s\S]*intent#1\s+intent\s+support-intents@1\s+ok/);
+    const cost = baton(['cost', '--db', store]);
+    expect(cost.code).toBe(0);
+    expect(cost.out).toMatch(/^intent\s+1\s+0\s+0\s+\d+\s+\d+\s+0\s+0\.000002/m);
+    expect(cost.out).toMatch(/^total\s+4\s+0/m);
+    expect(baton(['cost', '--by', 'model', '--db', store]).out).toMatch(/local-classifier\/support-intents@1/);
+    expect(baton(['cost', '--by', 'colour', '--db', store]).err).toMatch(/error\[BATON_USAGE\]: --by must be service, workflow, run or model/);
+    const services = baton(['services', '--config', join(root, 'examples/support/baton.config.yaml')]);
+    expect(services.out).toMatch(/^help-articles\s+local-retrieval\s+bm25\s+approved\s+support-platform/m);
+  });
+
+  it('validates model steps against the configured services: unknown and blocked are errors, deprecated a warning', () => {
+    writeFileSync(join(dir, 'baton.config.yaml'), [
+      'services:',
+      '  classifier: { provider: local-classifier, options: { examples: { a: [x], b: [y] } } }',
+      '  old-llm: { provider: openai, model: m, status: deprecated, status_reason: replaced by classifier }',
+      '  banned: { provider: openai, model: m, status: blocked }',
+    ].join('\n'));
+    writeFileSync(join(dir, 'gov.yaml'), 'name: gov\nsteps:\n  - { id: a, kind: model, service: clasifier }\n  - { id: b, kind: model, service: old-llm, fallback: [banned] }\n');
+    const bad = baton(['validate', 'gov.yaml']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('gov.yaml:3:36: names service "clasifier", which is not configured (did you mean "classifier"?)');
+    expect(bad.err).toContain('gov.yaml:4:56: service "banned" is blocked; choose an approved service.');
+    expect(bad.err).toContain('gov.yaml:4:36: warning: service "old-llm" is deprecated (replaced by classifier)');
+    expect(bad.err).toContain('✗ gov.yaml: 2 problems, 1 warning');
+    writeFileSync(join(dir, 'ok.yaml'), 'name: ok\nsteps:\n  - { id: a, kind: model, service: old-llm }\n');
+    const ok = baton(['validate', 'ok.yaml']);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/✓ ok.yaml: valid \(ok, 1 steps, 1 warning\)/);
+    writeFileSync(join(dir, 'baton.config.yaml'), 'services:\n  x: { provider: openai, credential: sk-live-abc }\n');
+    const secret = baton(['validate', 'ok.yaml']);
+    expect(secret.code).toBe(2);
+    expect(secret.err).toMatch(/error\[BATON_CONFIG_INVALID\].*services\.x\.credential: write `env:NAME` or `\{ env: NAME \}`; never the secret itself/s);
+    rmSync(join(dir, 'baton.config.yaml'));
+  });
 });
+
