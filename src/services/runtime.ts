@@ -238,13 +238,15 @@ export class ServiceRuntime {
           reject(lastError);
         }
       };
-      const startRest = () => {
+      // `asHedge`: started by the timer while service i still runs (recorded as a hedge), or
+      // after service i failed (a plain fallback).
+      const startRest = (asHedge: boolean) => {
         if (restStarted || done) return;
         restStarted = true;
         pending++;
-        this.from(chain, i + 1, call, rest.signal, failures, counter, true).then((a) => win(a, mine), lose);
+        this.from(chain, i + 1, call, rest.signal, failures, counter, asHedge || hedged).then((a) => win(a, mine), lose);
       };
-      const timer = setTimeout(startRest, delay);
+      const timer = setTimeout(() => startRest(true), delay);
       this.tryService(st, call, mine.signal, counter, hedged).then(
         (a) => win(a, rest),
         (e) => {
@@ -257,7 +259,7 @@ export class ServiceRuntime {
             return reject(e);
           }
           clearTimeout(timer);
-          startRest();
+          startRest(false);
           lose(e);
         },
       );

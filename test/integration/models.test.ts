@@ -213,6 +213,23 @@ steps:
     expect(b.models!.status().find((s) => s.name === 'primary')!.failures).toBe(0);
   });
 
+  it('with hedging on, a primary that fails before the hedge delay falls back at once, as a plain fallback', async () => {
+    const broken = scripted('broken', () => {
+      throw fail('BATON_MODEL_HTTP');
+    });
+    const fast = scripted('fast', () => ({ output: 'fallback answer', usage: usage(1, 1) }));
+    const b = await baton({
+      providers: { broken: broken.factory, fast: fast.factory },
+      services: { primary: { provider: 'broken', hedge: { after: '5s' }, retry: { max_attempts: 1 } }, secondary: { provider: 'fast' } },
+    });
+    const t0 = Date.now();
+    const r = await b.run(await b.register('{ "name": "hedge-fails", "steps": [{ "id": "a", "kind": "model", "service": "primary", "fallback": ["secondary"], "prompt": "x" }] }'));
+    expect(r.output).toBe('fallback answer');
+    expect(Date.now() - t0).toBeLessThan(2000);
+    const cs = await calls(b, r.id);
+    expect(cs.map((c) => [c.service, c.outcome, c.hedge ?? false])).toEqual([['primary', 'error', false], ['secondary', 'ok', false]]);
+  });
+
   it('in cascade mode asks the cheapest service first and escalates only when the guard fails', async () => {
     const cheap = scripted('cheap', (req) => ({ output: { label: String(req.input).includes('hard') ? '?' : 'easy', confidence: String(req.input).includes('hard') ? 0.3 : 0.9 }, usage: usage(10, 2) }));
     const dear = scripted('dear', () => ({ output: { label: 'expert', confidence: 0.99 }, usage: usage(10, 2) }));
