@@ -186,7 +186,7 @@ export class ServiceRuntime {
     });
     if (call.strategy === 'cascade') {
       // Cheapest first for this request; ties keep the written order (sort is stable).
-      const cost = new Map(chain.map((s) => [s, maxCallCost(this.request(s, call, 0), s.config.price, this.maxTokens(s, call))]));
+      const cost = new Map(chain.map((s) => [s, maxCallCost(this.request(s, call), s.config.price, this.maxTokens(s, call))]));
       chain.sort((a, b) => cost.get(a)! - cost.get(b)!);
     }
     const counter = { n: 0 };
@@ -235,7 +235,8 @@ export class ServiceRuntime {
         lastError = e;
         if (--pending === 0 && !done) {
           done = true;
-          reject(lastError);
+          // Both sides failed: one error naming every service tried, unless the last failure ends everything anyway.
+          reject(stopsChain(lastError, signal) ? lastError : this.allFailed(call, failures));
         }
       };
       // `asHedge`: started by the timer while service i still runs (recorded as a hedge), or
@@ -278,7 +279,7 @@ export class ServiceRuntime {
     const cfg = st.config;
     const provider = await this.providerFor(st, call, hedged);
     const operation = call.operation ?? provider.defaultOperation;
-    const request = this.request(st, call, 0, operation);
+    const request = this.request(st, call, operation);
     const cache = call.cache ?? cfg.cache;
     const key = cache ? cacheKey(cfg, request) : undefined;
     if (key) {
@@ -441,7 +442,7 @@ export class ServiceRuntime {
   }
 
   /** The request for one service: chat gets the conversation, other operations the input. */
-  private request(st: ServiceState, call: ModelCall, _n: number, operation?: ModelOperation): ModelRequest {
+  private request(st: ServiceState, call: ModelCall, operation?: ModelOperation): ModelRequest {
     const op = operation ?? call.operation ?? st.provider?.defaultOperation ?? 'chat';
     const r: ModelRequest = { operation: op };
     if (op === 'chat') {
