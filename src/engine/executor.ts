@@ -289,7 +289,8 @@ async function fail(
     return res;
   }
 
-  const onError = step.onError;
+  // A run out of budget stops, whatever the step says: continuing or routing would only spend more.
+  const onError = error.code === 'BATON_BUDGET_EXCEEDED' ? ({ action: 'fail' } as const) : step.onError;
   if (onError.action === 'continue') {
     let value: unknown = null;
     if (onError.value) {

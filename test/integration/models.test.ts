@@ -302,14 +302,15 @@ steps:
       // Each call may cost up to 1000 output tokens × $100/Mtok = $0.10 (+ input), so $0.25 fits two.
       services: { llm: { provider: 'm', max_tokens: 1000, price: { input_per_mtok: 100, output_per_mtok: 100 } } },
     });
+    // `on_error: continue` on a step does not let a run spend past its budget.
     const v = await b.register(`
 name: budgeted
 budget: { max_cost: 0.25 }
 steps:
-  - { id: a, kind: model, service: llm, prompt: "a" }
-  - { id: b, kind: model, service: llm, prompt: "b" }
-  - { id: c, kind: model, service: llm, prompt: "c" }
-  - { id: d, kind: model, service: llm, prompt: "d" }
+  - { id: a, kind: model, service: llm, prompt: "a", on_error: continue }
+  - { id: b, kind: model, service: llm, prompt: "b", on_error: continue }
+  - { id: c, kind: model, service: llm, prompt: "c", on_error: continue }
+  - { id: d, kind: model, service: llm, prompt: "d", on_error: continue }
 `);
     const r = await b.run(v);
     expect(r.status).toBe('failed');
