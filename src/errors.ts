@@ -65,7 +65,7 @@ export const ERRORS = {
   BATON_MODEL_LOCAL: { status: 500, retryable: false, message: 'Service {service}: local model failed: {detail}' },
   BATON_OUTPUT_DEGRADED: { status: 422, retryable: true, message: 'Service {service} gave a degraded answer: {detail}' },
   BATON_CIRCUIT_OPEN: { status: 503, retryable: true, message: 'Service {service} is skipped: its circuit breaker is open after {failures} failures (next probe in {retryInMs} ms).' },
-  BATON_ALL_SERVICES_FAILED: { status: 502, retryable: true, message: 'Step {step}: every service failed: {detail}' },
+  BATON_ALL_SERVICES_FAILED: { status: 502, retryable: true, message: 'Every service failed: {detail}' },
   BATON_BUDGET_EXCEEDED: { status: 402, retryable: false, message: 'Run {runId} would exceed its budget of {budget} USD (spent {spent}, reserved {reserved}, this call may cost up to {estimate}). Raise the budget or use a cheaper service.' },
 
   // --- configuration and storage --------------------------------------------------------

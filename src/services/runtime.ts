@@ -25,6 +25,7 @@ import type { ModelCallRecord } from '../store/store.js';
 import type { ServiceConfig } from './config.js';
 import { callCost, estimateInputTokens, maxCallCost, roundUsd } from './pricing.js';
 import { parseJsonAnswer, repairPrompt, schemaProblems } from './structured.js';
+import { suggest } from '../util/suggest.js';
 
 /** One model call as recorded in the run's history and the cost tables. */
 export type CallRecord = ModelCallRecord;
@@ -146,7 +147,7 @@ export class ServiceRuntime {
     const unknown = services.filter((s) => !providers[s.provider]);
     if (unknown.length) {
       throw new BatonError('BATON_CONFIG_INVALID', {
-        detail: unknown.map((s) => `services.${s.name}.provider: unknown provider "${s.provider}"; use one of: ${Object.keys(providers).sort().join(', ')}`).join('\n'),
+        detail: unknown.map((s) => `services.${s.name}.provider: unknown provider "${s.provider}"${suggest(s.provider, Object.keys(providers))}; use one of: ${Object.keys(providers).sort().join(', ')}`).join('\n'),
       });
     }
     for (const s of services) this.states.set(s.name, new ServiceState(s, providers[s.provider], baseDir));
@@ -268,6 +269,8 @@ export class ServiceRuntime {
   }
 
   private allFailed(call: ModelCall, failures: Array<{ service: string; error: unknown }>): BatonError {
+    // With one service there is nothing to sum up: its own error says it best.
+    if (failures.length === 1 && failures[0].error instanceof BatonError) return failures[0].error;
     const detail = failures.map((f) => `${f.service}: ${(f.error as Error).message}`).join(' | ') || 'no service was tried';
     // Worth a step retry only if some failure was transient.
     const retryable = failures.some((f) => serializeError(f.error).retryable);
