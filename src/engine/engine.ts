@@ -19,6 +19,7 @@ import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, Ste
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { eventWaitKey } from '../steps/wait.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
+import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
 import { WorkflowRegistry } from './registry.js';
 import { RunState, parseKey } from './run-state.js';
@@ -64,6 +65,28 @@ export interface StartOptions {
   id?: string;
   /** USD this run may spend on model calls; overrides the workflow's `budget.max_cost`. */
   budget?: number;
+  /** Fairness group (a tenant, a team): workers take turns between namespaces. Default `default`. */
+  namespace?: string;
+  /** Higher runs first within the namespace; overrides the workflow's `priority`. Default 0. */
+  priority?: number;
+  /** Overrides the workflow's `concurrency.key` for this run. */
+  concurrencyKey?: string;
+}
+
+function checkNamespace(ns: string | undefined): string {
+  if (ns === undefined) return 'default';
+  if (typeof ns !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/.test(ns)) {
+    throw new BatonError('BATON_USAGE', { detail: `namespace must be 1-100 letters, digits, '_', '.', ':' or '-', starting with a letter or digit; got ${JSON.stringify(ns)}.` });
+  }
+  return ns;
+}
+
+/** The run's concurrency key from the workflow's expression over its input; a run without one is not limited. */
+async function concurrencyKeyOf(expr: NonNullable<CompiledWorkflow['concurrencyKey']>, input: unknown): Promise<string | undefined> {
+  const v = await expr.evaluate({ input }, 'in concurrency.key');
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'object') throw new BatonError('BATON_EXPR_EVAL', { where: 'in concurrency.key', detail: `must give a string or number, got ${Array.isArray(v) ? 'an array' : 'an object'}` });
+  return String(v);
 }
 
 const EMPTY_CATALOG = { get: () => undefined, names: () => [] };
@@ -196,12 +219,19 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     const id = opts.id ?? newRunId();
     const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost });
-    const { created } = await this.store.admitRun(run);
+    run.namespace = checkNamespace(opts.namespace);
+    run.priority = opts.priority ?? wf.doc.priority ?? 0;
+    const key = opts.concurrencyKey ?? (wf.concurrencyKey ? await concurrencyKeyOf(wf.concurrencyKey, input) : undefined);
+    if (key !== undefined) run.concurrency = { key: `${wf.name}:${key}`, limit: wf.doc.concurrency?.limit ?? 1 };
+    const { created, queued } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
-    this.runs.set(id, new RunState({ id, versionId, workflow: wf.name, status: 'running', input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0 }, wf, input));
-    this.emit('run', { runId: id, status: 'running', at: run.createdAt });
-    this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true })));
+    const status = queued ? 'queued' : 'running';
+    const rs = new RunState({ id, versionId, workflow: wf.name, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key }, wf, input);
+    this.runs.set(id, rs);
+    this.emit('run', { runId: id, status, at: run.createdAt });
+    // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
+    if (!queued) this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true })));
     return id;
   }
 
@@ -299,6 +329,8 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     this.emit('run', { runId, status: 'cancelled', at: Date.now() });
     this.notify(runId);
+    // A queued run with the same concurrency key may have been promoted.
+    this.worker?.poke();
   }
 
   /**
@@ -333,6 +365,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       await this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]);
       return { ready: [], later: [], poke: false };
     }
+    // Claims skip queued runs: a claimed step means another run's end promoted this one.
+    if (rs.status === 'queued') rs.status = 'running';
     let res: Awaited<ReturnType<typeof executeAttempt>>;
     try {
       res = await executeAttempt(this.host, rs, w);
@@ -440,12 +474,14 @@ export class Baton extends EventEmitter<BatonEvents> {
       return;
     }
     this.emit('run', { runId: rs.id, status, at: fin.at, error });
-    if (rs.parentRunId) this.worker?.poke();
+    // A parent woken, or a queued run with the same concurrency key promoted: claimable now.
+    if (rs.parentRunId || rs.concurrencyKey) this.worker?.poke();
     // A run that called models has its cost in the store (other workers may have added to it).
     if (rs.workflow.callsModels) return this.notify(rs.id);
     this.notify(rs.id, {
       id: rs.id, versionId: rs.versionId, workflow: rs.workflow.name, status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
       parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at, cost: 0,
+      namespace: rs.namespace, priority: rs.priority, concurrencyKey: rs.concurrencyKey,
     });
   }
 

@@ -24,6 +24,9 @@ export class RunState {
   readonly createdAt: number;
   /** USD the run may spend on model calls. */
   readonly budget?: number;
+  readonly namespace: string;
+  readonly priority: number;
+  readonly concurrencyKey?: string;
   /** Step id → what expressions see as `steps.<id>`. Mutated in place as steps finish. */
   readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
   /** The expression scope shared by every step of this run. */
@@ -43,6 +46,9 @@ export class RunState {
     this.parentStepKey = run.parentStepKey;
     this.createdAt = run.createdAt;
     this.budget = run.budget;
+    this.namespace = run.namespace;
+    this.priority = run.priority;
+    this.concurrencyKey = run.concurrencyKey;
     this.scope = {
       input,
       steps: this.steps,

@@ -2,6 +2,8 @@
 
 export const RunStatus = {
   pending: 'pending',
+  /** Admitted, but held back by its concurrency key until an earlier run with the key ends. */
+  queued: 'queued',
   running: 'running',
   waiting: 'waiting',
   paused: 'paused',

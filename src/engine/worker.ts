@@ -44,8 +44,12 @@ export class Worker {
     this.info = { id, pid: process.pid, host: HOST, startedAt: Date.now() };
   }
 
+  private unlisten: (() => Promise<void>) | undefined;
+
   async start(): Promise<void> {
     await this.host.store.registerWorker(this.info, this.opts.leaseMs);
+    // Stores that can push (PostgreSQL NOTIFY) wake an idle worker at once; polling remains the safety net.
+    if (this.host.store.listen) this.unlisten = await this.host.store.listen(() => this.poke());
     await this.reap();
     await this.host.finishIdleRuns();
     this.heartbeatTimer = setInterval(() => {
@@ -84,6 +88,7 @@ export class Worker {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.queue.length = 0;
+    await this.unlisten?.().catch(() => undefined);
     if (this.inflight > 0) {
       await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
     }

@@ -70,6 +70,8 @@ export interface CompiledWorkflow {
   order: string[];
   inputValidator?: ValidateFunction;
   output?: Expression;
+  /** `concurrency.key`, evaluated over the run's input at admission. */
+  concurrencyKey?: Expression;
   /** Steps nothing depends on: their outputs form the default run output (handlers only if they ran). */
   sinks: string[];
   inlineOutputBytes: number;
@@ -298,6 +300,8 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
 
   const inputValidator = compileSchema(doc.input, ['input']);
   const output = compileExpr(doc.output, ['output']);
+  const concurrencyKey = compileExpr(doc.concurrency?.key, ['concurrency', 'key']);
+  for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
   for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
 
   if (problems.some((p) => p.severity !== 'warning')) return result();
@@ -311,6 +315,7 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       order,
       inputValidator,
       output,
+      concurrencyKey,
       sinks,
       inlineOutputBytes: doc.limits?.inline_output_bytes ?? 256 * 1024,
       expressions,

@@ -129,6 +129,17 @@ export function buildWorkflowSchema(kinds: KindSchema[]): Record<string, unknown
         required: ['max_cost'],
         properties: { max_cost: { type: 'number', exclusiveMinimum: 0, description: 'USD a run may spend on model calls; a call that could exceed it stops the run.' } },
       },
+      concurrency: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['key'],
+        description: 'At most `limit` runs with the same key are active at once, across every worker; the others wait, queued, in order.',
+        properties: {
+          key: { $ref: '#/$defs/expression', description: 'Expression over { input } giving the key, e.g. input.customer_id.' },
+          limit: { type: 'integer', minimum: 1, description: 'Default 1.' },
+        },
+      },
+      priority: { type: 'integer', minimum: -1000, maximum: 1000, description: 'Default priority of its runs within their namespace (higher first; a run option overrides it).' },
       defaults: {
         type: 'object',
         additionalProperties: false,

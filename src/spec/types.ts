@@ -137,6 +137,10 @@ export interface WorkflowDocument {
   vars?: Record<string, unknown>;
   /** Cost limit per run (USD) for model calls; a run option can override it. */
   budget?: { max_cost: number };
+  /** At most `limit` (default 1) runs with the same key active at once, cluster-wide; the others queue. */
+  concurrency?: { key: Expression; limit?: number };
+  /** Default priority of its runs within their namespace (higher first). */
+  priority?: number;
   /** Defaults applied to every step that does not set its own. */
   defaults?: { retry?: RetryPolicyDoc; timeout?: Duration };
   limits?: {

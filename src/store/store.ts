@@ -42,6 +42,12 @@ export interface RunRecord {
   budget?: number;
   /** USD spent on model calls so far. */
   cost: number;
+  /** Fairness group: claims take turns between namespaces, so one cannot starve another. */
+  namespace: string;
+  /** Within a namespace, higher first. */
+  priority: number;
+  /** At most `limit` runs with this key are active at once (cluster-wide); the rest wait `queued`. */
+  concurrencyKey?: string;
 }
 
 export interface StepRecord {
@@ -108,6 +114,12 @@ export interface NewRun {
   parentStepKey?: string;
   createdAt: number;
   budget?: number;
+  /** Default `default`. */
+  namespace?: string;
+  /** Default 0; higher is claimed first within the namespace. */
+  priority?: number;
+  /** Admitted `queued` (root steps unclaimed) while `limit` runs with the same key are active. */
+  concurrency?: { key: string; limit: number };
   steps: NewStep[];
   events: NewEvent[];
 }
@@ -265,8 +277,13 @@ export interface Store {
   listVersions(name?: string): Promise<VersionRecord[]>;
 
   // --- runs ---
-  /** Admits a run with its first steps and events in one transaction. Idempotent on run id. */
-  admitRun(run: NewRun): Promise<{ created: boolean }>;
+  /**
+   * Admits a run with its first steps and events in one transaction. Idempotent on run id.
+   * `queued`: held back by its concurrency key; its root steps were left unclaimed and the run
+   * starts when an earlier run with the key ends (any process's `finishRun`/`commit`/`cancelRun`
+   * promotes the oldest queued run in the same transaction).
+   */
+  admitRun(run: NewRun): Promise<{ created: boolean; queued?: boolean }>;
   getRun(runId: string): Promise<RunRecord | undefined>;
   listRuns(filter?: RunFilter): Promise<RunRecord[]>;
   getSteps(runId: string): Promise<StepRecord[]>;
@@ -291,8 +308,17 @@ export interface Store {
   unregisterWorker(workerId: string): Promise<void>;
   /** Frees the claims of workers whose lease expired or (same host) whose process is gone. */
   releaseDeadWorkers(now: number, isAlive: (w: WorkerInfo) => boolean | undefined): Promise<number>;
-  /** Claims up to `limit` due, unowned, scheduled steps of runs that are not paused. */
+  /**
+   * Claims up to `limit` due, unowned, scheduled steps of runs that are not paused or queued:
+   * namespaces take turns (round robin), and within a namespace higher priority goes first,
+   * then the longest due.
+   */
   claimSteps(workerId: string, limit: number, now: number): Promise<ClaimedStep[]>;
+  /**
+   * Calls `onWork` when another process may have made work claimable (PostgreSQL LISTEN/NOTIFY).
+   * Stores without push notifications omit it; workers then rely on polling.
+   */
+  listen?(onWork: () => void): Promise<() => Promise<void>>;
   /** Gives back claimed steps that this worker will not run (paused run, shutdown). */
   releaseClaims(workerId: string, keys?: Array<{ runId: string; key: string }>): Promise<void>;
   /** Earliest due time of unowned scheduled steps. */
@@ -315,6 +341,14 @@ export interface Store {
   getModelCalls(runId: string): Promise<ModelCallRecord[]>;
   costReport(q: CostQuery): Promise<CostLine[]>;
   cacheGet(key: string, now: number): Promise<string | undefined>;
+  /**
+   * Shared rate limit: takes `n` tokens from bucket `name` (refilled at `perMinute`, holding at
+   * most a minute's worth) if it has them and returns 0, or returns how many ms to wait.
+   */
+  takeTokens(name: string, perMinute: number, n: number, now: number): Promise<number>;
+  /** Shared concurrency limit: takes one of `limit` slots of `name` for `holder` until `expiresAt` (a crashed holder's slot expires). */
+  acquireSlot(name: string, limit: number, holder: string, now: number, expiresAt: number): Promise<boolean>;
+  releaseSlot(name: string, holder: string): Promise<void>;
   cachePut(key: string, valueJson: string, now: number, expiresAt: number): Promise<void>;
 
   close(): Promise<void>;

@@ -115,4 +115,27 @@ export const SQLITE_MIGRATIONS: string[] = [
     expires_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 3: fairness (namespace, priority), concurrency keys, shared service limits
+  `
+  ALTER TABLE runs ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
+  ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
+  ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER;
+  CREATE INDEX runs_concurrency ON runs (concurrency_key, status, created_at) WHERE concurrency_key IS NOT NULL;
+  -- Copied from the run so that a claim finds each namespace's best ready steps by index.
+  ALTER TABLE steps ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
+  ALTER TABLE steps ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX steps_fair ON steps (namespace, priority DESC, due_at) WHERE status = 'scheduled' AND owner IS NULL;
+  CREATE TABLE service_buckets (
+    name TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE service_slots (
+    name TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (name, holder)
+  ) WITHOUT ROWID;
+  `,
 ];

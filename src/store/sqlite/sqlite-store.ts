@@ -99,20 +99,44 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- runs
 
-  admitRun(run: NewRun): Promise<{ created: boolean }> {
-    return this.batched(() => ({ created: this.insertRun(run) }));
+  admitRun(run: NewRun): Promise<{ created: boolean; queued?: boolean }> {
+    return this.batched(() => this.insertRun(run));
   }
 
-  private insertRun(run: NewRun): boolean {
-    const res = this.s.insertRun.run(run.id, run.versionId, run.workflow, 'running', run.inputJson, run.parentRunId ?? null, run.parentStepKey ?? null, run.createdAt, run.createdAt, run.budget ?? null);
-    if (res.changes === 0) return false;
-    for (const st of run.steps) this.insertStep(run.id, st);
+  private insertRun(run: NewRun): { created: boolean; queued?: boolean } {
+    const fair: Fairness = { namespace: run.namespace ?? 'default', priority: run.priority ?? 0 };
+    // Held back while `limit` runs with its key are active (the write lock makes the count exact).
+    const queued = run.concurrency !== undefined && (this.s.activeWithKey.get(run.concurrency.key) as { n: number }).n >= run.concurrency.limit;
+    const res = this.s.insertRun.run({
+      id: run.id, versionId: run.versionId, workflow: run.workflow, status: queued ? 'queued' : 'running', input: run.inputJson,
+      parentRunId: run.parentRunId ?? null, parentStepKey: run.parentStepKey ?? null, createdAt: run.createdAt, budget: run.budget ?? null,
+      namespace: fair.namespace, priority: fair.priority, concurrencyKey: run.concurrency?.key ?? null, concurrencyLimit: run.concurrency?.limit ?? null,
+    });
+    if (res.changes === 0) return { created: false };
+    for (const st of run.steps) this.insertStep(run.id, queued ? { ...st, owner: undefined } : st, fair);
     this.insertEvents(run.id, run.events);
-    return true;
+    return queued ? { created: true, queued } : { created: true };
   }
 
-  private insertStep(runId: string, st: NewStep): void {
-    this.s.insertStep.run(runId, st.key, st.stepId, st.index ?? null, st.parentKey ?? null, st.status, st.dueAt ?? 0, st.owner ?? null, st.pendingDeps, st.state === undefined ? null : JSON.stringify(st.state));
+  private insertStep(runId: string, st: NewStep, fair: Fairness): void {
+    this.s.insertStep.run(runId, st.key, st.stepId, st.index ?? null, st.parentKey ?? null, st.status, st.dueAt ?? 0, st.owner ?? null, st.pendingDeps, st.state === undefined ? null : JSON.stringify(st.state), fair.namespace, fair.priority);
+  }
+
+  /**
+   * After a run with a concurrency key ended: starts the oldest queued runs with that key while
+   * fewer than its limit are active. Their root steps are already scheduled and unowned.
+   */
+  private promoteQueued(runId: string, now: number): void {
+    const r = this.s.runKey.get(runId) as { concurrency_key: string | null; concurrency_limit: number | null } | undefined;
+    if (!r?.concurrency_key) return;
+    let active = (this.s.activeWithKey.get(r.concurrency_key) as { n: number }).n;
+    while (active < (r.concurrency_limit ?? 1)) {
+      const next = this.s.oldestQueued.get(r.concurrency_key) as { id: string } | undefined;
+      if (!next) return;
+      this.s.setRunStatusIf.run('running', now, next.id, 'queued');
+      this.insertEvents(next.id, [{ type: 'run.dequeued', at: now, data: { after: runId } }]);
+      active++;
+    }
   }
 
   /** Appends in order at the run's next seqs; the caller holds the write lock, so reading the last seq is race-free. */
@@ -200,6 +224,7 @@ export class SqliteStore implements Store {
       this.s.finishRunRow.run('cancelled', null, null, now, now, runId);
       this.s.cancelSteps.run(now, runId);
       this.insertEvents(runId, events);
+      this.promoteQueued(runId, now);
       return true;
     });
   }
@@ -216,6 +241,7 @@ export class SqliteStore implements Store {
     if (f.status === 'failed') this.s.cancelSteps.run(now, f.runId);
     this.insertEvents(f.runId, f.events);
     if (f.parent) this.wake(f.parent.runId, f.parent.key, f.parent.state, f.parent.events);
+    this.promoteQueued(f.runId, now);
     return true;
   }
 
@@ -258,7 +284,18 @@ export class SqliteStore implements Store {
 
   async claimSteps(workerId: string, limit: number, now: number): Promise<ClaimedStep[]> {
     return this.write(() => {
-      const rows = this.s.claimable.all(now, limit) as Array<{ run_id: string; key: string; attempt: number }>;
+      // Each namespace's best ready steps by index (namespaces found by index seeks, not a
+      // scan), then taken in turns: a namespace with 100 000 ready steps gets no more of this
+      // claim than one with a single step. Waiting steps whose time-out passed come last.
+      const perNamespace: Array<Array<{ run_id: string; key: string; attempt: number }>> = [];
+      for (let ns = this.s.firstReadyNamespace.get(now) as { ns: string | null }; ns?.ns != null; ns = this.s.nextReadyNamespace.get(now, ns.ns) as { ns: string | null }) {
+        perNamespace.push(this.s.readyInNamespace.all(ns.ns, now, limit) as Array<{ run_id: string; key: string; attempt: number }>);
+      }
+      const rows: Array<{ run_id: string; key: string; attempt: number }> = [];
+      for (let i = 0; rows.length < limit && perNamespace.some((l) => l.length > i); i++) {
+        for (const l of perNamespace) if (i < l.length && rows.length < limit) rows.push(l[i]);
+      }
+      if (rows.length < limit) rows.push(...(this.s.timedOut.all(now, limit - rows.length) as typeof rows));
       const out: ClaimedStep[] = [];
       for (const r of rows) {
         if (this.s.claim.run(workerId, r.run_id, r.key).changes === 1) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt });
@@ -365,8 +402,9 @@ export class SqliteStore implements Store {
     this.insertEvents(fence.runId, c.events);
     const ready: string[] = [];
     if (c.insert) {
+      const fair = this.s.runFairness.get(fence.runId) as Fairness;
       for (const st of c.insert) {
-        this.insertStep(fence.runId, st);
+        this.insertStep(fence.runId, st, fair);
         if (st.status === 'scheduled' && st.owner === fence.owner) ready.push(st.key);
       }
     }
@@ -399,6 +437,7 @@ export class SqliteStore implements Store {
       this.s.cancelSteps.run(now, fence.runId);
       this.insertEvents(fence.runId, c.finishRun.events);
       if (c.finishRun.parent) this.wake(c.finishRun.parent.runId, c.finishRun.parent.key, c.finishRun.parent.state, c.finishRun.parent.events);
+      this.promoteQueued(fence.runId, now);
       return { ok: true, ready: [], runIdle: false };
     }
     // A run paused by anyone (any process) keeps its new ready steps unclaimed until resumed
@@ -500,6 +539,32 @@ export class SqliteStore implements Store {
     return this.batched(() => void this.s.cachePut.run(key, valueJson, now, expiresAt));
   }
 
+  // ---------------------------------------------------------------- shared service limits
+
+  async takeTokens(name: string, perMinute: number, n: number, now: number): Promise<number> {
+    return this.write(() => {
+      const row = this.s.getBucket.get(name) as { tokens: number; updated_at: number } | undefined;
+      const have = Math.min(perMinute, row ? row.tokens + ((now - row.updated_at) * perMinute) / 60_000 : perMinute);
+      const need = Math.min(n, perMinute);
+      const wait = have >= need ? 0 : Math.ceil(((need - have) * 60_000) / perMinute);
+      this.s.putBucket.run(name, wait === 0 ? have - need : have, now);
+      return wait;
+    });
+  }
+
+  async acquireSlot(name: string, limit: number, holder: string, now: number, expiresAt: number): Promise<boolean> {
+    return this.write(() => {
+      this.s.expireSlots.run(name, now);
+      if ((this.s.countSlots.get(name) as { n: number }).n >= limit) return false;
+      this.s.putSlot.run(name, holder, expiresAt);
+      return true;
+    });
+  }
+
+  async releaseSlot(name: string, holder: string): Promise<void> {
+    this.write(() => this.s.deleteSlot.run(name, holder));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.checkpointTimer);
     if (this.pending.length) await new Promise((r) => setImmediate(r));
@@ -551,8 +616,30 @@ function prepare(db: Database.Database) {
     latestVersion: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq DESC LIMIT 1'),
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
-    insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget)
-                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
+                    namespace, priority, concurrency_key, concurrency_limit)
+                  VALUES (@id, @versionId, @workflow, @status, @input, @parentRunId, @parentStepKey, @createdAt, @createdAt, @budget,
+                    @namespace, @priority, @concurrencyKey, @concurrencyLimit) ON CONFLICT (id) DO NOTHING`),
+    activeWithKey: p(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = ? AND status IN ('running', 'waiting', 'paused', 'pending')`),
+    oldestQueued: p(`SELECT id FROM runs WHERE concurrency_key = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT 1`),
+    runKey: p('SELECT concurrency_key, concurrency_limit FROM runs WHERE id = ?'),
+    runFairness: p('SELECT namespace, priority FROM runs WHERE id = ?'),
+    firstReadyNamespace: p(`SELECT MIN(namespace) AS ns FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= ?`),
+    nextReadyNamespace: p(`SELECT MIN(namespace) AS ns FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= ? AND namespace > ?`),
+    readyInNamespace: p(`SELECT s.run_id, s.key, s.attempt FROM steps s JOIN runs r ON r.id = s.run_id
+                         WHERE s.namespace = ? AND s.status = 'scheduled' AND s.owner IS NULL AND s.due_at <= ?
+                           AND r.status IN ('running', 'waiting', 'pending')
+                         ORDER BY s.priority DESC, s.due_at LIMIT ?`),
+    timedOut: p(`SELECT s.run_id, s.key, s.attempt FROM steps s JOIN runs r ON r.id = s.run_id
+                 WHERE s.status = 'waiting' AND s.due_at > 0 AND s.owner IS NULL AND s.due_at <= ?
+                   AND r.status IN ('running', 'waiting', 'pending')
+                 ORDER BY s.due_at LIMIT ?`),
+    getBucket: p('SELECT tokens, updated_at FROM service_buckets WHERE name = ?'),
+    putBucket: p('INSERT INTO service_buckets (name, tokens, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at'),
+    expireSlots: p('DELETE FROM service_slots WHERE name = ? AND expires_at <= ?'),
+    countSlots: p('SELECT COUNT(*) AS n FROM service_slots WHERE name = ?'),
+    putSlot: p('INSERT OR REPLACE INTO service_slots (name, holder, expires_at) VALUES (?, ?, ?)'),
+    deleteSlot: p('DELETE FROM service_slots WHERE name = ? AND holder = ?'),
     reserve: p(`UPDATE runs SET cost_reserved = cost_reserved + @amount
                 WHERE id = @runId AND (budget IS NULL OR cost_spent + cost_reserved + @amount <= budget + 1e-12)`),
     budgetOf: p('SELECT budget, cost_spent, cost_reserved FROM runs WHERE id = ?'),
@@ -564,8 +651,8 @@ function prepare(db: Database.Database) {
     cacheGet: p('SELECT value FROM model_cache WHERE key = ? AND expires_at > ?'),
     cachePut: p(`INSERT INTO model_cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at`),
-    insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state, namespace, priority)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
     lastSeq: p('SELECT MAX(seq) AS seq FROM events WHERE run_id = ?'),
     succeedStep: p(`UPDATE steps SET status = 'succeeded', output = ?, owner = NULL, due_at = 0, wait_key = NULL, started_at = ?, finished_at = ?
@@ -593,10 +680,6 @@ function prepare(db: Database.Database) {
     releaseOne: p(`UPDATE steps SET owner = NULL, status = CASE WHEN status = 'running' THEN 'scheduled' ELSE status END
                    WHERE run_id = ? AND key = ? AND owner = ?`),
     // Due scheduled steps, and waiting steps whose time-out has passed (due_at > 0).
-    claimable: p(`SELECT s.run_id, s.key, s.attempt FROM steps s JOIN runs r ON r.id = s.run_id
-                  WHERE ((s.status = 'scheduled') OR (s.status = 'waiting' AND s.due_at > 0)) AND s.owner IS NULL AND s.due_at <= ?
-                    AND r.status IN ('running', 'waiting', 'pending')
-                  ORDER BY s.due_at LIMIT ?`),
     claim: p(`UPDATE steps SET owner = ? WHERE run_id = ? AND key = ? AND owner IS NULL AND status IN ('scheduled', 'waiting')`),
     nextDue: p(`SELECT MIN(s.due_at) AS due FROM steps s JOIN runs r ON r.id = s.run_id
                 WHERE ((s.status = 'scheduled') OR (s.status = 'waiting' AND s.due_at > 0)) AND s.owner IS NULL
@@ -659,6 +742,11 @@ function toVersion(r: Row): VersionRecord {
   };
 }
 
+interface Fairness {
+  namespace: string;
+  priority: number;
+}
+
 function toRun(r: Row): RunRecord {
   return {
     id: r.id as string, versionId: r.version_id as string, workflow: r.workflow as string, status: r.status as RunStatus,
@@ -666,6 +754,8 @@ function toRun(r: Row): RunRecord {
     parentRunId: (r.parent_run_id as string | null) ?? undefined, parentStepKey: (r.parent_step_key as string | null) ?? undefined,
     createdAt: r.created_at as number, updatedAt: r.updated_at as number, finishedAt: (r.finished_at as number | null) ?? undefined,
     budget: (r.budget as number | null) ?? undefined, cost: Math.round(((r.cost_spent as number | null) ?? 0) * 1e9) / 1e9,
+    namespace: (r.namespace as string | undefined) ?? 'default', priority: (r.priority as number | undefined) ?? 0,
+    concurrencyKey: (r.concurrency_key as string | null) ?? undefined,
   };
 }
 
