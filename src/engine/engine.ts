@@ -56,6 +56,11 @@ export interface BatonOptions {
   providers?: Record<string, ProviderFactory>;
   /** Where relative paths in service options start (the config file's folder). Default: the working directory. */
   baseDir?: string;
+  /**
+   * Keep services' rate and concurrency limits in the store, shared by every worker using it
+   * (default: on for PostgreSQL, where workers form a cluster; off for embedded SQLite).
+   */
+  sharedLimits?: boolean;
   /** Called for internal errors that are not any run's fault (store busy, bugs). Default: stderr. */
   onInternalError?: (e: unknown, where: string) => void;
 }
@@ -124,7 +129,8 @@ export class Baton extends EventEmitter<BatonEvents> {
     for (const [name, fn] of Object.entries(opts.functions ?? {})) this.registerFunction(name, fn);
     const serviceConfigs = Array.isArray(opts.services) ? opts.services : parseServices(opts.services);
     if (serviceConfigs.length) {
-      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'));
+      const shared = opts.sharedLimits ?? store.kind === 'postgres';
+      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'), shared ? store : undefined);
     }
     const models = this.models;
     const catalog = models && {

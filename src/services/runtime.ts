@@ -18,10 +18,11 @@ import { BatonError, serializeError } from '../errors.js';
 import type { ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory } from '../providers/provider.js';
 import { ServiceBreaker, type BreakerState } from '../resilience/breaker.js';
 import { LatencyTracker, hedgeDelay } from '../resilience/hedge.js';
-import { Semaphore, TokenBucket, sleep } from '../resilience/limits.js';
+import { sleep } from '../resilience/limits.js';
+import { LocalLimits, SharedLimits, type ServiceLimiter } from '../resilience/service-limits.js';
 import { backoffDelay } from '../resilience/retry.js';
 import { canonicalJson, contentHash } from '../spec/canonical.js';
-import type { ModelCallRecord } from '../store/store.js';
+import type { ModelCallRecord, Store } from '../store/store.js';
 import type { ServiceConfig } from './config.js';
 import { callCost, estimateInputTokens, maxCallCost, roundUsd } from './pricing.js';
 import { parseJsonAnswer, repairPrompt, schemaProblems } from './structured.js';
@@ -29,6 +30,9 @@ import { suggest } from '../util/suggest.js';
 
 /** One model call as recorded in the run's history and the cost tables. */
 export type CallRecord = ModelCallRecord;
+
+/** The store methods that keep limits shared by a cluster. */
+export type SharedLimitStore = Pick<Store, 'takeTokens' | 'acquireSlot' | 'releaseSlot'>;
 
 /** Where calls are recorded and budgets kept: the engine implements it on the store. */
 export interface CallLedger {
@@ -97,20 +101,17 @@ class ServiceState {
   private creating?: Promise<Provider>;
   readonly breaker: ServiceBreaker;
   readonly latency = new LatencyTracker();
-  readonly requests?: TokenBucket;
-  readonly tokens?: TokenBucket;
-  readonly inFlight?: Semaphore;
+  readonly limits: ServiceLimiter;
   calls = 0;
   failures = 0;
   cacheHits = 0;
   cacheMisses = 0;
 
-  constructor(readonly config: ServiceConfig, private readonly factory: ProviderFactory, private readonly baseDir: string) {
+  constructor(readonly config: ServiceConfig, private readonly factory: ProviderFactory, private readonly baseDir: string, shared?: SharedLimitStore) {
     // Only failures the service is to blame for open its breaker.
     this.breaker = new ServiceBreaker(config.name, config.breaker, blamesService);
-    if (config.limits.requestsPerMinute) this.requests = new TokenBucket(config.limits.requestsPerMinute);
-    if (config.limits.tokensPerMinute) this.tokens = new TokenBucket(config.limits.tokensPerMinute);
-    if (config.limits.concurrency) this.inFlight = new Semaphore(config.limits.concurrency);
+    // Limits shared by the cluster live in the store; otherwise in this process.
+    this.limits = shared ? new SharedLimits(shared, `service:${config.name}`, config.limits, config.timeoutMs + 30_000) : new LocalLimits(config.limits);
   }
 
   /** The provider, created on first use; a missing credential fails the call, not the worker. */
@@ -143,6 +144,8 @@ export class ServiceRuntime {
     providers: Readonly<Record<string, ProviderFactory>>,
     private readonly ledger: CallLedger,
     baseDir: string,
+    /** When given, rate and concurrency limits are kept here and shared by every worker using it. */
+    shared?: SharedLimitStore,
   ) {
     const unknown = services.filter((s) => !providers[s.provider]);
     if (unknown.length) {
@@ -150,7 +153,7 @@ export class ServiceRuntime {
         detail: unknown.map((s) => `services.${s.name}.provider: unknown provider "${s.provider}"${suggest(s.provider, Object.keys(providers))}; use one of: ${Object.keys(providers).sort().join(', ')}`).join('\n'),
       });
     }
-    for (const s of services) this.states.set(s.name, new ServiceState(s, providers[s.provider], baseDir));
+    for (const s of services) this.states.set(s.name, new ServiceState(s, providers[s.provider], baseDir, shared));
   }
 
   config(name: string): ServiceConfig | undefined {
@@ -394,9 +397,7 @@ export class ServiceRuntime {
     const started = Date.now();
     let response: ModelResponse | undefined;
     try {
-      await st.requests?.take(1, signal);
-      await st.tokens?.take(estTokens, signal);
-      release = await st.inFlight?.acquire(signal);
+      release = await st.limits.acquire(estTokens, signal);
       st.calls++;
       const ac = child(signal);
       const timer = setTimeout(() => ac.abort(new BatonError('BATON_MODEL_TIMEOUT', { service: cfg.name, timeoutMs: cfg.timeoutMs })), cfg.timeoutMs);
@@ -410,7 +411,7 @@ export class ServiceRuntime {
       }
       const latency = Date.now() - started;
       st.latency.record(latency);
-      if (st.tokens) st.tokens.adjust(estTokens - (response.usage.inputTokens + response.usage.cachedInputTokens + response.usage.outputTokens));
+      st.limits.settle(estTokens, response.usage.inputTokens + response.usage.cachedInputTokens + response.usage.outputTokens);
       const cost = callCost(response.usage, cfg.price);
       const record: CallRecord = { ...this.base(st, call, request.operation, hedged), ...usageOf(response), cost, latencyMs: latency, outcome: 'ok' };
       if (request.stream) record.stream = true;

@@ -368,6 +368,31 @@ steps:
     expect(maxInFlight).toBe(2);
   });
 
+  it('with shared limits, holds the concurrency limit across two engines (workers) on one store', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const m = scripted('m', async () => {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      await sleep(25);
+      inFlight--;
+      return { output: 'ok', usage: usage(1, 1) };
+    });
+    const services = { llm: { provider: 'm', limits: { concurrency: 2, requests_per_minute: 6000 } } };
+    const one = await baton({ providers: { m: m.factory }, services, sharedLimits: true });
+    const two = await baton({ providers: { m: m.factory }, services, sharedLimits: true });
+    const doc = `
+name: fan-shared
+steps:
+  - { id: each, kind: map, over: "input.items", concurrency: 10, step: { kind: model, service: llm, prompt: "{{ item }}" } }
+`;
+    const [v1, v2] = [await one.register(doc), await two.register(doc)];
+    const runs = await Promise.all([one.run(v1, { items: [1, 2, 3, 4, 5, 6] }), two.run(v2, { items: [7, 8, 9, 10, 11, 12] })]);
+    expect(runs.map((r) => r.status)).toEqual(['completed', 'completed']);
+    expect(m.seen).toHaveLength(12);
+    // Each engine alone would allow 2; together they still hold 2.
+    expect(maxInFlight).toBe(2);
+  });
+
   it('ends the step with a typed error naming the service and the variable when a credential is missing', async () => {
     delete process.env.BATON_TEST_MISSING_KEY;
     const m = scripted('m', () => ({ output: 'never', usage: usage(1, 1) }));
