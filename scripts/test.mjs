@@ -11,21 +11,30 @@ if (build.status !== 0) {
   process.exit(1);
 }
 const dir = mkdtempSync(join(tmpdir(), 'baton-test-'));
-const report = join(dir, 'vitest.json');
-const args = ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)];
-const run = spawnSync('npx', args, { stdio: 'inherit' });
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-try {
-  const r = JSON.parse(readFileSync(report, 'utf8'));
-  passed = r.numPassedTests;
-  failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) - (r.testResults ?? []).filter((t) => t.status === 'failed' && t.assertionResults?.some((a) => a.status === 'failed')).length;
-  skipped = r.numPendingTests + (r.numTodoTests ?? 0);
-} catch {
-  failed = Math.max(failed, 1);
+const extra = process.argv.slice(2);
+
+/** One vitest run; returns its counts. */
+function vitest(name, args) {
+  const report = join(dir, `${name}.json`);
+  const run = spawnSync('npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args], { stdio: 'inherit' });
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  try {
+    const r = JSON.parse(readFileSync(report, 'utf8'));
+    passed = r.numPassedTests;
+    failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) - (r.testResults ?? []).filter((t) => t.status === 'failed' && t.assertionResults?.some((a) => a.status === 'failed')).length;
+    skipped = r.numPendingTests + (r.numTodoTests ?? 0);
+  } catch {
+    failed = 1;
+  }
+  if (run.status !== 0 && failed === 0) failed = 1;
+  return { passed, failed, skipped };
 }
+
+// The chaos test restarts PostgreSQL, so it runs on its own after everything else.
+const parts = extra.length ? [vitest('selected', extra)] : [vitest('suites', ['--exclude', 'test/chaos/**']), vitest('chaos', ['test/chaos'])];
 rmSync(dir, { recursive: true, force: true });
-if (run.status !== 0 && failed === 0) failed = 1;
-console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-process.exit(run.status === 0 && failed === 0 ? 0 : 1);
+const total = parts.reduce((a, p) => ({ passed: a.passed + p.passed, failed: a.failed + p.failed, skipped: a.skipped + p.skipped }), { passed: 0, failed: 0, skipped: 0 });
+console.log(`${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ''}`);
+process.exit(total.failed === 0 ? 0 : 1);

@@ -23,14 +23,26 @@ interface StoreOpts {
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
 const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
 
-async function openBaton(o: StoreOpts, near: string[] = [], worker = true): Promise<Baton> {
+async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true): Promise<Baton> {
   const config = findConfig(o.config, near);
   const functions = await loadFunctions(config.functions);
-  if (o.db && /^postgres(ql)?:\/\//.test(o.db)) {
-    throw new BatonError('BATON_USAGE', { detail: 'PostgreSQL stores are not available in this version; use a folder for the embedded SQLite store (--db .baton).' });
-  }
-  const dir = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
-  return Baton.open({ dir, functions, worker, services: config.services, baseDir: config.baseDir });
+  const db = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
+  const w = typeof worker === 'object' ? worker : {};
+  // A PostgreSQL URL is a cluster store; anything else is the folder of the embedded SQLite store.
+  const store = isPostgresUrl(db) ? await openPostgres(db) : undefined;
+  return Baton.open({
+    dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, baseDir: config.baseDir,
+    concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
+  });
+}
+
+function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//.test(db);
+}
+
+async function openPostgres(url: string) {
+  const { PostgresStore } = await import('../store/postgres/postgres-store.js');
+  return PostgresStore.open(url, { applicationName: `baton ${process.argv[2] ?? ''}`.trim() });
 }
 
 function parseInput(raw: string | undefined): unknown {
@@ -248,6 +260,43 @@ export function buildProgram(): Command {
       const config = findConfig(o.config, []);
       if (o.json) process.stdout.write(`${JSON.stringify(config.services, null, 2)}\n`);
       else printServices(config.services);
+    });
+
+  storeOptions(
+    program
+      .command('worker')
+      .description('run a worker only: claim and execute steps from the store until stopped (SIGTERM/SIGINT: finish or hand back what it holds)')
+      .option('--concurrency <n>', 'step attempts in flight at once', '32')
+      .option('--grace <duration>', 'how long a stop waits for attempts in flight before handing them back', '20s'),
+  ).action(async (o: StoreOpts & { concurrency: string; grace: string }) => {
+    const concurrency = Number(o.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
+    let graceMs: number;
+    try {
+      graceMs = parseDuration(o.grace);
+    } catch {
+      throw new BatonError('BATON_USAGE', { detail: `--grace "${o.grace}" is not a duration; write e.g. 20s.` });
+    }
+    const baton = await openBaton(o, [], { concurrency });
+    process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
+    const signal = await new Promise<NodeJS.Signals>((res) => {
+      process.once('SIGTERM', () => res('SIGTERM'));
+      process.once('SIGINT', () => res('SIGINT'));
+    });
+    process.stderr.write(`baton worker: ${signal}, finishing what it holds (up to ${formatDuration(graceMs)})\n`);
+    await baton.close({ graceMs });
+    process.stderr.write('baton worker: stopped\n');
+  });
+
+  program
+    .command('migrate')
+    .description('bring a PostgreSQL store\'s schema up to this version of Baton (workers also do it when they start)')
+    .requiredOption('--db <url>', 'postgres://user@host:5432/database')
+    .action(async (o: { db: string }) => {
+      if (!isPostgresUrl(o.db)) throw new BatonError('BATON_USAGE', { detail: '--db must be a postgres:// URL (the embedded SQLite store migrates itself when opened).' });
+      const { migrate } = await import('../store/postgres/migrations.js');
+      const r = await migrate(o.db);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
     });
 
   program

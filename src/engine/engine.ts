@@ -163,6 +163,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       wantsStepEvents: () => this.listenerCount('step') > 0,
       refresh: (rs) => this.refresh(rs),
       prepareFinish: (rs, last) => this.prepareFinish(rs, last),
+      inlineLimit: (wf) => this.inlineLimit(wf),
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
     };
     if (opts.worker !== false) {
@@ -353,11 +354,14 @@ export class Baton extends EventEmitter<BatonEvents> {
     return woken.length;
   }
 
-  /** Stops the worker (in-flight attempts finish, claims are given back) and closes the store. */
-  async close(): Promise<void> {
+  /**
+   * Stops the worker (attempts in flight may finish within `graceMs`; whatever it still holds
+   * is given back for another worker) and closes the store.
+   */
+  async close(opts: { graceMs?: number } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.worker?.stop();
+    await this.worker?.stop(opts.graceMs);
     await this.models?.close();
     await this.store.close();
   }
@@ -449,7 +453,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       error = serializeError(e);
     }
     const now = Date.now();
-    const outputJson = encodeValue(output ?? null, this.blobs, wf.inlineOutputBytes);
+    const outputJson = encodeValue(output ?? null, this.blobs, this.inlineLimit(wf));
     const record: FinishRun = {
       runId: rs.id,
       status,
@@ -515,12 +519,20 @@ export class Baton extends EventEmitter<BatonEvents> {
       if (s.deps.length === 0) return { key: id, stepId: id, status: 'scheduled', pendingDeps: 0, owner: this.worker ? this.workerId : undefined, dueAt: now };
       return { key: id, stepId: id, status: 'pending', pendingDeps: s.deps.length };
     });
-    const inputJson = encodeValue(input ?? null, this.blobs, wf.inlineOutputBytes) ?? 'null';
+    const inputJson = encodeValue(input ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
     return {
       id: o.id, versionId, workflow: wf.name, inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
       budget: o.budget ?? wf.doc.budget?.max_cost,
       events: [{ type: EventType.runCreated, at: now, dataJson: `{"version":${JSON.stringify(versionId)},"input":${inputJson}${o.parentRunId ? `,"parent_run":${JSON.stringify(o.parentRunId)}` : ''}}` }],
     };
+  }
+
+  /**
+   * The blob store is a folder on this machine; workers of a PostgreSQL cluster may be on other
+   * machines, so there every value stays in its row (PostgreSQL stores large text out of line).
+   */
+  private inlineLimit(wf: CompiledWorkflow): number {
+    return this.store.kind === 'postgres' ? Infinity : wf.inlineOutputBytes;
   }
 
   private decode(v: unknown): unknown {

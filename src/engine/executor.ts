@@ -8,7 +8,7 @@
  */
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
-import type { CompiledStep } from '../spec/compile.js';
+import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
 import type { FinishRun, NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
 import { backoffDelay, shouldRetry } from '../resilience/retry.js';
@@ -32,6 +32,8 @@ export interface ExecutorHost {
   readonly blobs: BlobStore;
   readonly workerId: string;
   readonly services: ExecServices;
+  /** Bytes above which a value goes to the blob store instead of its row. */
+  inlineLimit(wf: CompiledWorkflow): number;
   /** Builds a child run's admission record (its first steps claimed by this worker). */
   newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string }): Promise<NewRun>;
   emitStep(e: StepEvent): void;
@@ -178,7 +180,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   const withStart = (events: NewEvent[]) => (step.kind.recordsStart || resumeState !== undefined ? events : [startEvent(work, input, started), ...events]);
   switch (outcome.type) {
     case 'done': {
-      const outputJson = encodeValue(outcome.output ?? null, host.blobs, rs.workflow.inlineOutputBytes) ?? 'null';
+      const outputJson = encodeValue(outcome.output ?? null, host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
       // One event per attempt on the fast path: a start that was not recorded on its own is
       // folded in (started_at, input). The output's stored JSON is spliced in, not re-encoded.
       const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${inputJson(input)}`}`;
@@ -300,7 +302,7 @@ async function fail(
         return failRun(host, rs, work, fence, serializeError(e2), [...startEv, failEvent(true)], emit, now - started);
       }
     }
-    const outputJson = encodeValue(value ?? null, host.blobs, rs.workflow.inlineOutputBytes) ?? 'null';
+    const outputJson = encodeValue(value ?? null, host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
     const res = await commit(host, rs, work, {
       fence,
       update: { status: 'failed', outputJson, error, owner: null, finishedAt: now },

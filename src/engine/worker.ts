@@ -89,6 +89,8 @@ export class Worker {
     this.timers.clear();
     this.queue.length = 0;
     await this.unlisten?.().catch(() => undefined);
+    // A poll already talking to the store finishes before the store may close.
+    await this.pollDone;
     if (this.inflight > 0) {
       await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
     }
@@ -140,8 +142,15 @@ export class Worker {
     this.pollTimer.unref();
   }
 
-  private async poll(): Promise<void> {
-    if (this.stopped || this.polling) return;
+  private pollDone: Promise<void> = Promise.resolve();
+
+  private poll(): Promise<void> {
+    if (this.stopped || this.polling) return this.pollDone;
+    this.pollDone = this.pollOnce();
+    return this.pollDone;
+  }
+
+  private async pollOnce(): Promise<void> {
     this.polling = true;
     let next = this.opts.pollIntervalMs;
     try {
@@ -151,7 +160,7 @@ export class Worker {
         this.push(claimed.map((c) => ({ runId: c.runId, key: c.key, attempt: c.attempt, fresh: false })));
         if (claimed.length === room) next = 0;
       }
-      if (next > 0) {
+      if (next > 0 && !this.stopped) {
         const due = await this.host.store.nextDueAt();
         if (due !== undefined) next = Math.max(0, Math.min(next, due - Date.now()));
       }

@@ -8,15 +8,15 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BatonError, type SerializedError } from '../../errors.js';
+import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
+import { toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
 
-type Row = Record<string, unknown>;
 
 export interface SqliteStoreOptions {
   /** How long a writer waits for another process's lock before failing. Default 10 s. */
@@ -190,14 +190,7 @@ export class SqliteStore implements Store {
   }
 
   async getEvents(runId: string, afterId = 0): Promise<EventRecord[]> {
-    return (this.s.getEvents.all(runId, afterId) as Row[]).map((r) => ({
-      id: r.seq as number,
-      runId: r.run_id as string,
-      type: r.type as string,
-      stepKey: (r.step_key as string | null) ?? undefined,
-      at: r.at as number,
-      data: r.data === null ? undefined : JSON.parse(r.data as string),
-    }));
+    return (this.s.getEvents.all(runId, afterId) as Row[]).map(toEvent);
   }
 
   async appendEvents(runId: string, events: NewEvent[]): Promise<void> {
@@ -731,41 +724,7 @@ function openError(e: unknown, path: string): BatonError {
   return new BatonError('BATON_STORE_OPEN', { path, detail }, { cause: e });
 }
 
-function parse(v: unknown): unknown {
-  return v === null || v === undefined ? undefined : JSON.parse(v as string);
-}
-
-function toVersion(r: Row): VersionRecord {
-  return {
-    versionId: r.version_id as string, name: r.name as string, hash: r.hash as string, seq: r.seq as number,
-    document: r.document as string, source: (r.source as string | null) ?? undefined, createdAt: r.created_at as number,
-  };
-}
-
 interface Fairness {
   namespace: string;
   priority: number;
-}
-
-function toRun(r: Row): RunRecord {
-  return {
-    id: r.id as string, versionId: r.version_id as string, workflow: r.workflow as string, status: r.status as RunStatus,
-    input: parse(r.input), output: parse(r.output), error: parse(r.error) as SerializedError | undefined,
-    parentRunId: (r.parent_run_id as string | null) ?? undefined, parentStepKey: (r.parent_step_key as string | null) ?? undefined,
-    createdAt: r.created_at as number, updatedAt: r.updated_at as number, finishedAt: (r.finished_at as number | null) ?? undefined,
-    budget: (r.budget as number | null) ?? undefined, cost: Math.round(((r.cost_spent as number | null) ?? 0) * 1e9) / 1e9,
-    namespace: (r.namespace as string | undefined) ?? 'default', priority: (r.priority as number | undefined) ?? 0,
-    concurrencyKey: (r.concurrency_key as string | null) ?? undefined,
-  };
-}
-
-function toStep(r: Row): StepRecord {
-  return {
-    runId: r.run_id as string, key: r.key as string, stepId: r.step_id as string, index: (r.idx as number | null) ?? undefined,
-    parentKey: (r.parent_key as string | null) ?? undefined, status: r.status as StepStatus, attempt: r.attempt as number,
-    dueAt: r.due_at as number, owner: (r.owner as string | null) ?? undefined, pendingDeps: r.pending_deps as number,
-    liveDeps: r.live_deps as number, output: parse(r.output), error: parse(r.error) as SerializedError | undefined,
-    state: parse(r.state), waitKey: (r.wait_key as string | null) ?? undefined,
-    startedAt: (r.started_at as number | null) ?? undefined, finishedAt: (r.finished_at as number | null) ?? undefined,
-  };
 }

@@ -1,0 +1,206 @@
+/**
+ * Versioned schema for the PostgreSQL store.
+ *
+ * Why it is built this way:
+ * - Same tables and columns as the SQLite store's schema (v1 to v3: runs with budget/cost and
+ *   fairness/concurrency columns, steps, events, workflow_versions, workers, model_calls,
+ *   model_cache, service buckets and slots), so the two stores are one design with two SQL
+ *   dialects. PostgreSQL v1 is SQLite v1+v2+v3 at once: no PostgreSQL store predates them.
+ * - Epoch-ms times are BIGINT; stored JSON stays TEXT, because the engine passes serialised JSON
+ *   and splices it into other JSON (an output into an event), which JSONB would re-format.
+ * - `runs.last_seq` numbers each run's events: an append does
+ *   `UPDATE runs SET last_seq = last_seq + n RETURNING last_seq`, which allocates gap-free seqs
+ *   and serialises concurrent appends to one run on its row lock (MAX(seq) + 1 would race
+ *   between two workers). `runs.ord` breaks created_at ties for queued runs (SQLite's rowid).
+ * - Migrations run at open, in one transaction guarded by `pg_advisory_xact_lock`, so several
+ *   workers starting at once migrate once; a database from a newer Baton is refused untouched.
+ *   Each applied version also leaves a `migrated_<v>` row (a plain INSERT: applying a version
+ *   twice would fail loudly rather than pass silently).
+ */
+import pg from 'pg';
+import { BatonError } from '../../errors.js';
+
+export const PG_MIGRATIONS: string[] = [
+  // 1: everything SQLite's v1..v3 has, plus runs.last_seq / runs.ord
+  `
+  CREATE TABLE workflow_versions (
+    version_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    source TEXT,
+    created_at BIGINT NOT NULL,
+    UNIQUE (name, seq)
+  );
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    version_id TEXT NOT NULL REFERENCES workflow_versions(version_id),
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    error TEXT,
+    parent_run_id TEXT,
+    parent_step_key TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    budget DOUBLE PRECISION,
+    cost_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+    cost_reserved DOUBLE PRECISION NOT NULL DEFAULT 0,
+    namespace TEXT NOT NULL DEFAULT 'default',
+    priority INTEGER NOT NULL DEFAULT 0,
+    concurrency_key TEXT,
+    concurrency_limit INTEGER,
+    last_seq BIGINT NOT NULL DEFAULT 0,
+    ord BIGINT GENERATED ALWAYS AS IDENTITY
+  );
+  CREATE INDEX runs_status ON runs (status, created_at);
+  CREATE INDEX runs_created ON runs (created_at);
+  CREATE INDEX runs_workflow ON runs (workflow, created_at);
+  CREATE INDEX runs_concurrency ON runs (concurrency_key, status, created_at) WHERE concurrency_key IS NOT NULL;
+  CREATE TABLE steps (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    idx INTEGER,
+    parent_key TEXT,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    due_at BIGINT NOT NULL DEFAULT 0,
+    owner TEXT,
+    pending_deps INTEGER NOT NULL DEFAULT 0,
+    live_deps INTEGER NOT NULL DEFAULT 0,
+    output TEXT,
+    error TEXT,
+    state TEXT,
+    wait_key TEXT,
+    started_at BIGINT,
+    finished_at BIGINT,
+    namespace TEXT NOT NULL DEFAULT 'default',
+    priority INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, key)
+  );
+  CREATE INDEX steps_ready ON steps (due_at) WHERE status = 'scheduled' AND owner IS NULL;
+  CREATE INDEX steps_timeouts ON steps (due_at) WHERE status = 'waiting' AND due_at > 0 AND owner IS NULL;
+  -- Each namespace's best ready steps in claim order (run_id, key break ties deterministically).
+  CREATE INDEX steps_fair ON steps (namespace, priority DESC, due_at, run_id, key) WHERE status = 'scheduled' AND owner IS NULL;
+  -- No index on owner (as in SQLite): it would cost an index write per claim; only releasing a
+  -- dead or stopping worker's claims looks steps up by owner.
+  CREATE INDEX steps_wait ON steps (wait_key) WHERE wait_key IS NOT NULL;
+  CREATE INDEX steps_children ON steps (run_id, parent_key, idx) WHERE parent_key IS NOT NULL;
+  CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    step_key TEXT,
+    at BIGINT NOT NULL,
+    data TEXT,
+    PRIMARY KEY (run_id, seq)
+  );
+  CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL
+  );
+  CREATE TABLE model_calls (
+    run_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    workflow TEXT NOT NULL,
+    step_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT,
+    operation TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cost DOUBLE PRECISION NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+  );
+  CREATE INDEX model_calls_service ON model_calls (service, at);
+  CREATE INDEX model_calls_workflow ON model_calls (workflow, at);
+  CREATE TABLE model_cache (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+  CREATE TABLE service_buckets (
+    name TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  CREATE TABLE service_slots (
+    name TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (name, holder)
+  );
+  `,
+];
+
+/** Arbitrary constant key of the advisory lock that serialises migrations of one database. */
+const MIGRATION_LOCK = 0x62a70e01;
+
+export interface MigrateResult {
+  /** Schema version found. */
+  from: number;
+  /** Schema version now. */
+  to: number;
+}
+
+/**
+ * Applies pending migrations on `client` (not inside a transaction) under the advisory lock.
+ * Throws BATON_STORE_SCHEMA_NEWER, changing nothing, if the database is ahead of this code.
+ */
+export async function applyMigrations(client: pg.ClientBase, location: string): Promise<MigrateResult> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS baton_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+    const row = (await client.query<{ value: string }>(`SELECT value FROM baton_meta WHERE key = 'schema_version'`)).rows[0];
+    const from = row ? Number(row.value) : 0;
+    if (from > PG_MIGRATIONS.length) {
+      throw new BatonError('BATON_STORE_SCHEMA_NEWER', { path: location, found: from, supported: PG_MIGRATIONS.length });
+    }
+    for (let v = from; v < PG_MIGRATIONS.length; v++) {
+      await client.query(PG_MIGRATIONS[v]);
+      await client.query(`INSERT INTO baton_meta (key, value) VALUES ('migrated_' || $1, $2)`, [String(v + 1), String(Date.now())]);
+    }
+    if (from < PG_MIGRATIONS.length) {
+      await client.query(
+        `INSERT INTO baton_meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+        [String(PG_MIGRATIONS.length)],
+      );
+    }
+    await client.query('COMMIT');
+    return { from, to: PG_MIGRATIONS.length };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * `baton migrate`: brings the database at `url` up to this code's schema (workers also do it
+ * when they open the store). Retries a database that is away like the store does.
+ */
+export async function migrate(url: string, opts: { retryForMs?: number } = {}): Promise<MigrateResult> {
+  const { PostgresStore } = await import('./postgres-store.js');
+  const store = await PostgresStore.open(url, { poolSize: 1, retryForMs: opts.retryForMs, applicationName: 'baton migrate' });
+  try {
+    return store.migrated;
+  } finally {
+    await store.close();
+  }
+}

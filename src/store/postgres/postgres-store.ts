@@ -1,0 +1,1097 @@
+/**
+ * The cluster store: PostgreSQL through a `pg.Pool`, for several workers on several hosts.
+ *
+ * Why it is built this way:
+ * - Same semantics as the SQLite store, statement for statement where possible; what SQLite
+ *   gets from its single writer, this store gets from row locks. Every step commit first locks
+ *   its run's row (`SELECT ... FOR UPDATE` inside the first statement), so commits of one run
+ *   are serialised (a join is scheduled exactly once; the "is the run idle?" probe sees every
+ *   other commit of the run) while commits of different runs run in parallel. Lock order is
+ *   always run row, then step rows, which keeps deadlocks out of the common paths; the rare
+ *   one PostgreSQL detects is retried with the whole transaction.
+ * - Round trips are what a commit costs here, so statements are folded with data-modifying
+ *   CTEs: the run lock, the fenced step update, the events (seqs allocated from
+ *   `runs.last_seq`) and the dependents' countdown are one statement. A plain step success is
+ *   BEGIN + 1 statement + COMMIT (+ 1 idle probe when it scheduled nothing); single-statement
+ *   writes (admitRun, markStarted, claims, recordModelCall) run without BEGIN at all.
+ * - Claims use `FOR UPDATE SKIP LOCKED`: concurrent workers never claim one step twice and
+ *   never wait for each other. Namespaces take turns (a recursive CTE walks the namespaces by
+ *   index, a LATERAL takes each one's best steps) exactly as SQLite's claim does.
+ * - Writes that make an unowned step claimable call `pg_notify('baton_work', '')` in their
+ *   transaction; `listen` turns those into wake-ups so idle workers need not poll.
+ * - The database may go away (restart, failover, network): every method retries
+ *   connection-level failures with exponential backoff and jitter for `retryForMs`, then throws
+ *   BATON_STORE_BUSY. A step commit whose COMMIT was sent but not acknowledged is retried too;
+ *   its fence then fails, so the retry checks whether the step already is where the commit
+ *   wanted it and, if so, answers `ok` with the successors the first attempt claimed.
+ */
+import pg from 'pg';
+import { BatonError } from '../../errors.js';
+import type { RunStatus, StepStatus } from '../../engine/states.js';
+import type {
+  ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
+  RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
+} from '../store.js';
+import { applyMigrations, type MigrateResult } from './migrations.js';
+import { toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+
+type Q = pg.PoolClient;
+
+export interface PostgresStoreOptions {
+  /** Connections in the pool. Default 10. */
+  poolSize?: number;
+  /** How long to keep retrying a database that is away before BATON_STORE_BUSY. Default 60 000 ms. */
+  retryForMs?: number;
+  /** Shown in `pg_stat_activity`. Default `baton`. */
+  applicationName?: string;
+  /**
+   * Fault injection for tests: called after a step commit's COMMIT succeeded, before it is
+   * acknowledged to the caller; throwing a connection error there is a lost acknowledgement.
+   */
+  afterCommitHook?: () => void | Promise<void>;
+}
+
+const ACTIVE_RUN = `('running', 'waiting', 'pending')`;
+const NOT_FINISHED = `('completed', 'failed', 'cancelled')`;
+const CHANNEL = 'baton_work';
+
+/** int8 and numeric as JS numbers (ms times, counts, sums), for this pool only. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 20 || oid === 1700 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+/** Per-transaction context handed to the body of `run`. */
+interface Attempt {
+  /** An earlier attempt of this write sent COMMIT and lost the connection before the answer. */
+  maybeCommitted: boolean;
+  /** Send `pg_notify('baton_work', '')` with the COMMIT. */
+  notify: boolean;
+}
+
+/** Builds `$n` placeholders. */
+class Params {
+  readonly values: unknown[] = [];
+  add(v: unknown): string {
+    this.values.push(v);
+    return `$${this.values.length}`;
+  }
+}
+
+function eventArrays(events: NewEvent[]): [string[], Array<string | null>, number[], Array<string | null>] {
+  return [
+    events.map((e) => e.type),
+    events.map((e) => e.stepKey ?? null),
+    events.map((e) => e.at),
+    events.map((e) => e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data))),
+  ];
+}
+
+/** `INSERT INTO events` numbering `events` from `baseExpr` + 1, for each row of `fromSql`. */
+function eventsInsert(p: Params, runIdExpr: string, baseExpr: string, fromSql: string, events: NewEvent[]): string {
+  const [types, keys, ats, datas] = eventArrays(events);
+  return `INSERT INTO events (run_id, seq, type, step_key, at, data)
+    SELECT ${runIdExpr}, ${baseExpr} + t.n, t.type, t.step_key, t.at, t.data
+    FROM ${fromSql}, unnest(${p.add(types)}::text[], ${p.add(keys)}::text[], ${p.add(ats)}::bigint[], ${p.add(datas)}::text[])
+      WITH ORDINALITY AS t(type, step_key, at, data, n)`;
+}
+
+export class PostgresStore implements Store {
+  readonly kind = 'postgres' as const;
+  readonly location: string;
+  /** What opening did to the schema. */
+  migrated: MigrateResult = { from: 0, to: 0 };
+  private readonly pool: pg.Pool;
+  private readonly retryForMs: number;
+  private readonly config: pg.ClientConfig;
+  private readonly listeners = new Set<() => Promise<void>>();
+  private closed = false;
+
+  private constructor(location: string, config: pg.ClientConfig, private readonly opts: PostgresStoreOptions) {
+    this.location = location;
+    this.config = config;
+    this.retryForMs = opts.retryForMs ?? 60_000;
+    this.pool = new pg.Pool({ ...config, max: opts.poolSize ?? 10 });
+    // An idle client whose connection dies emits here; the pool drops it and the next use reconnects.
+    this.pool.on('error', () => undefined);
+    // A checked-out client whose connection dies emits too; the failure reaches the caller
+    // through its pending query, and `run` retries on a new connection.
+    this.pool.on('connect', (client) => client.on('error', () => undefined));
+  }
+
+  static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const location = maskUrl(url);
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new BatonError('BATON_STORE_OPEN', { path: location, detail: 'not a valid URL: expected postgres://user[:password]@host[:port]/database' });
+    }
+    if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+      throw new BatonError('BATON_STORE_OPEN', { path: location, detail: `unsupported scheme "${parsed.protocol}": expected postgres://user[:password]@host[:port]/database` });
+    }
+    if (!parsed.hostname && !parsed.searchParams.get('host')) {
+      throw new BatonError('BATON_STORE_OPEN', { path: location, detail: 'the URL names no host: expected postgres://user[:password]@host[:port]/database' });
+    }
+    const config: pg.ClientConfig = {
+      connectionString: url,
+      application_name: opts.applicationName ?? 'baton',
+      types: TYPES,
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+    };
+    const store = new PostgresStore(location, config, opts);
+    try {
+      store.migrated = await store.run((c) => applyMigrations(c, location), { tx: false });
+    } catch (e) {
+      await store.pool.end().catch(() => undefined);
+      throw openError(e, location, parsed);
+    }
+    return store;
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /**
+   * Runs `fn` on one pooled client, in `BEGIN ... COMMIT` unless `tx: false` (a single
+   * statement is its own transaction). Connection-level failures are retried with backoff for
+   * `retryForMs`; deadlocks and serialisation failures are retried a few times.
+   */
+  private async run<T>(fn: (c: Q, a: Attempt) => Promise<T>, o: { tx?: boolean; commitHook?: boolean } = {}): Promise<T> {
+    const tx = o.tx !== false;
+    const deadline = Date.now() + this.retryForMs;
+    const attempt: Attempt = { maybeCommitted: false, notify: false };
+    let delay = 25;
+    let conflicts = 0;
+    for (;;) {
+      if (this.closed) throw new Error(`The store at ${this.location} is closed`);
+      attempt.notify = false;
+      let client: Q | undefined;
+      let commitSent = false;
+      try {
+        client = await this.pool.connect();
+        if (tx) await client.query('BEGIN');
+        const out = await fn(client, attempt);
+        if (tx) {
+          commitSent = true;
+          await client.query(attempt.notify ? `SELECT pg_notify('${CHANNEL}', ''); COMMIT` : 'COMMIT');
+          if (o.commitHook && this.opts.afterCommitHook) await this.opts.afterCommitHook();
+        }
+        client.release();
+        return out;
+      } catch (e) {
+        if (isConnectionError(e)) {
+          client?.release(true);
+          if (commitSent) attempt.maybeCommitted = true;
+          const left = deadline - Date.now();
+          if (left <= 0) {
+            throw new BatonError('BATON_STORE_BUSY', { path: this.location, detail: `database unreachable for ${this.retryForMs} ms; last error: ${describe(e)}` }, { cause: e });
+          }
+          const wait = Math.min(left, delay / 2 + Math.random() * delay);
+          delay = Math.min(delay * 2, 2000);
+          await sleep(wait);
+          continue;
+        }
+        if (client) {
+          if (tx) await client.query('ROLLBACK').catch(() => undefined);
+          client.release();
+        }
+        const code = (e as { code?: string }).code;
+        if ((code === '40P01' || code === '40001') && conflicts++ < 10) {
+          await sleep(Math.random() * 20);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Retries `fn` on connection-level failures like `run`, without a pooled client. */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.retryForMs;
+    let delay = 25;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!isConnectionError(e)) throw e;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new BatonError('BATON_STORE_BUSY', { path: this.location, detail: `database unreachable for ${this.retryForMs} ms; last error: ${describe(e)}` }, { cause: e });
+        await sleep(Math.min(left, delay / 2 + Math.random() * delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  /** One read statement, retried like every other call. */
+  private async rows<R extends Row = Row>(sql: string, params: unknown[] = []): Promise<R[]> {
+    return this.run(async (c) => (await c.query<R>(sql, params)).rows, { tx: false });
+  }
+
+  // ---------------------------------------------------------------- versions
+
+  async putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>): Promise<VersionRecord> {
+    return this.run(async (c) => {
+      await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:version:' || $1, 0))`, [v.name]);
+      const existing = (await c.query('SELECT * FROM workflow_versions WHERE version_id = $1', [v.versionId])).rows[0];
+      if (existing) {
+        if (existing.hash !== v.hash) throw new BatonError('BATON_VERSION_CONFLICT', { versionId: v.versionId });
+        return toVersion(existing);
+      }
+      const r = await c.query(
+        `INSERT INTO workflow_versions (version_id, name, hash, seq, document, source, created_at)
+         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6 FROM workflow_versions WHERE name = $2 RETURNING *`,
+        [v.versionId, v.name, v.hash, v.document, v.source ?? null, Date.now()],
+      );
+      return toVersion(r.rows[0]);
+    });
+  }
+
+  async getVersion(versionId: string): Promise<VersionRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM workflow_versions WHERE version_id = $1', [versionId]))[0];
+    return r && toVersion(r);
+  }
+
+  async latestVersion(name: string): Promise<VersionRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM workflow_versions WHERE name = $1 ORDER BY seq DESC LIMIT 1', [name]))[0];
+    return r && toVersion(r);
+  }
+
+  async listVersions(name?: string): Promise<VersionRecord[]> {
+    const rows = name
+      ? await this.rows('SELECT * FROM workflow_versions WHERE name = $1 ORDER BY seq', [name])
+      : await this.rows('SELECT * FROM workflow_versions ORDER BY name, seq');
+    return rows.map(toVersion);
+  }
+
+  // ---------------------------------------------------------------- runs
+
+  async admitRun(run: NewRun): Promise<{ created: boolean; queued?: boolean }> {
+    // Without a concurrency key, admission is one statement (no BEGIN/COMMIT round trips).
+    const r = await this.run((c) => this.insertRun(c, run, true), { tx: run.concurrency !== undefined });
+    return r.queued ? { created: true, queued: true } : { created: r.created };
+  }
+
+  /**
+   * Inserts the run, its steps and events in one statement. With a concurrency key, the key's
+   * advisory lock (held to the end of the transaction) makes "how many are active" exact.
+   */
+  private async insertRun(c: Q, run: NewRun, notifyInline: boolean): Promise<{ created: boolean; queued?: boolean; unowned?: boolean }> {
+    const p = new Params();
+    const id = `${p.add(run.id)}::text`;
+    let status = `'running'`;
+    if (run.concurrency) {
+      await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:ck:' || $1, 0))`, [run.concurrency.key]);
+      status = `CASE WHEN (SELECT COUNT(*) FROM runs WHERE concurrency_key = ${p.add(run.concurrency.key)} AND status IN ('running', 'waiting', 'paused', 'pending'))
+                  >= ${p.add(run.concurrency.limit)} THEN 'queued' ELSE 'running' END`;
+    }
+    const s = run.steps;
+    const sql = `WITH r AS (
+        INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
+          namespace, priority, concurrency_key, concurrency_limit, last_seq)
+        VALUES (${id}, ${p.add(run.versionId)}, ${p.add(run.workflow)}, ${status}, ${p.add(run.inputJson)}, ${p.add(run.parentRunId ?? null)},
+          ${p.add(run.parentStepKey ?? null)}, ${p.add(run.createdAt)}, ${p.add(run.createdAt)}, ${p.add(run.budget ?? null)},
+          ${p.add(run.namespace ?? 'default')}, ${p.add(run.priority ?? 0)}, ${p.add(run.concurrency?.key ?? null)},
+          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)})
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, status, namespace, priority),
+      s AS (
+        INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state, namespace, priority)
+        SELECT r.id, t.key, t.step_id, t.idx, t.parent_key, t.status, t.due_at, CASE WHEN r.status = 'queued' THEN NULL ELSE t.owner END,
+          t.pending_deps, t.state, r.namespace, r.priority
+        FROM r, unnest(${p.add(s.map((x) => x.key))}::text[], ${p.add(s.map((x) => x.stepId))}::text[], ${p.add(s.map((x) => x.index ?? null))}::int[],
+          ${p.add(s.map((x) => x.parentKey ?? null))}::text[], ${p.add(s.map((x) => x.status))}::text[], ${p.add(s.map((x) => x.dueAt ?? 0))}::bigint[],
+          ${p.add(s.map((x) => x.owner ?? null))}::text[], ${p.add(s.map((x) => x.pendingDeps))}::int[],
+          ${p.add(s.map((x) => (x.state === undefined ? null : JSON.stringify(x.state))))}::text[])
+          AS t(key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
+        RETURNING status, owner),
+      e AS (${eventsInsert(p, 'r.id', '0', 'r', run.events)}),
+      nt AS (SELECT pg_notify('${CHANNEL}', '') FROM r WHERE ${notifyInline ? 'TRUE' : 'FALSE'} AND r.status = 'running'
+               AND EXISTS (SELECT 1 FROM s WHERE s.status = 'scheduled' AND s.owner IS NULL))
+      SELECT r.status, (SELECT COUNT(*) FROM nt) AS notified,
+        EXISTS (SELECT 1 FROM s WHERE s.status = 'scheduled' AND s.owner IS NULL) AS unowned
+      FROM r`;
+    const row = (await c.query(sql, p.values)).rows[0] as { status: string; unowned: boolean } | undefined;
+    if (!row) return { created: false };
+    if (row.status === 'queued') return { created: true, queued: true };
+    return { created: true, unowned: row.unowned };
+  }
+
+  /**
+   * After a run with a concurrency key ended (in this transaction): starts the oldest queued
+   * runs with that key while fewer than its limit are active. Returns how many started.
+   */
+  private async promoteQueued(c: Q, runId: string, key: string, limit: number, now: number): Promise<number> {
+    await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:ck:' || $1, 0))`, [key]);
+    const r = await c.query(
+      `WITH q AS (
+         SELECT id FROM runs WHERE concurrency_key = $1 AND status = 'queued' ORDER BY created_at, ord
+         LIMIT GREATEST(0, $2::int - (SELECT COUNT(*) FROM runs WHERE concurrency_key = $1 AND status IN ('running', 'waiting', 'paused', 'pending')))
+         FOR UPDATE),
+       u AS (UPDATE runs SET status = 'running', updated_at = $3, last_seq = last_seq + 1 FROM q WHERE runs.id = q.id AND runs.status = 'queued'
+             RETURNING runs.id, runs.last_seq),
+       e AS (INSERT INTO events (run_id, seq, type, step_key, at, data) SELECT id, last_seq, 'run.dequeued', NULL, $3, $4 FROM u)
+       SELECT COUNT(*) AS n FROM u`,
+      [key, limit, now, JSON.stringify({ after: runId })],
+    );
+    return r.rows[0].n as number;
+  }
+
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM runs WHERE id = $1', [runId]))[0];
+    return r && toRun(r);
+  }
+
+  async listRuns(f: RunFilter = {}): Promise<RunRecord[]> {
+    const p = new Params();
+    const where: string[] = [];
+    if (f.status?.length) where.push(`status = ANY(${p.add(f.status)}::text[])`);
+    if (f.workflow) where.push(`workflow = ${p.add(f.workflow)}`);
+    if (f.before !== undefined) where.push(`created_at < ${p.add(f.before)}`);
+    const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ${p.add(f.limit ?? 50)}`;
+    return (await this.rows(sql, p.values)).map(toRun);
+  }
+
+  async getSteps(runId: string): Promise<StepRecord[]> {
+    return (await this.rows('SELECT * FROM steps WHERE run_id = $1 ORDER BY parent_key IS NOT NULL, parent_key, idx, key', [runId])).map(toStep);
+  }
+
+  async getStep(runId: string, key: string): Promise<StepRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM steps WHERE run_id = $1 AND key = $2', [runId, key]))[0];
+    return r && toStep(r);
+  }
+
+  async getOutputs(runId: string, keys?: string[]): Promise<Map<string, unknown>> {
+    const rows = keys
+      ? await this.rows<{ key: string; output: string | null }>('SELECT key, output FROM steps WHERE run_id = $1 AND key = ANY($2::text[])', [runId, keys])
+      : await this.rows<{ key: string; output: string | null }>('SELECT key, output FROM steps WHERE run_id = $1 AND output IS NOT NULL', [runId]);
+    const byKey = new Map(rows.map((r) => [r.key, r.output]));
+    const out = new Map<string, unknown>();
+    for (const k of keys ?? rows.map((r) => r.key)) {
+      const v = byKey.get(k);
+      if (v !== null && v !== undefined) out.set(k, JSON.parse(v));
+    }
+    return out;
+  }
+
+  async getEvents(runId: string, afterId = 0): Promise<EventRecord[]> {
+    return (await this.rows('SELECT * FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq', [runId, afterId])).map(toEvent);
+  }
+
+  async appendEvents(runId: string, events: NewEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.run((c) => this.insertEvents(c, runId, events), { tx: false });
+  }
+
+  /** Appends at the run's next seqs (allocated from runs.last_seq, which serialises appenders). */
+  private async insertEvents(c: Q, runId: string, events: NewEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const p = new Params();
+    const id = `${p.add(runId)}::text`;
+    const n = `${p.add(events.length)}::int`;
+    await c.query(
+      `WITH r AS (UPDATE runs SET last_seq = last_seq + ${n} WHERE id = ${id} RETURNING last_seq - ${n} AS base)
+       ${eventsInsert(p, id, 'r.base', 'r', events)}`,
+      p.values,
+    );
+  }
+
+  // ---------------------------------------------------------------- run control
+
+  async setRunStatus(runId: string, from: RunStatus[], to: RunStatus, events: NewEvent[]): Promise<boolean> {
+    return this.run(async (c) => {
+      const p = new Params();
+      const id = `${p.add(runId)}::text`;
+      const n = `${p.add(events.length)}::int`;
+      const r = await c.query(
+        `WITH r AS (UPDATE runs SET status = ${p.add(to)}, updated_at = ${p.add(Date.now())}, last_seq = last_seq + ${n}
+                    WHERE id = ${id} AND status = ANY(${p.add(from)}::text[]) RETURNING last_seq - ${n} AS base),
+         e AS (${eventsInsert(p, id, 'r.base', 'r', events)}),
+         nt AS (SELECT pg_notify('${CHANNEL}', '') FROM r WHERE ${to === 'running' ? 'TRUE' : 'FALSE'})
+         SELECT COUNT(*) AS n, (SELECT COUNT(*) FROM nt) AS notified FROM r`,
+        p.values,
+      );
+      return (r.rows[0].n as number) === 1;
+    }, { tx: false });
+  }
+
+  async cancelRun(runId: string, events: NewEvent[]): Promise<boolean> {
+    return this.run(async (c, a) => {
+      const now = Date.now();
+      const ended = await this.endRun(c, runId, 'cancelled', null, null, events, now, true, true);
+      if (!ended) return false;
+      if (ended.key && (await this.promoteQueued(c, runId, ended.key, ended.limit ?? 1, now)) > 0) a.notify = true;
+      return true;
+    });
+  }
+
+  finishRun(f: FinishRun): Promise<boolean> {
+    return this.run((c, a) => this.finishTx(c, a, f));
+  }
+
+  private async finishTx(c: Q, a: Attempt, f: FinishRun): Promise<boolean> {
+    const now = Date.now();
+    const ended = await this.endRun(c, f.runId, f.status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, f.events, now, f.status === 'failed', true);
+    if (!ended) return false;
+    if (f.parent && (await this.wake(c, f.parent.runId, f.parent.key, f.parent.state, f.parent.events, now))) a.notify = true;
+    if (ended.key && (await this.promoteQueued(c, f.runId, ended.key, ended.limit ?? 1, now)) > 0) a.notify = true;
+    return true;
+  }
+
+  /** Records a run's end (and cancels its active steps) in one statement; undefined if it had ended. */
+  private async endRun(
+    c: Q, runId: string, status: string, output: string | null, error: string | null, events: NewEvent[], now: number, cancelSteps: boolean, onlyIfActive: boolean,
+  ): Promise<{ key: string | null; limit: number | null } | undefined> {
+    const p = new Params();
+    const id = `${p.add(runId)}::text`;
+    const n = `${p.add(events.length)}::int`;
+    const nowP = `${p.add(now)}::bigint`;
+    const r = await c.query(
+      `WITH r AS (UPDATE runs SET status = ${p.add(status)}, output = ${p.add(output)}, error = ${p.add(error)}, updated_at = ${nowP}, finished_at = ${nowP},
+                    last_seq = last_seq + ${n}
+                  WHERE id = ${id} ${onlyIfActive ? `AND status NOT IN ${NOT_FINISHED}` : ''}
+                  RETURNING last_seq - ${n} AS base, concurrency_key, concurrency_limit),
+       c AS (UPDATE steps SET status = 'cancelled', owner = NULL, wait_key = NULL, finished_at = ${nowP}
+             WHERE run_id = ${id} AND ${cancelSteps ? 'TRUE' : 'FALSE'} AND status IN ('pending', 'scheduled', 'running', 'waiting') AND EXISTS (SELECT 1 FROM r)),
+       e AS (${eventsInsert(p, id, 'r.base', 'r', events)})
+       SELECT concurrency_key, concurrency_limit FROM r`,
+      p.values,
+    );
+    const row = r.rows[0] as { concurrency_key: string | null; concurrency_limit: number | null } | undefined;
+    return row && { key: row.concurrency_key, limit: row.concurrency_limit };
+  }
+
+  async idleRuns(limit: number): Promise<string[]> {
+    return (await this.rows<{ id: string }>(
+      `SELECT r.id FROM runs r WHERE r.status IN ('running', 'waiting')
+       AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status IN ('scheduled', 'running', 'waiting')) LIMIT $1`,
+      [limit],
+    )).map((r) => r.id);
+  }
+
+  // ---------------------------------------------------------------- workers and claims
+
+  async registerWorker(w: WorkerInfo, leaseMs: number): Promise<void> {
+    await this.rows(
+      `INSERT INTO workers (id, pid, host, started_at, lease_until) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, started_at = excluded.started_at, lease_until = excluded.lease_until`,
+      [w.id, w.pid, w.host, w.startedAt, Date.now() + leaseMs],
+    );
+  }
+
+  async heartbeat(workerId: string, leaseMs: number): Promise<void> {
+    await this.rows('UPDATE workers SET lease_until = $1 WHERE id = $2', [Date.now() + leaseMs, workerId]);
+  }
+
+  async unregisterWorker(workerId: string): Promise<void> {
+    await this.releaseWorkers([workerId], [], 0);
+  }
+
+  async releaseDeadWorkers(now: number, isAlive: (w: WorkerInfo) => boolean | undefined): Promise<number> {
+    const workers = await this.rows<{ id: string; pid: number; host: string; started_at: number; lease_until: number }>('SELECT * FROM workers');
+    const gone: string[] = [];
+    const expired: string[] = [];
+    for (const w of workers) {
+      // `isAlive` answers for workers it can see (the engine's: same host); others live by their lease.
+      const alive = isAlive({ id: w.id, pid: w.pid, host: w.host, startedAt: w.started_at });
+      if (alive === false) gone.push(w.id);
+      else if (alive === undefined && w.lease_until <= now) expired.push(w.id);
+    }
+    if (gone.length === 0 && expired.length === 0) return 0;
+    return this.releaseWorkers(gone, expired, now);
+  }
+
+  /**
+   * Deletes workers `gone` and those of `expired` whose lease is still expired (re-checked in
+   * the statement: a late heartbeat saves them), and frees their claims, in one statement.
+   */
+  private async releaseWorkers(gone: string[], expired: string[], now: number): Promise<number> {
+    const r = await this.rows<{ n: number }>(
+      `WITH d AS (DELETE FROM workers WHERE id = ANY($1::text[]) OR (id = ANY($2::text[]) AND lease_until <= $3) RETURNING id),
+       u AS (UPDATE steps SET owner = NULL, status = CASE WHEN status = 'running' THEN 'scheduled' ELSE status END
+             WHERE owner IN (SELECT id FROM d UNION ALL SELECT unnest($1::text[])) RETURNING 1),
+       nt AS (SELECT pg_notify('${CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM u))
+       SELECT (SELECT COUNT(*) FROM u) AS n, (SELECT COUNT(*) FROM nt) AS notified`,
+      [gone, expired, now],
+    );
+    return r[0].n;
+  }
+
+  async claimSteps(workerId: string, limit: number, now: number): Promise<ClaimedStep[]> {
+    if (limit <= 0) return [];
+    // Each namespace's best ready steps (a recursive CTE finds the namespaces by index seeks),
+    // locked with SKIP LOCKED, then ranked round robin; one statement claims them.
+    const rows = await this.rows<{ run_id: string; key: string; attempt: number; rn: number; namespace: string }>(
+      `WITH RECURSIVE ns AS (
+         (SELECT namespace FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= $2 ORDER BY namespace LIMIT 1)
+         UNION ALL
+         SELECT (SELECT s.namespace FROM steps s WHERE s.status = 'scheduled' AND s.owner IS NULL AND s.due_at <= $2 AND s.namespace > ns.namespace
+                 ORDER BY s.namespace LIMIT 1)
+         FROM ns WHERE ns.namespace IS NOT NULL),
+       cand AS (
+         SELECT c.run_id, c.key, ns.namespace, c.rn FROM ns CROSS JOIN LATERAL (
+           SELECT s.run_id, s.key, row_number() OVER () AS rn FROM (
+             SELECT s.run_id, s.key FROM steps s JOIN runs r ON r.id = s.run_id
+             WHERE s.namespace = ns.namespace AND s.status = 'scheduled' AND s.owner IS NULL AND s.due_at <= $2 AND r.status IN ${ACTIVE_RUN}
+             ORDER BY s.priority DESC, s.due_at, s.run_id, s.key LIMIT $3
+             FOR UPDATE OF s SKIP LOCKED) s) c
+         WHERE ns.namespace IS NOT NULL
+         ORDER BY c.rn, ns.namespace LIMIT $3)
+       UPDATE steps s SET owner = $1 FROM cand WHERE s.run_id = cand.run_id AND s.key = cand.key
+       RETURNING s.run_id, s.key, s.attempt, cand.rn, cand.namespace`,
+      [workerId, now, limit],
+    );
+    rows.sort((a, b) => a.rn - b.rn || (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0));
+    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt }));
+    if (out.length < limit) {
+      // Waiting steps whose time-out passed come last.
+      const timed = await this.rows<{ run_id: string; key: string; attempt: number; due_at: number }>(
+        `UPDATE steps s SET owner = $1 FROM (
+           SELECT s.run_id, s.key FROM steps s JOIN runs r ON r.id = s.run_id
+           WHERE s.status = 'waiting' AND s.due_at > 0 AND s.owner IS NULL AND s.due_at <= $2 AND r.status IN ${ACTIVE_RUN}
+           ORDER BY s.due_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) t
+         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.due_at`,
+        [workerId, now, limit - out.length],
+      );
+      timed.sort((a, b) => a.due_at - b.due_at);
+      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt });
+    }
+    return out;
+  }
+
+  async listen(onWork: () => void): Promise<() => Promise<void>> {
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let reconnectTimer: NodeJS.Timeout | undefined;
+    const connect = async (): Promise<void> => {
+      const cl = new pg.Client(this.config);
+      cl.on('notification', () => onWork());
+      cl.on('error', () => undefined);
+      cl.on('end', () => {
+        if (stopped || this.closed || client !== cl) return;
+        client = undefined;
+        // Reconnect with backoff; after it, wake the worker once (notifications may have been missed).
+        let delay = 100;
+        const again = (): void => {
+          reconnectTimer = setTimeout(() => {
+            if (stopped || this.closed) return;
+            connect().then(() => onWork(), () => {
+              delay = Math.min(delay * 2, 5000);
+              again();
+            });
+          }, delay / 2 + Math.random() * delay);
+          reconnectTimer.unref();
+        };
+        again();
+      });
+      try {
+        await cl.connect();
+        await cl.query(`LISTEN ${CHANNEL}`);
+      } catch (e) {
+        await cl.end().catch(() => undefined);
+        throw e;
+      }
+      if (stopped || this.closed) {
+        await cl.end().catch(() => undefined);
+        return;
+      }
+      client = cl;
+    };
+    // The first connection retries like any call, then fails with BATON_STORE_BUSY.
+    await this.retrying(connect);
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      clearTimeout(reconnectTimer);
+      this.listeners.delete(stop);
+      const cl = client;
+      client = undefined;
+      await cl?.end().catch(() => undefined);
+    };
+    this.listeners.add(stop);
+    return stop;
+  }
+
+  async releaseClaims(workerId: string, keys?: Array<{ runId: string; key: string }>): Promise<void> {
+    if (!keys) {
+      await this.releaseWorkerClaims(workerId);
+      return;
+    }
+    if (keys.length === 0) return;
+    await this.rows(
+      `WITH u AS (UPDATE steps s SET owner = NULL, status = CASE WHEN s.status = 'running' THEN 'scheduled' ELSE s.status END
+                  FROM unnest($2::text[], $3::text[]) AS k(run_id, key)
+                  WHERE s.run_id = k.run_id AND s.key = k.key AND s.owner = $1 RETURNING 1),
+       nt AS (SELECT pg_notify('${CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM u))
+       SELECT (SELECT COUNT(*) FROM nt) AS notified`,
+      [workerId, keys.map((k) => k.runId), keys.map((k) => k.key)],
+    );
+  }
+
+  private async releaseWorkerClaims(workerId: string): Promise<void> {
+    await this.rows(
+      `WITH u AS (UPDATE steps SET owner = NULL, status = CASE WHEN status = 'running' THEN 'scheduled' ELSE status END WHERE owner = $1 RETURNING 1),
+       nt AS (SELECT pg_notify('${CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM u))
+       SELECT (SELECT COUNT(*) FROM nt) AS notified`,
+      [workerId],
+    );
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    const r = await this.rows<{ due: number | null }>(
+      `SELECT MIN(s.due_at) AS due FROM steps s JOIN runs r ON r.id = s.run_id
+       WHERE ((s.status = 'scheduled') OR (s.status = 'waiting' AND s.due_at > 0)) AND s.owner IS NULL AND r.status IN ${ACTIVE_RUN}`,
+    );
+    return r[0].due ?? undefined;
+  }
+
+  async markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean> {
+    const p = new Params();
+    const id = `${p.add(fence.runId)}::text`;
+    const n = `${p.add(events.length)}::int`;
+    const r = await this.rows<{ ok: number }>(
+      `WITH f AS (UPDATE steps SET status = 'running', started_at = ${p.add(at)}
+                  WHERE run_id = ${id} AND key = ${p.add(fence.key)} AND owner = ${p.add(fence.owner)} AND attempt = ${p.add(fence.attempt)} AND status = 'scheduled'
+                  RETURNING 1),
+       r AS (UPDATE runs SET last_seq = last_seq + ${n} WHERE id = ${id} AND ${n} > 0 AND EXISTS (SELECT 1 FROM f) RETURNING last_seq - ${n} AS base),
+       e AS (${eventsInsert(p, id, 'r.base', 'r', events)})
+       SELECT COUNT(*) AS ok FROM f`,
+      p.values,
+    );
+    return r[0].ok === 1;
+  }
+
+  // ---------------------------------------------------------------- the step commit
+
+  async commit(c: StepCommit): Promise<CommitResult> {
+    return this.run((cl, a) => (a.maybeCommitted ? this.commitRetry(cl, a, c) : this.commitTx(cl, a, c)), { commitHook: true });
+  }
+
+  /**
+   * The one transaction per step attempt: lock the run, record the outcome (fenced on the
+   * claim), append events, count down dependents (scheduling and claiming those that reach
+   * zero), then the rarer parts, each one statement when present.
+   */
+  private async commitTx(cl: Q, a: Attempt, c: StepCommit): Promise<CommitResult> {
+    const { fence, update: u } = c;
+    const now = Date.now();
+    const p = new Params();
+    const id = `${p.add(fence.runId)}::text`;
+    const owner = `${p.add(fence.owner)}::text`;
+    const plainSuccess = u.status === 'succeeded' && !u.error && u.state === undefined && u.pendingDeps === undefined && !u.owner;
+    const set = plainSuccess
+      ? `status = 'succeeded', output = ${p.add(u.outputJson ?? null)}, owner = NULL, due_at = 0, wait_key = NULL,
+         started_at = ${p.add(u.startedAt ?? null)}::bigint, finished_at = ${p.add(u.finishedAt ?? null)}::bigint`
+      : `status = ${p.add(u.status)}, output = ${p.add(u.outputJson ?? null)}, error = ${p.add(u.error ? JSON.stringify(u.error) : null)},
+         attempt = ${p.add(u.attempt ?? fence.attempt)}, due_at = ${p.add(u.dueAt ?? 0)}, owner = ${p.add(u.owner === undefined ? null : u.owner)},
+         state = COALESCE(${p.add(u.state === undefined ? null : JSON.stringify(u.state))}, state), wait_key = ${p.add(u.waitKey ?? null)},
+         pending_deps = COALESCE(${p.add(u.pendingDeps ?? null)}::int, pending_deps), started_at = COALESCE(${p.add(u.startedAt ?? null)}::bigint, started_at),
+         finished_at = ${p.add(u.finishedAt ?? null)}::bigint`;
+    // Countdowns go into the first statement unless new steps are inserted first (they might be counted down).
+    const dec = groupDecrements(c.decrement);
+    const decInline = dec.keys.length > 0 && !c.insert?.length;
+    const n = `${p.add(c.events.length)}::int`;
+    const sql = `WITH r0 AS (SELECT status FROM runs WHERE id = ${id} FOR UPDATE),
+      f AS (UPDATE steps SET ${set}
+            WHERE run_id = ${id} AND key = ${p.add(fence.key)} AND owner = ${owner} AND attempt = ${p.add(fence.attempt)}
+              AND status IN ('scheduled', 'running', 'waiting') AND EXISTS (SELECT 1 FROM r0)
+            RETURNING 1),
+      r AS (UPDATE runs SET last_seq = last_seq + ${n} WHERE id = ${id} AND ${n} > 0 AND EXISTS (SELECT 1 FROM f) RETURNING last_seq - ${n} AS base),
+      e AS (${eventsInsert(p, id, 'r.base', 'r', c.events)})
+      ${decInline ? `, d AS (${decrementSql(p, id, owner, `${p.add(now)}::bigint`, dec, '(SELECT status FROM r0)', 'EXISTS (SELECT 1 FROM f)')})` : ''}
+      SELECT (SELECT status FROM r0) AS run_status, (SELECT COUNT(*) FROM f) AS ok
+        ${decInline ? ', (SELECT json_agg(json_build_object(\'key\', key, \'pending_deps\', pending_deps, \'status\', status, \'owner\', owner)) FROM d) AS dec' : ''}`;
+    const first = (await cl.query(sql, p.values)).rows[0] as { run_status: RunStatus | null; ok: number; dec?: DecRow[] | null };
+    if (first.ok !== 1) return { ok: false, ready: [], runIdle: false };
+    const paused = first.run_status === 'paused';
+    // Steps made ready now: claimed for this worker, or (paused run) left unowned and unclaimable.
+    const newOwner = paused ? null : fence.owner;
+    const ready: string[] = [];
+    if (u.status === 'scheduled' && !u.owner) a.notify = true;
+    if (u.status === 'waiting' && !u.owner && (u.dueAt ?? 0) > 0) a.notify = true;
+
+    if (c.insert?.length) {
+      const q = new Params();
+      const ins = c.insert;
+      const rows = (await cl.query(
+        `INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state, namespace, priority)
+         SELECT r.id, t.key, t.step_id, t.idx, t.parent_key, t.status, t.due_at,
+           CASE WHEN ${q.add(paused)} THEN NULL ELSE t.owner END, t.pending_deps, t.state, r.namespace, r.priority
+         FROM runs r, unnest(${q.add(ins.map((x) => x.key))}::text[], ${q.add(ins.map((x) => x.stepId))}::text[], ${q.add(ins.map((x) => x.index ?? null))}::int[],
+           ${q.add(ins.map((x) => x.parentKey ?? null))}::text[], ${q.add(ins.map((x) => x.status))}::text[], ${q.add(ins.map((x) => x.dueAt ?? 0))}::bigint[],
+           ${q.add(ins.map((x) => x.owner ?? null))}::text[], ${q.add(ins.map((x) => x.pendingDeps))}::int[],
+           ${q.add(ins.map((x) => (x.state === undefined ? null : JSON.stringify(x.state))))}::text[])
+           AS t(key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
+         WHERE r.id = ${q.add(fence.runId)}
+         RETURNING key, status, owner`,
+        q.values,
+      )).rows as Array<{ key: string; status: string; owner: string | null }>;
+      const byKey = new Map(rows.map((r) => [r.key, r]));
+      for (const st of ins) {
+        const r = byKey.get(st.key);
+        if (r?.status === 'scheduled' && st.owner === fence.owner && !paused) ready.push(st.key);
+        if (r?.status === 'scheduled' && r.owner === null && !paused) a.notify = true;
+      }
+    }
+    if (c.childRun) {
+      if ((await this.insertRun(cl, c.childRun, false)).unowned) a.notify = true;
+    }
+    if (dec.keys.length) {
+      let rows: DecRow[];
+      if (decInline) rows = first.dec ?? [];
+      else {
+        const q = new Params();
+        const qid = `${q.add(fence.runId)}::text`;
+        const qo = `${q.add(fence.owner)}::text`;
+        const qn = `${q.add(now)}::bigint`;
+        rows = (await cl.query(decrementSql(q, qid, qo, qn, dec, `${q.add(first.run_status)}::text`, 'TRUE'), q.values)).rows as DecRow[];
+      }
+      const byKey = new Map(rows.map((r) => [r.key, r]));
+      for (const key of dec.keys) {
+        const r = byKey.get(key);
+        if (r && r.pending_deps === 0 && r.status === 'scheduled' && r.owner === fence.owner) ready.push(key);
+      }
+    }
+    if (c.schedule?.length) {
+      const rows = (await cl.query(
+        `UPDATE steps SET status = 'scheduled', owner = $1, due_at = $2, wait_key = NULL
+         WHERE run_id = $3 AND key = ANY($4::text[]) AND status IN ('pending', 'waiting') RETURNING key`,
+        [newOwner, now, fence.runId, c.schedule],
+      )).rows as Array<{ key: string }>;
+      const done = new Set(rows.map((r) => r.key));
+      if (!paused) for (const key of c.schedule) if (done.has(key) && !ready.includes(key)) ready.push(key);
+    }
+    if (c.startNextChildOf) {
+      const rows = (await cl.query(
+        `UPDATE steps SET status = 'scheduled', owner = $1, due_at = $2, wait_key = NULL
+         WHERE run_id = $3 AND key = (SELECT key FROM steps WHERE run_id = $3 AND parent_key = $4 AND status = 'pending' ORDER BY idx LIMIT 1)
+           AND status IN ('pending', 'waiting')
+         RETURNING key`,
+        [newOwner, now, fence.runId, c.startNextChildOf],
+      )).rows as Array<{ key: string }>;
+      if (rows[0] && !paused) ready.push(rows[0].key);
+    }
+    if (c.cancelChildrenOf) {
+      await cl.query(`UPDATE steps SET status = 'cancelled', finished_at = $1 WHERE run_id = $2 AND parent_key = $3 AND status = 'pending'`,
+        [now, fence.runId, c.cancelChildrenOf]);
+    }
+    if (c.wake && (await this.wake(cl, fence.runId, c.wake.key, c.wake.state, c.wake.events, now))) a.notify = true;
+    if (c.finishRun) {
+      const fr = c.finishRun;
+      const ended = await this.endRun(cl, fence.runId, fr.status, null, fr.error ? JSON.stringify(fr.error) : null, fr.events, now, true, false);
+      if (fr.parent && (await this.wake(cl, fr.parent.runId, fr.parent.key, fr.parent.state, fr.parent.events, now))) a.notify = true;
+      if (ended?.key && (await this.promoteQueued(cl, fence.runId, ended.key, ended.limit ?? 1, now)) > 0) a.notify = true;
+      return { ok: true, ready: [], runIdle: false };
+    }
+    let runIdle = false;
+    if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, now);
+    if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
+    return { ok: true, ready, runIdle };
+  }
+
+  /**
+   * True if the run has no active step; a run with only waiting steps becomes `waiting`. The
+   * run row is locked by this transaction, so every other commit of the run is either fully
+   * visible here or has not started.
+   */
+  private async probeIdle(cl: Q, runId: string, now: number): Promise<boolean> {
+    const r = (await cl.query(
+      `WITH p AS (SELECT EXISTS (SELECT 1 FROM steps WHERE run_id = $1 AND status IN ('scheduled', 'running')) AS busy,
+                         EXISTS (SELECT 1 FROM steps WHERE run_id = $1 AND status = 'waiting') AS waiting),
+       u AS (UPDATE runs SET status = 'waiting', updated_at = $2 WHERE id = $1 AND status = 'running' AND (SELECT NOT busy AND waiting FROM p) RETURNING 1)
+       SELECT busy, waiting, (SELECT COUNT(*) FROM u) AS moved FROM p`,
+      [runId, now],
+    )).rows[0] as { busy: boolean; waiting: boolean };
+    return !r.busy && !r.waiting;
+  }
+
+  /**
+   * A retry of a commit whose first attempt may have committed (COMMIT sent, answer lost).
+   * The fence no longer holds if it did; if the step is exactly where the commit wanted it,
+   * the first attempt landed: answer `ok` with the successors it claimed for this worker.
+   */
+  private async commitRetry(cl: Q, a: Attempt, c: StepCommit): Promise<CommitResult> {
+    const { fence, update: u } = c;
+    // Run row first, then the step: the lock order of every commit.
+    const st = (await cl.query(
+      `WITH r0 AS (SELECT 1 FROM runs WHERE id = $1 FOR UPDATE)
+       SELECT status, attempt, owner FROM steps WHERE run_id = $1 AND key = $2 AND EXISTS (SELECT 1 FROM r0)`,
+      [fence.runId, fence.key],
+    )).rows[0] as
+      | { status: string; attempt: number; owner: string | null } | undefined;
+    const wantOwner = u.owner === undefined || u.owner === null ? null : u.owner;
+    const landed = st !== undefined && st.status === u.status && st.attempt === (u.attempt ?? fence.attempt) && st.owner === wantOwner;
+    if (!landed) {
+      // Not applied (or overtaken): the fence decides, as on a first attempt.
+      return this.commitTx(cl, a, c);
+    }
+    // The first attempt did commit. If the step's own claim is still intact, applying again
+    // would be a duplicate; answer what the first attempt did.
+    const named = [...(c.insert ?? []).map((s) => s.key), ...(c.decrement ?? []).map((d) => d.key), ...(c.schedule ?? [])];
+    const rows = (await cl.query(
+      `SELECT key, idx, parent_key FROM steps WHERE run_id = $1 AND owner = $2 AND status = 'scheduled' AND key <> $5
+         AND (key = ANY($3::text[]) OR ($4::text IS NOT NULL AND parent_key = $4))
+       ORDER BY idx NULLS FIRST`,
+      [fence.runId, fence.owner, named, c.startNextChildOf ?? null, fence.key],
+    )).rows as Array<{ key: string; parent_key: string | null }>;
+    const ready: string[] = [];
+    for (const k of named) if (rows.some((r) => r.key === k) && !ready.includes(k)) ready.push(k);
+    const child = rows.find((r) => c.startNextChildOf !== undefined && r.parent_key === c.startNextChildOf && !ready.includes(r.key));
+    if (child) ready.push(child.key);
+    if (c.finishRun) return { ok: true, ready: [], runIdle: false };
+    const run = (await cl.query('SELECT status FROM runs WHERE id = $1 FOR UPDATE', [fence.runId])).rows[0] as { status: RunStatus } | undefined;
+    if (c.finishIfIdle && run && (run.status === 'completed' || run.status === 'failed')) return { ok: true, ready, runIdle: false, runFinished: true };
+    let runIdle = false;
+    if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, Date.now());
+    if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
+    return { ok: true, ready, runIdle };
+  }
+
+  async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {
+    return this.run(async (c, a) => {
+      const now = Date.now();
+      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' ORDER BY run_id, key`, [waitKey])).rows as Array<{ run_id: string; key: string }>;
+      const woken: Array<{ runId: string; key: string }> = [];
+      for (const k of cands) {
+        // Run row first, then the step (the commit's lock order), re-read under the lock.
+        await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [k.run_id]);
+        const row = (await c.query(`SELECT * FROM steps WHERE run_id = $1 AND key = $2 AND wait_key = $3 AND status = 'waiting' FOR UPDATE`, [k.run_id, k.key, waitKey])).rows[0];
+        if (!row) continue;
+        const st = toStep(row);
+        if (await this.wake(c, st.runId, st.key, state(st), events.map((e) => ({ ...e, stepKey: st.key })), now)) {
+          woken.push({ runId: st.runId, key: st.key });
+          a.notify = true;
+        }
+      }
+      return woken;
+    });
+  }
+
+  /** Puts a waiting step back on the schedule, unowned, with its new resume state (one statement). */
+  private async wake(c: Q, runId: string, key: string, state: unknown, events: NewEvent[], now: number): Promise<boolean> {
+    const p = new Params();
+    const id = `${p.add(runId)}::text`;
+    const n = `${p.add(events.length)}::int`;
+    const nowP = `${p.add(now)}::bigint`;
+    const r = await c.query(
+      `WITH r0 AS (SELECT 1 FROM runs WHERE id = ${id} FOR UPDATE),
+       w AS (UPDATE steps SET status = 'scheduled', state = ${p.add(JSON.stringify(state ?? null))}, wait_key = NULL, owner = NULL, due_at = ${nowP}
+             WHERE run_id = ${id} AND key = ${p.add(key)} AND status = 'waiting' AND EXISTS (SELECT 1 FROM r0) RETURNING 1),
+       r AS (UPDATE runs SET status = CASE WHEN status = 'waiting' THEN 'running' ELSE status END,
+               updated_at = CASE WHEN status = 'waiting' THEN ${nowP} ELSE updated_at END, last_seq = last_seq + ${n}
+             WHERE id = ${id} AND EXISTS (SELECT 1 FROM w) RETURNING last_seq - ${n} AS base),
+       e AS (${eventsInsert(p, id, 'r.base', 'r', events)})
+       SELECT COUNT(*) AS n FROM w`,
+      p.values,
+    );
+    return (r.rows[0].n as number) === 1;
+  }
+
+  // ---------------------------------------------------------------- model calls, cost, cache
+
+  async reserveBudget(runId: string, amount: number): Promise<{ ok: boolean; budget?: number; spent: number; reserved: number }> {
+    // The conditional UPDATE is atomic (the row lock re-checks the budget); the run's current
+    // figures are read in the same statement.
+    const r = await this.rows<{ ok: number; budget: number | null; cost_spent: number | null; cost_reserved: number | null }>(
+      `WITH u AS (UPDATE runs SET cost_reserved = cost_reserved + $2
+                  WHERE id = $1 AND (budget IS NULL OR cost_spent + cost_reserved + $2 <= budget + 1e-12)
+                  RETURNING budget, cost_spent, cost_reserved)
+       SELECT 1 AS ok, budget, cost_spent, cost_reserved FROM u
+       UNION ALL
+       SELECT 0, budget, cost_spent, cost_reserved FROM runs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM u)`,
+      [runId, amount],
+    );
+    const row = r[0];
+    return { ok: row?.ok === 1, budget: row?.budget ?? undefined, spent: row?.cost_spent ?? 0, reserved: row?.cost_reserved ?? 0 };
+  }
+
+  async recordModelCall(call: ModelCallRecord, release: number): Promise<void> {
+    const { runId, stepKey, at, ...rest } = call;
+    // Event, model_calls row and the cost settlement in one statement.
+    await this.rows(
+      `WITH r AS (UPDATE runs SET last_seq = last_seq + 1, cost_spent = cost_spent + $15, cost_reserved = GREATEST(0, cost_reserved - $18)
+                  WHERE id = $1 RETURNING last_seq),
+       e AS (INSERT INTO events (run_id, seq, type, step_key, at, data) SELECT $1, r.last_seq, 'model.call', $3, $17, $19 FROM r)
+       INSERT INTO model_calls (run_id, seq, workflow, step_key, attempt, service, provider, model, version, operation, outcome,
+         error_code, input_tokens, output_tokens, cached_tokens, cost, latency_ms, at)
+       SELECT $1, r.last_seq, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM r`,
+      [runId, call.workflow, stepKey, call.attempt, call.service, call.provider, call.model, call.version ?? null, call.operation, call.outcome,
+        call.error?.code ?? null, call.inputTokens, call.outputTokens, call.cachedTokens, call.cost, Math.round(call.latencyMs), at, release,
+        JSON.stringify(rest)],
+    );
+  }
+
+  async getModelCalls(runId: string): Promise<ModelCallRecord[]> {
+    const rows = await this.rows(
+      `SELECT e.run_id, e.step_key, e.at, e.data FROM model_calls c JOIN events e ON e.run_id = c.run_id AND e.seq = c.seq
+       WHERE c.run_id = $1 ORDER BY c.seq`,
+      [runId],
+    );
+    return rows.map((r) => ({ ...(JSON.parse(r.data as string) as object), runId: r.run_id, stepKey: r.step_key, at: r.at }) as ModelCallRecord);
+  }
+
+  async costReport(q: CostQuery): Promise<CostLine[]> {
+    const key = { service: 'service', workflow: 'workflow', run: 'run_id', model: `provider || '/' || model || COALESCE('@' || version, '')` }[q.by];
+    const p = new Params();
+    const where: string[] = [];
+    if (q.since !== undefined) where.push(`at >= ${p.add(q.since)}`);
+    if (q.runId) where.push(`run_id = ${p.add(q.runId)}`);
+    if (q.workflow) where.push(`workflow = ${p.add(q.workflow)}`);
+    if (q.service) where.push(`service = ${p.add(q.service)}`);
+    const rows = await this.rows(
+      `SELECT ${key} AS key, COUNT(*) AS calls,
+         COUNT(*) FILTER (WHERE outcome IN ('error', 'degraded', 'skipped')) AS failed, COUNT(*) FILTER (WHERE outcome = 'cache_hit') AS cache_hits,
+         SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, SUM(cached_tokens) AS cached_tokens,
+         SUM(cost) AS cost, AVG(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency
+       FROM model_calls ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY 1 ORDER BY SUM(cost) DESC, 1`,
+      p.values,
+    );
+    return rows.map((r) => ({
+      key: r.key as string, calls: r.calls as number, failed: r.failed as number, cacheHits: r.cache_hits as number,
+      inputTokens: r.input_tokens as number, outputTokens: r.output_tokens as number, cachedTokens: r.cached_tokens as number,
+      cost: Math.round((r.cost as number) * 1e9) / 1e9, avgLatencyMs: Math.round(((r.avg_latency as number | null) ?? 0) * 10) / 10,
+    }));
+  }
+
+  async cacheGet(key: string, now: number): Promise<string | undefined> {
+    return (await this.rows<{ value: string }>('SELECT value FROM model_cache WHERE key = $1 AND expires_at > $2', [key, now]))[0]?.value;
+  }
+
+  async cachePut(key: string, valueJson: string, now: number, expiresAt: number): Promise<void> {
+    await this.rows(
+      `INSERT INTO model_cache (key, value, created_at, expires_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at`,
+      [key, valueJson, now, expiresAt],
+    );
+  }
+
+  // ---------------------------------------------------------------- shared service limits
+
+  async takeTokens(name: string, perMinute: number, n: number, now: number): Promise<number> {
+    return this.run(async (c) => {
+      // A missing bucket starts full; the row lock serialises takers.
+      await c.query('INSERT INTO service_buckets (name, tokens, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [name, perMinute, now]);
+      const row = (await c.query('SELECT tokens, updated_at FROM service_buckets WHERE name = $1 FOR UPDATE', [name])).rows[0] as { tokens: number; updated_at: number };
+      const have = Math.min(perMinute, row.tokens + (Math.max(0, now - row.updated_at) * perMinute) / 60_000);
+      const need = Math.min(n, perMinute);
+      const wait = have >= need ? 0 : Math.ceil(((need - have) * 60_000) / perMinute);
+      await c.query('UPDATE service_buckets SET tokens = $2, updated_at = $3 WHERE name = $1', [name, wait === 0 ? have - need : have, Math.max(now, row.updated_at)]);
+      return wait;
+    });
+  }
+
+  async acquireSlot(name: string, limit: number, holder: string, now: number, expiresAt: number): Promise<boolean> {
+    return this.run(async (c) => {
+      await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:slot:' || $1, 0))`, [name]);
+      await c.query('DELETE FROM service_slots WHERE name = $1 AND expires_at <= $2', [name, now]);
+      const r = await c.query(
+        `INSERT INTO service_slots (name, holder, expires_at) SELECT $1, $2, $3
+         WHERE (SELECT COUNT(*) FROM service_slots WHERE name = $1) < $4
+         ON CONFLICT (name, holder) DO UPDATE SET expires_at = excluded.expires_at RETURNING 1`,
+        [name, holder, expiresAt, limit],
+      );
+      return r.rowCount === 1;
+    });
+  }
+
+  async releaseSlot(name: string, holder: string): Promise<void> {
+    await this.rows('DELETE FROM service_slots WHERE name = $1 AND holder = $2', [name, holder]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await Promise.all([...this.listeners].map((stop) => stop()));
+    this.closed = true;
+    await this.pool.end().catch(() => undefined);
+  }
+}
+
+interface DecRow {
+  key: string;
+  pending_deps: number;
+  status: StepStatus;
+  owner: string | null;
+}
+
+/** Duplicate keys counted down once per occurrence, like SQLite's per-entry loop. */
+function groupDecrements(d: StepCommit['decrement']): { keys: string[]; n: number[]; live: number[] } {
+  const keys: string[] = [];
+  const n: number[] = [];
+  const live: number[] = [];
+  for (const x of d ?? []) {
+    const i = keys.indexOf(x.key);
+    if (i < 0) {
+      keys.push(x.key);
+      n.push(1);
+      live.push(x.live ? 1 : 0);
+    } else {
+      n[i]++;
+      live[i] += x.live ? 1 : 0;
+    }
+  }
+  return { keys, n, live };
+}
+
+/**
+ * One statement counts dependents down and, at zero, schedules them (claimed for `owner`,
+ * unless the run is paused). SET reads the old row, as in SQLite.
+ */
+function decrementSql(p: Params, id: string, owner: string, now: string, d: { keys: string[]; n: number[]; live: number[] }, runStatusExpr: string, guard: string): string {
+  const zero = `s.pending_deps = x.n AND s.status IN ('pending', 'waiting')`;
+  return `UPDATE steps s SET pending_deps = s.pending_deps - x.n, live_deps = s.live_deps + x.live,
+      status = CASE WHEN ${zero} THEN 'scheduled' ELSE s.status END,
+      owner = CASE WHEN ${zero} THEN (CASE WHEN ${runStatusExpr} = 'paused' THEN NULL ELSE ${owner} END) ELSE s.owner END,
+      due_at = CASE WHEN ${zero} THEN ${now} ELSE s.due_at END,
+      wait_key = CASE WHEN ${zero} THEN NULL ELSE s.wait_key END
+    FROM unnest(${p.add(d.keys)}::text[], ${p.add(d.n)}::int[], ${p.add(d.live)}::int[]) AS x(key, n, live)
+    WHERE s.run_id = ${id} AND s.key = x.key AND ${guard}
+    RETURNING s.key, s.pending_deps, s.status, s.owner`;
+}
+
+// ---------------------------------------------------------------- errors
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED', '57P01', '57P02', '57P03', '53300']);
+
+/** Failures of the connection (not of the statement): worth retrying on a new connection. */
+export function isConnectionError(e: unknown): boolean {
+  if (e instanceof BatonError) return false;
+  const code = (e as { code?: string } | undefined)?.code;
+  if (code && (CONNECTION_CODES.has(code) || code.startsWith('08'))) return true;
+  const msg = (e as Error | undefined)?.message ?? '';
+  return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error|not queryable|Client was closed|socket hang up/i.test(msg);
+}
+
+function describe(e: unknown): string {
+  const code = (e as { code?: string }).code;
+  const msg = (e as Error).message || String(e);
+  return code && !msg.includes(code) ? `${msg} (${code})` : msg;
+}
+
+function openError(e: unknown, location: string, url: URL): BatonError {
+  if (e instanceof BatonError) return e;
+  const code = (e as { code?: string }).code ?? '';
+  const msg = describe(e);
+  const db = decodeURIComponent(url.pathname.replace(/^\//, '')) || '(default)';
+  const user = decodeURIComponent(url.username) || '(default)';
+  let detail = msg;
+  if (code === '3D000') detail = `database "${db}" does not exist (${msg}); create it (createdb ${db}) or fix the database name in the URL`;
+  else if (code.startsWith('28')) detail = `the server refused user "${user}" (${msg}); check the user and password in the URL and the server's pg_hba.conf`;
+  else if (code === 'ENOTFOUND') detail = `host "${url.hostname}" not found (${msg}); fix the host name in the URL`;
+  else if (code === '42501') detail = `user "${user}" may not create Baton's tables (${msg}); grant it CREATE on the database or run \`baton migrate\` as an owner`;
+  return new BatonError('BATON_STORE_OPEN', { path: location, detail }, { cause: e });
+}
+
+/** The connection string with any password masked, for messages. */
+export function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    if (u.searchParams.has('password')) u.searchParams.set('password', '***');
+    return u.toString();
+  } catch {
+    return url.replace(/(:\/\/[^:/@]*:)[^@]*@/, '$1***@');
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,51 @@
+/**
+ * Rows to records, shared by both stores: their tables have the same columns (the PostgreSQL
+ * pool parses BIGINT as numbers), so a record means the same whatever stores it.
+ */
+import type { RunStatus, StepStatus } from '../engine/states.js';
+import type { SerializedError } from '../errors.js';
+import type { EventRecord, RunRecord, StepRecord, VersionRecord } from './store.js';
+
+export type Row = Record<string, unknown>;
+
+export function parseJsonColumn(v: unknown): unknown {
+  return v === null || v === undefined ? undefined : JSON.parse(v as string);
+}
+
+export function toVersion(r: Row): VersionRecord {
+  return {
+    versionId: r.version_id as string, name: r.name as string, hash: r.hash as string, seq: r.seq as number,
+    document: r.document as string, source: (r.source as string | null) ?? undefined, createdAt: r.created_at as number,
+  };
+}
+
+
+export function toRun(r: Row): RunRecord {
+  return {
+    id: r.id as string, versionId: r.version_id as string, workflow: r.workflow as string, status: r.status as RunStatus,
+    input: parseJsonColumn(r.input), output: parseJsonColumn(r.output), error: parseJsonColumn(r.error) as SerializedError | undefined,
+    parentRunId: (r.parent_run_id as string | null) ?? undefined, parentStepKey: (r.parent_step_key as string | null) ?? undefined,
+    createdAt: r.created_at as number, updatedAt: r.updated_at as number, finishedAt: (r.finished_at as number | null) ?? undefined,
+    budget: (r.budget as number | null) ?? undefined, cost: Math.round(((r.cost_spent as number | null) ?? 0) * 1e9) / 1e9,
+    namespace: (r.namespace as string | undefined) ?? 'default', priority: (r.priority as number | undefined) ?? 0,
+    concurrencyKey: (r.concurrency_key as string | null) ?? undefined,
+  };
+}
+
+export function toStep(r: Row): StepRecord {
+  return {
+    runId: r.run_id as string, key: r.key as string, stepId: r.step_id as string, index: (r.idx as number | null) ?? undefined,
+    parentKey: (r.parent_key as string | null) ?? undefined, status: r.status as StepStatus, attempt: r.attempt as number,
+    dueAt: r.due_at as number, owner: (r.owner as string | null) ?? undefined, pendingDeps: r.pending_deps as number,
+    liveDeps: r.live_deps as number, output: parseJsonColumn(r.output), error: parseJsonColumn(r.error) as SerializedError | undefined,
+    state: parseJsonColumn(r.state), waitKey: (r.wait_key as string | null) ?? undefined,
+    startedAt: (r.started_at as number | null) ?? undefined, finishedAt: (r.finished_at as number | null) ?? undefined,
+  };
+}
+
+export function toEvent(r: Row): EventRecord {
+  return {
+    id: r.seq as number, runId: r.run_id as string, type: r.type as string, stepKey: (r.step_key as string | null) ?? undefined,
+    at: r.at as number, data: parseJsonColumn(r.data),
+  };
+}
