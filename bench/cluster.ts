@@ -54,7 +54,8 @@ async function postgresThroughput(runs: number, workers: number): Promise<number
   const dir = mkdtempSync(join(tmpdir(), 'baton-scale-'));
   writeFileSync(join(dir, 'baton.config.yaml'), `functions:\n  - ${join(root, 'bench/cluster/functions.mjs')}\n`);
   const procs: ChildProcess[] = [];
-  const client = await Baton.open({ store: await PostgresStore.open(db.url), worker: false, dir });
+  const { noop } = (await import(new URL('./cluster/functions.mjs', import.meta.url).href)) as { noop: (i: unknown) => Promise<unknown> };
+  const client = await Baton.open({ store: await PostgresStore.open(db.url), worker: false, dir, functions: { noop } });
   const sql = new pg.Client({ connectionString: db.url });
   await sql.connect();
   try {

@@ -14,6 +14,7 @@ import {
   plainChain, plainFanout, plainThroughput, type Sizes,
 } from './workloads.js';
 import { cascade, modelOverhead, type CascadeBench, type ModelBench } from './models.js';
+import { clusterScaling, type ScalingResult } from './cluster.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const reps = Math.max(1, Number(process.env.BENCH_REPS ?? (quick ? 1 : 3)) || 1);
@@ -122,13 +123,35 @@ async function main(): Promise<void> {
   const cascades: CascadeBench[] = [];
   for (const t of [0.5, 0.6, 0.7]) cascades.push(await cascade(t));
   process.stdout.write(`\n${modelLines(mo, cascades).join('\n')}\n`);
+
+  // Needs the PostgreSQL server of the test suites; skipped (and said) when it is not there.
+  let scaling: ScalingResult | undefined;
+  try {
+    scaling = await clusterScaling(quick ? 300 : 1500);
+    process.stdout.write(`\n${scalingLines(scaling).join('\n')}\n`);
+  } catch (e) {
+    process.stdout.write(`\nC1 cluster scaling skipped: ${(e as Error).message}\n`);
+  }
   // A quick smoke run does not overwrite the full results.
   if (quick && process.env.BENCH_WRITE !== '1') return;
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(
     new URL('./results/latest.json', import.meta.url),
-    `${JSON.stringify({ at: new Date().toISOString(), node: process.version, quick, sizes, reps, targets: TARGETS, met, ratios: ratio, medians: m, raw: rows, peers: PEERS, models: { overhead: mo, cascades } }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), node: process.version, quick, sizes, reps, targets: TARGETS, met, ratios: ratio, medians: m, raw: rows, peers: PEERS, models: { overhead: mo, cascades }, scaling }, null, 2)}\n`,
   );
+}
+
+function scalingLines(r: ScalingResult): string[] {
+  const one = r.postgres[1];
+  const rows = Object.entries(r.postgres).map(([w, v]) => `| PostgreSQL, ${w} worker process${w === '1' ? '' : 'es'} | ${f(v, 0)} | ${f(v / one, 2)}× |`);
+  return [
+    `C1 cluster scaling: ${r.runs} three-step workflows of no-op steps admitted up front, then drained by \`baton worker\` processes (32 steps in flight each)`,
+    '',
+    '| configuration | steps/s | vs 1 worker |',
+    '|---|---:|---:|',
+    ...rows,
+    `| embedded SQLite, one process (reference) | ${f(r.sqlite, 0)} | |`,
+  ];
 }
 
 function modelLines(mo: ModelBench, cascades: CascadeBench[]): string[] {

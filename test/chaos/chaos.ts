@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { Baton } from '../../src/index.js';
+import type { StepFunction } from '../../src/steps/kind.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -80,7 +81,8 @@ export async function chaos(o: ChaosOptions): Promise<ChaosReport> {
   };
 
   // Runs are admitted by a client without a worker, as an API server would.
-  const client = await Baton.open({ store: await PostgresStore.open(dbUrl), worker: false, dir });
+  const functions = (await import(pathToFileURL(join(root, 'test/chaos/functions.mjs')).href)) as Record<string, StepFunction>;
+  const client = await Baton.open({ store: await PostgresStore.open(dbUrl), worker: false, dir, functions });
   const report: ChaosReport = { runs: o.runs, completed: 0, wrongOutputs: [], notCompleted: [], duplicateResults: [], timersFiredTwice: [], kills: 0, postgresRestarted: false, seconds: 0 };
   try {
     const versions = [];

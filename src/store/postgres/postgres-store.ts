@@ -37,6 +37,32 @@ import { toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
+const statementNames = new Map<string, string>();
+
+/**
+ * The client with every parameterised statement prepared: PostgreSQL parses and plans each
+ * distinct statement once per connection instead of on every call. The commit statements are
+ * CTE chains whose planning otherwise costs more than running them; their text depends only
+ * on the commit's shape (how many events, countdowns...), so few distinct statements exist.
+ */
+function preparing(client: Q): Q {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'query') return Reflect.get(target, prop, receiver) as unknown;
+      return (text: unknown, values?: unknown[]) => {
+        if (typeof text !== 'string' || !values || values.length === 0) return target.query(text as string, values);
+        let name = statementNames.get(text);
+        if (!name) {
+          name = `b${statementNames.size.toString(36)}`;
+          if (statementNames.size < 10_000) statementNames.set(text, name);
+          else return target.query(text, values);
+        }
+        return target.query({ name, text, values });
+      };
+    },
+  });
+}
+
 export interface PostgresStoreOptions {
   /** Connections in the pool. Default 10. */
   poolSize?: number;
@@ -171,7 +197,7 @@ export class PostgresStore implements Store {
       try {
         client = await this.pool.connect();
         if (tx) await client.query('BEGIN');
-        const out = await fn(client, attempt);
+        const out = await fn(preparing(client), attempt);
         if (tx) {
           commitSent = true;
           await client.query(attempt.notify ? `SELECT pg_notify('${CHANNEL}', ''); COMMIT` : 'COMMIT');
