@@ -24,6 +24,8 @@ export interface Work {
   attempt: number;
   /** True when this worker just scheduled it (no recorded state to load). */
   fresh: boolean;
+  /** Just claimed from the store, which returned its attempt and state with the claim. */
+  claimed?: boolean;
   state?: unknown;
 }
 
@@ -94,7 +96,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   // Check what is recorded: a step claimed from the store may carry resume state, or may
   // already be finished (a duplicate delivery), in which case there is nothing to do.
   let state = work.state;
-  if (!work.fresh) {
+  if (!work.fresh && !work.claimed) {
     const row = await host.store.getStep(work.runId, work.key);
     if (!row || row.owner !== host.workerId || !['scheduled', 'running', 'waiting'].includes(row.status)) return EMPTY;
     state = row.state ?? undefined;

@@ -186,6 +186,8 @@ export interface ClaimedStep {
   runId: string;
   key: string;
   attempt: number;
+  /** The step's resume state as claimed (saves the executor reading the row again). */
+  state?: unknown;
 }
 
 export interface RunFilter {

@@ -33,7 +33,7 @@ import type {
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+import { parseJsonColumn, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -547,7 +547,7 @@ export class PostgresStore implements Store {
     if (limit <= 0) return [];
     // Each namespace's best ready steps (a recursive CTE finds the namespaces by index seeks),
     // locked with SKIP LOCKED, then ranked round robin; one statement claims them.
-    const rows = await this.rows<{ run_id: string; key: string; attempt: number; rn: number; namespace: string }>(
+    const rows = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; rn: number; namespace: string }>(
       `WITH RECURSIVE ns AS (
          (SELECT namespace FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= $2 ORDER BY namespace LIMIT 1)
          UNION ALL
@@ -564,23 +564,23 @@ export class PostgresStore implements Store {
          WHERE ns.namespace IS NOT NULL
          ORDER BY c.rn, ns.namespace LIMIT $3)
        UPDATE steps s SET owner = $1 FROM cand WHERE s.run_id = cand.run_id AND s.key = cand.key
-       RETURNING s.run_id, s.key, s.attempt, cand.rn, cand.namespace`,
+       RETURNING s.run_id, s.key, s.attempt, s.state, cand.rn, cand.namespace`,
       [workerId, now, limit],
     );
     rows.sort((a, b) => a.rn - b.rn || (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0));
-    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt }));
+    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state) }));
     if (out.length < limit) {
       // Waiting steps whose time-out passed come last.
-      const timed = await this.rows<{ run_id: string; key: string; attempt: number; due_at: number }>(
+      const timed = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; due_at: number }>(
         `UPDATE steps s SET owner = $1 FROM (
            SELECT s.run_id, s.key FROM steps s JOIN runs r ON r.id = s.run_id
            WHERE s.status = 'waiting' AND s.due_at > 0 AND s.owner IS NULL AND s.due_at <= $2 AND r.status IN ${ACTIVE_RUN}
            ORDER BY s.due_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) t
-         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.due_at`,
+         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.state, s.due_at`,
         [workerId, now, limit - out.length],
       );
       timed.sort((a, b) => a.due_at - b.due_at);
-      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt });
+      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state) });
     }
     return out;
   }

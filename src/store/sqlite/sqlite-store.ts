@@ -15,7 +15,7 @@ import type {
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+import { parseJsonColumn, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -291,7 +291,8 @@ export class SqliteStore implements Store {
       if (rows.length < limit) rows.push(...(this.s.timedOut.all(now, limit - rows.length) as typeof rows));
       const out: ClaimedStep[] = [];
       for (const r of rows) {
-        if (this.s.claim.run(workerId, r.run_id, r.key).changes === 1) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt });
+        const got = this.s.claim.get(workerId, r.run_id, r.key) as { attempt: number; state: string | null } | undefined;
+        if (got) out.push({ runId: r.run_id, key: r.key, attempt: got.attempt, state: parseJsonColumn(got.state) });
       }
       return out;
     });
@@ -673,7 +674,7 @@ function prepare(db: Database.Database) {
     releaseOne: p(`UPDATE steps SET owner = NULL, status = CASE WHEN status = 'running' THEN 'scheduled' ELSE status END
                    WHERE run_id = ? AND key = ? AND owner = ?`),
     // Due scheduled steps, and waiting steps whose time-out has passed (due_at > 0).
-    claim: p(`UPDATE steps SET owner = ? WHERE run_id = ? AND key = ? AND owner IS NULL AND status IN ('scheduled', 'waiting')`),
+    claim: p(`UPDATE steps SET owner = ? WHERE run_id = ? AND key = ? AND owner IS NULL AND status IN ('scheduled', 'waiting') RETURNING attempt, state`),
     nextDue: p(`SELECT MIN(s.due_at) AS due FROM steps s JOIN runs r ON r.id = s.run_id
                 WHERE ((s.status = 'scheduled') OR (s.status = 'waiting' AND s.due_at > 0)) AND s.owner IS NULL
                   AND r.status IN ('running', 'waiting', 'pending')`),
