@@ -286,6 +286,9 @@ export function buildProgram(): Command {
     process.stderr.write(`baton worker: ${signal}, finishing what it holds (up to ${formatDuration(graceMs)})\n`);
     await baton.close({ graceMs });
     process.stderr.write('baton worker: stopped\n');
+    // Attempts still running past the grace period were handed back (another worker runs them
+    // again); their timers and sockets must not keep this process alive.
+    process.exit(0);
   });
 
   program

@@ -1,0 +1,102 @@
+/**
+ * `baton worker` processes on PostgreSQL as an operator runs them: a SIGTERM lets the attempt
+ * in flight finish within the grace period and is recorded; past the grace period the step is
+ * handed back and another worker runs it; a wrong connection string is a clear error.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Baton } from '../../src/index.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { STORE_KINDS, createTestDatabase, type TestDatabase } from '../helpers/stores.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const bin = join(root, 'bin/baton.js');
+let dir: string;
+let db: TestDatabase;
+const procs: ChildProcess[] = [];
+
+beforeEach(async () => {
+  if (!existsSync(join(root, 'dist/cli/main.js'))) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  dir = mkdtempSync(join(tmpdir(), 'baton-worker-'));
+  writeFileSync(join(dir, 'fns.mjs'), 'export async function slow(ms) { await new Promise((r) => setTimeout(r, ms)); return ms; }\n');
+  writeFileSync(join(dir, 'baton.config.yaml'), 'functions:\n  - ./fns.mjs\n');
+  writeFileSync(join(dir, 'slow.yaml'), 'name: slow\nsteps:\n  - { id: nap, kind: function, function: slow, input: input.ms }\n');
+  db = await createTestDatabase('baton_w');
+});
+afterEach(async () => {
+  for (const p of procs.splice(0)) p.kill('SIGKILL');
+  await db.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function worker(grace: string): { proc: ChildProcess; exited: Promise<number | null>; log: () => string } {
+  let log = '';
+  const proc = spawn(process.execPath, [bin, 'worker', '--db', db.url, '--config', join(dir, 'baton.config.yaml'), '--grace', grace], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  procs.push(proc);
+  return { proc, exited: new Promise((r) => proc.on('exit', (code) => r(code))), log: () => log };
+}
+
+async function until(check: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', () => {
+  it('on SIGTERM finishes the attempt in flight within its grace period, records it, and exits 0', async () => {
+    const client = await Baton.open({ store: await PostgresStore.open(db.url), worker: false, dir, functions: { slow: async () => 0 } });
+    try {
+      const v = await client.registerFile(join(dir, 'slow.yaml'));
+      const id = await client.start(v, { ms: 800 });
+      const w = worker('10s');
+      await until(async () => (await client.getSteps(id))[0].owner !== undefined);
+      w.proc.kill('SIGTERM');
+      expect(await w.exited).toBe(0);
+      expect(w.log()).toMatch(/SIGTERM, finishing what it holds/);
+      const r = await client.getRun(id);
+      expect(r.status).toBe('completed');
+      expect(r.output).toBe(800);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('past its grace period hands the step back, and another worker runs it once', async () => {
+    const client = await Baton.open({ store: await PostgresStore.open(db.url), worker: false, dir, functions: { slow: async () => 0 } });
+    try {
+      const v = await client.registerFile(join(dir, 'slow.yaml'));
+      const id = await client.start(v, { ms: 3000 });
+      const first = worker('200ms');
+      await until(async () => (await client.getSteps(id))[0].owner !== undefined);
+      const t0 = Date.now();
+      first.proc.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(2500);
+      const step = (await client.getSteps(id))[0];
+      expect(step.owner).toBeUndefined();
+      expect(step.status).toBe('scheduled');
+      const second = worker('10s');
+      const r = await client.wait(id, { timeoutMs: 15_000 });
+      expect(r.status).toBe('completed');
+      expect((await client.getEvents(id)).filter((e) => e.type === 'step.succeeded')).toHaveLength(1);
+      second.proc.kill('SIGTERM');
+      await second.exited;
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('refuses a wrong connection string with a message that says what to fix', () => {
+    const bad = new URL(db.url);
+    bad.pathname = '/no_such_database_here';
+    const r = spawnSync(process.execPath, [bin, 'worker', '--db', bad.toString()], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/error\[BATON_STORE_OPEN\].*no_such_database_here/s);
+  });
+});
