@@ -23,7 +23,8 @@ function vitest(name, args) {
   try {
     const r = JSON.parse(readFileSync(report, 'utf8'));
     passed = r.numPassedTests;
-    failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) - (r.testResults ?? []).filter((t) => t.status === 'failed' && t.assertionResults?.some((a) => a.status === 'failed')).length;
+    // Failed tests, plus files that failed without a failed test (an import error, a crash in a hook).
+    failed = r.numFailedTests + (r.testResults ?? []).filter((t) => t.status === 'failed' && !t.assertionResults?.some((a) => a.status === 'failed')).length;
     skipped = r.numPendingTests + (r.numTodoTests ?? 0);
   } catch {
     failed = 1;

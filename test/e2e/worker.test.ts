@@ -21,7 +21,9 @@ const procs: ChildProcess[] = [];
 beforeEach(async () => {
   if (!existsSync(join(root, 'dist/cli/main.js'))) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
   dir = mkdtempSync(join(tmpdir(), 'baton-worker-'));
-  writeFileSync(join(dir, 'fns.mjs'), 'export async function slow(ms) { await new Promise((r) => setTimeout(r, ms)); return ms; }\n');
+  // `slow` leaves a marker when it starts, so that the test signals a worker that is executing
+  // the step (a step claimed but not started is handed back at once, which is right too).
+  writeFileSync(join(dir, 'fns.mjs'), "import { writeFileSync } from 'node:fs';\nexport async function slow(ms) { writeFileSync(`started-${ms}`, ''); await new Promise((r) => setTimeout(r, ms)); return ms; }\n");
   writeFileSync(join(dir, 'baton.config.yaml'), 'functions:\n  - ./fns.mjs\n');
   writeFileSync(join(dir, 'slow.yaml'), 'name: slow\nsteps:\n  - { id: nap, kind: function, function: slow, input: input.ms }\n');
   db = await createTestDatabase('baton_w');
@@ -55,7 +57,7 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', (
       const v = await client.registerFile(join(dir, 'slow.yaml'));
       const id = await client.start(v, { ms: 800 });
       const w = worker('10s');
-      await until(async () => (await client.getSteps(id))[0].owner !== undefined);
+      await until(async () => existsSync(join(dir, 'started-800')));
       w.proc.kill('SIGTERM');
       expect(await w.exited).toBe(0);
       expect(w.log()).toMatch(/SIGTERM, finishing what it holds/);
@@ -73,7 +75,7 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', (
       const v = await client.registerFile(join(dir, 'slow.yaml'));
       const id = await client.start(v, { ms: 3000 });
       const first = worker('200ms');
-      await until(async () => (await client.getSteps(id))[0].owner !== undefined);
+      await until(async () => existsSync(join(dir, 'started-3000')));
       const t0 = Date.now();
       first.proc.kill('SIGTERM');
       expect(await first.exited).toBe(0);
