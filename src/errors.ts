@@ -76,6 +76,12 @@ export const ERRORS = {
   BATON_STORE_SCHEMA_NEWER: { status: 500, retryable: false, message: 'The store at {path} was written by a newer Baton (schema {found} > {supported}). Upgrade Baton.' },
   BATON_BLOB_MISSING: { status: 500, retryable: false, message: 'Blob {hash} referenced by a recorded output is missing from {dir}.' },
   BATON_USAGE: { status: 400, retryable: false, message: '{detail}' },
+
+  // --- the HTTP gateway ---------------------------------------------------------------------
+  BATON_REQUEST_INVALID: { status: 400, retryable: false, message: 'The request is not valid: {detail}' },
+  BATON_REQUEST_TOO_LARGE: { status: 413, retryable: false, message: 'The request body is larger than the gateway accepts: {detail}' },
+  BATON_UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, message: 'The request body has a content type the gateway does not read: {detail}. Send application/json (or YAML for workflows).' },
+  BATON_INTERNAL: { status: 500, retryable: true, message: 'Internal error; see the server log.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -291,6 +291,36 @@ export function buildProgram(): Command {
     process.exit(0);
   });
 
+  storeOptions(
+    program
+      .command('serve')
+      .description('run the HTTP gateway, and a worker unless --no-worker (SIGTERM/SIGINT: stop accepting, finish or hand back)')
+      .option('--port <n>', 'port to listen on (0: any free port)', '8080')
+      .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--no-worker', 'serve the API only; separate `baton worker` processes run the steps')
+      .option('--concurrency <n>', 'step attempts in flight at once in this process', '32')
+      .option('--grace <duration>', 'how long a stop waits for attempts in flight', '20s'),
+  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string }) => {
+    const port = Number(o.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BatonError('BATON_USAGE', { detail: `--port must be 0-65535, got "${o.port}".` });
+    const concurrency = Number(o.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
+    const graceMs = parseDuration(o.grace);
+    const baton = await openBaton(o, [], o.worker ? { concurrency } : false);
+    const { buildGateway } = await import('../gateway/server.js');
+    const app = buildGateway(baton);
+    const address = await app.listen({ port, host: o.host });
+    process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
+    const signal = await new Promise<NodeJS.Signals>((res) => {
+      process.once('SIGTERM', () => res('SIGTERM'));
+      process.once('SIGINT', () => res('SIGINT'));
+    });
+    process.stderr.write(`baton serve: ${signal}, stopping\n`);
+    await app.close();
+    await baton.close({ graceMs });
+    process.exit(0);
+  });
+
   program
     .command('migrate')
     .description('bring a PostgreSQL store\'s schema up to this version of Baton (workers also do it when they start)')

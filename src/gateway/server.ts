@@ -1,0 +1,152 @@
+/**
+ * The HTTP gateway (`baton serve`): the API through which applications use Baton — register
+ * workflow versions, start runs (async 202, or sync waiting up to a timeout), read and control
+ * runs, deliver events, health and readiness. Built on Fastify: bodies are checked by JSON
+ * Schema before a handler runs, and every error leaves as RFC 9457 problem JSON carrying the
+ * Baton error code, so clients branch on `code`, never on message text.
+ *
+ * This is the gateway's core; OpenAPI docs, live event streams, triggers, API keys and
+ * workflows-as-models build on it.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Baton } from '../engine/engine.js';
+import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
+import { BatonError, serializeError } from '../errors.js';
+
+export interface GatewayOptions {
+  /** Largest request body accepted, bytes (default 1 MiB): larger ones get 413. */
+  bodyLimit?: number;
+  /** Longest a sync start may wait (default 30 s). */
+  maxWaitMs?: number;
+}
+
+const RUN_STATUSES: RunStatus[] = ['pending', 'queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'];
+
+export function buildGateway(baton: Baton, opts: GatewayOptions = {}): FastifyInstance {
+  // Unknown fields are refused, not silently dropped, and types are not coerced: a client
+  // that sends the wrong thing hears about it.
+  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
+  const maxWaitMs = opts.maxWaitMs ?? 30_000;
+
+  // YAML documents are accepted as text; JSON is parsed by Fastify.
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => problem(reply, req, err));
+  app.setNotFoundHandler((req, reply) => problem(reply, req, new BatonError('BATON_USAGE', { detail: `No route ${req.method} ${req.url}. See GET / for the routes.` }), 404));
+
+  app.get('/', async () => ({
+    name: 'baton',
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}'],
+  }));
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_req, reply) => {
+    try {
+      await baton.store.listRuns({ limit: 1 });
+      return { status: 'ready', store: baton.store.kind };
+    } catch (e) {
+      return reply.code(503).send({ status: 'unavailable', detail: (e as Error).message });
+    }
+  });
+
+  app.get('/workflows', async (req) => {
+    const { name } = req.query as { name?: string };
+    const versions = await baton.store.listVersions(name);
+    return versions.map((v) => ({ version_id: v.versionId, name: v.name, seq: v.seq, created_at: new Date(v.createdAt).toISOString() }));
+  });
+
+  app.post('/workflows', async (req, reply) => {
+    // A JSON body is the document as an object; a YAML body is text, validated with positions.
+    const v = await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined);
+    return reply.code(201).send({ version_id: v.versionId, name: v.name, seq: v.seq, warnings: v.warnings });
+  });
+
+  app.post('/runs', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['workflow'],
+        additionalProperties: false,
+        properties: {
+          workflow: { type: 'string', minLength: 1, description: 'A workflow name (its latest version) or a version id.' },
+          input: {},
+          id: { type: 'string', minLength: 1, maxLength: 200 },
+          namespace: { type: 'string' },
+          priority: { type: 'integer' },
+          budget: { type: 'number', exclusiveMinimum: 0 },
+          wait: { type: 'number', minimum: 0, description: 'Seconds to wait for the run to end (sync start); 0 or absent: answer 202 at once.' },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const b = req.body as { workflow: string; input?: unknown; id?: string; namespace?: string; priority?: number; budget?: number; wait?: number };
+    const id = await baton.start(b.workflow, b.input ?? {}, { id: b.id, namespace: b.namespace, priority: b.priority, budget: b.budget });
+    if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
+    const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
+    return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
+  });
+
+  app.get('/runs', async (req) => {
+    const q = req.query as { status?: string; workflow?: string; limit?: string };
+    const status = q.status?.split(',') as RunStatus[] | undefined;
+    for (const s of status ?? []) if (!RUN_STATUSES.includes(s)) throw new BatonError('BATON_USAGE', { detail: `status "${s}" is not one of ${RUN_STATUSES.join(', ')}.` });
+    const limit = q.limit === undefined ? 50 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BatonError('BATON_USAGE', { detail: 'limit must be a whole number from 1 to 1000.' });
+    return (await baton.listRuns({ status, workflow: q.workflow, limit })).map(runBody);
+  });
+
+  app.get('/runs/:id', async (req) => {
+    const { id } = req.params as { id: string };
+    const run = await baton.getRun(id);
+    const steps = await baton.getSteps(id);
+    return {
+      ...runBody(run),
+      steps: steps.map((s) => ({ key: s.key, status: s.status, attempt: s.attempt, output: s.output, error: s.error, started_at: iso(s.startedAt), finished_at: iso(s.finishedAt) })),
+    };
+  });
+
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    app.post(`/runs/:id/${action}`, async (req) => {
+      const { id } = req.params as { id: string };
+      await baton[action](id);
+      return runBody(await baton.getRun(id));
+    });
+  }
+
+  app.post('/events/:name/:key', async (req) => {
+    const { name, key } = req.params as { name: string; key: string };
+    const woken = await baton.sendEvent(name, key, req.body ?? null);
+    return { delivered: woken };
+  });
+
+  return app;
+}
+
+function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string }) {
+  return {
+    run_id: r.id, workflow: r.workflow, version_id: r.versionId, status: r.status, namespace: r.namespace,
+    output: r.output ?? null, error: r.error ?? null, cost: r.cost, created_at: iso(r.createdAt), finished_at: iso(r.finishedAt),
+  };
+}
+
+function iso(ms: number | undefined): string | null {
+  return ms === undefined ? null : new Date(ms).toISOString();
+}
+
+/** RFC 9457 problem JSON; a Baton error keeps its code and status, anything else is a 500 without internals. */
+function problem(reply: FastifyReply, req: FastifyRequest, err: Error & { statusCode?: number; code?: string; validation?: unknown }, status?: number): FastifyReply {
+  let body: Record<string, unknown>;
+  if (err instanceof BatonError) {
+    const s = serializeError(err);
+    body = { type: `https://baton.dev/errors/${err.code}`, title: err.code, status: status ?? err.status, detail: err.describe(), code: err.code, retryable: err.retryable };
+    if (err.problems.length) body.problems = err.problems;
+    else if (s.details && Object.keys(s.details).length) body.details = s.details;
+  } else if (err.validation || (err.statusCode && err.statusCode < 500)) {
+    // Fastify's own 4xx (body schema, malformed JSON, content type, size) as Baton errors.
+    const code = err.statusCode === 413 ? 'BATON_REQUEST_TOO_LARGE' : err.statusCode === 415 ? 'BATON_UNSUPPORTED_MEDIA_TYPE' : 'BATON_REQUEST_INVALID';
+    return problem(reply, req, new BatonError(code, { detail: err.message }));
+  } else {
+    process.stderr.write(`baton serve: internal error on ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    return problem(reply, req, new BatonError('BATON_INTERNAL'));
+  }
+  return reply.code(body.status as number).type('application/problem+json').send({ ...body, instance: req.url });
+}
