@@ -42,7 +42,10 @@ function isPostgresUrl(db: string): boolean {
 
 async function openPostgres(url: string) {
   const { PostgresStore } = await import('../store/postgres/postgres-store.js');
-  return PostgresStore.open(url, { applicationName: `baton ${process.argv[2] ?? ''}`.trim() });
+  const command = process.argv[2] ?? '';
+  // Long-running processes ride out a database restart; a one-shot command gives up sooner.
+  const patient = command === 'worker' || command === 'serve';
+  return PostgresStore.open(url, { applicationName: `baton ${command}`.trim(), retryForMs: patient ? 60_000 : 10_000 });
 }
 
 function parseInput(raw: string | undefined): unknown {
