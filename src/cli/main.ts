@@ -310,8 +310,8 @@ export function buildProgram(): Command {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     const graceMs = parseDuration(o.grace);
     const baton = await openBaton(o, [], o.worker ? { concurrency } : false);
-    const { buildGateway } = await import('../gateway/server.js');
-    const app = buildGateway(baton);
+    const { createGateway } = await import('../gateway/server.js');
+    const app = await createGateway(baton);
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {

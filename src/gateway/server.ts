@@ -8,10 +8,13 @@
  * This is the gateway's core; OpenAPI docs, live event streams, triggers, API keys and
  * workflows-as-models build on it.
  */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
+import type { EventRecord } from '../store/store.js';
 
 export interface GatewayOptions {
   /** Largest request body accepted, bytes (default 1 MiB): larger ones get 413. */
@@ -22,10 +25,25 @@ export interface GatewayOptions {
 
 const RUN_STATUSES: RunStatus[] = ['pending', 'queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'];
 
-export function buildGateway(baton: Baton, opts: GatewayOptions = {}): FastifyInstance {
+/** Builds the gateway with its OpenAPI document (`/openapi.json`) and browsable docs (`/docs`). */
+export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Baton', version: '0.1.0', description: 'Durable AI orchestration: register workflows, start and control runs, follow their events.' },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  buildGateway(baton, opts, app);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}
+
+export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: FastifyInstance): FastifyInstance {
   // Unknown fields are refused, not silently dropped, and types are not coerced: a client
   // that sends the wrong thing hears about it.
-  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
+  const app = given ?? Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
 
   // YAML documents are accepted as text; JSON is parsed by Fastify.
@@ -36,7 +54,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}): FastifyIn
 
   app.get('/', async () => ({
     name: 'baton',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}'],
+    docs: '/docs',
+    openapi: '/openapi.json',
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -102,6 +122,50 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}): FastifyIn
       ...runBody(run),
       steps: steps.map((s) => ({ key: s.key, status: s.status, attempt: s.attempt, output: s.output, error: s.error, started_at: iso(s.startedAt), finished_at: iso(s.finishedAt) })),
     };
+  });
+
+  app.get('/runs/:id/events', {
+    schema: {
+      summary: "A run's events as Server-Sent Events, from the start or after an event id (`?after=` or the `Last-Event-ID` header); ends when the run has ended.",
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
+      querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[0-9]+$' } } },
+    },
+  }, async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const q = req.query as { after?: string };
+    let last = Number(q.after ?? req.headers['last-event-id'] ?? 0) || 0;
+    await baton.getRun(id); // 404 before the stream starts
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write(': baton run events\n\n');
+    let open = true;
+    req.raw.on('close', () => (open = false));
+    let quiet = 0;
+    const send = (e: EventRecord) => {
+      res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify({ id: e.id, type: e.type, step: e.stepKey ?? null, at: new Date(e.at).toISOString(), data: e.data ?? null })}\n\n`);
+      last = e.id;
+    };
+    // Events are read from the store, so a run executed by any worker of a cluster streams the same.
+    while (open) {
+      const events = await baton.store.getEvents(id, last);
+      for (const e of events) {
+        send(e);
+      }
+      const run = await baton.store.getRun(id);
+      if (!run || TERMINAL_RUN_STATES.has(run.status)) {
+        // Anything written between the two reads is sent before the end.
+        for (const e of await baton.store.getEvents(id, last)) {
+          send(e);
+        }
+        res.write(`event: end\ndata: ${JSON.stringify({ status: run?.status ?? 'unknown' })}\n\n`);
+        break;
+      }
+      quiet = events.length ? 0 : quiet + 1;
+      if (quiet > 0 && quiet % 60 === 0) res.write(': keep-alive\n\n');
+      await new Promise((r) => setTimeout(r, events.length ? 20 : 250));
+    }
+    res.end();
   });
 
   for (const action of ['pause', 'resume', 'cancel'] as const) {

@@ -104,6 +104,39 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     expect((await call('GET', '/runs?limit=1000')).body.length).toBe(before);
   });
 
+  it('serves its OpenAPI 3.1 document and browsable docs', async () => {
+    const doc = await call('GET', '/openapi.json');
+    expect(doc.status).toBe(200);
+    expect(doc.body.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/runs', '/runs/{id}', '/runs/{id}/events', '/workflows']));
+    expect(doc.body.paths['/runs'].post.requestBody.content['application/json'].schema.required).toEqual(['workflow']);
+    const docs = await fetch(`${base}/docs/static/index.html`);
+    expect(docs.status).toBe(200);
+    expect(await docs.text()).toMatch(/swagger-ui/i);
+  });
+
+  it('streams a run\'s events as Server-Sent Events and resumes after a given event id', async () => {
+    await call('POST', '/workflows', 'name: three\nsteps:\n  - { id: a, kind: function, function: shout, input: "input.text" }\n  - { id: b, kind: function, function: shout, input: "steps.a.output & \'!\'" }\n  - { id: c, kind: transform, expression: "steps.b.output" }\n');
+    const started = await call('POST', '/runs', { workflow: 'three', input: { text: 'sse' } });
+    const read = async (path: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(`${base}${path}`, { headers });
+      expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+      const text = await res.text();
+      return text.split('\n\n').filter((b) => b.startsWith('id:') || b.startsWith('event:')).map((b) => {
+        const f = Object.fromEntries(b.split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]));
+        return { id: f.id ? Number(f.id) : undefined, event: f.event, data: JSON.parse(f.data) };
+      });
+    };
+    const all = await read(`/runs/${started.body.run_id}/events`);
+    expect(all.at(-1)).toEqual({ id: undefined, event: 'end', data: { status: 'completed' } });
+    const ids = all.filter((e) => e.id !== undefined).map((e) => e.id);
+    expect(ids).toEqual(ids.map((_, i) => i + 1));
+    expect(all.map((e) => e.event)).toEqual(expect.arrayContaining(['run.created', 'step.succeeded', 'run.completed']));
+    const tail = await read(`/runs/${started.body.run_id}/events`, { 'last-event-id': String(ids.length - 2) });
+    expect(tail.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([ids.length - 1, ids.length]);
+    expect((await call('GET', '/runs/run_missing/events')).status).toBe(404);
+  });
+
   it('reports health and readiness', async () => {
     expect((await call('GET', '/health')).body).toEqual({ status: 'ok' });
     expect((await call('GET', '/ready')).body).toEqual({ status: 'ready', store: 'postgres' });
