@@ -82,6 +82,9 @@ export const ERRORS = {
   BATON_REQUEST_TOO_LARGE: { status: 413, retryable: false, message: 'The request body is larger than the gateway accepts: {detail}' },
   BATON_UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, message: 'The request body has a content type the gateway does not read: {detail}. Send application/json (or YAML for workflows).' },
   BATON_INTERNAL: { status: 500, retryable: true, message: 'Internal error; see the server log.' },
+  BATON_UNAUTHENTICATED: { status: 401, retryable: false, message: '{detail} Send `Authorization: Bearer <key>` with a key from `baton keys create`.' },
+  BATON_FORBIDDEN: { status: 403, retryable: false, message: 'This key ({key}, role {role}) may not {action}.' },
+  BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute; retry after {retryAfterMs} ms.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -302,8 +302,10 @@ export function buildProgram(): Command {
       .option('--host <host>', 'address to listen on', '127.0.0.1')
       .option('--no-worker', 'serve the API only; separate `baton worker` processes run the steps')
       .option('--concurrency <n>', 'step attempts in flight at once in this process', '32')
-      .option('--grace <duration>', 'how long a stop waits for attempts in flight', '20s'),
-  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string }) => {
+      .option('--grace <duration>', 'how long a stop waits for attempts in flight', '20s')
+      .option('--auth <mode>', 'auto (keys required once any exists), required, or off', 'auto'),
+  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string }) => {
+    if (!['auto', 'required', 'off'].includes(o.auth)) throw new BatonError('BATON_USAGE', { detail: `--auth must be auto, required or off, got "${o.auth}".` });
     const port = Number(o.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BatonError('BATON_USAGE', { detail: `--port must be 0-65535, got "${o.port}".` });
     const concurrency = Number(o.concurrency);
@@ -311,7 +313,7 @@ export function buildProgram(): Command {
     const graceMs = parseDuration(o.grace);
     const baton = await openBaton(o, [], o.worker ? { concurrency } : false);
     const { createGateway } = await import('../gateway/server.js');
-    const app = await createGateway(baton);
+    const app = await createGateway(baton, { auth: o.auth as 'auto' });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
@@ -322,6 +324,47 @@ export function buildProgram(): Command {
     await app.close();
     await baton.close({ graceMs });
     process.exit(0);
+  });
+
+  const keys = program.command('keys').description('API keys of the gateway (shown once at creation; stored hashed)');
+  storeOptions(
+    keys.command('create')
+      .description('create a key; prints it once')
+      .requiredOption('--role <role>', 'admin | operator | approver | viewer')
+      .option('--namespace <ns...>', 'namespaces it reaches (* for all)', ['default'])
+      .option('--name <name>', 'what it is for', 'unnamed')
+      .option('--rate <perMinute>', 'requests a minute', '600'),
+  ).action(async (o: StoreOpts & { role: string; namespace: string[]; name: string; rate: string }) => {
+    const rate = Number(o.rate);
+    if (!Number.isInteger(rate) || rate < 1) throw new BatonError('BATON_USAGE', { detail: `--rate must be a positive whole number, got "${o.rate}".` });
+    const baton = await openBaton(o, [], false);
+    try {
+      const { createApiKey } = await import('../gateway/auth.js');
+      const { key, record } = await createApiKey(baton.store, { name: o.name, role: o.role as 'admin', namespaces: o.namespace, ratePerMinute: rate });
+      process.stdout.write(`${key}\n`);
+      process.stderr.write(`key ${record.id} (${record.role}, namespaces ${record.namespaces.join(',')}): store it now, it is not shown again\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(keys.command('list').description('keys, without their secrets').option('--json')).action(async (o: StoreOpts & { json?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const list = (await baton.store.listApiKeys()).map(({ hash: _hash, ...k }) => k);
+      if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${k.namespaces.join(',').padEnd(16)}  ${k.ratePerMinute}/min  ${k.revokedAt ? 'revoked' : 'active'}  ${k.name}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(keys.command('revoke').description('revoke a key at once').argument('<id>')).action(async (id: string, o: StoreOpts) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      if (!(await baton.store.revokeApiKey(id, Date.now()))) throw new BatonError('BATON_USAGE', { detail: `no active key with id "${id}"; see \`baton keys list\`.` });
+      process.stdout.write(`revoked ${id}\n`);
+    } finally {
+      await baton.close();
+    }
   });
 
   program

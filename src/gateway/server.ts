@@ -14,14 +14,23 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Baton } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
-import type { EventRecord } from '../store/store.js';
+import type { ApiKeyRecord, EventRecord } from '../store/store.js';
+import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 
 export interface GatewayOptions {
+  /**
+   * `required`: every request but health, readiness and docs needs an API key; `off`: none
+   * does (a gateway on a laptop); `auto` (default): required as soon as any key exists.
+   */
+  auth?: 'auto' | 'required' | 'off';
   /** Largest request body accepted, bytes (default 1 MiB): larger ones get 413. */
   bodyLimit?: number;
   /** Longest a sync start may wait (default 30 s). */
   maxWaitMs?: number;
 }
+
+/** Reachable without a key: probes and documentation. */
+const PUBLIC = new Set(['/', '/health', '/ready', '/openapi.json']);
 
 const RUN_STATUSES: RunStatus[] = ['pending', 'queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'];
 
@@ -50,6 +59,31 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => problem(reply, req, err));
+
+  // Who is calling: a key checked on every request (and its rate limit taken), unless auth is off.
+  const keys = new WeakMap<FastifyRequest, ApiKeyRecord>();
+  const authMode = opts.auth ?? 'auto';
+  let anyKey = { value: false, at: 0 };
+  const authOn = async (): Promise<boolean> => {
+    if (authMode !== 'auto') return authMode === 'required';
+    if (Date.now() - anyKey.at > 2000) anyKey = { value: (await baton.store.listApiKeys()).some((k) => k.revokedAt === undefined), at: Date.now() };
+    return anyKey.value;
+  };
+  app.addHook('onRequest', async (req) => {
+    const path = req.url.split('?')[0];
+    if (PUBLIC.has(path) || path.startsWith('/docs')) return;
+    if (!(await authOn())) return;
+    const key = await authenticate(baton.store, req.headers.authorization);
+    await rateLimit(baton.store, key);
+    keys.set(req, key);
+  });
+  const keyOf = (req: FastifyRequest) => keys.get(req);
+  /** A run the caller may see: one of another namespace is "not found", not "forbidden", so ids do not leak. */
+  const visibleRun = async (req: FastifyRequest, id: string) => {
+    const run = await baton.getRun(id);
+    if (!reaches(keyOf(req), run.namespace)) throw new BatonError('BATON_RUN_NOT_FOUND', { runId: id });
+    return run;
+  };
   app.setNotFoundHandler((req, reply) => problem(reply, req, new BatonError('BATON_USAGE', { detail: `No route ${req.method} ${req.url}. See GET / for the routes.` }), 404));
 
   app.get('/', async () => ({
@@ -69,12 +103,14 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   });
 
   app.get('/workflows', async (req) => {
+    requireCap(keyOf(req), 'read', 'read workflows');
     const { name } = req.query as { name?: string };
     const versions = await baton.store.listVersions(name);
     return versions.map((v) => ({ version_id: v.versionId, name: v.name, seq: v.seq, created_at: new Date(v.createdAt).toISOString() }));
   });
 
   app.post('/workflows', async (req, reply) => {
+    requireCap(keyOf(req), 'register', 'register workflows');
     // A JSON body is the document as an object; a YAML body is text, validated with positions.
     const v = await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined);
     return reply.code(201).send({ version_id: v.versionId, name: v.name, seq: v.seq, warnings: v.warnings });
@@ -99,7 +135,12 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     },
   }, async (req, reply) => {
     const b = req.body as { workflow: string; input?: unknown; id?: string; namespace?: string; priority?: number; budget?: number; wait?: number };
-    const id = await baton.start(b.workflow, b.input ?? {}, { id: b.id, namespace: b.namespace, priority: b.priority, budget: b.budget });
+    const key = keyOf(req);
+    requireCap(key, 'run', 'start runs');
+    // A key's runs go to its first namespace unless it names another it reaches.
+    const namespace = b.namespace ?? (key && !key.namespaces.includes('*') ? key.namespaces[0] : undefined);
+    if (namespace !== undefined && !reaches(key, namespace)) throw new BatonError('BATON_FORBIDDEN', { key: key!.id, role: key!.role, action: `start runs in namespace "${namespace}"` });
+    const id = await baton.start(b.workflow, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget });
     if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
     const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
     return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
@@ -111,12 +152,14 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     for (const s of status ?? []) if (!RUN_STATUSES.includes(s)) throw new BatonError('BATON_USAGE', { detail: `status "${s}" is not one of ${RUN_STATUSES.join(', ')}.` });
     const limit = q.limit === undefined ? 50 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BatonError('BATON_USAGE', { detail: 'limit must be a whole number from 1 to 1000.' });
-    return (await baton.listRuns({ status, workflow: q.workflow, limit })).map(runBody);
+    requireCap(keyOf(req), 'read', 'read runs');
+    return (await baton.listRuns({ status, workflow: q.workflow, limit, namespaces: keyOf(req)?.namespaces })).map(runBody);
   });
 
   app.get('/runs/:id', async (req) => {
     const { id } = req.params as { id: string };
-    const run = await baton.getRun(id);
+    requireCap(keyOf(req), 'read', 'read runs');
+    const run = await visibleRun(req, id);
     const steps = await baton.getSteps(id);
     return {
       ...runBody(run),
@@ -134,7 +177,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const { id } = req.params as { id: string };
     const q = req.query as { after?: string };
     let last = Number(q.after ?? req.headers['last-event-id'] ?? 0) || 0;
-    await baton.getRun(id); // 404 before the stream starts
+    requireCap(keyOf(req), 'read', 'read runs');
+    await visibleRun(req, id); // 404 before the stream starts
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -171,6 +215,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   for (const action of ['pause', 'resume', 'cancel'] as const) {
     app.post(`/runs/:id/${action}`, async (req) => {
       const { id } = req.params as { id: string };
+      requireCap(keyOf(req), 'run', `${action} runs`);
+      await visibleRun(req, id);
       await baton[action](id);
       return runBody(await baton.getRun(id));
     });
@@ -178,6 +224,10 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 
   app.post('/events/:name/:key', async (req) => {
     const { name, key } = req.params as { name: string; key: string };
+    // An event can wake runs of any namespace, so it takes a key that reaches them all.
+    const k = keyOf(req);
+    requireCap(k, 'run', 'send events');
+    if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send events (they can reach every namespace; use a key with namespace *)' });
     const woken = await baton.sendEvent(name, key, req.body ?? null);
     return { delivered: woken };
   });
@@ -212,5 +262,7 @@ function problem(reply: FastifyReply, req: FastifyRequest, err: Error & { status
     process.stderr.write(`baton serve: internal error on ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
     return problem(reply, req, new BatonError('BATON_INTERNAL'));
   }
+  if (body.code === 'BATON_RATE_LIMITED') reply.header('retry-after', String(Math.ceil(Number((body.details as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 1000) / 1000)));
+  if (body.code === 'BATON_UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer realm="baton"');
   return reply.code(body.status as number).type('application/problem+json').send({ ...body, instance: req.url });
 }

@@ -4,7 +4,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
-import type { EventRecord, RunRecord, StepRecord, VersionRecord } from './store.js';
+import type { ApiKeyRecord, EventRecord, RunRecord, StepRecord, VersionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -47,5 +47,13 @@ export function toEvent(r: Row): EventRecord {
   return {
     id: r.seq as number, runId: r.run_id as string, type: r.type as string, stepKey: (r.step_key as string | null) ?? undefined,
     at: r.at as number, data: parseJsonColumn(r.data),
+  };
+}
+
+export function toApiKey(r: Row): ApiKeyRecord {
+  return {
+    id: r.id as string, hash: r.hash as string, name: r.name as string, role: r.role as ApiKeyRecord['role'],
+    namespaces: JSON.parse(r.namespaces as string) as string[], ratePerMinute: r.rate_per_minute as number,
+    createdAt: r.created_at as number, revokedAt: (r.revoked_at as number | null) ?? undefined,
   };
 }

@@ -196,6 +196,23 @@ export interface RunFilter {
   limit?: number;
   /** Runs created before this run id's time (pagination), newest first. */
   before?: number;
+  /** Only runs in these namespaces (an API key's reach). */
+  namespaces?: string[];
+}
+
+/** An API key of the gateway. The secret is never stored: only its sha256. */
+export interface ApiKeyRecord {
+  id: string;
+  /** sha256 (hex) of the secret part. */
+  hash: string;
+  name: string;
+  role: 'admin' | 'operator' | 'approver' | 'viewer';
+  /** Namespaces it reaches; `*` for all. */
+  namespaces: string[];
+  /** Requests per minute it may make. */
+  ratePerMinute: number;
+  createdAt: number;
+  revokedAt?: number;
 }
 
 export interface FinishRun {
@@ -351,6 +368,13 @@ export interface Store {
   /** Shared concurrency limit: takes one of `limit` slots of `name` for `holder` until `expiresAt` (a crashed holder's slot expires). */
   acquireSlot(name: string, limit: number, holder: string, now: number, expiresAt: number): Promise<boolean>;
   releaseSlot(name: string, holder: string): Promise<void>;
+
+  // --- gateway API keys ---
+  putApiKey(k: ApiKeyRecord): Promise<void>;
+  findApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** False if there is no such key or it was already revoked. */
+  revokeApiKey(id: string, at: number): Promise<boolean>;
   cachePut(key: string, valueJson: string, now: number, expiresAt: number): Promise<void>;
 
   close(): Promise<void>;

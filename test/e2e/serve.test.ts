@@ -141,4 +141,58 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     expect((await call('GET', '/health')).body).toEqual({ status: 'ok' });
     expect((await call('GET', '/ready')).body).toEqual({ status: 'ready', store: 'postgres' });
   });
+
+  // Last: once a key exists, the gateway (auth auto) requires keys.
+  it('requires API keys once one exists: roles, namespaces, revocation and per-key rate limits', async () => {
+    const key = (args: string[]) => {
+      const r = spawnSync(process.execPath, [bin, 'keys', 'create', '--db', db.url, ...args], { cwd: dir, encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      return r.stdout.trim();
+    };
+    const admin = key(['--role', 'admin', '--namespace', '*', '--name', 'ops']);
+    const opA = key(['--role', 'operator', '--namespace', 'team-a']);
+    const opB = key(['--role', 'operator', '--namespace', 'team-b']);
+    const viewA = key(['--role', 'viewer', '--namespace', 'team-a']);
+    const slow = key(['--role', 'viewer', '--namespace', 'team-a', '--rate', '3']);
+    expect(admin).toMatch(/^bk_[0-9a-f]{12}_[A-Za-z0-9_-]{32}$/);
+    // The secret is stored hashed: the listing and the database never show it.
+    const listed = spawnSync(process.execPath, [bin, 'keys', 'list', '--json', '--db', db.url], { cwd: dir, encoding: 'utf8' }).stdout;
+    expect(listed).not.toContain(admin.slice(16));
+    await new Promise((r) => setTimeout(r, 2100));
+    const as = (k: string) => ({ authorization: `Bearer ${k}` });
+
+    const none = await call('GET', '/runs');
+    expect(none.status).toBe(401);
+    expect(none.body.code).toBe('BATON_UNAUTHENTICATED');
+    expect((await call('GET', '/runs', undefined, as(`${admin.slice(0, -1)}x`))).status).toBe(401);
+    expect((await call('GET', '/health')).status).toBe(200);
+
+    const a = await call('POST', '/runs', { workflow: 'shout', input: { text: 'a' }, wait: 10 }, as(opA));
+    expect(a.body).toMatchObject({ status: 'completed', namespace: 'team-a' });
+    const b = await call('POST', '/runs', { workflow: 'shout', input: { text: 'b' }, wait: 10 }, as(opB));
+    expect(b.body.namespace).toBe('team-b');
+    // team-a cannot see or touch team-b's run, nor start runs elsewhere.
+    expect((await call('GET', `/runs/${b.body.run_id}`, undefined, as(opA))).body.code).toBe('BATON_RUN_NOT_FOUND');
+    expect((await call('POST', `/runs/${b.body.run_id}/cancel`, undefined, as(opA))).status).toBe(404);
+    expect((await call('POST', '/runs', { workflow: 'shout', input: { text: 'x' }, namespace: 'team-b' }, as(opA))).body.code).toBe('BATON_FORBIDDEN');
+    const seen = (await call('GET', '/runs?limit=100', undefined, as(viewA))).body.map((r: { namespace: string }) => r.namespace);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(new Set(seen)).toEqual(new Set(['team-a']));
+    expect((await call('GET', '/runs?limit=100', undefined, as(admin))).body.length).toBeGreaterThan(seen.length);
+    // Roles: a viewer cannot start runs, an operator cannot register workflows.
+    expect((await call('POST', '/runs', { workflow: 'shout', input: { text: 'v' } }, as(viewA))).body).toMatchObject({ status: 403, code: 'BATON_FORBIDDEN' });
+    expect((await call('POST', '/workflows', 'name: nope\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n', as(opA))).status).toBe(403);
+    expect((await call('POST', '/workflows', 'name: by-admin\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n', as(admin))).status).toBe(201);
+
+    // Per-key rate limit: the fourth request in the minute is refused with Retry-After.
+    for (let i = 0; i < 3; i++) expect((await call('GET', '/runs', undefined, as(slow))).status).toBe(200);
+    const limited = await fetch(`${base}/runs`, { headers: as(slow) });
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+
+    // Revoked: refused at once.
+    const id = viewA.split('_')[1];
+    expect(spawnSync(process.execPath, [bin, 'keys', 'revoke', id, '--db', db.url], { cwd: dir, encoding: 'utf8' }).stdout).toContain(`revoked ${id}`);
+    expect((await call('GET', '/runs', undefined, as(viewA))).status).toBe(401);
+  });
 });

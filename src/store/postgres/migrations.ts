@@ -147,6 +147,20 @@ export const PG_MIGRATIONS: string[] = [
     PRIMARY KEY (name, holder)
   );
   `,
+  // 2: gateway API keys (hashed), runs listed by namespace
+  `
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    rate_per_minute INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX runs_namespace ON runs (namespace, created_at);
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -29,11 +29,11 @@ import pg from 'pg';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { parseJsonColumn, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+import { parseJsonColumn, toApiKey, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -374,6 +374,7 @@ export class PostgresStore implements Store {
     if (f.status?.length) where.push(`status = ANY(${p.add(f.status)}::text[])`);
     if (f.workflow) where.push(`workflow = ${p.add(f.workflow)}`);
     if (f.before !== undefined) where.push(`created_at < ${p.add(f.before)}`);
+    if (f.namespaces && !f.namespaces.includes('*')) where.push(`namespace = ANY(${p.add(f.namespaces)}::text[])`);
     const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ${p.add(f.limit ?? 50)}`;
     return (await this.rows(sql, p.values)).map(toRun);
   }
@@ -1021,6 +1022,26 @@ export class PostgresStore implements Store {
 
   async releaseSlot(name: string, holder: string): Promise<void> {
     await this.rows('DELETE FROM service_slots WHERE name = $1 AND holder = $2', [name, holder]);
+  }
+
+  // ---------------------------------------------------------------- gateway API keys
+
+  async putApiKey(k: ApiKeyRecord): Promise<void> {
+    await this.rows(`INSERT INTO api_keys (id, hash, name, role, namespaces, rate_per_minute, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [k.id, k.hash, k.name, k.role, JSON.stringify(k.namespaces), k.ratePerMinute, k.createdAt]);
+  }
+
+  async findApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM api_keys WHERE id = $1', [id]))[0];
+    return r && toApiKey(r);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return (await this.rows('SELECT * FROM api_keys ORDER BY created_at, id')).map(toApiKey);
+  }
+
+  async revokeApiKey(id: string, at: number): Promise<boolean> {
+    return (await this.rows('UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id', [at, id])).length === 1;
   }
 
   async close(): Promise<void> {

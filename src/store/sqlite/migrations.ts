@@ -138,4 +138,18 @@ export const SQLITE_MIGRATIONS: string[] = [
     PRIMARY KEY (name, holder)
   ) WITHOUT ROWID;
   `,
+  // 4: gateway API keys (hashed), runs listed by namespace
+  `
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    rate_per_minute INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX runs_namespace ON runs (namespace, created_at);
+  `,
 ];

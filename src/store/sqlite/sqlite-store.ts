@@ -11,11 +11,11 @@ import { dirname } from 'node:path';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { parseJsonColumn, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+import { parseJsonColumn, toApiKey, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -165,6 +165,10 @@ export class SqliteStore implements Store {
     if (f.before !== undefined) {
       where.push('created_at < ?');
       args.push(f.before);
+    }
+    if (f.namespaces && !f.namespaces.includes('*')) {
+      where.push(`namespace IN (${f.namespaces.map(() => '?').join(',') || "''"})`);
+      args.push(...f.namespaces);
     }
     const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
     args.push(f.limit ?? 50);
@@ -557,6 +561,26 @@ export class SqliteStore implements Store {
 
   async releaseSlot(name: string, holder: string): Promise<void> {
     this.write(() => this.s.deleteSlot.run(name, holder));
+  }
+
+  // ---------------------------------------------------------------- gateway API keys
+
+  async putApiKey(k: ApiKeyRecord): Promise<void> {
+    this.write(() => this.db.prepare(`INSERT INTO api_keys (id, hash, name, role, namespaces, rate_per_minute, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(k.id, k.hash, k.name, k.role, JSON.stringify(k.namespaces), k.ratePerMinute, k.createdAt));
+  }
+
+  async findApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as Row | undefined;
+    return r && toApiKey(r);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return (this.db.prepare('SELECT * FROM api_keys ORDER BY created_at, id').all() as Row[]).map(toApiKey);
+  }
+
+  async revokeApiKey(id: string, at: number): Promise<boolean> {
+    return this.write(() => this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1);
   }
 
   async close(): Promise<void> {
