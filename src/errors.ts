@@ -149,8 +149,10 @@ function format(template: string, params: Record<string, unknown>): string {
 
 /**
  * The one path from any thrown value to the stored/JSON form of a failure.
- * Code from users (functions, HTTP bodies) throws arbitrary things; they become
- * BATON_STEP_FAILED with the original kept as `cause`.
+ * Code from users (functions, HTTP bodies) throws arbitrary things; they keep their own code
+ * (`err.code`, else the error's name, e.g. `TypeError`) so that an `on_error` expression can
+ * branch on it, with the original chain kept as `cause`. Clients that need a Baton code (the
+ * OpenAI-compatible endpoint) map non-`BATON_*` codes to BATON_STEP_FAILED themselves.
  */
 export function serializeError(err: unknown, depth = 0): SerializedError {
   if (err instanceof BatonError) {

@@ -16,6 +16,7 @@ import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
 import type { ApiKeyRecord, EventRecord } from '../store/store.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
+import { registerOpenAiRoutes } from './openai-compat.js';
 
 export interface GatewayOptions {
   /**
@@ -90,7 +91,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -221,6 +222,15 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
       return runBody(await baton.getRun(id));
     });
   }
+
+  // Workflows as models: `POST /v1/chat/completions` with `model: "workflow/<name>"`.
+  registerOpenAiRoutes(app, baton, {
+    startOptions: (req) => {
+      const key = keyOf(req);
+      requireCap(key, 'run', 'start runs');
+      return key && !key.namespaces.includes('*') ? { namespace: key.namespaces[0] } : {};
+    },
+  });
 
   app.post('/events/:name/:key', async (req) => {
     const { name, key } = req.params as { name: string; key: string };
