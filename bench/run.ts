@@ -15,6 +15,7 @@ import {
 } from './workloads.js';
 import { cascade, modelOverhead, type CascadeBench, type ModelBench } from './models.js';
 import { clusterScaling, type ScalingResult } from './cluster.js';
+import { gatewayBench, type GatewayBench } from './gateway.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const reps = Math.max(1, Number(process.env.BENCH_REPS ?? (quick ? 1 : 3)) || 1);
@@ -124,6 +125,9 @@ async function main(): Promise<void> {
   for (const t of [0.5, 0.6, 0.7]) cascades.push(await cascade(t));
   process.stdout.write(`\n${modelLines(mo, cascades).join('\n')}\n`);
 
+  const gw = await gatewayBench(quick ? 1000 : 3000);
+  process.stdout.write(`\n${gatewayLines(gw).join('\n')}\n`);
+
   // Needs the PostgreSQL server of the test suites; skipped (and said) when it is not there.
   let scaling: ScalingResult | undefined;
   try {
@@ -137,8 +141,22 @@ async function main(): Promise<void> {
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(
     new URL('./results/latest.json', import.meta.url),
-    `${JSON.stringify({ at: new Date().toISOString(), node: process.version, quick, sizes, reps, targets: TARGETS, met, ratios: ratio, medians: m, raw: rows, peers: PEERS, models: { overhead: mo, cascades }, scaling }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), node: process.version, quick, sizes, reps, targets: TARGETS, met, ratios: ratio, medians: m, raw: rows, peers: PEERS, models: { overhead: mo, cascades }, gateway: gw, scaling }, null, 2)}\n`,
   );
+}
+
+function gatewayLines(g: GatewayBench): string[] {
+  const ms = (x: number) => f(x, 2);
+  return [
+    `G1 gateway: a trivial sync run (POST /runs with wait) over loopback HTTP against a \`baton serve\` process, beside the same run in-process; ${g.requests} runs at concurrency ${g.concurrency} (autocannon), then one at a time`,
+    '',
+    '| side | runs/s at 50 | p50 ms at 50 | p99 ms at 50 | p50 ms one at a time | p99 ms one at a time |',
+    '|---|---:|---:|---:|---:|---:|',
+    `| in-process (baton.run) | ${f(g.inProcess.perSecond, 0)} | ${ms(g.inProcess.p50)} | ${ms(g.inProcess.p99)} | ${ms(g.inProcess.sequentialP50)} | ${ms(g.inProcess.sequentialP99)} |`,
+    `| HTTP (POST /runs) | ${f(g.http.perSecond, 0)} | ${ms(g.http.p50)} | ${ms(g.http.p99)} | ${ms(g.http.sequentialP50)} | ${ms(g.http.sequentialP99)} |`,
+    '',
+    `HTTP adds ${ms(g.addedSequentialP50Ms)} ms at p50 one request at a time (target < 1 ms: ${ok(g.addedSequentialP50Ms < 1)}) and ${ms(g.addedP50Ms)} ms at p50 at concurrency ${g.concurrency} (target < 1 ms: ${ok(g.addedP50Ms < 1)}; the load generator shares the 2 cores).`,
+  ];
 }
 
 function scalingLines(r: ScalingResult): string[] {

@@ -1,0 +1,130 @@
+/**
+ * Gateway benchmark: a trivial workflow started synchronously (`POST /runs` with `wait`) at
+ * concurrency 50 over loopback HTTP against a `baton serve` process (autocannon drives it from
+ * this process, so load generator and server do not share an event loop), beside the same run
+ * started in-process at the same concurrency (`baton.run`, in its own process as well), both on
+ * the embedded store. The HTTP layer's cost is the difference of the p50 latencies.
+ */
+import autocannon from 'autocannon';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Baton } from '../src/index.js';
+
+const root = join(import.meta.dirname, '..');
+
+interface Side {
+  /** At `concurrency`. */
+  perSecond: number;
+  p50: number;
+  p99: number;
+  /** One request at a time: what a single request costs, without queueing. */
+  sequentialP50: number;
+  sequentialP99: number;
+}
+
+export interface GatewayBench {
+  requests: number;
+  concurrency: number;
+  inProcess: Side;
+  http: Side;
+  /** p50 difference at `concurrency` (queueing included) and one at a time. */
+  addedP50Ms: number;
+  addedSequentialP50Ms: number;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+const TRIVIAL = '{ "name": "trivial", "steps": [{ "id": "a", "kind": "transform", "expression": "input.n + 1" }] }';
+
+export async function gatewayBench(requests: number, concurrency = 50): Promise<GatewayBench> {
+  const inProcess = await inProcessSide(requests, concurrency);
+  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-gw-'));
+  const server = spawn(process.execPath, [join(root, 'bin/baton.js'), 'serve', '--db', dir, '--port', '0', '--auth', 'off', '--concurrency', '256'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise<string>((res, rej) => {
+      let out = '';
+      server.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /baton serve: (http:\/\/\S+) /.exec(out);
+        if (m) res(m[1]);
+      });
+      server.on('exit', (c) => rej(new Error(`baton serve exited ${c}`)));
+    });
+    const reg = await fetch(`${url}/workflows`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: TRIVIAL });
+    if (reg.status !== 201) throw new Error(`gateway bench: registering answered ${reg.status}`);
+    const body = JSON.stringify({ workflow: 'trivial', input: { n: 1 }, wait: 10 });
+    const opts = { url: `${url}/runs`, method: 'POST' as const, headers: { 'content-type': 'application/json' }, body, connections: concurrency };
+    await autocannon({ ...opts, amount: 1000 });
+    const r = await autocannon({ ...opts, amount: requests });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`gateway bench: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
+    // One at a time, timed here with sub-millisecond resolution (autocannon reports whole ms).
+    const seq: number[] = [];
+    for (let i = 0; i < Math.min(requests, 2000); i++) {
+      const t = performance.now();
+      const res = await fetch(`${url}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      await res.arrayBuffer();
+      seq.push(performance.now() - t);
+    }
+    const http: Side = { perSecond: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, sequentialP50: pct(seq, 50), sequentialP99: pct(seq, 99) };
+    return { requests, concurrency, inProcess, http, addedP50Ms: http.p50 - inProcess.p50, addedSequentialP50Ms: http.sequentialP50 - inProcess.sequentialP50 };
+  } finally {
+    server.removeAllListeners('exit');
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The same runs started in-process, in a child process of its own (like the server). */
+async function inProcessSide(requests: number, concurrency: number): Promise<Side> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--in-process', String(requests), String(concurrency)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise((r) => child.on('exit', r));
+  if (code !== 0) throw new Error(`gateway bench: in-process side exited ${code}`);
+  return JSON.parse(out) as Side;
+}
+
+async function runInProcess(requests: number, concurrency: number): Promise<Side> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-gw-'));
+  const baton = await Baton.open({ dir, concurrency: 256 });
+  try {
+    const v = await baton.register(TRIVIAL);
+    // In-process: `concurrency` callers, each starting and awaiting runs back to back.
+    for (let i = 0; i < 500; i++) await baton.run(v, { n: i });
+    const lat: number[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (next++ < requests) {
+        const s = performance.now();
+        await baton.run(v, { n: next });
+        lat.push(performance.now() - s);
+      }
+    }));
+    const perSecond = requests / ((performance.now() - t0) / 1000);
+    const seq: number[] = [];
+    for (let i = 0; i < Math.min(requests, 2000); i++) {
+      const t = performance.now();
+      await baton.run(v, { n: i });
+      seq.push(performance.now() - t);
+    }
+    return { perSecond, p50: pct(lat, 50), p99: pct(lat, 99), sequentialP50: pct(seq, 50), sequentialP99: pct(seq, 99) };
+  } finally {
+    await baton.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--in-process') {
+  runInProcess(Number(process.argv[3]), Number(process.argv[4])).then((r) => process.stdout.write(JSON.stringify(r)), (e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
