@@ -148,7 +148,7 @@ async function main(): Promise<void> {
 function gatewayLines(g: GatewayBench): string[] {
   const ms = (x: number) => f(x, 2);
   return [
-    `G1 gateway: a trivial sync run (POST /runs with wait) over loopback HTTP against a \`baton serve\` process, beside the same run in-process; ${g.requests} runs at concurrency ${g.concurrency} (autocannon), then one at a time`,
+    `G1 gateway: a trivial sync run (POST /runs with wait) over loopback HTTP against a \`baton serve\` process, beside the same run in-process; at concurrency ${g.concurrency} (${g.tool}), then one at a time`,
     '',
     '| side | runs/s at 50 | p50 ms at 50 | p99 ms at 50 | p50 ms one at a time | p99 ms one at a time |',
     '|---|---:|---:|---:|---:|---:|',

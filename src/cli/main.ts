@@ -23,7 +23,7 @@ interface StoreOpts {
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
 const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
 
-async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true): Promise<Baton> {
+async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true, server = false): Promise<Baton> {
   const config = findConfig(o.config, near);
   const functions = await loadFunctions(config.functions);
   const db = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
@@ -33,6 +33,8 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   return Baton.open({
     dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, baseDir: config.baseDir,
     concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
+    // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
+    sqlite: server ? { groupCommit: 'io' } : undefined,
   });
 }
 
@@ -311,7 +313,7 @@ export function buildProgram(): Command {
     const concurrency = Number(o.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     const graceMs = parseDuration(o.grace);
-    const baton = await openBaton(o, [], o.worker ? { concurrency } : false);
+    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true);
     const { createGateway } = await import('../gateway/server.js');
     const app = await createGateway(baton, { auth: o.auth as 'auto' });
     const address = await app.listen({ port, host: o.host });

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
-import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { eventWaitKey } from '../steps/wait.js';
@@ -37,6 +37,8 @@ export interface BatonOptions {
   dir?: string;
   /** A store to use instead of the embedded SQLite one. */
   store?: Store;
+  /** Options of the embedded SQLite store (ignored with `store`). */
+  sqlite?: SqliteStoreOptions;
   functions?: Record<string, StepFunction>;
   /** Run a worker in this process (default true). Without one, runs wait for another process. */
   worker?: boolean;
@@ -178,7 +180,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
   static async open(opts: BatonOptions = {}): Promise<Baton> {
     const dir = resolve(opts.dir ?? '.baton');
-    const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'));
+    const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
     const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);
     await baton.worker?.start();
     return baton;

@@ -25,6 +25,13 @@ export interface SqliteStoreOptions {
   synchronous?: 'NORMAL' | 'FULL';
   /** How often the WAL is checkpointed into the database file. Default 1 s. */
   checkpointIntervalMs?: number;
+  /**
+   * How long group commit gathers writes. `tick` (default): the writes of the current
+   * microtasks, the least latency for one caller. `io`: also those of every I/O callback ready
+   * now, which a server wants: requests arrive in separate callbacks, and one transaction for
+   * all of them doubles what it admits under load, at a few µs per commit for a lone caller.
+   */
+  groupCommit?: 'tick' | 'io';
 }
 
 export class SqliteStore implements Store {
@@ -33,8 +40,11 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly s: ReturnType<typeof prepare>;
 
+  private readonly groupAcrossIo: boolean;
+
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.location = path;
+    this.groupAcrossIo = opts.groupCommit === 'io';
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     try {
       this.db = new Database(path, { timeout: opts.busyTimeoutMs ?? 10_000 });
@@ -336,7 +346,10 @@ export class SqliteStore implements Store {
   private batched<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (this.pending.length === 1) queueMicrotask(this.flush);
+      if (this.pending.length === 1) {
+        if (this.groupAcrossIo) setImmediate(this.flush);
+        else queueMicrotask(this.flush);
+      }
     });
   }
 
