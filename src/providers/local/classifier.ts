@@ -11,8 +11,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { CallOptions, ModelRequest, ModelResponse, Provider, ProviderFactory, ProviderSetup } from '../provider.js';
-import { begin, describe, isRecord, localError, resolveOptionPath, textInput, usage } from './common.js';
+import type { Provider, ProviderFactory, ProviderSetup } from '../provider.js';
+import { describe, isRecord, localError, resolveOptionPath, textModel } from './common.js';
 import { wink } from './nlp.js';
 
 const NAME = 'local-classifier';
@@ -140,14 +140,5 @@ export const createClassifier: ProviderFactory = (setup: ProviderSetup): Provide
   const alpha = setup.options.alpha ?? 1;
   if (typeof alpha !== 'number' || !(alpha > 0)) throw localError(setup, `options.alpha must be a positive number (smoothing; default 1), got ${describe(alpha)}`);
   const model = new NaiveBayes(loadExamples(setup), alpha);
-  return {
-    name: NAME,
-    defaultOperation: 'classify',
-    async call(request: ModelRequest, options: CallOptions): Promise<ModelResponse> {
-      begin(setup, NAME, 'classify', request, options);
-      const text = textInput(setup, 'classify', request.input);
-      const output = model.classify(text);
-      return { output, usage: usage(text, output), model: setup.model };
-    },
-  };
+  return textModel(setup, NAME, 'classify', (text) => model.classify(text));
 };

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { BatonError } from '../../errors.js';
-import { estimateTokens, type CallOptions, type ModelOperation, type ModelRequest, type ModelUsage, type ProviderSetup } from '../provider.js';
+import { estimateTokens, type CallOptions, type ModelOperation, type ModelRequest, type ModelResponse, type ModelUsage, type Provider, type ProviderSetup } from '../provider.js';
 
 /** `BATON_MODEL_LOCAL` for a service: bad options, missing files, bad input. */
 export function localError(setup: ProviderSetup, detail: string, cause?: unknown): BatonError {
@@ -24,6 +24,20 @@ export function begin(setup: ProviderSetup, provider: string, operation: ModelOp
 /** Usage for a local call: no billing, but the runtime still wants token counts. */
 export function usage(inputText: string, output: unknown): ModelUsage {
   return { inputTokens: estimateTokens(inputText), outputTokens: output === undefined ? 0 : estimateTokens(JSON.stringify(output)), cachedInputTokens: 0 };
+}
+
+/** A provider for a model that maps one text to one result (classifier, sentiment, entities). */
+export function textModel(setup: ProviderSetup, name: string, operation: ModelOperation, run: (text: string) => unknown): Provider {
+  return {
+    name,
+    defaultOperation: operation,
+    async call(request: ModelRequest, options: CallOptions): Promise<ModelResponse> {
+      begin(setup, name, operation, request, options);
+      const text = textInput(setup, operation, request.input);
+      const output = run(text);
+      return { output, usage: usage(text, output), model: setup.model };
+    },
+  };
 }
 
 /** `options[key]` resolved against the config directory; throws a helpful error if it does not exist. */

@@ -10,8 +10,8 @@
  * `text.slice(start, end) === entity.text` always holds.
  */
 import nlp from 'compromise';
-import type { CallOptions, ModelRequest, ModelResponse, Provider, ProviderFactory, ProviderSetup } from '../provider.js';
-import { begin, describe, localError, textInput, usage } from './common.js';
+import type { Provider, ProviderFactory, ProviderSetup } from '../provider.js';
+import { describe, localError, textModel } from './common.js';
 import { wink } from './nlp.js';
 
 const NAME = 'local-entities';
@@ -139,14 +139,6 @@ export const createEntities: ProviderFactory = (setup: ProviderSetup): Provider 
     types = new Set((t as string[]).map((x) => x.toUpperCase()));
   }
   wink(); // load the model now, not on the first request
-  return {
-    name: NAME,
-    defaultOperation: 'entities',
-    async call(request: ModelRequest, options: CallOptions): Promise<ModelResponse> {
-      begin(setup, NAME, 'entities', request, options);
-      const text = textInput(setup, 'entities', request.input);
-      const output = { entities: extractEntities(text, types) };
-      return { output, usage: usage(text, output), model: setup.model };
-    },
-  };
+  return textModel(setup, NAME, 'entities', (text) => ({ entities: extractEntities(text, types) }));
+
 };

@@ -4,8 +4,8 @@
  * under a millisecond per sentence and needs no data beyond the installed model, which is all
  * a routing/triage step needs. Scores inside ±`options.neutral` (default 0.05) are neutral.
  */
-import type { CallOptions, ModelRequest, ModelResponse, Provider, ProviderFactory, ProviderSetup } from '../provider.js';
-import { begin, describe, localError, textInput, usage } from './common.js';
+import type { Provider, ProviderFactory, ProviderSetup } from '../provider.js';
+import { describe, localError, textModel } from './common.js';
 import { wink } from './nlp.js';
 
 const NAME = 'local-sentiment';
@@ -41,14 +41,5 @@ export const createSentiment: ProviderFactory = (setup: ProviderSetup): Provider
     throw localError(setup, `options.neutral must be a number from 0 to below 1 (the half-width of the neutral band around 0; default 0.05), got ${describe(neutral)}`);
   }
   wink(); // load the model now, not on the first request
-  return {
-    name: NAME,
-    defaultOperation: 'sentiment',
-    async call(request: ModelRequest, options: CallOptions): Promise<ModelResponse> {
-      begin(setup, NAME, 'sentiment', request, options);
-      const text = textInput(setup, 'sentiment', request.input);
-      const output = scoreSentiment(text, neutral);
-      return { output, usage: usage(text, output), model: setup.model };
-    },
-  };
+  return textModel(setup, NAME, 'sentiment', (text) => scoreSentiment(text, neutral));
 };
