@@ -18,7 +18,7 @@
  *   accepted: the endpoint decides what it does.
  */
 import { BatonError } from '../errors.js';
-import { defaultOp, describe as describeValue, fetchText, isRecord, stringRecord, throwIfAborted } from './oip.js';
+import { defaultOp, describe as describeValue, fetchText, isRecord, stringRecord, throwIfAborted } from './shared.js';
 import { estimateTokens, parseJsonBody, type CallOptions, type ModelRequest, type ModelResponse, type Provider, type ProviderFactory, type ProviderSetup } from './provider.js';
 
 export const HTTP_JSON_PROTOCOL = 'JSON (http provider)';

@@ -21,21 +21,18 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { BatonError } from '../errors.js';
+import { defaultOp, describe as describeValue, isRecord, throwIfAborted } from './shared.js';
 import {
   classifyConfig,
   classifyFeatures,
   classifyScores,
-  defaultOp,
-  describe as describeValue,
-  isRecord,
   normalizeTensorInputs,
   product,
   tensorUsage,
-  throwIfAborted,
   type NamedTensor,
   type Tensor,
   type TensorValue,
-} from './oip.js';
+} from './tensors.js';
 import type { CallOptions, ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory, ProviderSetup } from './provider.js';
 
 type Ort = typeof import('onnxruntime-node');

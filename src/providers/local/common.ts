@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { BatonError } from '../../errors.js';
+export { isRecord } from '../shared.js';
 import { estimateTokens, type CallOptions, type ModelOperation, type ModelRequest, type ModelResponse, type ModelUsage, type Provider, type ProviderSetup } from '../provider.js';
 
 /** `BATON_MODEL_LOCAL` for a service: bad options, missing files, bad input. */
@@ -64,8 +65,4 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return value === '' ? 'an empty string' : `the string "${value.length > 40 ? `${value.slice(0, 40)}…` : value}"`;
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
