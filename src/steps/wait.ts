@@ -60,7 +60,12 @@ export const waitKind: StepKind<WaitStepDoc> = {
       async execute(x) {
         const st = x.state as WaitState | undefined;
         if (st?.signal) return { type: 'done', output: st.signal.payload ?? null };
-        if (st?.wakeAt !== undefined && !st.waitKey) return { type: 'done', output: { woke_at: new Date(x.now()).toISOString(), due_at: new Date(st.wakeAt).toISOString() } };
+        if (st?.wakeAt !== undefined && !st.waitKey) {
+          // Timers (setTimeout's monotonic clock against Date.now) can fire a millisecond early:
+          // a timer never ends before its due time, it sleeps the rest.
+          if (x.now() < st.wakeAt) return { type: 'sleep', until: st.wakeAt, state: st };
+          return { type: 'done', output: { woke_at: new Date(x.now()).toISOString(), due_at: new Date(st.wakeAt).toISOString() } };
+        }
         // Woken without a signal: the event did not come within the step's timeout.
         if (st?.waitKey) throw new BatonError('BATON_STEP_TIMEOUT', { step: x.stepId, timeoutMs: timeoutMs ?? 0 }, { retryable: false });
         if (durationMs !== undefined) {
