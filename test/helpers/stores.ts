@@ -4,7 +4,12 @@
  * and dropped after it (`BATON_TEST_PG_ADMIN` picks the server; `BATON_TEST_STORES=sqlite`
  * runs only SQLite, e.g. on a machine without PostgreSQL).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
+import { afterEach, beforeEach } from 'vitest';
+import { Baton, type BatonOptions } from '../../src/index.js';
 import type { Store } from '../../src/store/store.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -60,6 +65,40 @@ export function storeFor(kind: StoreKind): { setup(): Promise<void>; open(): Pro
     async teardown() {
       await db?.drop();
       db = undefined;
+    },
+  };
+}
+
+export interface EngineSuite {
+  /** This test's folder (the SQLite store, blobs, files the test writes). */
+  readonly dir: string;
+  /** An engine on this test's store; each call opens another, like another process. All are closed after the test. */
+  baton(opts?: BatonOptions): Promise<Baton>;
+}
+
+/** Per test: a fresh folder and store of `kind`, and engines on it, cleaned up afterwards. */
+export function engineSuite(kind: StoreKind, prefix: string): EngineSuite {
+  const stores = storeFor(kind);
+  const open: Baton[] = [];
+  let dir = '';
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    await stores.setup();
+  });
+  afterEach(async () => {
+    // close() is idempotent: engines a test closed itself are skipped.
+    for (const b of open.splice(0)) await b.close();
+    await stores.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get dir() {
+      return dir;
+    },
+    async baton(opts: BatonOptions = {}) {
+      const b = await Baton.open({ dir, pollIntervalMs: 20, store: await stores.open(), ...opts });
+      open.push(b);
+      return b;
     },
   };
 }

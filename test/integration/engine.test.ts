@@ -1,36 +1,18 @@
-import { mkdtempSync, rmSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Baton, type BatonOptions } from '../../src/index.js';
 import { BatonError } from '../../src/errors.js';
-import { STORE_KINDS, storeFor } from '../helpers/stores.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
-let dir: string;
-let stores: ReturnType<typeof storeFor>;
-const open: Baton[] = [];
-
-/** An engine on this suite's store (each call opens another process-like engine on the same store). */
-async function baton(opts: BatonOptions = {}): Promise<Baton> {
-  const b = await Baton.open({ dir, pollIntervalMs: 20, store: await stores.open(), ...opts });
-  open.push(b);
-  return b;
-}
 
 // Every test runs on each store: the embedded SQLite file and a fresh PostgreSQL database.
 describe.each(STORE_KINDS)('on %s', (k) => {
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'baton-engine-'));
-    stores = storeFor(k);
-    await stores.setup();
-  });
-  afterEach(async () => {
-    for (const b of open.splice(0)) await b.close();
-    await stores.teardown();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = engineSuite(k, 'baton-engine-');
+  /** An engine on this test's store (each call opens another, like another process). */
+  const baton = (opts: BatonOptions = {}): Promise<Baton> => suite.baton(opts);
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   // SQLite's own file, blobs and locks; PostgreSQL has its own such tests in test/store/postgres.test.ts.
@@ -232,14 +214,14 @@ steps:
     });
 
     it('runs a child workflow and returns its output', async () => {
-      writeFileSync(join(dir, 'child.yaml'), 'name: child\nsteps:\n  - { id: double, kind: transform, expression: "input.n * 2" }\n');
-      writeFileSync(join(dir, 'parent.yaml'), `name: parent
+      writeFileSync(join(suite.dir, 'child.yaml'), 'name: child\nsteps:\n  - { id: double, kind: transform, expression: "input.n * 2" }\n');
+      writeFileSync(join(suite.dir, 'parent.yaml'), `name: parent
 steps:
   - { id: kid, kind: workflow, workflow: ./child.yaml, input: "{ 'n': input.n }" }
   - { id: plus, kind: transform, expression: "steps.kid.output + 1" }
 `);
       const b = await baton();
-      const v = await b.registerFile(join(dir, 'parent.yaml'));
+      const v = await b.registerFile(join(suite.dir, 'parent.yaml'));
       expect(JSON.parse(v.document).steps[0].workflow).toMatch(/^child@[0-9a-f]{16}$/);
       const r = await b.run(v, { n: 20 });
       expect(r.status).toBe('completed');
@@ -285,7 +267,6 @@ steps:
       const id = await b1.start(v);
       await sleep(50);
       await b1.close();
-      open.splice(open.indexOf(b1), 1);
       const t0 = Date.now();
       const b2 = await baton();
       const r = await b2.wait(id);
@@ -368,12 +349,12 @@ steps:
 `);
       const r = await b.run(v);
       expect(r.output).toEqual({ length: big.length });
-      const db = new Database(join(dir, 'baton.db'), { readonly: true });
+      const db = new Database(join(suite.dir, 'baton.db'), { readonly: true });
       const row = db.prepare(`SELECT length(output) AS n, output FROM steps WHERE run_id = ? AND key = 'make'`).get(r.id) as { n: number; output: string };
       db.close();
       expect(row.n).toBeLessThan(200);
       expect(JSON.parse(row.output)).toMatchObject({ $baton_blob: expect.stringMatching(/^sha256:/) });
-      const blobDirs = readdirSync(join(dir, 'blobs'));
+      const blobDirs = readdirSync(join(suite.dir, 'blobs'));
       expect(blobDirs.length).toBeGreaterThan(0);
     });
 
@@ -476,21 +457,21 @@ steps:
     });
 
     sqliteOnly('reports a corrupt store without touching it', async () => {
-      const file = join(dir, 'baton.db');
+      const file = join(suite.dir, 'baton.db');
       writeFileSync(file, 'this is not a database, just text that happens to be here '.repeat(100));
       const before = readFileSync(file);
-      await expect(Baton.open({ dir })).rejects.toMatchObject({ code: 'BATON_STORE_CORRUPT' });
+      await expect(Baton.open({ dir: suite.dir })).rejects.toMatchObject({ code: 'BATON_STORE_CORRUPT' });
       expect(readFileSync(file).equals(before)).toBe(true);
     });
 
     sqliteOnly('reports a store locked by another process clearly', async () => {
       const b = await baton();
       const v = await b.register('name: lock\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n');
-      const holder = new Database(join(dir, 'baton.db'));
+      const holder = new Database(join(suite.dir, 'baton.db'));
       holder.exec('BEGIN IMMEDIATE');
       try {
         const { SqliteStore } = await import('../../src/store/sqlite/sqlite-store.js');
-        const s = new SqliteStore(join(dir, 'baton.db'), { busyTimeoutMs: 50 });
+        const s = new SqliteStore(join(suite.dir, 'baton.db'), { busyTimeoutMs: 50 });
         await expect(s.putVersion({ versionId: 'x@1', name: 'x', hash: '1', document: '{}' })).rejects.toMatchObject({ code: 'BATON_STORE_BUSY' });
         await s.close();
       } finally {
@@ -503,11 +484,10 @@ steps:
     sqliteOnly('refuses a store written by a newer Baton', async () => {
       const b = await baton();
       await b.close();
-      open.splice(0);
-      const db = new Database(join(dir, 'baton.db'));
+      const db = new Database(join(suite.dir, 'baton.db'));
       db.prepare(`UPDATE meta SET value = '999' WHERE key = 'schema_version'`).run();
       db.close();
-      await expect(Baton.open({ dir })).rejects.toMatchObject({ code: 'BATON_STORE_SCHEMA_NEWER' });
+      await expect(Baton.open({ dir: suite.dir })).rejects.toMatchObject({ code: 'BATON_STORE_SCHEMA_NEWER' });
     });
 
     it('names unknown run ids and workflows', async () => {

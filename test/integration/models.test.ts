@@ -3,25 +3,13 @@
  * with providers written here so that every answer, failure and delay is chosen by the test.
  * (Vendor wire protocols over real sockets are covered in test/e2e/vendors.test.ts.)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Baton, type BatonOptions } from '../../src/index.js';
 import { BatonError } from '../../src/errors.js';
 import type { ModelRequest, ModelResponse, Provider, ProviderFactory } from '../../src/providers/provider.js';
 import type { ModelCallRecord } from '../../src/store/store.js';
-import { STORE_KINDS, storeFor } from '../helpers/stores.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
-let dir: string;
-let stores: ReturnType<typeof storeFor>;
-const open: Baton[] = [];
-
-async function baton(opts: BatonOptions): Promise<Baton> {
-  const b = await Baton.open({ dir, pollIntervalMs: 20, store: await stores.open(), ...opts });
-  open.push(b);
-  return b;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const usage = (i: number, o: number, c = 0) => ({ inputTokens: i, outputTokens: o, cachedInputTokens: c });
@@ -47,16 +35,9 @@ const calls = (b: Baton, runId: string): Promise<ModelCallRecord[]> => b.store.g
 
 // Every test runs on each store: the embedded SQLite file and a fresh PostgreSQL database.
 describe.each(STORE_KINDS)('on %s', (k) => {
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'baton-models-'));
-    stores = storeFor(k);
-    await stores.setup();
-  });
-  afterEach(async () => {
-    for (const b of open.splice(0)) await b.close();
-    await stores.teardown();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = engineSuite(k, 'baton-models-');
+  /** An engine on this test's store (each call opens another, like another process). */
+  const baton = (opts: BatonOptions = {}): Promise<Baton> => suite.baton(opts);
 
   describe('model steps', () => {
     it('falls back when the primary fails, opens its breaker, skips it at once, and closes it again after a good probe', async () => {
@@ -440,12 +421,12 @@ steps:
     });
 
     it('rejects a services config with every problem named by path', () => {
-      const attempt = () => Baton.open({ dir, services: { a: { provider: 'openai', price: { input_per_mtok: -1 }, timeout: 'soon', credential: 'sk-live-123' }, b: { provider: 'nope' } } });
+      const attempt = () => Baton.open({ dir: suite.dir, services: { a: { provider: 'openai', price: { input_per_mtok: -1 }, timeout: 'soon', credential: 'sk-live-123' }, b: { provider: 'nope' } } });
       return expect(attempt()).rejects.toThrow(/3 problems in services:\n  services\.a\.credential: .*never the secret itself\n  services\.a\.price\.input_per_mtok: .*>=0\n  services\.a\.timeout: "soon" is not a duration/);
     });
 
     it('names an unknown provider and lists the known ones', async () => {
-      await expect(Baton.open({ dir, services: { b: { provider: 'nope' } } })).rejects.toThrow(/services\.b\.provider: unknown provider "nope"; use one of: .*local-classifier.*openai/);
+      await expect(Baton.open({ dir: suite.dir, services: { b: { provider: 'nope' } } })).rejects.toThrow(/services\.b\.provider: unknown provider "nope"; use one of: .*local-classifier.*openai/);
     });
   });
 });
