@@ -17,6 +17,7 @@ import { parseDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { buildWorkflowSchema, COMMON_STEP_FIELDS } from './schema.js';
 import { formatPath, type DocPath, type SourceDocument } from './parse.js';
+import { compileTriggers, type CompiledTrigger } from './triggers.js';
 import type { JsonSchema, OnErrorDoc, StepDoc, SubStepDoc, WorkflowDocument } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
@@ -72,6 +73,8 @@ export interface CompiledWorkflow {
   output?: Expression;
   /** `concurrency.key`, evaluated over the run's input at admission. */
   concurrencyKey?: Expression;
+  /** Schedules, webhooks and CloudEvents that start its runs. */
+  triggers: CompiledTrigger[];
   /** Steps nothing depends on: their outputs form the default run output (handlers only if they ran). */
   sinks: string[];
   inlineOutputBytes: number;
@@ -302,6 +305,7 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   const output = compileExpr(doc.output, ['output']);
   const concurrencyKey = compileExpr(doc.concurrency?.key, ['concurrency', 'key']);
   for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
+  const triggers = compileTriggers(doc.triggers, (p, m) => add(p, m), compileExpr);
   for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
 
   if (problems.some((p) => p.severity !== 'warning')) return result();
@@ -316,6 +320,7 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       inputValidator,
       output,
       concurrencyKey,
+      triggers,
       sinks,
       inlineOutputBytes: doc.limits?.inline_output_bytes ?? 256 * 1024,
       expressions,

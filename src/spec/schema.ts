@@ -3,6 +3,7 @@
  * the step kind table so that a new kind appears in the schema by being registered.
  * `npm run schema` writes the file; a test regenerates it and fails on any difference.
  */
+import { TRIGGERS_SCHEMA } from './triggers.js';
 import type { JsonSchema } from './types.js';
 
 export const SCHEMA_ID = 'https://baton.dev/schema/workflow.schema.json';
@@ -140,6 +141,7 @@ export function buildWorkflowSchema(kinds: KindSchema[]): Record<string, unknown
         },
       },
       priority: { type: 'integer', minimum: -1000, maximum: 1000, description: 'Default priority of its runs within their namespace (higher first; a run option overrides it).' },
+      triggers: TRIGGERS_SCHEMA,
       defaults: {
         type: 'object',
         additionalProperties: false,

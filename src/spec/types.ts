@@ -125,6 +125,8 @@ export type SubStepDoc = DistributiveOmit<Exclude<StepDoc, MapStepDoc>, 'id' | '
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+import type { TriggerDoc } from './triggers.js';
+
 export interface WorkflowDocument {
   /** The workflow's name: letters, digits, `-`, `_`, `.`. */
   name: string;
@@ -141,6 +143,8 @@ export interface WorkflowDocument {
   concurrency?: { key: Expression; limit?: number };
   /** Default priority of its runs within their namespace (higher first). */
   priority?: number;
+  /** What starts runs besides an explicit start: schedules, webhooks, CloudEvents (see triggers.ts). */
+  triggers?: TriggerDoc[];
   /** Defaults applied to every step that does not set its own. */
   defaults?: { retry?: RetryPolicyDoc; timeout?: Duration };
   limits?: {
