@@ -121,8 +121,9 @@ export function buildProgram(): Command {
       .option('-i, --input <json|@file|file>', 'run input: JSON text, @file.json or a file path')
       .option('--json', 'print only the final result as JSON (for machines)')
       .option('--id <runId>', 'run id (starting the same id twice is harmless)')
-      .option('--budget <usd>', 'the most this run may spend on model calls, in USD (overrides the workflow\'s budget)'),
-  ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string; budget?: string }) => {
+      .option('--budget <usd>', 'the most this run may spend on model calls, in USD (overrides the workflow\'s budget)')
+      .option('--namespace <ns>', 'register the workflow in this namespace (a team) and run it there'),
+  ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string; budget?: string; namespace?: string }) => {
     // Document and input problems are the user's to fix: report them before touching the store.
     readSource(file);
     const input = parseInput(o.input);
@@ -130,7 +131,7 @@ export function buildProgram(): Command {
     if (budget !== undefined && !(budget > 0)) throw new BatonError('BATON_USAGE', { detail: `--budget must be a positive number of USD, got "${o.budget}".` });
     const baton = await openBaton(o, [dirname(resolve(file))]);
     try {
-      const version = await baton.registerFile(file);
+      const version = await baton.registerFile(file, { namespace: o.namespace });
       for (const p of version.warnings) process.stderr.write(`${formatProblem(p)}\n`);
       const wf = await baton.registry.get(version.versionId);
       const view = o.json ? undefined : new LiveView(process.stdout, `${wf.name} ${version.versionId.split('@')[1]}`, wf.order);
@@ -141,7 +142,7 @@ export function buildProgram(): Command {
         if (runId === undefined) buffered.push(e);
         else if (e.runId === runId) view.update(e);
       });
-      runId = await baton.start(version, input, { id: o.id, budget });
+      runId = await baton.start(version, input, { id: o.id, budget, namespace: o.namespace });
       view?.start(runId);
       for (const e of buffered) if (e.runId === runId) view?.update(e);
       const result = await baton.wait(runId);

@@ -31,6 +31,7 @@ import { parseServices, type ServiceConfig } from '../services/config.js';
 import { ServiceRuntime } from '../services/runtime.js';
 import { StoreLedger } from './ledger.js';
 import { crashPoint } from './crash-points.js';
+import { checkNamespace, DEFAULT_NAMESPACE, splitQualified, workflowOfVersion } from './namespaces.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -80,20 +81,22 @@ export interface StartOptions {
   concurrencyKey?: string;
 }
 
-function checkNamespace(ns: string | undefined): string {
-  if (ns === undefined) return 'default';
-  if (typeof ns !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/.test(ns)) {
-    throw new BatonError('BATON_USAGE', { detail: `namespace must be 1-100 letters, digits, '_', '.', ':' or '-', starting with a letter or digit; got ${JSON.stringify(ns)}.` });
-  }
-  return ns;
-}
-
 /** The run's concurrency key from the workflow's expression over its input; a run without one is not limited. */
 async function concurrencyKeyOf(expr: NonNullable<CompiledWorkflow['concurrencyKey']>, input: unknown): Promise<string | undefined> {
   const v = await expr.evaluate({ input }, 'in concurrency.key');
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'object') throw new BatonError('BATON_EXPR_EVAL', { where: 'in concurrency.key', detail: `must give a string or number, got ${Array.isArray(v) ? 'an array' : 'an object'}` });
   return String(v);
+}
+
+/** A namespaced workflow runs in its namespace; a shared (default) one in the caller's. */
+function runNamespace(versionId: string, asked: string | undefined): string {
+  const own = splitQualified(versionId).namespace;
+  const ns = checkNamespace(asked ?? (own === DEFAULT_NAMESPACE ? undefined : own));
+  if (own !== DEFAULT_NAMESPACE && ns !== own) {
+    throw new BatonError('BATON_USAGE', { detail: `workflow ${versionId} belongs to namespace "${own}"; its runs cannot start in namespace "${ns}".` });
+  }
+  return ns;
 }
 
 const EMPTY_CATALOG = { get: () => undefined, names: () => [] };
@@ -195,18 +198,21 @@ export class Baton extends EventEmitter<BatonEvents> {
     return this;
   }
 
-  /** Validates and registers a workflow document (object, or YAML/JSON text). Idempotent per content. */
-  async register(doc: unknown, file?: string): Promise<VersionRecord & { warnings: Problem[] }> {
+  /**
+   * Validates and registers a workflow document (object, or YAML/JSON text). Idempotent per
+   * content. With `namespace`, the workflow belongs to that team (see namespaces.ts).
+   */
+  async register(doc: unknown, file?: string, opts: { namespace?: string } = {}): Promise<VersionRecord & { warnings: Problem[] }> {
     let source: SourceDocument | undefined;
     if (typeof doc === 'string') {
       source = parseSource(doc, file ?? '<input>');
       doc = source.value;
     }
-    return this.registry.register(doc, source);
+    return this.registry.register(doc, source, checkNamespace(opts.namespace));
   }
 
-  async registerFile(file: string): Promise<VersionRecord & { warnings: Problem[] }> {
-    return this.registry.registerFile(file);
+  async registerFile(file: string, opts: { namespace?: string } = {}): Promise<VersionRecord & { warnings: Problem[] }> {
+    return this.registry.registerFile(file, checkNamespace(opts.namespace));
   }
 
   // ------------------------------------------------------------------ runs
@@ -217,7 +223,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Throws BATON_INPUT_INVALID when the input breaks the workflow's input schema.
    */
   async start(ref: string | VersionRecord, input: unknown = {}, opts: StartOptions = {}): Promise<string> {
-    const versionId = typeof ref === 'string' ? await this.registry.resolve(ref) : ref.versionId;
+    const versionId = typeof ref === 'string' ? await this.registry.resolve(ref, checkNamespace(opts.namespace)) : ref.versionId;
+    const namespace = runNamespace(versionId, opts.namespace);
     const wf = await this.registry.get(versionId);
     if (wf.inputValidator && !wf.inputValidator(input)) {
       const detail = (wf.inputValidator.errors ?? []).slice(0, 8).map((e) => `${e.instancePath || '(input)'} ${e.message}`).join('; ');
@@ -228,15 +235,15 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     const id = opts.id ?? newRunId();
     const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost });
-    run.namespace = checkNamespace(opts.namespace);
+    run.namespace = namespace;
     run.priority = opts.priority ?? wf.doc.priority ?? 0;
     const key = opts.concurrencyKey ?? (wf.concurrencyKey ? await concurrencyKeyOf(wf.concurrencyKey, input) : undefined);
-    if (key !== undefined) run.concurrency = { key: `${wf.name}:${key}`, limit: wf.doc.concurrency?.limit ?? 1 };
+    if (key !== undefined) run.concurrency = { key: `${run.workflow}:${key}`, limit: wf.doc.concurrency?.limit ?? 1 };
     const { created, queued } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: wf.name, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -491,7 +498,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     // A run that called models has its cost in the store (other workers may have added to it).
     if (rs.workflow.callsModels) return this.notify(rs.id);
     this.notify(rs.id, {
-      id: rs.id, versionId: rs.versionId, workflow: rs.workflow.name, status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
+      id: rs.id, versionId: rs.versionId, workflow: workflowOfVersion(rs.versionId), status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
       parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at, cost: 0,
       namespace: rs.namespace, priority: rs.priority, concurrencyKey: rs.concurrencyKey,
     });
@@ -511,7 +518,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     for (const f of list) f(final);
   }
 
-  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number }): Promise<NewRun> {
+  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number; namespace?: string }): Promise<NewRun> {
     const wf = await this.registry.get(versionId);
     const now = Date.now();
     const steps: NewStep[] = wf.order.map((id) => {
@@ -523,8 +530,9 @@ export class Baton extends EventEmitter<BatonEvents> {
     });
     const inputJson = encodeValue(input ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
     return {
-      id: o.id, versionId, workflow: wf.name, inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
+      id: o.id, versionId, workflow: workflowOfVersion(versionId), inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
       budget: o.budget ?? wf.doc.budget?.max_cost,
+      namespace: o.namespace,
       events: [{ type: EventType.runCreated, at: now, dataJson: `{"version":${JSON.stringify(versionId)},"input":${inputJson}${o.parentRunId ? `,"parent_run":${JSON.stringify(o.parentRunId)}` : ''}}` }],
     };
   }

@@ -15,6 +15,7 @@ import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import { withTimeout } from '../resilience/timeout.js';
 import { EventType } from './states.js';
 import { parseKey, type RunState } from './run-state.js';
+import { workflowOfVersion } from './namespaces.js';
 import { crashPoint } from './crash-points.js';
 
 /** A step this worker holds and is about to run. */
@@ -37,7 +38,7 @@ export interface ExecutorHost {
   /** Bytes above which a value goes to the blob store instead of its row. */
   inlineLimit(wf: CompiledWorkflow): number;
   /** Builds a child run's admission record (its first steps claimed by this worker). */
-  newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string }): Promise<NewRun>;
+  newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string; namespace: string }): Promise<NewRun>;
   emitStep(e: StepEvent): void;
   /** False when nobody listens: the hot path then builds no event objects. */
   wantsStepEvents(): boolean;
@@ -159,7 +160,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         step.prepared.execute({
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
-          workflow: rs.workflow.name, budget: rs.budget,
+          workflow: workflowOfVersion(rs.versionId), budget: rs.budget,
           now: Date.now, services: host.services,
         }),
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
@@ -228,7 +229,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     }
     case 'child': {
       const childId = `${rs.id}.${work.key}.${work.attempt}`;
-      const child = await host.newRun(outcome.versionId, outcome.input, { id: childId, parentRunId: rs.id, parentStepKey: work.key });
+      const child = await host.newRun(outcome.versionId, outcome.input, { id: childId, parentRunId: rs.id, parentStepKey: work.key, namespace: rs.namespace });
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: `run:${childId}`, owner: null, state: wrapState(index, item, { ...(outcome.state as object), childRunId: childId }) },

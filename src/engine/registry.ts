@@ -12,6 +12,7 @@ import { compileOrThrow, type CompiledWorkflow, type CompileOptions } from '../s
 import { readSource, type SourceDocument } from '../spec/parse.js';
 import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
+import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
 
@@ -27,22 +28,24 @@ export class WorkflowRegistry {
   /**
    * Validates (every problem at once, with positions when `source` is given) and registers.
    * Warnings (a deprecated service) do not stop registration; they are returned.
+   * In a namespace other than `default` the version is stored as `<namespace>/<name>`.
    */
-  async register(value: unknown, source?: SourceDocument): Promise<VersionRecord & { warnings: Problem[] }> {
+  async register(value: unknown, source?: SourceDocument, namespace = DEFAULT_NAMESPACE): Promise<VersionRecord & { warnings: Problem[] }> {
     const known = this.known();
     const warnings = compileOrThrow(value, { source, ...known }).warnings;
     const doc = structuredClone(value) as WorkflowDocument;
-    await this.resolveChildren(doc, source);
+    await this.resolveChildren(doc, namespace, source);
     const canonical = canonicalJson(doc);
     const hash = contentHash(canonical);
-    const rec = await this.store.putVersion({ versionId: versionIdOf(doc.name, hash), name: doc.name, hash, document: canonical, source: source?.file });
+    const name = qualifiedName(namespace, doc.name);
+    const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file });
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
     return { ...rec, warnings };
   }
 
-  async registerFile(file: string): Promise<VersionRecord & { warnings: Problem[] }> {
+  async registerFile(file: string, namespace = DEFAULT_NAMESPACE): Promise<VersionRecord & { warnings: Problem[] }> {
     const src = readSource(file);
-    return this.register(src.value, src);
+    return this.register(src.value, src, namespace);
   }
 
   /** The compiled form of a registered version (compiled once per process). */
@@ -57,29 +60,33 @@ export class WorkflowRegistry {
     return wf;
   }
 
-  /** `name` (latest version) or `name@hash` to a version id. */
-  async resolve(ref: string): Promise<string> {
+  /**
+   * `name` (latest version), `namespace/name` or a version id (`name@hash`) to a version id.
+   * A plain name is looked up in `namespace` first, then in the shared default namespace.
+   */
+  async resolve(ref: string, namespace = DEFAULT_NAMESPACE): Promise<string> {
     if (ref.includes('@')) {
       const rec = await this.store.getVersion(ref);
       if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
       return rec.versionId;
     }
-    const rec = await this.store.latestVersion(ref);
+    const own = ref.includes('/') || namespace === DEFAULT_NAMESPACE ? undefined : await this.store.latestVersion(qualifiedName(namespace, ref));
+    const rec = own ?? (await this.store.latestVersion(ref));
     if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
     return rec.versionId;
   }
 
-  private async resolveChildren(doc: WorkflowDocument, source?: SourceDocument): Promise<void> {
+  private async resolveChildren(doc: WorkflowDocument, namespace: string, source?: SourceDocument): Promise<void> {
     const visit = async (s: StepDoc | undefined) => {
       if (!s) return;
       if (s.kind === 'workflow' && FILE_REF.test(s.workflow)) {
         const base = source && source.file !== '<input>' ? dirname(source.file) : process.cwd();
-        const child = await this.registerFile(resolve(base, s.workflow));
+        const child = await this.registerFile(resolve(base, s.workflow), namespace);
         s.workflow = child.versionId;
       } else if (s.kind === 'workflow') {
         // A name means its latest version *now*: pinned into this version, so a parent run
         // never picks up a child registered after it started.
-        s.workflow = await this.resolve(s.workflow);
+        s.workflow = await this.resolve(s.workflow, namespace);
       }
       if (s.kind === 'map') await visit(s.step as StepDoc);
     };

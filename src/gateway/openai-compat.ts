@@ -45,6 +45,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { ServerResponse } from 'node:http';
 import { newRunId, type Baton, type RunResult, type StartOptions } from '../engine/engine.js';
 import type { StepEvent } from '../engine/executor.js';
+import { DEFAULT_NAMESPACE, splitQualified } from '../engine/namespaces.js';
 import { TERMINAL_RUN_STATES } from '../engine/states.js';
 import { BatonError } from '../errors.js';
 
@@ -121,37 +122,55 @@ const CHAT_SCHEMA = {
   },
 } as const;
 
-/**
- * `startOptions` lets the gateway decide, per request, under which namespace a run starts (and
- * refuse callers whose key may not start runs); without it runs go to the default namespace.
- */
-export function registerOpenAiRoutes(app: FastifyInstance, baton: Baton, hooks: { startOptions?: (req: FastifyRequest) => StartOptions } = {}): void {
-  const errorHandler = (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => sendError(reply, toOpenAiError(err));
+/** How the gateway scopes these routes to the caller (API keys and namespaces). */
+export interface OpenAiRouteHooks {
+  /** Extra start options per request (and a chance to refuse callers that may not start runs). */
+  startOptions?: (req: FastifyRequest) => StartOptions;
+  /** The namespace model names are looked up in (its own workflows first, then the shared ones). */
+  namespace?: (req: FastifyRequest) => string;
+  /** Whether the caller may use a workflow of this namespace. */
+  reaches?: (req: FastifyRequest, namespace: string) => boolean;
+}
 
-  app.get('/v1/models', { errorHandler }, async () => {
+/**
+ * Without hooks, every workflow is visible and runs go to the default namespace. Model ids are
+ * `workflow/<name>` for the caller's own and shared workflows, `workflow/<namespace>/<name>`
+ * for others it reaches (an admin key).
+ */
+export function registerOpenAiRoutes(app: FastifyInstance, baton: Baton, hooks: OpenAiRouteHooks = {}): void {
+  const errorHandler = (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => sendError(reply, toOpenAiError(err));
+  const scope = (req: FastifyRequest) => ({ namespace: hooks.namespace?.(req) ?? DEFAULT_NAMESPACE, reaches: (ns: string) => hooks.reaches?.(req, ns) ?? true });
+
+  app.get('/v1/models', { errorHandler }, async (req) => {
+    const { namespace, reaches } = scope(req);
     const versions = await baton.store.listVersions();
     const latest = new Map<string, (typeof versions)[number]>();
     for (const v of versions) {
-      const seen = latest.get(v.name);
-      if (!seen || v.seq > seen.seq) latest.set(v.name, v);
+      const q = splitQualified(v.name);
+      if (!reaches(q.namespace)) continue;
+      // The caller's own workflows and the shared ones go by their plain name (own first).
+      const id = q.namespace === namespace || q.namespace === DEFAULT_NAMESPACE ? q.name : v.name;
+      const seen = latest.get(id);
+      const better = !seen || (splitQualified(seen.name).namespace === q.namespace ? v.seq > seen.seq : q.namespace === namespace);
+      if (better) latest.set(id, v);
     }
-    return { object: 'list', data: [...latest.values()].map((v) => modelEntry(`${MODEL_PREFIX}${v.name}`, v.createdAt)) };
+    return { object: 'list', data: [...latest].map(([id, v]) => modelEntry(`${MODEL_PREFIX}${id}`, v.createdAt)) };
   });
 
   // Model ids hold a slash: clients send it encoded (`workflow%2Fname`) or plain.
-  const retrieve = async (id: string) => {
-    const v = await resolveModel(baton, id);
+  const retrieve = async (req: FastifyRequest, id: string) => {
+    const v = await resolveModel(baton, id, scope(req));
     const rec = await baton.store.getVersion(v.versionId);
     return modelEntry(id, rec?.createdAt ?? Date.now());
   };
-  app.get('/v1/models/:id', { errorHandler }, async (req) => retrieve((req.params as { id: string }).id));
-  app.get('/v1/models/workflow/:name', { errorHandler }, async (req) => retrieve(`${MODEL_PREFIX}${(req.params as { name: string }).name}`));
+  app.get('/v1/models/:id', { errorHandler }, async (req) => retrieve(req, (req.params as { id: string }).id));
+  app.get('/v1/models/workflow/*', { errorHandler }, async (req) => retrieve(req, `${MODEL_PREFIX}${(req.params as { '*': string })['*']}`));
 
   app.post('/v1/chat/completions', { errorHandler, schema: { body: CHAT_SCHEMA } }, async (req, reply) => {
     const body = req.body as ChatBody;
     if (body.n !== undefined && body.n !== null && body.n !== 1) throw new OpenAiError(400, 'invalid_request_error', 'unsupported_value', 'Only n = 1 is supported: a workflow run gives one answer.', 'n');
     const timeoutMs = requestTimeout(req.headers['x-baton-timeout-ms']);
-    const { versionId } = await resolveModel(baton, body.model);
+    const { versionId } = await resolveModel(baton, body.model, scope(req));
     const input: Record<string, unknown> = { messages: body.messages, text: lastUserText(body.messages) };
     if (body.user !== undefined) input.user = body.user;
     if (body.metadata !== undefined && body.metadata !== null) input.metadata = body.metadata;
@@ -347,16 +366,18 @@ function runFailure(run: RunResult, timeoutMs: number): OpenAiError | undefined 
   );
 }
 
-async function resolveModel(baton: Baton, model: string): Promise<{ versionId: string }> {
+async function resolveModel(baton: Baton, model: string, scope: { namespace: string; reaches: (ns: string) => boolean }): Promise<{ versionId: string }> {
+  const notFound = () => new OpenAiError(404, 'invalid_request_error', 'model_not_found', `The model \`${model}\` does not exist: no such workflow is registered. See GET /v1/models.`, 'model');
   if (!model.startsWith(MODEL_PREFIX) || model.length === MODEL_PREFIX.length) {
     throw new OpenAiError(404, 'invalid_request_error', 'model_not_found', `The model \`${model}\` does not exist. Models here are workflows: \`workflow/<name>\` or \`workflow/<name>@<hash>\`; see GET /v1/models.`, 'model');
   }
   try {
-    return { versionId: await baton.registry.resolve(model.slice(MODEL_PREFIX.length)) };
+    const versionId = await baton.registry.resolve(model.slice(MODEL_PREFIX.length), scope.namespace);
+    // Another team's workflow is "not found", so names do not leak across namespaces.
+    if (!scope.reaches(splitQualified(versionId).namespace)) throw notFound();
+    return { versionId };
   } catch (e) {
-    if (e instanceof BatonError && e.code === 'BATON_WORKFLOW_NOT_FOUND') {
-      throw new OpenAiError(404, 'invalid_request_error', 'model_not_found', `The model \`${model}\` does not exist: no such workflow is registered. See GET /v1/models.`, 'model');
-    }
+    if (e instanceof BatonError && e.code === 'BATON_WORKFLOW_NOT_FOUND') throw notFound();
     throw e;
   }
 }

@@ -15,6 +15,7 @@ import type { Baton } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
 import type { ApiKeyRecord, EventRecord } from '../store/store.js';
+import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
 
@@ -103,18 +104,50 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     }
   });
 
-  app.get('/workflows', async (req) => {
+  /**
+   * The namespace a request acts in: the one it names (which its key must reach), else the
+   * key's first namespace, else `default`.
+   */
+  const namespaceOf = (req: FastifyRequest, asked: string | undefined, action: string): string => {
+    const key = keyOf(req);
+    const ns = checkNamespace(asked ?? (key && !key.namespaces.includes('*') ? key.namespaces[0] : undefined));
+    if (!reaches(key, ns)) throw new BatonError('BATON_FORBIDDEN', { key: key!.id, role: key!.role, action: `${action} in namespace "${ns}"` });
+    return ns;
+  };
+  /** A workflow reference resolved in the caller's namespace; another team's workflow is "not found". */
+  const visibleVersion = async (req: FastifyRequest, ref: string, namespace: string): Promise<string> => {
+    const versionId = await baton.registry.resolve(ref, namespace);
+    const own = splitQualified(versionId).namespace;
+    if (own !== DEFAULT_NAMESPACE && !reaches(keyOf(req), own)) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
+    return versionId;
+  };
+
+  app.get('/workflows', {
+    schema: {
+      summary: 'Registered workflow versions the caller can see: its namespaces and the shared default namespace.',
+      querystring: { type: 'object', additionalProperties: false, properties: { name: { type: 'string' }, namespace: { type: 'string' } } },
+    },
+  }, async (req) => {
     requireCap(keyOf(req), 'read', 'read workflows');
-    const { name } = req.query as { name?: string };
-    const versions = await baton.store.listVersions(name);
-    return versions.map((v) => ({ version_id: v.versionId, name: v.name, seq: v.seq, created_at: new Date(v.createdAt).toISOString() }));
+    const q = req.query as { name?: string; namespace?: string };
+    const versions = await baton.store.listVersions(q.name === undefined ? undefined : qualifiedName(checkNamespace(q.namespace), q.name));
+    return versions
+      .map((v) => ({ v, ...splitQualified(v.name) }))
+      .filter(({ namespace }) => (namespace === DEFAULT_NAMESPACE || reaches(keyOf(req), namespace)) && (q.namespace === undefined || namespace === q.namespace))
+      .map(({ v, namespace, name }) => ({ version_id: v.versionId, name, namespace, seq: v.seq, created_at: new Date(v.createdAt).toISOString() }));
   });
 
-  app.post('/workflows', async (req, reply) => {
+  app.post('/workflows', {
+    schema: {
+      summary: 'Registers a workflow version (JSON or YAML body). Problems come back with line and column.',
+      querystring: { type: 'object', additionalProperties: false, properties: { namespace: { type: 'string', description: "Default: the key's first namespace, or default." } } },
+    },
+  }, async (req, reply) => {
     requireCap(keyOf(req), 'register', 'register workflows');
+    const namespace = namespaceOf(req, (req.query as { namespace?: string }).namespace, 'register workflows');
     // A JSON body is the document as an object; a YAML body is text, validated with positions.
-    const v = await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined);
-    return reply.code(201).send({ version_id: v.versionId, name: v.name, seq: v.seq, warnings: v.warnings });
+    const v = await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined, { namespace });
+    return reply.code(201).send({ version_id: v.versionId, name: splitQualified(v.name).name, namespace, seq: v.seq, warnings: v.warnings });
   });
 
   app.post('/runs', {
@@ -136,12 +169,14 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     },
   }, async (req, reply) => {
     const b = req.body as { workflow: string; input?: unknown; id?: string; namespace?: string; priority?: number; budget?: number; wait?: number };
-    const key = keyOf(req);
-    requireCap(key, 'run', 'start runs');
-    // A key's runs go to its first namespace unless it names another it reaches.
-    const namespace = b.namespace ?? (key && !key.namespaces.includes('*') ? key.namespaces[0] : undefined);
-    if (namespace !== undefined && !reaches(key, namespace)) throw new BatonError('BATON_FORBIDDEN', { key: key!.id, role: key!.role, action: `start runs in namespace "${namespace}"` });
-    const id = await baton.start(b.workflow, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget });
+    requireCap(keyOf(req), 'run', 'start runs');
+    // A key's runs go to its first namespace unless it names another it reaches; a namespaced
+    // workflow's runs go to the workflow's namespace.
+    const asked = b.namespace === undefined ? undefined : namespaceOf(req, b.namespace, 'start runs');
+    const versionId = await visibleVersion(req, b.workflow, asked ?? namespaceOf(req, undefined, 'start runs'));
+    const own = splitQualified(versionId).namespace;
+    const namespace = asked ?? (own !== DEFAULT_NAMESPACE ? own : namespaceOf(req, undefined, 'start runs'));
+    const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget });
     if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
     const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
     return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
@@ -226,10 +261,11 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   // Workflows as models: `POST /v1/chat/completions` with `model: "workflow/<name>"`.
   registerOpenAiRoutes(app, baton, {
     startOptions: (req) => {
-      const key = keyOf(req);
-      requireCap(key, 'run', 'start runs');
-      return key && !key.namespaces.includes('*') ? { namespace: key.namespaces[0] } : {};
+      requireCap(keyOf(req), 'run', 'start runs');
+      return {};
     },
+    namespace: (req) => namespaceOf(req, undefined, 'use workflows'),
+    reaches: (req, ns) => ns === DEFAULT_NAMESPACE || reaches(keyOf(req), ns),
   });
 
   app.post('/events/:name/:key', async (req) => {

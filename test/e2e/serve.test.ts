@@ -184,6 +184,36 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     expect((await call('POST', '/workflows', 'name: nope\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n', as(opA))).status).toBe(403);
     expect((await call('POST', '/workflows', 'name: by-admin\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n', as(admin))).status).toBe(201);
 
+    // Workflows belong to namespaces: each team registers its own `triage`, and neither sees,
+    // starts or models the other's; shared (default-namespace) workflows stay usable by both.
+    const adminA = key(['--role', 'admin', '--namespace', 'team-a']);
+    const doc = (word: string) => `name: triage\nsteps:\n  - { id: a, kind: transform, expression: '"${word}"' }\n`;
+    const regA = await call('POST', '/workflows', doc('team-a says hi'), as(adminA));
+    expect(regA.body).toMatchObject({ name: 'triage', namespace: 'team-a' });
+    expect(regA.body.version_id).toMatch(/^team-a\/triage@/);
+    expect((await call('POST', '/workflows?namespace=team-b', doc('team-b says hi'), as(adminA))).body.code).toBe('BATON_FORBIDDEN');
+    const regB = await call('POST', '/workflows?namespace=team-b', doc('team-b says hi'), as(admin));
+    expect(regB.status).toBe(201);
+    expect(regB.body.namespace).toBe('team-b');
+    const ranA = await call('POST', '/runs', { workflow: 'triage', wait: 10 }, as(opA));
+    expect(ranA.body).toMatchObject({ status: 'completed', namespace: 'team-a', output: 'team-a says hi' });
+    expect((await call('POST', '/runs', { workflow: 'triage', wait: 10 }, as(opB))).body.output).toBe('team-b says hi');
+    const listA = (await call('GET', '/workflows', undefined, as(opA))).body as Array<{ name: string; namespace: string }>;
+    expect(listA.filter((w) => w.name === 'triage').map((w) => w.namespace)).toEqual(['team-a']);
+    expect(listA.some((w) => w.name === 'shout' && w.namespace === 'default')).toBe(true);
+    // Another team's workflow by version id is "not found", as is its model.
+    expect((await call('POST', '/runs', { workflow: regA.body.version_id }, as(opB))).body).toMatchObject({ status: 404, code: 'BATON_WORKFLOW_NOT_FOUND' });
+    expect((await call('POST', '/runs', { workflow: 'team-a/triage' }, as(opB))).status).toBe(404);
+    const modelsB = (await call('GET', '/v1/models', undefined, as(opB))).body.data.map((m: { id: string }) => m.id);
+    expect(modelsB).toContain('workflow/triage');
+    expect(modelsB).toContain('workflow/shout');
+    expect(modelsB.some((m: string) => m.includes('team-a'))).toBe(false);
+    const chatB = await call('POST', '/v1/chat/completions', { model: 'workflow/triage', messages: [{ role: 'user', content: 'hi' }] }, as(opB));
+    expect(chatB.body.choices[0].message.content).toContain('team-b says hi');
+    expect((await call('POST', '/v1/chat/completions', { model: 'workflow/team-a/triage', messages: [{ role: 'user', content: 'hi' }] }, as(opB))).status).toBe(404);
+    // A namespaced workflow's runs stay in its namespace.
+    expect((await call('POST', '/runs', { workflow: 'team-b/triage', namespace: 'team-a' }, as(admin))).body.code).toBe('BATON_USAGE');
+
     // Per-key rate limit: the fourth request in the minute is refused with Retry-After.
     for (let i = 0; i < 3; i++) expect((await call('GET', '/runs', undefined, as(slow))).status).toBe(200);
     const limited = await fetch(`${base}/runs`, { headers: as(slow) });
