@@ -18,6 +18,7 @@ import type { ApiKeyRecord, EventRecord } from '../store/store.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
+import { responses, SHARED_SCHEMAS } from './schemas.js';
 
 export interface GatewayOptions {
   /**
@@ -44,6 +45,8 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
       openapi: '3.1.0',
       info: { title: 'Baton', version: '0.1.0', description: 'Durable AI orchestration: register workflows, start and control runs, follow their events.' },
     },
+    // Shared schemas keep their names (Run, Problem…) in components, not def-0, def-1.
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   buildGateway(baton, opts, app);
@@ -56,6 +59,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   // that sends the wrong thing hears about it.
   const app = given ?? Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   // YAML documents are accepted as text; JSON is parsed by Fastify.
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -126,6 +130,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     schema: {
       summary: 'Registered workflow versions the caller can see: its namespaces and the shared default namespace.',
       querystring: { type: 'object', additionalProperties: false, properties: { name: { type: 'string' }, namespace: { type: 'string' } } },
+      response: responses.versions,
     },
   }, async (req) => {
     requireCap(keyOf(req), 'read', 'read workflows');
@@ -141,6 +146,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     schema: {
       summary: 'Registers a workflow version (JSON or YAML body). Problems come back with line and column.',
       querystring: { type: 'object', additionalProperties: false, properties: { namespace: { type: 'string', description: "Default: the key's first namespace, or default." } } },
+      response: responses.registered,
     },
   }, async (req, reply) => {
     requireCap(keyOf(req), 'register', 'register workflows');
@@ -166,6 +172,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
           wait: { type: 'number', minimum: 0, description: 'Seconds to wait for the run to end (sync start); 0 or absent: answer 202 at once.' },
         },
       },
+      response: responses.started,
     },
   }, async (req, reply) => {
     const b = req.body as { workflow: string; input?: unknown; id?: string; namespace?: string; priority?: number; budget?: number; wait?: number };
@@ -182,7 +189,17 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
   });
 
-  app.get('/runs', async (req) => {
+  app.get('/runs', {
+    schema: {
+      summary: 'Runs the caller can see, newest first.',
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { status: { type: 'string', description: 'Comma-separated statuses.' }, workflow: { type: 'string' }, limit: { type: 'string', description: '1 to 1000, default 50.' } },
+      },
+      response: responses.runs,
+    },
+  }, async (req) => {
     const q = req.query as { status?: string; workflow?: string; limit?: string };
     const status = q.status?.split(',') as RunStatus[] | undefined;
     for (const s of status ?? []) if (!RUN_STATUSES.includes(s)) throw new BatonError('BATON_USAGE', { detail: `status "${s}" is not one of ${RUN_STATUSES.join(', ')}.` });
@@ -192,7 +209,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return (await baton.listRuns({ status, workflow: q.workflow, limit, namespaces: keyOf(req)?.namespaces })).map(runBody);
   });
 
-  app.get('/runs/:id', async (req) => {
+  app.get('/runs/:id', { schema: { summary: 'A run with its steps, their outputs and errors.', response: responses.runWithSteps } }, async (req) => {
     const { id } = req.params as { id: string };
     requireCap(keyOf(req), 'read', 'read runs');
     const run = await visibleRun(req, id);
@@ -249,7 +266,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   });
 
   for (const action of ['pause', 'resume', 'cancel'] as const) {
-    app.post(`/runs/:id/${action}`, async (req) => {
+    app.post(`/runs/:id/${action}`, { schema: { summary: `${action[0].toUpperCase()}${action.slice(1)}s a run.`, response: responses.run } }, async (req) => {
       const { id } = req.params as { id: string };
       requireCap(keyOf(req), 'run', `${action} runs`);
       await visibleRun(req, id);

@@ -110,6 +110,10 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     expect(doc.body.openapi).toBe('3.1.0');
     expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/runs', '/runs/{id}', '/runs/{id}/events', '/workflows']));
     expect(doc.body.paths['/runs'].post.requestBody.content['application/json'].schema.required).toEqual(['workflow']);
+    // Responses are described too: runs, and problem bodies for every error status.
+    expect(Object.keys(doc.body.components.schemas)).toEqual(expect.arrayContaining(['Run', 'RunWithSteps', 'Problem', 'WorkflowVersion']));
+    expect(doc.body.paths['/runs/{id}'].get.responses['200'].content['application/json'].schema.$ref).toBe('#/components/schemas/RunWithSteps');
+    expect(doc.body.paths['/runs'].post.responses['4XX'].content['application/json'].schema.$ref).toBe('#/components/schemas/Problem');
     const docs = await fetch(`${base}/docs/static/index.html`);
     expect(docs.status).toBe(200);
     expect(await docs.text()).toMatch(/swagger-ui/i);
@@ -224,5 +228,5 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     const id = viewA.split('_')[1];
     expect(spawnSync(process.execPath, [bin, 'keys', 'revoke', id, '--db', db.url], { cwd: dir, encoding: 'utf8' }).stdout).toContain(`revoked ${id}`);
     expect((await call('GET', '/runs', undefined, as(viewA))).status).toBe(401);
-  });
+  }, 120_000); // spawns a `baton keys` process per key: slow on a busy machine
 });

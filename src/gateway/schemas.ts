@@ -1,0 +1,125 @@
+/**
+ * JSON Schemas of the gateway's responses. Fastify compiles each into a serializer
+ * (fast-json-stringify), so a response can only carry the fields declared here — nothing
+ * internal leaks by accident — and the OpenAPI document describes what clients get back.
+ */
+
+const isoTime = { type: ['string', 'null'], format: 'date-time' } as const;
+
+/** RFC 9457 problem details, with Baton's stable `code`. */
+export const problemSchema = {
+  $id: 'Problem',
+  type: 'object',
+  description: 'RFC 9457 problem details. Branch on `code`, never on `detail`.',
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    instance: { type: 'string' },
+    code: { type: 'string', description: 'Stable Baton error code, e.g. BATON_RUN_NOT_FOUND.' },
+    retryable: { type: 'boolean' },
+    problems: {
+      type: 'array',
+      description: 'Every problem of a rejected document, with its position.',
+      items: {
+        type: 'object',
+        properties: {
+          message: { type: 'string' },
+          path: { type: 'string' },
+          file: { type: 'string' },
+          line: { type: 'integer' },
+          column: { type: 'integer' },
+          severity: { type: 'string' },
+        },
+      },
+    },
+    details: { type: 'object', additionalProperties: true },
+  },
+  required: ['type', 'title', 'status', 'detail', 'code'],
+} as const;
+
+/** A run as the API shows it. */
+export const runSchema = {
+  $id: 'Run',
+  type: 'object',
+  properties: {
+    run_id: { type: 'string' },
+    workflow: { type: 'string', description: 'Qualified name: `<namespace>/<name>` outside the default namespace.' },
+    version_id: { type: 'string' },
+    status: { type: 'string', enum: ['pending', 'queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'] },
+    namespace: { type: 'string' },
+    output: { description: 'The run output once completed, else null.' },
+    error: { description: 'The error of a failed run (code, message, details), else null.' },
+    cost: { type: 'number', description: 'USD spent on model calls.' },
+    created_at: isoTime,
+    finished_at: isoTime,
+  },
+  required: ['run_id', 'workflow', 'version_id', 'status', 'namespace', 'cost', 'created_at'],
+} as const;
+
+/** An accepted start: at least the id and status (a sync start that timed out carries the whole run). */
+export const runAcceptedSchema = {
+  $id: 'RunAccepted',
+  type: 'object',
+  properties: runSchema.properties,
+  required: ['run_id', 'status'],
+} as const;
+
+/** A run with its step instances. */
+export const runWithStepsSchema = {
+  $id: 'RunWithSteps',
+  type: 'object',
+  properties: {
+    ...runSchema.properties,
+    steps: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          key: { type: 'string', description: '`classify`, or `summarise[3]` for item 3 of a map step.' },
+          status: { type: 'string' },
+          attempt: { type: 'integer' },
+          output: {},
+          error: {},
+          started_at: isoTime,
+          finished_at: isoTime,
+        },
+        required: ['key', 'status', 'attempt'],
+      },
+    },
+  },
+  required: [...runSchema.required, 'steps'],
+} as const;
+
+export const workflowVersionSchema = {
+  $id: 'WorkflowVersion',
+  type: 'object',
+  properties: {
+    version_id: { type: 'string' },
+    name: { type: 'string' },
+    namespace: { type: 'string' },
+    seq: { type: 'integer', description: '1, 2, 3… in registration order per name.' },
+    created_at: isoTime,
+    warnings: { type: 'array', items: problemSchema.properties.problems.items },
+  },
+  required: ['version_id', 'name', 'namespace', 'seq'],
+} as const;
+
+const ref = (id: string) => ({ $ref: `${id}#` });
+
+/** Every error status answers a problem. */
+const problems = { '4xx': ref('Problem'), '5xx': ref('Problem') };
+
+/** Response schemas per route, by status. */
+export const responses = {
+  run: { 200: ref('Run'), ...problems },
+  started: { 200: ref('Run'), 202: ref('RunAccepted'), ...problems },
+  runs: { 200: { type: 'array', items: ref('Run') }, ...problems },
+  runWithSteps: { 200: ref('RunWithSteps'), ...problems },
+  versions: { 200: { type: 'array', items: ref('WorkflowVersion') }, ...problems },
+  registered: { 201: ref('WorkflowVersion'), ...problems },
+  problems,
+};
+
+export const SHARED_SCHEMAS = [problemSchema, runSchema, runAcceptedSchema, runWithStepsSchema, workflowVersionSchema];
