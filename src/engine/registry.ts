@@ -16,8 +16,16 @@ import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
 
+/**
+ * How long a name's latest version is remembered. Starting by name is the gateway's hot path;
+ * a version registered in this process is seen at once, one registered by another process of
+ * a cluster within this time.
+ */
+const LATEST_TTL_MS = 1000;
+
 export class WorkflowRegistry {
   private readonly compiled = new Map<string, CompiledWorkflow>();
+  private readonly latest = new Map<string, { versionId: string; at: number }>();
 
   constructor(
     private readonly store: Store,
@@ -39,6 +47,7 @@ export class WorkflowRegistry {
     const hash = contentHash(canonical);
     const name = qualifiedName(namespace, doc.name);
     const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file });
+    this.latest.delete(name);
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
     return { ...rec, warnings };
   }
@@ -66,14 +75,26 @@ export class WorkflowRegistry {
    */
   async resolve(ref: string, namespace = DEFAULT_NAMESPACE): Promise<string> {
     if (ref.includes('@')) {
+      // Versions are immutable: one compiled here exists.
+      if (this.compiled.has(ref)) return ref;
       const rec = await this.store.getVersion(ref);
       if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
       return rec.versionId;
     }
-    const own = ref.includes('/') || namespace === DEFAULT_NAMESPACE ? undefined : await this.store.latestVersion(qualifiedName(namespace, ref));
-    const rec = own ?? (await this.store.latestVersion(ref));
-    if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
-    return rec.versionId;
+    const own = ref.includes('/') || namespace === DEFAULT_NAMESPACE ? undefined : await this.latestOf(qualifiedName(namespace, ref));
+    const versionId = own ?? (await this.latestOf(ref));
+    if (!versionId) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
+    return versionId;
+  }
+
+  private async latestOf(name: string): Promise<string | undefined> {
+    const now = Date.now();
+    const hit = this.latest.get(name);
+    if (hit && now - hit.at < LATEST_TTL_MS) return hit.versionId;
+    const rec = await this.store.latestVersion(name);
+    if (rec) this.latest.set(name, { versionId: rec.versionId, at: now });
+    else this.latest.delete(name);
+    return rec?.versionId;
   }
 
   private async resolveChildren(doc: WorkflowDocument, namespace: string, source?: SourceDocument): Promise<void> {

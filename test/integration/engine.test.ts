@@ -36,12 +36,11 @@ steps:
   - { id: c, kind: function, function: slow, input: "3" }
   - { id: join, kind: transform, expression: "steps.a.output + steps.b.output + steps.c.output" }
 `);
-      const t0 = Date.now();
       const r = await b.run(v);
       expect(r.status).toBe('completed');
       expect(r.output).toBe(6);
-      // Three 150 ms steps in parallel: well under the 450 ms a sequence would take.
-      expect(Date.now() - t0).toBeLessThan(400);
+      // In parallel: every step started before any of them ended (overlap, not wall time, so a
+      // busy machine cannot fail it).
       const starts = Object.values(spans).map((s) => s[0]);
       const ends = Object.values(spans).map((s) => s[1]);
       expect(Math.max(...starts)).toBeLessThan(Math.min(...ends));
