@@ -625,10 +625,12 @@ export class SqliteStore implements Store {
   }
 
   async claimSchedules(owner: string, now: number, leaseUntil: number, limit: number): Promise<ScheduleRecord[]> {
+    // Most looks find nothing due: a read answers them without taking the write lock.
+    const due = 'paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ? AND (lease_until IS NULL OR lease_until < ?)';
+    if (!this.db.prepare(`SELECT 1 FROM schedules WHERE ${due} LIMIT 1`).get(now, now)) return [];
     // BEGIN IMMEDIATE serialises this with every other process's claim on the same file.
     return this.write(() => (this.db.prepare(`UPDATE schedules SET lease_owner = ?, lease_until = ? WHERE id IN (
-        SELECT id FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ? AND (lease_until IS NULL OR lease_until < ?)
-        ORDER BY next_fire_at LIMIT ?) RETURNING *`).all(owner, leaseUntil, now, now, limit) as Row[]).map(toSchedule));
+        SELECT id FROM schedules WHERE ${due} ORDER BY next_fire_at LIMIT ?) RETURNING *`).all(owner, leaseUntil, now, now, limit) as Row[]).map(toSchedule));
   }
 
   async updateSchedule(id: string, patch: SchedulePatch, now: number, owner?: string): Promise<boolean> {
