@@ -439,6 +439,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       },
       resume: async (id) => {
         const row = await get(id);
+        // Resuming one that is not paused changes nothing (a due fire is not skipped).
+        if (!row.paused) return row;
         await this.store.updateSchedule(id, { paused: false, nextFireAt: this.scheduler.nextAfterNow(row) ?? null }, Date.now());
         this.scheduler.poke();
         return get(id);

@@ -203,6 +203,21 @@ steps:
     expect((await b.schedules.get('good~schedule:0')).lastError).toBeUndefined();
   });
 
+  it('takes the run id from the trigger\'s run_id expression: fires giving the same id start one run', async () => {
+    const clock = fakeClock('2026-03-01T10:00:00.500Z');
+    const b = await baton({ schedules: { now: clock.now } });
+    await b.register(flow('daily', '  - schedule: { cron: "0 * * * * *" }\n    run_id: \'"daily-" & $substring(trigger.scheduled_at, 0, 10)\''));
+    for (const t of ['2026-03-01T10:01:00.100Z', '2026-03-01T10:02:00.100Z', '2026-03-02T00:00:00.100Z']) {
+      clock.set(t);
+      await b.schedules.tick();
+    }
+    expect((await runsOf(b, 'daily')).map((r) => [r.id, (r.input as { scheduled_at: string }).scheduled_at])).toEqual([
+      ['daily-2026-03-01', '2026-03-01T10:01:00.000Z'],
+      ['daily-2026-03-02', '2026-03-02T00:00:00.000Z'],
+    ]);
+    expect((await b.schedules.get('daily~schedule:0')).lastRunId).toBe('daily-2026-03-02');
+  });
+
   it('starts a namespaced workflow\'s scheduled runs in its namespace', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.500Z');
     const b = await baton({ schedules: { now: clock.now } });
