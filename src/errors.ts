@@ -38,6 +38,7 @@ export const ERRORS = {
   BATON_RUN_NOT_FOUND: { status: 404, retryable: false, message: 'No run with id "{runId}". List runs with `baton runs list`.' },
   BATON_RUN_STATE: { status: 409, retryable: false, message: 'Run {runId} is {status}; cannot {action} it.' },
   BATON_SIGNAL_NO_TARGET: { status: 404, retryable: false, message: 'No step is waiting for {what}.' },
+  BATON_SCHEDULE_NOT_FOUND: { status: 404, retryable: false, message: 'No schedule with id "{id}". List schedules with `baton schedules list` or GET /schedules.' },
 
   // --- step execution -------------------------------------------------------------------
   BATON_STEP_FAILED: { status: 500, retryable: true, message: 'Step {step} failed: {detail}' },

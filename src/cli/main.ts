@@ -13,7 +13,7 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
-import { formatUsd, printCost, printRunList, printRunDetail, printServices } from './print.js';
+import { formatUsd, printCost, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
 
 interface StoreOpts {
   db?: string;
@@ -21,9 +21,14 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
 
-async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true, server = false): Promise<Baton> {
+/**
+ * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
+ * do; one-shot commands (`run`, `resume`…) do not, or they would start runs of other workflows
+ * and then exit before finishing them.
+ */
+async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true, server = false, schedules = false): Promise<Baton> {
   const config = findConfig(o.config, near);
   const functions = await loadFunctions(config.functions);
   const db = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
@@ -32,7 +37,7 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   const store = isPostgresUrl(db) ? await openPostgres(db) : undefined;
   return Baton.open({
     dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, baseDir: config.baseDir,
-    concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
+    schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,
   });
@@ -283,7 +288,7 @@ export function buildProgram(): Command {
     } catch {
       throw new BatonError('BATON_USAGE', { detail: `--grace "${o.grace}" is not a duration; write e.g. 20s.` });
     }
-    const baton = await openBaton(o, [], { concurrency });
+    const baton = await openBaton(o, [], { concurrency }, false, true);
     process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
       process.once('SIGTERM', () => res('SIGTERM'));
@@ -314,7 +319,7 @@ export function buildProgram(): Command {
     const concurrency = Number(o.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     const graceMs = parseDuration(o.grace);
-    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true);
+    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true);
     const { createGateway } = await import('../gateway/server.js');
     const app = await createGateway(baton, { auth: o.auth as 'auto' });
     const address = await app.listen({ port, host: o.host });
@@ -365,6 +370,59 @@ export function buildProgram(): Command {
     try {
       if (!(await baton.store.revokeApiKey(id, Date.now()))) throw new BatonError('BATON_USAGE', { detail: `no active key with id "${id}"; see \`baton keys list\`.` });
       process.stdout.write(`revoked ${id}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+
+  storeOptions(
+    program
+      .command('register')
+      .description('register a workflow version without running it (its cron schedules start firing in `baton serve` / `baton worker`)')
+      .argument('<file>')
+      .option('--namespace <ns>', 'register the workflow in this namespace (a team)'),
+  ).action(async (file: string, o: StoreOpts & { namespace?: string }) => {
+    readSource(file);
+    const baton = await openBaton(o, [dirname(resolve(file))], false);
+    try {
+      const v = await baton.registerFile(file, { namespace: o.namespace });
+      for (const p of v.warnings) process.stderr.write(`${formatProblem(p)}\n`);
+      process.stdout.write(`${v.versionId}\n`);
+      for (const s of (await baton.schedules.list()).filter((x) => x.versionId === v.versionId)) {
+        process.stderr.write(`schedule ${s.id}: ${s.cron} (${s.timezone}), next fire ${s.nextFireAt ? new Date(s.nextFireAt).toISOString() : 'never'}${s.paused ? ', paused' : ''}\n`);
+      }
+    } finally {
+      await baton.close();
+    }
+  });
+
+  const schedules = program.command('schedules').description('cron schedules of registered workflows (fired by `baton serve` and `baton worker`)');
+  storeOptions(schedules.command('list').description('every schedule: cron, time zone, next and last fire, paused, last error').option('--json')).action(async (o: StoreOpts & { json?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const list = await baton.schedules.list();
+      if (o.json) process.stdout.write(`${JSON.stringify(list.map(({ leaseOwner: _o, leaseUntil: _u, ...s }) => s), null, 2)}\n`);
+      else if (list.length === 0) process.stdout.write('no schedules: add a `triggers: [{ schedule: { cron: ... } }]` entry to a workflow and register it\n');
+      else printSchedules(list);
+    } finally {
+      await baton.close();
+    }
+  });
+  for (const action of ['pause', 'resume'] as const) {
+    storeOptions(schedules.command(action).description(action === 'pause' ? 'stop a schedule firing' : 'fire again from the next fire after now').argument('<id>')).action(async (id: string, o: StoreOpts) => {
+      const baton = await openBaton(o, [], false);
+      try {
+        const s = await baton.schedules[action](id);
+        process.stdout.write(`${action === 'pause' ? 'paused' : `resumed, next fire ${s.nextFireAt ? new Date(s.nextFireAt).toISOString() : 'never'}`} ${id}\n`);
+      } finally {
+        await baton.close();
+      }
+    });
+  }
+  storeOptions(schedules.command('trigger').description('fire a schedule once now (a running worker executes the run)').argument('<id>')).action(async (id: string, o: StoreOpts) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      process.stdout.write(`${await baton.schedules.trigger(id)}\n`);
     } finally {
       await baton.close();
     }

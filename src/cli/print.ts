@@ -1,7 +1,7 @@
 /** Plain-text tables for `baton runs list`, `runs show`, `cost` and `services`. */
 import type { RunResult } from '../engine/engine.js';
 import type { ServiceConfig } from '../services/config.js';
-import type { CostLine, EventRecord, ModelCallRecord, RunRecord, StepRecord } from '../store/store.js';
+import type { CostLine, EventRecord, ModelCallRecord, RunRecord, ScheduleRecord, StepRecord } from '../store/store.js';
 import { formatDuration } from '../util/duration.js';
 
 const w = (s: string) => process.stdout.write(s);
@@ -103,6 +103,15 @@ export function printServices(list: ServiceConfig[]): void {
   const rows = [['SERVICE', 'PROVIDER', 'MODEL', 'VERSION', 'STATUS', 'OWNER', 'PRICE IN/OUT PER MTOK', 'PER CALL']];
   for (const c of list) {
     rows.push([c.name, c.provider, c.model, c.version ?? '', c.status + (c.statusReason ? ` (${c.statusReason})` : ''), c.owner ?? '', `${formatUsd(c.price.inputPerMTok)}/${formatUsd(c.price.outputPerMTok)}`, formatUsd(c.price.perCall)]);
+  }
+  w(`${table(rows)}\n`);
+}
+
+export function printSchedules(list: ScheduleRecord[]): void {
+  const iso = (ms: number | undefined) => (ms === undefined ? '-' : new Date(ms).toISOString().replace('.000Z', 'Z'));
+  const rows = [['SCHEDULE', 'CRON', 'TIME ZONE', 'MISSED', 'NEXT FIRE', 'LAST FIRE', 'LAST RUN', 'STATE']];
+  for (const s of list) {
+    rows.push([s.id, s.cron, s.timezone, s.missed, s.paused ? '(paused)' : iso(s.nextFireAt), iso(s.lastFiredAt), s.lastRunId ?? '-', s.lastError ? `error: ${s.lastError.message}` : s.paused ? 'paused' : 'active']);
   }
   w(`${table(rows)}\n`);
 }

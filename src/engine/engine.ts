@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
-import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
+import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { eventWaitKey } from '../steps/wait.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
@@ -32,6 +32,7 @@ import { ServiceRuntime } from '../services/runtime.js';
 import { StoreLedger } from './ledger.js';
 import { crashPoint } from './crash-points.js';
 import { checkNamespace, DEFAULT_NAMESPACE, splitQualified, workflowOfVersion } from './namespaces.js';
+import { Scheduler, type SchedulerOptions } from './scheduler.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -66,6 +67,28 @@ export interface BatonOptions {
   sharedLimits?: boolean;
   /** Called for internal errors that are not any run's fault (store busy, bugs). Default: stderr. */
   onInternalError?: (e: unknown, where: string) => void;
+  /**
+   * Fire the cron schedules of registered workflows from this process (every process doing so
+   * shares the work: each fire starts once). Default: on when a worker runs here. An object
+   * turns it on with options (a clock for tests, sleep cap, misfire grace).
+   */
+  schedules?: boolean | SchedulerOptions;
+}
+
+/** `baton.schedules`: the cron schedules of registered workflows. */
+export interface ScheduleControl {
+  /** Every schedule, or those of the given namespaces. */
+  list(filter?: { namespaces?: string[] }): Promise<ScheduleRecord[]>;
+  /** BATON_SCHEDULE_NOT_FOUND if there is none with this id. */
+  get(id: string): Promise<ScheduleRecord>;
+  /** Stops firing (until resumed). */
+  pause(id: string): Promise<ScheduleRecord>;
+  /** Fires again from the next fire after now; fires that fell while paused are not caught up. */
+  resume(id: string): Promise<ScheduleRecord>;
+  /** Fires once now, outside the cron; returns the run id. */
+  trigger(id: string): Promise<string>;
+  /** Starts the fires due now in this process (the scheduler does it on its own; for tests and embedding). */
+  tick(): Promise<number>;
 }
 
 export interface StartOptions {
@@ -124,6 +147,9 @@ export class Baton extends EventEmitter<BatonEvents> {
   private readonly worker?: Worker;
   private readonly host: ExecutorHost;
   private readonly onInternalError: (e: unknown, where: string) => void;
+  private readonly scheduler: Scheduler;
+  private readonly schedulesOn: boolean;
+  readonly schedules: ScheduleControl;
   private closed = false;
 
   private constructor(store: Store, blobs: BlobStore, opts: BatonOptions) {
@@ -142,8 +168,23 @@ export class Baton extends EventEmitter<BatonEvents> {
       get: (name: string) => models.config(name),
       names: () => models.list().map((c) => c.name),
     };
-    this.registry = new WorkflowRegistry(store, () => ({ functions: new Set(this.functions.keys()), services: catalog ?? EMPTY_CATALOG }));
+    this.registry = new WorkflowRegistry(
+      store,
+      () => ({ functions: new Set(this.functions.keys()), services: catalog ?? EMPTY_CATALOG }),
+      // Every registration keeps the schedule rows in step, whether or not this process fires them.
+      (rec, wf) => this.scheduler.sync(rec, wf),
+    );
     this.onInternalError = opts.onInternalError ?? ((e, where) => process.stderr.write(`baton: internal error (${where}): ${(e as Error)?.stack ?? String(e)}\n`));
+    const schedOpts = typeof opts.schedules === 'object' ? opts.schedules : {};
+    this.schedulesOn = opts.schedules === undefined ? opts.worker !== false : opts.schedules !== false;
+    this.scheduler = new Scheduler({
+      store,
+      owner: this.workerId,
+      getWorkflow: (v) => this.registry.get(v),
+      start: (versionId, input, id) => this.start(versionId, input, { id }),
+      onError: (e, w) => this.onInternalError(e, w),
+    }, schedOpts);
+    this.schedules = this.scheduleControl();
     const services: ExecServices = {
       callFunction: (name, input, ctx) => {
         const fn = this.functions.get(name);
@@ -186,6 +227,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
     const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);
     await baton.worker?.start();
+    if (baton.schedulesOn) baton.scheduler.start();
     return baton;
   }
 
@@ -370,12 +412,43 @@ export class Baton extends EventEmitter<BatonEvents> {
   async close(opts: { graceMs?: number } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.scheduler.stop();
     await this.worker?.stop(opts.graceMs);
     await this.models?.close();
     await this.store.close();
   }
 
   // ------------------------------------------------------------------ internals
+
+  private scheduleControl(): ScheduleControl {
+    const get = async (id: string) => {
+      const row = await this.store.getSchedule(id);
+      if (!row) throw new BatonError('BATON_SCHEDULE_NOT_FOUND', { id });
+      return row;
+    };
+    return {
+      list: async (filter = {}) => {
+        const rows = await this.store.listSchedules();
+        return filter.namespaces && !filter.namespaces.includes('*') ? rows.filter((r) => filter.namespaces!.includes(r.namespace)) : rows;
+      },
+      get,
+      pause: async (id) => {
+        await get(id);
+        await this.store.updateSchedule(id, { paused: true }, Date.now());
+        return get(id);
+      },
+      resume: async (id) => {
+        const row = await get(id);
+        // Resuming one that is not paused changes nothing (a due fire is not skipped).
+        if (!row.paused) return row;
+        await this.store.updateSchedule(id, { paused: false, nextFireAt: this.scheduler.nextAfterNow(row) ?? null }, Date.now());
+        this.scheduler.poke();
+        return get(id);
+      },
+      trigger: async (id) => this.scheduler.fireNow(await get(id)),
+      tick: () => this.scheduler.tick(),
+    };
+  }
 
   private async runWork(w: Work) {
     const rs = await this.loadRun(w.runId);

@@ -31,6 +31,8 @@ export class WorkflowRegistry {
     private readonly store: Store,
     /** What documents are checked against: registered functions, configured services. */
     private readonly known: () => Pick<CompileOptions, 'functions' | 'services'>,
+    /** Called after each registration (children included): keeps schedules in step with the document. */
+    private readonly onRegistered?: (rec: VersionRecord, wf: CompiledWorkflow) => Promise<void>,
   ) {}
 
   /**
@@ -49,6 +51,7 @@ export class WorkflowRegistry {
     const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file });
     this.latest.delete(name);
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
+    await this.onRegistered?.(rec, this.compiled.get(rec.versionId)!);
     return { ...rec, warnings };
   }
 

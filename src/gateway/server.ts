@@ -18,6 +18,7 @@ import type { ApiKeyRecord, EventRecord } from '../store/store.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
+import { registerScheduleRoutes } from './schedules.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
 
 export interface GatewayOptions {
@@ -96,7 +97,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -274,6 +275,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
       return runBody(await baton.getRun(id));
     });
   }
+
+  // Cron schedules of registered workflows: list, pause, resume, fire now.
+  registerScheduleRoutes(app, baton, keyOf);
 
   // Workflows as models: `POST /v1/chat/completions` with `model: "workflow/<name>"`.
   registerOpenAiRoutes(app, baton, {

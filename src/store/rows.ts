@@ -4,7 +4,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
-import type { ApiKeyRecord, EventRecord, RunRecord, StepRecord, VersionRecord } from './store.js';
+import type { ApiKeyRecord, EventRecord, RunRecord, ScheduleRecord, StepRecord, VersionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -56,4 +56,33 @@ export function toApiKey(r: Row): ApiKeyRecord {
     namespaces: JSON.parse(r.namespaces as string) as string[], ratePerMinute: r.rate_per_minute as number,
     createdAt: r.created_at as number, revokedAt: (r.revoked_at as number | null) ?? undefined,
   };
+}
+
+export function toSchedule(r: Row): ScheduleRecord {
+  const opt = (v: unknown) => (v === null || v === undefined ? undefined : v);
+  return {
+    id: r.id as string, workflow: r.workflow as string, namespace: r.namespace as string, triggerId: r.trigger_id as string,
+    versionId: r.version_id as string, cron: r.cron as string, timezone: r.timezone as string, missed: r.missed as ScheduleRecord['missed'],
+    maxCatchUp: r.max_catch_up as number, nextFireAt: opt(r.next_fire_at) as number | undefined, lastFiredAt: opt(r.last_fired_at) as number | undefined,
+    lastRunId: opt(r.last_run_id) as string | undefined, paused: Boolean(r.paused), lastError: parseJsonColumn(r.last_error) as SerializedError | undefined,
+    leaseOwner: opt(r.lease_owner) as string | undefined, leaseUntil: opt(r.lease_until) as number | undefined,
+    createdAt: r.created_at as number, updatedAt: r.updated_at as number,
+  };
+}
+
+/** `SET` clauses and values of a schedule patch, for either store (`ph(i)` makes a placeholder). */
+export function schedulePatchSql(patch: { nextFireAt?: number | null; lastFiredAt?: number; lastRunId?: string; lastError?: SerializedError | null; paused?: boolean },
+  ph: (i: number) => string, pausedValue: (b: boolean) => unknown): { sets: string[]; values: unknown[] } {
+  const sets: string[] = [];
+  const values: unknown[] = [];
+  const set = (col: string, v: unknown) => {
+    values.push(v);
+    sets.push(`${col} = ${ph(values.length)}`);
+  };
+  if (patch.nextFireAt !== undefined) set('next_fire_at', patch.nextFireAt);
+  if (patch.lastFiredAt !== undefined) set('last_fired_at', patch.lastFiredAt);
+  if (patch.lastRunId !== undefined) set('last_run_id', patch.lastRunId);
+  if (patch.lastError !== undefined) set('last_error', patch.lastError === null ? null : JSON.stringify(patch.lastError));
+  if (patch.paused !== undefined) set('paused', pausedValue(patch.paused));
+  return { sets, values };
 }

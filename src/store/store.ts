@@ -276,6 +276,50 @@ export interface CostLine {
   avgLatencyMs: number;
 }
 
+/**
+ * One cron schedule: a `schedule` trigger of the latest registered version of a workflow.
+ * Registration keeps the rows in step with the document; schedulers claim due rows under a
+ * lease, so with several processes on one store each fire is started once.
+ */
+export interface ScheduleRecord {
+  /** `<name>~<trigger id>`, or `<namespace>~<name>~<trigger id>`: `nightly~schedule:0`. */
+  id: string;
+  /** Qualified workflow name (`team-a/nightly`). */
+  workflow: string;
+  namespace: string;
+  /** The trigger's id in the document: `schedule:0`. */
+  triggerId: string;
+  /** The version whose trigger this is (the latest registered). */
+  versionId: string;
+  cron: string;
+  timezone: string;
+  missed: 'skip' | 'once' | 'all';
+  maxCatchUp: number;
+  /** Epoch ms of the next fire; undefined when the expression never fires again. */
+  nextFireAt?: number;
+  lastFiredAt?: number;
+  lastRunId?: string;
+  paused: boolean;
+  /** Why the last fire failed to start a run (cleared by the next fire that starts one). */
+  lastError?: SerializedError;
+  leaseOwner?: string;
+  leaseUntil?: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type NewSchedule = Pick<ScheduleRecord, 'id' | 'workflow' | 'namespace' | 'triggerId' | 'versionId' | 'cron' | 'timezone' | 'missed' | 'maxCatchUp' | 'nextFireAt'>;
+
+export interface SchedulePatch {
+  nextFireAt?: number | null;
+  lastFiredAt?: number;
+  lastRunId?: string;
+  lastError?: SerializedError | null;
+  paused?: boolean;
+  /** With an owner fence: keep the lease until then (a retry later) instead of giving it back. */
+  holdUntil?: number;
+}
+
 export interface WorkerInfo {
   id: string;
   pid: number;
@@ -376,6 +420,29 @@ export interface Store {
   /** False if there is no such key or it was already revoked. */
   revokeApiKey(id: string, at: number): Promise<boolean>;
   cachePut(key: string, valueJson: string, now: number, expiresAt: number): Promise<void>;
+
+  // --- cron schedules ---
+  /**
+   * Makes `workflow`'s schedule rows those given, in one transaction, if `versionId` is its
+   * latest version (else changes nothing and returns false: an older document re-registered).
+   * A row whose cron and time zone are unchanged keeps its next fire, pause and history; a
+   * changed one takes the given `nextFireAt`; rows not given are deleted.
+   */
+  syncSchedules(workflow: string, versionId: string, schedules: NewSchedule[], now: number): Promise<boolean>;
+  listSchedules(): Promise<ScheduleRecord[]>;
+  getSchedule(id: string): Promise<ScheduleRecord | undefined>;
+  /**
+   * Leases up to `limit` unpaused rows due at `now` whose lease is free or expired, atomically
+   * (two schedulers never hold one row), earliest first.
+   */
+  claimSchedules(owner: string, now: number, leaseUntil: number, limit: number): Promise<ScheduleRecord[]>;
+  /**
+   * Applies `patch`. With `owner`, only while that owner holds the lease, which is then given
+   * back (or held until `holdUntil`). False if no row (or lease) matched.
+   */
+  updateSchedule(id: string, patch: SchedulePatch, now: number, owner?: string): Promise<boolean>;
+  /** When the scheduler should look next: the earliest unpaused next fire (past a live lease). */
+  nextScheduleAt(): Promise<number | undefined>;
 
   close(): Promise<void>;
 }

@@ -8,7 +8,7 @@
  * with a factory for a fresh, empty store; any case a store skips is named with its reason.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NewRun, StepCommit, Store } from '../../src/store/store.js';
+import type { NewRun, NewSchedule, StepCommit, Store } from '../../src/store/store.js';
 
 export interface StoreFactory {
   /** A fresh, empty store. */
@@ -179,6 +179,48 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(await store.acquireSlot('svc:c', 2, 'h3', t0, t0 + 5000)).toBe(true);
       // A holder that never released (a crashed worker) loses its slot when it expires.
       expect(await store.acquireSlot('svc:c', 2, 'h4', t0 + 6000, t0 + 9000)).toBe(true);
+    });
+
+    it('keeps schedule rows in step with the latest version and leases each due row to one scheduler', async () => {
+      const t0 = 1_800_000_000_000;
+      const row = (o: Partial<NewSchedule> = {}): NewSchedule => ({
+        id: 'wf~schedule:0', workflow: 'wf', namespace: 'default', triggerId: 'schedule:0', versionId: 'wf@1',
+        cron: '* * * * *', timezone: 'UTC', missed: 'once', maxCatchUp: 100, nextFireAt: t0 + 60_000, ...o,
+      });
+      expect(await store.syncSchedules('wf', 'wf@1', [row(), row({ id: 'wf~schedule:1', triggerId: 'schedule:1' })], t0)).toBe(true);
+      // Not the latest version: nothing changes.
+      expect(await store.syncSchedules('wf', 'wf@0', [], t0)).toBe(false);
+      expect((await store.listSchedules()).map((s) => s.id)).toEqual(['wf~schedule:0', 'wf~schedule:1']);
+
+      // Two schedulers claim at once: the due row goes to one of them.
+      const [a, b] = await Promise.all([store.claimSchedules('s1', t0 + 60_000, t0 + 90_000, 10), store.claimSchedules('s2', t0 + 60_000, t0 + 90_000, 10)]);
+      expect([...a, ...b].map((s) => s.id).sort()).toEqual(['wf~schedule:0', 'wf~schedule:1']);
+      expect(new Set([...a, ...b].map((s) => s.id)).size).toBe(2);
+      const holder = a.length ? 's1' : 's2';
+      expect(await store.claimSchedules('s3', t0 + 61_000, t0 + 91_000, 10)).toEqual([]);
+      expect(await store.nextScheduleAt()).toBe(t0 + 90_000);
+      // Only the lease holder advances a claimed row, and that gives the lease back.
+      const first = [...a, ...b].find((s) => s.leaseOwner === holder)!.id;
+      expect(await store.updateSchedule(first, { nextFireAt: t0 + 120_000, lastFiredAt: t0 + 60_000, lastRunId: 'r' }, t0 + 60_001, 'intruder')).toBe(false);
+      expect(await store.updateSchedule(first, { nextFireAt: t0 + 120_000, lastFiredAt: t0 + 60_000, lastRunId: 'r', lastError: null }, t0 + 60_001, holder)).toBe(true);
+      expect(await store.getSchedule(first)).toMatchObject({ nextFireAt: t0 + 120_000, lastFiredAt: t0 + 60_000, lastRunId: 'r', paused: false, leaseOwner: undefined, leaseUntil: undefined });
+      // An expired lease (its holder died) is claimable again.
+      const other = ['wf~schedule:0', 'wf~schedule:1'].find((id) => id !== first)!;
+      expect((await store.claimSchedules('s3', t0 + 90_001, t0 + 120_000, 10)).map((s) => s.id)).toEqual([other]);
+
+      // A paused row is not claimed; the new version keeps an unchanged cron's next fire and history, takes a changed one's.
+      expect(await store.updateSchedule(first, { paused: true }, t0)).toBe(true);
+      expect((await store.claimSchedules('s4', t0 + 200_000, t0 + 230_000, 10)).map((s) => s.id)).toEqual([other]);
+      await store.putVersion({ versionId: 'wf@2', name: 'wf', hash: '2', document: '{}' });
+      expect(await store.syncSchedules('wf', 'wf@2', [row({ id: first, triggerId: first.split('~')[1], versionId: 'wf@2', missed: 'skip', nextFireAt: t0 + 999 })], t0)).toBe(true);
+      const [kept] = await store.listSchedules();
+      expect(kept).toMatchObject({ id: first, versionId: 'wf@2', missed: 'skip', nextFireAt: t0 + 120_000, lastRunId: 'r', paused: true });
+      await store.putVersion({ versionId: 'wf@3', name: 'wf', hash: '3', document: '{}' });
+      await store.syncSchedules('wf', 'wf@3', [row({ id: first, triggerId: first.split('~')[1], versionId: 'wf@3', cron: '0 * * * *', nextFireAt: undefined })], t0);
+      expect(await store.getSchedule(first)).toMatchObject({ cron: '0 * * * *', nextFireAt: undefined });
+      await store.putVersion({ versionId: 'wf@4', name: 'wf', hash: '4', document: '{}' });
+      await store.syncSchedules('wf', 'wf@4', [], t0);
+      expect(await store.listSchedules()).toEqual([]);
     });
 
     it('isolates a failing write in a batch from the others', async () => {

@@ -161,6 +161,31 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
+  // cron schedules: one row per schedule trigger of a workflow's latest version
+  `
+  CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    trigger_id TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    missed TEXT NOT NULL,
+    max_catch_up INTEGER NOT NULL,
+    next_fire_at BIGINT,
+    last_fired_at BIGINT,
+    last_run_id TEXT,
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    last_error TEXT,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  CREATE INDEX schedules_workflow ON schedules (workflow);
+  CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE NOT paused;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -30,10 +30,10 @@ import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
-  RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
+  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { parseJsonColumn, toApiKey, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+import { parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -1042,6 +1042,75 @@ export class PostgresStore implements Store {
 
   async revokeApiKey(id: string, at: number): Promise<boolean> {
     return (await this.rows('UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id', [at, id])).length === 1;
+  }
+
+  // ---------------------------------------------------------------- cron schedules
+
+  async syncSchedules(workflow: string, versionId: string, schedules: NewSchedule[], now: number): Promise<boolean> {
+    return this.run(async (c) => {
+      // The lock putVersion takes: the latest version cannot change under this transaction.
+      await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:version:' || $1, 0))`, [workflow]);
+      const latest = (await c.query('SELECT version_id FROM workflow_versions WHERE name = $1 ORDER BY seq DESC LIMIT 1', [workflow])).rows[0];
+      if (!latest || latest.version_id !== versionId) return false;
+      await c.query('DELETE FROM schedules WHERE workflow = $1 AND NOT (id = ANY($2::text[]))', [workflow, schedules.map((x) => x.id)]);
+      for (const x of schedules) {
+        await c.query(
+          `INSERT INTO schedules (id, workflow, namespace, trigger_id, version_id, cron, timezone, missed, max_catch_up, next_fire_at, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+           ON CONFLICT (id) DO UPDATE SET version_id = excluded.version_id, missed = excluded.missed, max_catch_up = excluded.max_catch_up,
+             next_fire_at = CASE WHEN schedules.cron = excluded.cron AND schedules.timezone = excluded.timezone THEN schedules.next_fire_at ELSE excluded.next_fire_at END,
+             cron = excluded.cron, timezone = excluded.timezone, updated_at = excluded.updated_at`,
+          [x.id, x.workflow, x.namespace, x.triggerId, x.versionId, x.cron, x.timezone, x.missed, x.maxCatchUp, x.nextFireAt ?? null, now],
+        );
+      }
+      return true;
+    });
+  }
+
+  async listSchedules(): Promise<ScheduleRecord[]> {
+    return (await this.rows('SELECT * FROM schedules ORDER BY workflow, trigger_id')).map(toSchedule);
+  }
+
+  async getSchedule(id: string): Promise<ScheduleRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM schedules WHERE id = $1', [id]))[0];
+    return r && toSchedule(r);
+  }
+
+  async claimSchedules(owner: string, now: number, leaseUntil: number, limit: number): Promise<ScheduleRecord[]> {
+    // SKIP LOCKED: schedulers of other processes claiming at the same instant take other rows
+    // (or none) instead of waiting and then claiming the same row again.
+    const rows = await this.rows(
+      `UPDATE schedules SET lease_owner = $1, lease_until = $2 WHERE id IN (
+         SELECT id FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+         ORDER BY next_fire_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *`,
+      [owner, leaseUntil, now, limit],
+    );
+    return rows.map(toSchedule);
+  }
+
+  async updateSchedule(id: string, patch: SchedulePatch, now: number, owner?: string): Promise<boolean> {
+    const { sets, values } = schedulePatchSql(patch, (i) => `$${i}`, (b) => b);
+    const add = (col: string, v: unknown) => {
+      values.push(v);
+      sets.push(`${col} = $${values.length}`);
+    };
+    add('updated_at', now);
+    if (owner !== undefined) {
+      if (patch.holdUntil !== undefined) add('lease_until', patch.holdUntil);
+      else sets.push('lease_owner = NULL', 'lease_until = NULL');
+    }
+    values.push(id);
+    let where = `id = $${values.length}`;
+    if (owner !== undefined) {
+      values.push(owner);
+      where += ` AND lease_owner = $${values.length}`;
+    }
+    return (await this.rows(`UPDATE schedules SET ${sets.join(', ')} WHERE ${where} RETURNING id`, values)).length === 1;
+  }
+
+  async nextScheduleAt(): Promise<number | undefined> {
+    const r = (await this.rows<{ at: number | null }>('SELECT MIN(GREATEST(next_fire_at, COALESCE(lease_until, 0))) AS at FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL'))[0];
+    return r?.at ?? undefined;
   }
 
   async close(): Promise<void> {

@@ -152,4 +152,29 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
+  // cron schedules: one row per schedule trigger of a workflow's latest version
+  `
+  CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    trigger_id TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    missed TEXT NOT NULL,
+    max_catch_up INTEGER NOT NULL,
+    next_fire_at INTEGER,
+    last_fired_at INTEGER,
+    last_run_id TEXT,
+    paused INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX schedules_workflow ON schedules (workflow);
+  CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+  `,
 ];

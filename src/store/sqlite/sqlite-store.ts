@@ -12,10 +12,10 @@ import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
-  RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
+  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { parseJsonColumn, toApiKey, toEvent, toRun, toStep, toVersion, type Row } from '../rows.js';
+import { parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -594,6 +594,63 @@ export class SqliteStore implements Store {
 
   async revokeApiKey(id: string, at: number): Promise<boolean> {
     return this.write(() => this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1);
+  }
+
+  // ---------------------------------------------------------------- cron schedules
+
+  async syncSchedules(workflow: string, versionId: string, schedules: NewSchedule[], now: number): Promise<boolean> {
+    return this.write(() => {
+      // Under the write lock, so a version registered meanwhile by another process is seen.
+      const latest = this.s.latestVersion.get(workflow) as Row | undefined;
+      if (!latest || latest.version_id !== versionId) return false;
+      const keep = schedules.map((x) => x.id);
+      this.db.prepare(`DELETE FROM schedules WHERE workflow = ? AND id NOT IN (${keep.map(() => '?').join(', ')})`).run(workflow, ...keep);
+      const upsert = this.db.prepare(`INSERT INTO schedules (id, workflow, namespace, trigger_id, version_id, cron, timezone, missed, max_catch_up, next_fire_at, created_at, updated_at)
+        VALUES (@id, @workflow, @namespace, @triggerId, @versionId, @cron, @timezone, @missed, @maxCatchUp, @nextFireAt, @now, @now)
+        ON CONFLICT (id) DO UPDATE SET version_id = excluded.version_id, missed = excluded.missed, max_catch_up = excluded.max_catch_up,
+          next_fire_at = CASE WHEN schedules.cron = excluded.cron AND schedules.timezone = excluded.timezone THEN schedules.next_fire_at ELSE excluded.next_fire_at END,
+          cron = excluded.cron, timezone = excluded.timezone, updated_at = excluded.updated_at`);
+      for (const x of schedules) upsert.run({ ...x, nextFireAt: x.nextFireAt ?? null, now });
+      return true;
+    });
+  }
+
+  async listSchedules(): Promise<ScheduleRecord[]> {
+    return (this.db.prepare('SELECT * FROM schedules ORDER BY workflow, trigger_id').all() as Row[]).map(toSchedule);
+  }
+
+  async getSchedule(id: string): Promise<ScheduleRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM schedules WHERE id = ?').get(id) as Row | undefined;
+    return r && toSchedule(r);
+  }
+
+  async claimSchedules(owner: string, now: number, leaseUntil: number, limit: number): Promise<ScheduleRecord[]> {
+    // Most looks find nothing due: a read answers them without taking the write lock.
+    const due = 'paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ? AND (lease_until IS NULL OR lease_until < ?)';
+    if (!this.db.prepare(`SELECT 1 FROM schedules WHERE ${due} LIMIT 1`).get(now, now)) return [];
+    // BEGIN IMMEDIATE serialises this with every other process's claim on the same file.
+    return this.write(() => (this.db.prepare(`UPDATE schedules SET lease_owner = ?, lease_until = ? WHERE id IN (
+        SELECT id FROM schedules WHERE ${due} ORDER BY next_fire_at LIMIT ?) RETURNING *`).all(owner, leaseUntil, now, now, limit) as Row[]).map(toSchedule));
+  }
+
+  async updateSchedule(id: string, patch: SchedulePatch, now: number, owner?: string): Promise<boolean> {
+    const { sets, values } = schedulePatchSql(patch, () => '?', (b) => (b ? 1 : 0));
+    sets.push('updated_at = ?');
+    values.push(now);
+    let fence = '';
+    if (owner !== undefined) {
+      if (patch.holdUntil !== undefined) {
+        sets.push('lease_until = ?');
+        values.push(patch.holdUntil);
+      } else sets.push('lease_owner = NULL', 'lease_until = NULL');
+      fence = ' AND lease_owner = ?';
+    }
+    return this.write(() => this.db.prepare(`UPDATE schedules SET ${sets.join(', ')} WHERE id = ?${fence}`).run(...values, id, ...(owner !== undefined ? [owner] : [])).changes === 1);
+  }
+
+  async nextScheduleAt(): Promise<number | undefined> {
+    const r = this.db.prepare('SELECT MIN(MAX(next_fire_at, COALESCE(lease_until, 0))) AS at FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL').get() as { at: number | null };
+    return r.at ?? undefined;
   }
 
   async close(): Promise<void> {
