@@ -1,0 +1,216 @@
+import { describe, expect, it } from 'vitest';
+import type { Baton, BatonOptions } from '../../src/index.js';
+import { BatonError } from '../../src/errors.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+
+const FLOW = `
+name: scoring
+steps:
+  - id: prep
+    kind: transform
+    expression: "{ 'text': $uppercase(input.text) }"
+  - id: score
+    kind: task
+    task_type: score
+    input: steps.prep.output
+    lease: 1s
+    retry: { max_attempts: 3, initial_delay: 10ms, max_delay: 20ms }
+    output_schema:
+      type: object
+      required: [score]
+      properties: { score: { type: number } }
+  - id: label
+    kind: transform
+    expression: "steps.score.output.score > 0.5 ? 'good' : 'bad'"
+`;
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as BatonError).code;
+  }
+  return 'resolved';
+}
+
+// Every test runs on each store: the embedded SQLite file and a fresh PostgreSQL database.
+describe.each(STORE_KINDS)('task steps on %s', (k) => {
+  const suite = engineSuite(k, 'baton-tasks-');
+  const baton = (opts: BatonOptions = {}): Promise<Baton> => suite.baton(opts);
+
+  it('a polled task, completed, wakes the step and the run completes', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'hello' });
+    const t = await b.tasks.poll({ types: ['score'], workerId: 'py-1', waitMs: 10_000 });
+    expect(t).toBeDefined();
+    expect(t!.runId).toBe(id);
+    expect(t!.stepKey).toBe('score');
+    expect(t!.input).toEqual({ text: 'HELLO' });
+    expect(t!.status).toBe('leased');
+    expect(t!.attempts).toBe(1);
+    expect(t!.leaseOwner).toBe('py-1');
+    expect(typeof t!.leaseToken).toBe('string');
+    // Nobody else gets it while the lease holds.
+    expect(await b.tasks.poll({ types: ['score'], workerId: 'py-2' })).toBeUndefined();
+    await b.tasks.heartbeat(t!.id, { workerId: 'py-1', leaseToken: t!.leaseToken! });
+    const done = await b.tasks.complete(t!.id, { workerId: 'py-1', leaseToken: t!.leaseToken!, output: { score: 0.9 } });
+    expect(done.status).toBe('completed');
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toBe('good');
+    const got = await b.tasks.get(t!.id);
+    expect(got.status).toBe('completed');
+    expect(got.output).toEqual({ score: 0.9 });
+    expect('leaseToken' in got).toBe(false);
+    const types = (await b.getEvents(id)).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['task.leased', 'task.completed', 'step.resumed', 'run.completed']));
+    // A second completion is refused: the task is finished.
+    expect(await code(b.tasks.complete(t!.id, { workerId: 'py-1', leaseToken: t!.leaseToken!, output: { score: 0.1 } }))).toBe('BATON_TASK_LEASE_LOST');
+  });
+
+  it('a long poll is woken when a task is created', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const polled = b.tasks.poll({ types: ['score'], workerId: 'w', waitMs: 30_000 });
+    const id = await b.start(v, { text: 'x' });
+    const t = await polled;
+    expect(t?.runId).toBe(id);
+  });
+
+  it('a retryable failure puts the task back; it is polled again and the attempts are counted', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' });
+    const t1 = (await b.tasks.poll({ types: ['score'], workerId: 'a', waitMs: 10_000 }))!;
+    const f = await b.tasks.fail(t1.id, { workerId: 'a', leaseToken: t1.leaseToken!, error: { code: 'GPU_BUSY', message: 'try later' }, retryable: true });
+    expect(f.willRetry).toBe(true);
+    expect(f.status).toBe('pending');
+    const t2 = (await b.tasks.poll({ types: ['score'], workerId: 'b', waitMs: 10_000 }))!;
+    expect(t2.id).toBe(t1.id);
+    expect(t2.attempts).toBe(2);
+    expect(t2.leaseOwner).toBe('b');
+    // The first worker's lease is gone with its token.
+    expect(await code(b.tasks.complete(t1.id, { workerId: 'a', leaseToken: t1.leaseToken!, output: { score: 1 } }))).toBe('BATON_TASK_LEASE_LOST');
+    await b.tasks.complete(t2.id, { workerId: 'b', leaseToken: t2.leaseToken!, output: { score: 0.2 } });
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toBe('bad');
+  });
+
+  it('a failure that is not retryable (or retries used up) fails the step with the worker error', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' });
+    const t = (await b.tasks.poll({ types: ['score'], workerId: 'a', waitMs: 10_000 }))!;
+    const f = await b.tasks.fail(t.id, { workerId: 'a', leaseToken: t.leaseToken!, error: { code: 'BAD_INPUT', message: 'text too short' } });
+    expect(f.willRetry).toBe(false);
+    expect(f.status).toBe('failed');
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('failed');
+    expect(r.error?.code).toBe('BATON_TASK_FAILED');
+    expect(r.error?.message).toContain('BAD_INPUT');
+    expect(r.error?.message).toContain('text too short');
+    const step = (await b.getSteps(id)).find((s) => s.key === 'score')!;
+    expect(step.status).toBe('failed');
+    expect(step.error?.details).toMatchObject({ workerCode: 'BAD_INPUT', workerId: 'a' });
+  });
+
+  it('an expired lease lets another worker take the task; the first worker can no longer heartbeat or complete', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' });
+    const t1 = (await b.tasks.poll({ types: ['score'], workerId: 'slow', leaseMs: 50, waitMs: 10_000 }))!;
+    // Polls until the 50 ms lease has run out (no wall-clock assertion: just wait for the state).
+    let t2;
+    for (let i = 0; i < 200 && !t2; i++) t2 = await b.tasks.poll({ types: ['score'], workerId: 'fast', waitMs: 1000 });
+    expect(t2).toBeDefined();
+    expect(t2!.id).toBe(t1.id);
+    expect(t2!.attempts).toBe(2);
+    expect(await code(b.tasks.heartbeat(t1.id, { workerId: 'slow', leaseToken: t1.leaseToken! }))).toBe('BATON_TASK_LEASE_LOST');
+    expect(await code(b.tasks.complete(t1.id, { workerId: 'slow', leaseToken: t1.leaseToken!, output: { score: 1 } }))).toBe('BATON_TASK_LEASE_LOST');
+    await b.tasks.complete(t2!.id, { workerId: 'fast', leaseToken: t2!.leaseToken!, output: { score: 0.7 } });
+    expect((await b.wait(id, { timeoutMs: 20_000 })).output).toBe('good');
+    const leased = (await b.getEvents(id)).filter((e) => e.type === 'task.leased');
+    expect(leased).toHaveLength(2);
+    expect(leased[1].data).toMatchObject({ worker_id: 'fast', expired_lease_of: 'slow' });
+  });
+
+  it('heartbeats keep the lease: nobody else gets the task while they come', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' });
+    const t = (await b.tasks.poll({ types: ['score'], workerId: 'a', leaseMs: 800, waitMs: 10_000 }))!;
+    // Kept well past two lease lengths by heartbeats; a rival poll in between never finds it.
+    const until = Date.now() + 2000;
+    let beats = 0;
+    while (Date.now() < until) {
+      const hb = await b.tasks.heartbeat(t.id, { workerId: 'a', leaseToken: t.leaseToken! });
+      beats++;
+      expect(hb.status).toBe('leased');
+      expect(await b.tasks.poll({ types: ['score'], workerId: 'rival' })).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(beats).toBeGreaterThan(2);
+    await b.tasks.complete(t.id, { workerId: 'a', leaseToken: t.leaseToken!, output: { score: 0.6 } });
+    expect((await b.wait(id, { timeoutMs: 20_000 })).status).toBe('completed');
+  });
+
+  it('an output breaking output_schema is refused and the task stays leased for a corrected one', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' });
+    const t = (await b.tasks.poll({ types: ['score'], workerId: 'a', waitMs: 10_000 }))!;
+    let err: BatonError | undefined;
+    try {
+      await b.tasks.complete(t.id, { workerId: 'a', leaseToken: t.leaseToken!, output: { score: 'high' } });
+    } catch (e) {
+      err = e as BatonError;
+    }
+    expect(err?.code).toBe('BATON_OUTPUT_SCHEMA');
+    expect(err?.status).toBe(422);
+    expect((await b.tasks.get(t.id)).status).toBe('leased');
+    expect((await b.getRun(id)).status).not.toBe('completed');
+    await b.tasks.complete(t.id, { workerId: 'a', leaseToken: t.leaseToken!, output: { score: 0.8 } });
+    expect((await b.wait(id, { timeoutMs: 20_000 })).output).toBe('good');
+  });
+
+  it('a task whose step timed out cannot be polled or completed, and the step fails on its timeout', async () => {
+    const b = await baton();
+    const v = await b.register(`
+name: late
+steps:
+  - { id: t, kind: task, task_type: never_done, timeout: 200ms }
+`);
+    const id = await b.start(v, { a: 1 });
+    const t = (await b.tasks.poll({ types: ['never_done'], workerId: 'a', waitMs: 10_000 }))!;
+    expect(t.input).toEqual({ a: 1 });
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('failed');
+    expect(r.error?.code).toBe('BATON_STEP_TIMEOUT');
+    expect((await b.tasks.get(t.id)).status).toBe('cancelled');
+    expect(await code(b.tasks.complete(t.id, { workerId: 'a', leaseToken: t.leaseToken!, output: 1 }))).toBe('BATON_TASK_LEASE_LOST');
+  });
+
+  it('namespaces bound who sees a task', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' }, { namespace: 'team-a' });
+    expect(await b.tasks.poll({ types: ['score'], workerId: 'b', namespaces: ['team-b'], waitMs: 300 })).toBeUndefined();
+    const t = (await b.tasks.poll({ types: ['score'], workerId: 'a', namespaces: ['team-a'], waitMs: 10_000 }))!;
+    expect(t.runId).toBe(id);
+    expect(t.namespace).toBe('team-a');
+    expect(await code(b.tasks.get(t.id, { namespaces: ['team-b'] }))).toBe('BATON_TASK_NOT_FOUND');
+    expect(await code(b.tasks.get('tsk_nope'))).toBe('BATON_TASK_NOT_FOUND');
+  });
+
+  it('a worker in another process (engine) completes a task created here', async () => {
+    const b1 = await baton();
+    const b2 = await baton({ worker: false });
+    const v = await b1.register(FLOW);
+    const id = await b1.start(v, { text: 'x' });
+    const t = (await b2.tasks.poll({ types: ['score'], workerId: 'remote', waitMs: 10_000 }))!;
+    await b2.tasks.complete(t.id, { workerId: 'remote', leaseToken: t.leaseToken!, output: { score: 0.99 } });
+    expect((await b1.wait(id, { timeoutMs: 20_000 })).output).toBe('good');
+  });
+});
