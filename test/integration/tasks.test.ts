@@ -204,6 +204,24 @@ steps:
     expect(await code(b.tasks.get('tsk_nope'))).toBe('BATON_TASK_NOT_FOUND');
   });
 
+  it('refuses a task step without a task type or with a bad lease, at registration, with where', async () => {
+    const b = await baton();
+    let err: BatonError | undefined;
+    try {
+      await b.register(`
+name: bad
+steps:
+  - { id: t, kind: task, lease: soon }
+`);
+    } catch (e) {
+      err = e as BatonError;
+    }
+    expect(err?.code).toBe('BATON_DOC_INVALID');
+    const text = err!.describe();
+    expect(text).toContain('task_type');
+    expect(text).toContain('lease');
+  });
+
   it('a worker in another process (engine) completes a task created here', async () => {
     const b1 = await baton();
     const b2 = await baton({ worker: false });
