@@ -140,9 +140,9 @@ describe.each(STORE_KINDS)('task steps on %s', (k) => {
     const b = await baton();
     const v = await b.register(FLOW);
     const id = await b.start(v, { text: 'x' });
-    const t = (await b.tasks.poll({ types: ['score'], workerId: 'a', leaseMs: 800, waitMs: 10_000 }))!;
+    const t = (await b.tasks.poll({ types: ['score'], workerId: 'a', leaseMs: 1500, waitMs: 10_000 }))!;
     // Kept well past two lease lengths by heartbeats; a rival poll in between never finds it.
-    const until = Date.now() + 2000;
+    const until = Date.now() + 3500;
     let beats = 0;
     while (Date.now() < until) {
       const hb = await b.tasks.heartbeat(t.id, { workerId: 'a', leaseToken: t.leaseToken! });
@@ -183,13 +183,16 @@ steps:
   - { id: t, kind: task, task_type: never_done, timeout: 200ms }
 `);
     const id = await b.start(v, { a: 1 });
-    const t = (await b.tasks.poll({ types: ['never_done'], workerId: 'a', waitMs: 10_000 }))!;
-    expect(t.input).toEqual({ a: 1 });
+    // Nobody polls: the step's own deadline ends it (no race with a poll against 200 ms).
     const r = await b.wait(id, { timeoutMs: 20_000 });
     expect(r.status).toBe('failed');
     expect(r.error?.code).toBe('BATON_STEP_TIMEOUT');
-    expect((await b.tasks.get(t.id)).status).toBe('cancelled');
-    expect(await code(b.tasks.complete(t.id, { workerId: 'a', leaseToken: t.leaseToken!, output: 1 }))).toBe('BATON_TASK_LEASE_LOST');
+    const waiting = (await b.getEvents(id)).find((e) => e.type === 'step.waiting')!;
+    const taskId = (waiting.data as { task_id: string }).task_id;
+    const t = await b.tasks.get(taskId);
+    expect(t).toMatchObject({ status: 'cancelled', input: { a: 1 }, type: 'never_done' });
+    expect(await b.tasks.poll({ types: ['never_done'], workerId: 'a' })).toBeUndefined();
+    expect(await code(b.tasks.complete(taskId, { workerId: 'a', leaseToken: 'x', output: 1 }))).toBe('BATON_TASK_LEASE_LOST');
   });
 
   it('namespaces bound who sees a task', async () => {
@@ -220,6 +223,28 @@ steps:
     const text = err!.describe();
     expect(text).toContain('task_type');
     expect(text).toContain('lease');
+  });
+
+  it('a task sub-step of a map: one task per item, each result lands in its item', async () => {
+    const b = await baton();
+    const v = await b.register(`
+name: many
+steps:
+  - id: each
+    kind: map
+    over: input.texts
+    concurrency: 2
+    step: { kind: task, task_type: upper, input: "{ 'text': item }" }
+`);
+    const id = await b.start(v, { texts: ['a', 'b', 'c'] });
+    for (let n = 0; n < 3; n++) {
+      const t = (await b.tasks.poll({ types: ['upper'], workerId: 'w', waitMs: 10_000 }))!;
+      expect(t.stepKey).toMatch(/^each\[\d\]$/);
+      await b.tasks.complete(t.id, { workerId: 'w', leaseToken: t.leaseToken!, output: String((t.input as { text: string }).text).toUpperCase() });
+    }
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toEqual(['A', 'B', 'C']);
   });
 
   it('a worker in another process (engine) completes a task created here', async () => {

@@ -498,8 +498,11 @@ export class SqliteStore implements Store {
   // ---------------------------------------------------------------- external tasks
 
   async pollTask(q: TaskPoll): Promise<TaskRecord | undefined> {
+    const params = { types: JSON.stringify(q.types), nss: q.namespaces ? JSON.stringify(q.namespaces) : null, now: q.now };
+    // Idle long polls ask often: a read finds nothing without taking the write lock.
+    if (!this.s.pollTask.get(params)) return undefined;
     return this.write(() => {
-      const row = this.s.pollTask.get({ types: JSON.stringify(q.types), nss: q.namespaces ? JSON.stringify(q.namespaces) : null, now: q.now }) as Row | undefined;
+      const row = this.s.pollTask.get(params) as Row | undefined;
       if (!row) return undefined;
       const prev = toTask(row);
       const leaseMs = q.leaseMs ?? prev.leaseMs;
