@@ -4,7 +4,7 @@ export type { StepEvent } from './engine/executor.js';
 export type { TaskQueue, TaskView, TaskPollOptions, TaskLeaseOptions } from './engine/tasks.js';
 export { RunStatus, StepStatus, EventType, TERMINAL_RUN_STATES } from './engine/states.js';
 export { BatonError, ERRORS, type ErrorCode, type Problem, type SerializedError, formatProblem } from './errors.js';
-export type { WorkflowDocument, StepDoc, JsonSchema, Duration, RetryPolicyDoc, OnErrorDoc } from './spec/types.js';
+export type { WorkflowDocument, StepDoc, TaskStepDoc, JsonSchema, Duration, RetryPolicyDoc, OnErrorDoc } from './spec/types.js';
 export { compileWorkflow, WORKFLOW_SCHEMA, type CompileResult } from './spec/compile.js';
 export { parseSource, readSource, type SourceDocument } from './spec/parse.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';

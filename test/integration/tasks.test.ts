@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Baton, BatonOptions } from '../../src/index.js';
+import { workflow, type Baton, type BatonOptions } from '../../src/index.js';
+import { z } from 'zod';
 import { BatonError } from '../../src/errors.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
@@ -245,6 +246,21 @@ steps:
     const r = await b.wait(id, { timeoutMs: 20_000 });
     expect(r.status).toBe('completed');
     expect(r.output).toEqual(['A', 'B', 'C']);
+  });
+
+  it('the typed builder makes task steps; the zod output becomes the checked output_schema', async () => {
+    const b = await baton();
+    const { document } = workflow('built', { input: z.object({ text: z.string() }) })
+      .step('score', { kind: 'task', task_type: 'score', lease: '5s', input: (c) => ({ text: c.input.text }), output: z.object({ score: z.number() }) })
+      .step('label', { kind: 'transform', expression: "steps.score.output.score > 0.5 ? 'good' : 'bad'" })
+      .build();
+    const id = await b.start(await b.register(document), { text: 'x' });
+    const t = (await b.tasks.poll({ types: ['score'], workerId: 'w', waitMs: 10_000 }))!;
+    expect(t.input).toEqual({ text: 'x' });
+    expect(t.leaseMs).toBe(5000);
+    expect(await code(b.tasks.complete(t.id, { workerId: 'w', leaseToken: t.leaseToken!, output: { score: 'no' } }))).toBe('BATON_OUTPUT_SCHEMA');
+    await b.tasks.complete(t.id, { workerId: 'w', leaseToken: t.leaseToken!, output: { score: 0.9 } });
+    expect((await b.wait(id, { timeoutMs: 20_000 })).output).toBe('good');
   });
 
   it('a worker in another process (engine) completes a task created here', async () => {
