@@ -150,6 +150,10 @@ describe.each(STORE_KINDS)('external task workers on %s', (k) => {
 
       const spec = await http(base, 'GET', '/openapi.json');
       expect(Object.keys(spec.body.paths)).toEqual(expect.arrayContaining(['/tasks/poll', '/tasks/{id}', '/tasks/{id}/heartbeat', '/tasks/{id}/complete', '/tasks/{id}/fail']));
+      expect(Object.keys(spec.body.components.schemas)).toContain('Task');
+      expect(spec.body.paths['/tasks/poll'].post.responses['200'].content['application/json'].schema.$ref).toBe('#/components/schemas/Task');
+      expect(spec.body.paths['/tasks/poll'].post.requestBody.content['application/json'].schema.required).toEqual(['types', 'worker_id']);
+      expect(spec.body.paths['/tasks/{id}/complete'].post.responses['4XX'].content['application/json'].schema.$ref).toBe('#/components/schemas/Problem');
 
       expect((await http(base, 'POST', '/tasks/poll', { types: ['score'], worker_id: 'w' })).status).toBe(401);
       const forbidden = await http(base, 'POST', '/tasks/poll', { types: ['score'], worker_id: 'w' }, viewer);
