@@ -137,6 +137,22 @@ describe.each(STORE_KINDS)('task steps on %s', (k) => {
     expect(leased[1].data).toMatchObject({ worker_id: 'fast', expired_lease_of: 'slow' });
   });
 
+  it('the lease token fences even one worker id: a restarted worker that re-polls gets a new lease, the old one is refused', async () => {
+    const b = await baton();
+    const v = await b.register(FLOW);
+    const id = await b.start(v, { text: 'x' });
+    const old = (await b.tasks.poll({ types: ['score'], workerId: 'same', leaseMs: 50, waitMs: 10_000 }))!;
+    let again;
+    for (let i = 0; i < 200 && !again; i++) again = await b.tasks.poll({ types: ['score'], workerId: 'same', waitMs: 1000 });
+    expect(again!.id).toBe(old.id);
+    expect(again!.attempts).toBe(2);
+    expect(again!.leaseToken).not.toBe(old.leaseToken);
+    expect(await code(b.tasks.complete(old.id, { workerId: 'same', leaseToken: old.leaseToken!, output: { score: 1 } }))).toBe('BATON_TASK_LEASE_LOST');
+    expect(await code(b.tasks.fail(old.id, { workerId: 'same', leaseToken: old.leaseToken!, error: { message: 'x' } }))).toBe('BATON_TASK_LEASE_LOST');
+    await b.tasks.complete(again!.id, { workerId: 'same', leaseToken: again!.leaseToken!, output: { score: 0.1 } });
+    expect((await b.wait(id, { timeoutMs: 20_000 })).output).toBe('bad');
+  });
+
   it('heartbeats keep the lease: nobody else gets the task while they come', async () => {
     const b = await baton();
     const v = await b.register(FLOW);

@@ -213,6 +213,8 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(second).toMatchObject({ leaseOwner: 'p3', attempts: 2 });
       const wake = { state: { taskId: 'tsk_1', result: { output: 1 } }, events: [{ type: 'step.resumed', at: now }] };
       expect((await store.completeTask({ lease, now: now + 1700, outputJson: '1', wake, events: [] })).result).toBe('lost');
+      // The right worker with a wrong token (an older lease of the same worker id) is refused too.
+      expect((await store.completeTask({ lease: { taskId: 'tsk_1', workerId: 'p3', token: 'stale' }, now: now + 1700, outputJson: '1', wake, events: [] })).result).toBe('lost');
       expect((await store.heartbeatTask(lease, now + 1700)).result).toBe('lost');
       expect((await store.getStep('t1', 'a'))!.status).toBe('waiting');
       // Back to pending with a retry time: not handed out before it.
