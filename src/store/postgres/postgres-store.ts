@@ -966,7 +966,8 @@ export class PostgresStore implements Store {
     const refused = checkLease(t, f.lease);
     if (refused) {
       // A retry after a lost COMMIT answer finds its own result: that is success, not a lost lease.
-      if (a.maybeCommitted && t && t.leaseOwner === f.lease.workerId && t.status === status) return { result: 'ok', task: t };
+      // (`updated_at` is this call's `now`: only this operation wrote it.)
+      if (a.maybeCommitted && t && t.status === status && t.updatedAt === f.now) return { result: 'ok', task: t };
       return refused;
     }
     // The wake is fenced on the step still waiting for this very task (it may have timed out since).
