@@ -82,7 +82,8 @@ export class TaskQueue {
     for (;;) {
       if (this.closed || o.signal?.aborted) return undefined;
       const t = await this.host.store.pollTask({ types: o.types, workerId: o.workerId, leaseMs: o.leaseMs, namespaces, token: randomBytes(18).toString('base64url'), now: Date.now() });
-      if (t) return view(t, true);
+      if (t && !(await this.usedUp(t))) return view(t, true);
+      if (t) continue;
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
       await new Promise<void>((resolve) => {
@@ -97,6 +98,28 @@ export class TaskQueue {
         o.signal?.addEventListener('abort', done);
       });
     }
+  }
+
+  /**
+   * Lease expiries count against the step's retry policy like failures do: a task handed out
+   * more often than `retry.max_attempts` (the earlier holders all vanished, e.g. its input
+   * crashes every worker) is not handed out again; the step fails instead. Failures alone never
+   * get here (a failure at the last attempt is final).
+   */
+  private async usedUp(t: TaskRecord): Promise<boolean> {
+    const step = await this.stepOf(t);
+    if (t.attempts <= step.retry.maxAttempts) return false;
+    const now = Date.now();
+    const expired = t.attempts - 1;
+    const failure = { code: 'LEASE_EXPIRED', message: `no worker finished it: its lease expired ${expired} time${expired === 1 ? '' : 's'} (retry.max_attempts ${step.retry.maxAttempts})`, workerId: t.leaseOwner!, attempts: expired };
+    const error: SerializedError = { code: failure.code, message: failure.message, retryable: false };
+    await this.host.store.failTask({
+      lease: { taskId: t.id, workerId: t.leaseOwner!, token: t.leaseToken! }, now, error,
+      events: [{ type: EventType.taskFailed, at: now, data: { task_id: t.id, attempts: expired, error, final: true } }],
+      wake: { state: await this.resumeState(t, { failure }), events: [{ type: EventType.stepResumed, at: now, data: { task_id: t.id, status: 'failed' } }] },
+    });
+    this.host.poke();
+    return true;
   }
 
   /** Extends the lease by its length; BATON_TASK_LEASE_LOST when the worker no longer holds it. */

@@ -153,6 +153,28 @@ describe.each(STORE_KINDS)('task steps on %s', (k) => {
     expect((await b.wait(id, { timeoutMs: 20_000 })).output).toBe('bad');
   });
 
+  it('lease expiries count against retry.max_attempts: a task no worker finishes fails its step', async () => {
+    const b = await baton();
+    const v = await b.register(`
+name: poison
+steps:
+  - { id: t, kind: task, task_type: poison, retry: { max_attempts: 2 } }
+`);
+    const id = await b.start(v, {});
+    const holders: string[] = [];
+    // Two workers vanish in turn (they take the task and never report); the third poll finds nothing.
+    for (const w of ['w1', 'w2', 'w3']) {
+      let t;
+      for (let i = 0; i < 200 && !t && (await b.getRun(id)).status !== 'failed'; i++) t = await b.tasks.poll({ types: ['poison'], workerId: w, leaseMs: 30, waitMs: 500 });
+      if (t) holders.push(w);
+    }
+    expect(holders).toEqual(['w1', 'w2']);
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('failed');
+    expect(r.error?.code).toBe('BATON_TASK_FAILED');
+    expect(r.error?.message).toContain('LEASE_EXPIRED');
+  });
+
   it('heartbeats keep the lease: nobody else gets the task while they come', async () => {
     const b = await baton();
     const v = await b.register(FLOW);
