@@ -51,6 +51,11 @@ export const ERRORS = {
   BATON_MAP_NOT_ARRAY: { status: 422, retryable: false, message: 'map step {step}: `over` must give an array, got {type}.' },
   BATON_CHILD_FAILED: { status: 500, retryable: false, message: 'Child workflow {workflow} (run {childRunId}) {status}: {detail}' },
   BATON_CANCELLED: { status: 409, retryable: false, message: 'Run {runId} was cancelled.' },
+  BATON_TASK_FAILED: { status: 500, retryable: false, message: 'Task {taskId} ({type}) failed in worker {workerId}: [{workerCode}] {detail}' },
+
+  // --- external tasks (workers polling /tasks) ------------------------------------------
+  BATON_TASK_NOT_FOUND: { status: 404, retryable: false, message: 'No task with id "{taskId}" (or not in a namespace this key reaches).' },
+  BATON_TASK_LEASE_LOST: { status: 409, retryable: false, message: 'Task {taskId}: {reason}. Stop working on it: its result is not accepted.' },
 
   // --- models and services ---------------------------------------------------------------
   BATON_SERVICE_UNKNOWN: { status: 400, retryable: false, message: 'No service named "{service}" is configured. Known services: {known}. Declare it under `services:` in baton.config.yaml.' },

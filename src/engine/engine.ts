@@ -25,6 +25,7 @@ import { WorkflowRegistry } from './registry.js';
 import { RunState, parseKey } from './run-state.js';
 import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
 import { Worker } from './worker.js';
+import { TaskQueue } from './tasks.js';
 import { PROVIDERS } from '../providers/index.js';
 import type { ProviderFactory } from '../providers/provider.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
@@ -141,6 +142,8 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly workerId: string;
   /** Model services and their shared resilience state (undefined when none are configured). */
   readonly models?: ServiceRuntime;
+  /** External workers' side of `task` steps: poll, heartbeat, complete, fail, get. */
+  readonly tasks: TaskQueue;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
   private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
@@ -211,7 +214,9 @@ export class Baton extends EventEmitter<BatonEvents> {
       prepareFinish: (rs, last) => this.prepareFinish(rs, last),
       inlineLimit: (wf) => this.inlineLimit(wf),
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
+      taskCreated: (type) => this.tasks.created(type),
     };
+    this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
     if (opts.worker !== false) {
       this.worker = new Worker(
         { store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w) },
@@ -413,6 +418,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (this.closed) return;
     this.closed = true;
     await this.scheduler.stop();
+    this.tasks.close();
     await this.worker?.stop(opts.graceMs);
     await this.models?.close();
     await this.store.close();

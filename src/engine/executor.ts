@@ -48,6 +48,8 @@ export interface ExecutorHost {
   prepareFinish(rs: RunState, last: { stepId: string; output: unknown }): Promise<PreparedFinish>;
   /** Bookkeeping after a commit also ended the run. */
   afterFinish(rs: RunState, fin: PreparedFinish): void;
+  /** A commit created an external task of `type`: wake pollers waiting for one. */
+  taskCreated?(type: string): void;
 }
 
 export interface PreparedFinish {
@@ -219,12 +221,16 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       return res;
     }
     case 'wait': {
+      const task = outcome.task;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: outcome.waitKey, dueAt: outcome.timeoutAt ?? 0, owner: null, state: wrapState(index, item, outcome.state) },
-        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined } }]),
+        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined, ...(task ? { task_id: task.id, task_type: task.type } : {}) } }]),
+        // The task row is written by the same transaction as the suspension: never one without the other.
+        task: task && { id: task.id, type: task.type, namespace: rs.namespace, inputJson: JSON.stringify(task.input ?? null), leaseMs: task.leaseMs, createdAt: now },
       });
       emit('waiting');
+      if (res && task) host.taskCreated?.(task.type);
       return res ?? EMPTY;
     }
     case 'child': {

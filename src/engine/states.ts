@@ -52,5 +52,9 @@ export const EventType = {
   stepWaiting: 'step.waiting',
   stepResumed: 'step.resumed',
   signalReceived: 'signal.received',
+  /** An external task was handed to a worker (also after another worker's lease expired). */
+  taskLeased: 'task.leased',
+  taskCompleted: 'task.completed',
+  taskFailed: 'task.failed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];

@@ -19,6 +19,7 @@ import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
 import { registerScheduleRoutes } from './schedules.js';
+import { registerTaskRoutes } from './tasks.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
 
 export interface GatewayOptions {
@@ -97,7 +98,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -288,6 +289,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     namespace: (req) => namespaceOf(req, undefined, 'use workflows'),
     reaches: (req, ns) => ns === DEFAULT_NAMESPACE || reaches(keyOf(req), ns),
   });
+
+  // External workers of any language: `task` steps handed out by long poll, under leases.
+  registerTaskRoutes(app, baton, { keyOf, maxWaitMs });
 
   app.post('/events/:name/:key', async (req) => {
     const { name, key } = req.params as { name: string; key: string };

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { StepStatus } from '../engine/states.js';
 import { BatonError } from '../errors.js';
 import type { FunctionContext, StepFunction } from '../steps/kind.js';
-import type { Duration, HttpStepDoc, JsonSchema, ModelStepDoc, OnErrorDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
+import type { Duration, HttpStepDoc, JsonSchema, ModelStepDoc, OnErrorDoc, TaskStepDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
 
 /** What expressions see, typed by the workflow's input, the steps declared so far and the vars. */
 export interface Ctx<I = unknown, S = {}, V = Record<string, unknown>> {
@@ -109,6 +109,18 @@ export interface ModelDef<C, S, Z> extends Common<C, S, Out<Z, unknown>>, Pick<M
   output?: Z;
 }
 
+/**
+ * A task for an external worker (any language, polling `POST /tasks/poll`). The output type is
+ * the zod `output` schema's, which also becomes the step's output_schema (checked when the
+ * worker completes), or `unknown` without one.
+ */
+export interface TaskDef<C, S, Z> extends Common<C, S, Out<Z, unknown>>, Pick<TaskStepDoc, 'task_type' | 'lease'> {
+  kind: 'task';
+  /** What the worker gets (default: the run input). */
+  input?: Ref<C, unknown>;
+  output?: Z;
+}
+
 export interface ChildDef<C, S> extends Common<C, S, unknown> {
   kind: 'workflow';
   workflow: string;
@@ -133,6 +145,7 @@ type AnyStepDef<C, S, R, O, Z> =
   | HttpDef<C, S, z.ZodType | undefined>
   | MapDef<C, S, unknown, WithInput<FunctionDef<ItemCtx<C, unknown>, {}, unknown, R, Z>> | TransformDef<ItemCtx<C, unknown>, {}, O, Z>>
   | ModelDef<C, S, z.ZodType | undefined>
+  | TaskDef<C, S, z.ZodType | undefined>
   | WaitDef<C, S>
   | ChildDef<C, S>;
 
@@ -280,6 +293,9 @@ export class WorkflowBuilder<I, S extends object, V> {
   /** A wait's output is the event payload (`P`); a child step's is the child run's output (`P`). */
   step<K extends string, Z extends z.ZodType | undefined = undefined>(
     id: NewId<S, K>, def: ModelDef<Ctx<I, S, V>, S, Z>,
+  ): WorkflowBuilder<I, With<S, K, Out<Z, unknown>>, V>;
+  step<K extends string, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: TaskDef<Ctx<I, S, V>, S, Z>,
   ): WorkflowBuilder<I, With<S, K, Out<Z, unknown>>, V>;
   step<K extends string, P = unknown>(id: NewId<S, K>, def: WaitDef<Ctx<I, S, V>, S> | ChildDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, P>, V>;
   // Last, so that a definition no overload accepts is reported against the union of all

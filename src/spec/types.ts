@@ -90,6 +90,14 @@ export interface WaitStepDoc extends StepCommonDoc {
   key?: Expression;
 }
 
+export interface TaskStepDoc extends StepCommonDoc {
+  kind: 'task';
+  /** What workers poll for (`POST /tasks/poll` with `types: [...]`). The task's input is the step's `input` (default: the run input). */
+  task_type: string;
+  /** How long a worker holds the task without a heartbeat or result before another may take it. Default 30s. */
+  lease?: Duration;
+}
+
 export interface WorkflowStepDoc extends StepCommonDoc {
   kind: 'workflow';
   /** A registered workflow name (latest version), `name@versionHash`, or a file path relative to this document. */
@@ -118,7 +126,7 @@ export interface ModelStepDoc extends StepCommonDoc {
   cache?: boolean | { ttl?: Duration };
 }
 
-export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | WorkflowStepDoc | ModelStepDoc;
+export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | TaskStepDoc | WorkflowStepDoc | ModelStepDoc;
 
 /** A map's sub-step: a step without `id` and `needs` (they belong to the map). */
 export type SubStepDoc = DistributiveOmit<Exclude<StepDoc, MapStepDoc>, 'id' | 'needs'>;

@@ -89,8 +89,11 @@ export type StepOutcome =
   | { type: 'done'; output: unknown }
   /** Sleep until `until` (epoch ms), then execute again with `state`. */
   | { type: 'sleep'; until: number; state: unknown }
-  /** Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. */
-  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number }
+  /**
+   * Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. With
+   * `task`, an external task is created in the same transaction (its result is the signal).
+   */
+  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number; task?: { id: string; type: string; input: unknown; leaseMs: number } }
   /** Start a child run of `versionId`; execute again when it finishes, with `state.child`. */
   | { type: 'child'; versionId: string; input: unknown; state: unknown }
   /** Run the prepared sub-step over `items`; execute again when all finished. */

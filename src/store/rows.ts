@@ -4,7 +4,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
-import type { ApiKeyRecord, EventRecord, RunRecord, ScheduleRecord, StepRecord, VersionRecord } from './store.js';
+import type { ApiKeyRecord, EventRecord, RunRecord, ScheduleRecord, StepRecord, TaskLease, TaskOpResult, TaskRecord, TaskStatus, VersionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -85,4 +85,24 @@ export function schedulePatchSql(patch: { nextFireAt?: number | null; lastFiredA
   if (patch.lastError !== undefined) set('last_error', patch.lastError === null ? null : JSON.stringify(patch.lastError));
   if (patch.paused !== undefined) set('paused', pausedValue(patch.paused));
   return { sets, values };
+}
+
+/** A `tasks` row; `awaited` is computed by the query (its step still waits on `task:<id>`). */
+export function toTask(r: Row): TaskRecord {
+  return {
+    id: r.id as string, runId: r.run_id as string, stepKey: r.step_key as string, attempt: r.step_attempt as number,
+    type: r.type as string, namespace: r.namespace as string, input: parseJsonColumn(r.input), status: r.status as TaskStatus,
+    leaseOwner: (r.lease_owner as string | null) ?? undefined, leaseToken: (r.lease_token as string | null) ?? undefined,
+    leaseExpiresAt: (r.lease_expires_at as number | null) ?? undefined, leaseMs: r.lease_ms as number, attempts: r.attempts as number,
+    availableAt: r.available_at as number, output: parseJsonColumn(r.output), error: parseJsonColumn(r.error) as SerializedError | undefined,
+    createdAt: r.created_at as number, updatedAt: r.updated_at as number, awaited: Boolean(r.awaited),
+  };
+}
+
+/** Why a fenced task operation is refused, or undefined when `lease` holds and the step still waits. */
+export function checkLease(t: TaskRecord | undefined, lease: TaskLease): TaskOpResult | undefined {
+  if (!t) return { result: 'missing' };
+  if (t.status !== 'leased' || t.leaseOwner !== lease.workerId || t.leaseToken !== lease.token) return { result: 'lost', task: t };
+  if (!t.awaited) return { result: 'gone', task: t };
+  return undefined;
 }

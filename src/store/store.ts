@@ -169,6 +169,97 @@ export interface StepCommit {
   finishIfIdle?: FinishRun;
   /** Ends the run; every non-terminal step is cancelled. */
   finishRun?: { status: 'failed'; error?: SerializedError; events: NewEvent[]; parent?: FinishRun['parent'] };
+  /**
+   * An external task created with the step's suspension (a `task` step): inserted in the same
+   * transaction, only if the fence holds, so a crash can neither lose nor duplicate it. Its run,
+   * step key and step attempt are the fence's. Idempotent on `id`.
+   */
+  task?: NewTask;
+}
+
+export interface NewTask {
+  /** Derived from run, step key and attempt (see steps/task.ts), so a retried commit names the same task. */
+  id: string;
+  type: string;
+  namespace: string;
+  /** Serialised input (JSON text). */
+  inputJson: string;
+  /** Lease given to a poller that asks for none. */
+  leaseMs: number;
+  createdAt: number;
+}
+
+export type TaskStatus = 'pending' | 'leased' | 'completed' | 'failed';
+
+/** A task handed to external workers (`POST /tasks/poll`). */
+export interface TaskRecord {
+  id: string;
+  runId: string;
+  stepKey: string;
+  /** The step attempt that created it. */
+  attempt: number;
+  type: string;
+  namespace: string;
+  input: unknown;
+  status: TaskStatus;
+  /** Worker id given by the poller holding (or last holding) the lease. */
+  leaseOwner?: string;
+  /** Random per claim: fences heartbeats and results, so a worker whose lease was re-given cannot finish it. */
+  leaseToken?: string;
+  leaseExpiresAt?: number;
+  leaseMs: number;
+  /** How many times it was handed out (polls that claimed it). */
+  attempts: number;
+  /** A pending task is not handed out before this time (backoff after a retryable failure). */
+  availableAt: number;
+  output?: unknown;
+  /** The last error a worker reported. */
+  error?: SerializedError;
+  createdAt: number;
+  updatedAt: number;
+  /** False when its step no longer waits for it (timed out, run cancelled): it cannot be polled or finished. */
+  awaited: boolean;
+}
+
+export interface TaskPoll {
+  types: string[];
+  workerId: string;
+  /** Lease length; default the task's own (the step's `lease`). */
+  leaseMs?: number;
+  /** Only tasks of runs in these namespaces; undefined: all. */
+  namespaces?: string[];
+  /** The new lease's token. */
+  token: string;
+  now: number;
+}
+
+/** Identifies a worker's lease on a task; operations whose lease no longer holds change nothing. */
+export interface TaskLease {
+  taskId: string;
+  workerId: string;
+  token: string;
+}
+
+/**
+ * The outcome of a fenced task operation: `ok`, `missing` (no such task), `lost` (not leased to
+ * this worker under this token any more) or `gone` (its step no longer waits for it).
+ */
+export type TaskOpResult = { result: 'ok'; task: TaskRecord } | { result: 'missing' } | { result: 'lost' | 'gone'; task: TaskRecord };
+
+/** How a task ends or goes back, applied by `completeTask` / `failTask` in one transaction. */
+export interface TaskFinish {
+  lease: TaskLease;
+  now: number;
+  /** completeTask: the output (JSON text). */
+  outputJson?: string;
+  /** failTask: the worker's error. */
+  error?: SerializedError;
+  /** failTask: back to pending, handed out again from this time (the step's retry policy allows it). */
+  retryAt?: number;
+  /** Wakes the step (completion, or a failure that is final) with this resume state. */
+  wake?: { state: unknown; events: NewEvent[] };
+  /** Events recorded on the run whatever happens (task.completed, task.failed). */
+  events: NewEvent[];
 }
 
 export interface CommitResult {
@@ -392,6 +483,21 @@ export interface Store {
   commit(c: StepCommit): Promise<CommitResult>;
   /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
   signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
+
+  // --- external tasks (`task` steps) ---
+  /**
+   * Claims the oldest task of one of `types` that is pending (and available) or whose lease
+   * expired, and whose step still waits for it; leases it to the poller (attempts + 1) and
+   * records a `task.leased` event. Atomic: two pollers never get the same lease.
+   */
+  pollTask(q: TaskPoll): Promise<TaskRecord | undefined>;
+  /** Extends the lease by its length from `now` if `lease` still holds. */
+  heartbeatTask(lease: TaskLease, now: number): Promise<TaskOpResult>;
+  /** Records the output and wakes the step, in one transaction, if the lease holds. */
+  completeTask(f: TaskFinish): Promise<TaskOpResult>;
+  /** Puts the task back to pending (`retryAt`) or fails it and wakes the step (`wake`), if the lease holds. */
+  failTask(f: TaskFinish): Promise<TaskOpResult>;
+  getTask(taskId: string): Promise<TaskRecord | undefined>;
 
   // --- model calls, cost, budgets, response cache ---
   /**

@@ -223,6 +223,80 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(await store.listSchedules()).toEqual([]);
     });
 
+    it('creates a task only with its step\'s fenced suspension; hands it to one poller at a time; fences results on the lease', async () => {
+      await store.admitRun({ ...joinRun('t1'), steps: [{ key: 'a', stepId: 'a', status: 'scheduled', pendingDeps: 0, owner: 'w1' }] });
+      const suspend = (owner: string): StepCommit => ({
+        fence: { runId: 't1', key: 'a', owner, attempt: 1 },
+        update: { status: 'waiting', waitKey: 'task:tsk_1', owner: null, state: { taskId: 'tsk_1' } },
+        events: [{ type: 'step.waiting', stepKey: 'a', at: Date.now() }],
+        task: { id: 'tsk_1', type: 'score', namespace: 'default', inputJson: '{"x":1}', leaseMs: 1000, createdAt: 5 },
+      });
+      // A stale worker's suspension writes nothing: no task either.
+      expect((await store.commit(suspend('w2'))).ok).toBe(false);
+      expect(await store.getTask('tsk_1')).toBeUndefined();
+      expect((await store.commit(suspend('w1'))).ok).toBe(true);
+      expect(await store.getTask('tsk_1')).toMatchObject({ status: 'pending', runId: 't1', stepKey: 'a', attempt: 1, input: { x: 1 }, attempts: 0, awaited: true });
+
+      const now = Date.now();
+      const poll = (workerId: string, at: number) => store.pollTask({ types: ['score'], workerId, token: `tok-${workerId}`, now: at });
+      expect(await store.pollTask({ types: ['other'], workerId: 'x', token: 'x', now })).toBeUndefined();
+      // Two pollers at once: one lease.
+      const [p1, p2] = await Promise.all([poll('p1', now), poll('p2', now)]);
+      const got = [p1, p2].filter(Boolean);
+      expect(got).toHaveLength(1);
+      const first = got[0]!;
+      expect(first).toMatchObject({ status: 'leased', attempts: 1, leaseExpiresAt: now + 1000 });
+      const lease = { taskId: 'tsk_1', workerId: first.leaseOwner!, token: first.leaseToken! };
+      expect((await store.heartbeatTask(lease, now + 500)).result).toBe('ok');
+      expect((await store.getTask('tsk_1'))!.leaseExpiresAt).toBe(now + 1500);
+      expect(await poll('p3', now + 1400)).toBeUndefined();
+      // The lease expires: the next poll takes it over, and the old lease is refused.
+      const second = (await poll('p3', now + 1600))!;
+      expect(second).toMatchObject({ leaseOwner: 'p3', attempts: 2 });
+      const wake = { state: { taskId: 'tsk_1', result: { output: 1 } }, events: [{ type: 'step.resumed', at: now }] };
+      expect((await store.completeTask({ lease, now: now + 1700, outputJson: '1', wake, events: [] })).result).toBe('lost');
+      // The right worker with a wrong token (an older lease of the same worker id) is refused too.
+      expect((await store.completeTask({ lease: { taskId: 'tsk_1', workerId: 'p3', token: 'stale' }, now: now + 1700, outputJson: '1', wake, events: [] })).result).toBe('lost');
+      expect((await store.heartbeatTask(lease, now + 1700)).result).toBe('lost');
+      expect((await store.getStep('t1', 'a'))!.status).toBe('waiting');
+      // Back to pending with a retry time: not handed out before it.
+      const lease2 = { taskId: 'tsk_1', workerId: 'p3', token: second.leaseToken! };
+      expect((await store.failTask({ lease: lease2, now: now + 1700, error: { code: 'E', message: 'busy', retryable: true }, retryAt: now + 3000, events: [] })).result).toBe('ok');
+      expect(await poll('p4', now + 2000)).toBeUndefined();
+      const third = (await poll('p4', now + 3000))!;
+      expect(third).toMatchObject({ attempts: 3, error: { code: 'E' } });
+      const lease3 = { taskId: 'tsk_1', workerId: 'p4', token: third.leaseToken! };
+      const done = await store.completeTask({ lease: lease3, now: now + 3100, outputJson: '{"score":1}', wake, events: [{ type: 'task.completed', at: now }] });
+      expect(done).toMatchObject({ result: 'ok', task: { status: 'completed', output: { score: 1 } } });
+      // The step was woken in the same transaction, with the resume state.
+      const st = (await store.getStep('t1', 'a'))!;
+      expect(st.status).toBe('scheduled');
+      expect(st.state).toEqual(wake.state);
+      expect((await store.completeTask({ lease: lease3, now: now + 3200, outputJson: '2', wake, events: [] })).result).toBe('lost');
+      expect((await store.getEvents('t1')).map((e) => e.type)).toEqual(expect.arrayContaining(['task.leased', 'task.completed', 'step.resumed']));
+    });
+
+    it('does not hand out or accept a task whose step stopped waiting for it', async () => {
+      await store.admitRun({ ...joinRun('t2'), steps: [{ key: 'a', stepId: 'a', status: 'scheduled', pendingDeps: 0, owner: 'w1' }] });
+      await store.commit({
+        fence: { runId: 't2', key: 'a', owner: 'w1', attempt: 1 },
+        update: { status: 'waiting', waitKey: 'task:tsk_2', owner: null },
+        events: [],
+        task: { id: 'tsk_2', type: 'score', namespace: 'team-a', inputJson: 'null', leaseMs: 1000, createdAt: 5 },
+      });
+      const now = Date.now();
+      expect(await store.pollTask({ types: ['score'], workerId: 'b', token: 'b', now, namespaces: ['team-b'] })).toBeUndefined();
+      const t = (await store.pollTask({ types: ['score'], workerId: 'a', token: 'a', now, namespaces: ['team-a'] }))!;
+      expect(t.id).toBe('tsk_2');
+      await store.cancelRun('t2', [{ type: 'run.cancelled', at: now }]);
+      expect((await store.getTask('tsk_2'))!.awaited).toBe(false);
+      const r = await store.completeTask({ lease: { taskId: 'tsk_2', workerId: 'a', token: 'a' }, now, outputJson: '1', wake: { state: {}, events: [] }, events: [] });
+      expect(r.result).toBe('gone');
+      expect((await store.getTask('tsk_2'))!.status).toBe('leased');
+      expect(await store.pollTask({ types: ['score'], workerId: 'c', token: 'c', now: now + 5000 })).toBeUndefined();
+      expect((await store.completeTask({ lease: { taskId: 'tsk_none', workerId: 'a', token: 'a' }, now, events: [] })).result).toBe('missing');
+    });
+
     it('isolates a failing write in a batch from the others', async () => {
       await store.admitRun(joinRun('r7'));
       const dup = store.admitRun({ ...joinRun('r8'), steps: [{ key: 'x', stepId: 'x', status: 'scheduled', pendingDeps: 0 }, { key: 'x', stepId: 'x', status: 'scheduled', pendingDeps: 0 }] });

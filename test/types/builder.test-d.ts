@@ -121,5 +121,18 @@ describe('builder types', () => {
     // @ts-expect-error strategy is fallback or cascade
     base().step('bad2', { kind: 'model', service: 'x', strategy: 'random' });
   });
+  it("types a task step's output by its zod output schema", () => {
+    base()
+      .step('ext', { kind: 'task', task_type: 'score', input: (c) => c.steps.classify.output.label, output: z.object({ score: z.number() }) })
+      .step('use', {
+        kind: 'transform',
+        expression: (c) => {
+          expectTypeOf(c.steps.ext.output).toEqualTypeOf<{ score: number }>();
+          return c.steps.ext.output.score;
+        },
+      });
+    // @ts-expect-error task_type is required
+    base().step('bad', { kind: 'task' });
+  });
 });
 

@@ -161,7 +161,7 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
-  // cron schedules: one row per schedule trigger of a workflow's latest version
+  // 3: cron schedules: one row per schedule trigger of a workflow's latest version
   `
   CREATE TABLE schedules (
     id TEXT PRIMARY KEY,
@@ -185,6 +185,34 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX schedules_workflow ON schedules (workflow);
   CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE NOT paused;
+  `,
+  // 4: external tasks (`task` steps), leased to workers that poll for them
+  `
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step_key TEXT NOT NULL,
+    step_attempt INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    input TEXT NOT NULL,
+    -- pending | leased | completed | failed
+    status TEXT NOT NULL,
+    lease_ms BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_token TEXT,
+    lease_expires_at BIGINT,
+    available_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    output TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  -- What a poll looks at: pending tasks by availability, leased ones by expiry, per type.
+  CREATE INDEX tasks_pending ON tasks (type, available_at) WHERE status = 'pending';
+  CREATE INDEX tasks_leased ON tasks (type, lease_expires_at) WHERE status = 'leased';
+  CREATE INDEX tasks_run ON tasks (run_id, step_key);
   `,
 ];
 

@@ -30,10 +30,10 @@ import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
-  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
+  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toVersion, type Row } from '../rows.js';
+import { checkLease, parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -80,6 +80,8 @@ export interface PostgresStoreOptions {
 const ACTIVE_RUN = `('running', 'waiting', 'pending')`;
 const NOT_FINISHED = `('completed', 'failed', 'cancelled')`;
 const CHANNEL = 'baton_work';
+/** SQL: the task's step still waits for it (not timed out, cancelled or finished). */
+const TASK_AWAITED = `EXISTS (SELECT 1 FROM steps s WHERE s.run_id = t.run_id AND s.key = t.step_key AND s.status = 'waiting' AND s.wait_key = 'task:' || t.id)`;
 
 /** int8 and numeric as JS numbers (ms times, counts, sums), for this pool only. */
 const TYPES = {
@@ -729,6 +731,15 @@ export class PostgresStore implements Store {
         ${decInline ? ', (SELECT json_agg(json_build_object(\'key\', key, \'pending_deps\', pending_deps, \'status\', status, \'owner\', owner)) FROM d) AS dec' : ''}`;
     const first = (await cl.query(sql, p.values)).rows[0] as { run_status: RunStatus | null; ok: number; dec?: DecRow[] | null };
     if (first.ok !== 1) return { ok: false, ready: [], runIdle: false };
+    if (c.task) {
+      // Idempotent on the id: a commit retried after a lost COMMIT answer inserts nothing twice.
+      const t = c.task;
+      await cl.query(
+        `INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, available_at, attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, 0, $9, $9) ON CONFLICT (id) DO NOTHING`,
+        [t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt],
+      );
+    }
     const paused = first.run_status === 'paused';
     // Steps made ready now: claimed for this worker, or (paused run) left unowned and unclaimable.
     const newOwner = paused ? null : fence.owner;
@@ -893,8 +904,91 @@ export class PostgresStore implements Store {
     });
   }
 
+  // ---------------------------------------------------------------- external tasks
+
+  async pollTask(q: TaskPoll): Promise<TaskRecord | undefined> {
+    return this.run(async (c) => {
+      // SKIP LOCKED: concurrent pollers pass over a task another is claiming instead of waiting for it.
+      const row = (await c.query(
+        `WITH c AS (
+           SELECT t.id, t.status AS prev_status, t.lease_owner AS prev_owner FROM tasks t
+           WHERE t.type = ANY($1::text[]) AND ($2::text[] IS NULL OR t.namespace = ANY($2::text[]))
+             AND ((t.status = 'pending' AND t.available_at <= $3) OR (t.status = 'leased' AND t.lease_expires_at <= $3))
+             AND ${TASK_AWAITED}
+           ORDER BY t.created_at, t.id LIMIT 1
+           FOR UPDATE OF t SKIP LOCKED)
+         UPDATE tasks t SET status = 'leased', lease_owner = $4, lease_token = $5, lease_ms = COALESCE($6::bigint, t.lease_ms),
+           lease_expires_at = $3 + COALESCE($6::bigint, t.lease_ms), attempts = t.attempts + 1, updated_at = $3
+         FROM c WHERE t.id = c.id
+         RETURNING t.*, true AS awaited, c.prev_status, c.prev_owner`,
+        [q.types, q.namespaces ?? null, q.now, q.workerId, q.token, q.leaseMs ?? null],
+      )).rows[0] as Row | undefined;
+      if (!row) return undefined;
+      const t = toTask(row);
+      await this.insertEvents(c, t.runId, [{
+        type: 'task.leased', stepKey: t.stepKey, at: q.now,
+        data: { task_id: t.id, worker_id: q.workerId, attempts: t.attempts, lease_expires_at: new Date(t.leaseExpiresAt!).toISOString(), ...(row.prev_status === 'leased' ? { expired_lease_of: row.prev_owner } : {}) },
+      }]);
+      return t;
+    });
+  }
+
+  async heartbeatTask(lease: TaskLease, now: number): Promise<TaskOpResult> {
+    return this.run(async (c) => {
+      const refused = checkLease(await this.lockTask(c, lease.taskId), lease);
+      if (refused) return refused;
+      const row = (await c.query(`UPDATE tasks t SET lease_expires_at = $1 + lease_ms, updated_at = $1 WHERE id = $2 RETURNING t.*, true AS awaited`, [now, lease.taskId])).rows[0] as Row;
+      return { result: 'ok' as const, task: toTask(row) };
+    });
+  }
+
+  async completeTask(f: TaskFinish): Promise<TaskOpResult> {
+    return this.run((c, a) => this.finishTask(c, a, f, 'completed'));
+  }
+
+  async failTask(f: TaskFinish): Promise<TaskOpResult> {
+    return this.run((c, a) => this.finishTask(c, a, f, f.retryAt === undefined ? 'failed' : 'pending'));
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | undefined> {
+    const r = (await this.rows(`SELECT t.*, ${TASK_AWAITED} AS awaited FROM tasks t WHERE t.id = $1`, [taskId]))[0];
+    return r && toTask(r);
+  }
+
+  /** The task row, locked for this transaction (task before run: the order every task operation takes). */
+  private async lockTask(c: Q, id: string): Promise<TaskRecord | undefined> {
+    const r = (await c.query(`SELECT t.*, ${TASK_AWAITED} AS awaited FROM tasks t WHERE t.id = $1 FOR UPDATE OF t`, [id])).rows[0] as Row | undefined;
+    return r && toTask(r);
+  }
+
+  private async finishTask(c: Q, a: Attempt, f: TaskFinish, status: 'completed' | 'failed' | 'pending'): Promise<TaskOpResult> {
+    const t = await this.lockTask(c, f.lease.taskId);
+    const refused = checkLease(t, f.lease);
+    if (refused) {
+      // A retry after a lost COMMIT answer finds its own result: that is success, not a lost lease.
+      // (`updated_at` is this call's `now`: only this operation wrote it.)
+      if (a.maybeCommitted && t && t.status === status && t.updatedAt === f.now) return { result: 'ok', task: t };
+      return refused;
+    }
+    // The wake is fenced on the step still waiting for this very task (it may have timed out since).
+    if (f.wake) {
+      if (!(await this.wake(c, t!.runId, t!.stepKey, f.wake.state, f.wake.events.map((e) => ({ ...e, stepKey: t!.stepKey })), f.now, `task:${t!.id}`))) return { result: 'gone', task: t! };
+      a.notify = true;
+    }
+    const row = (await c.query(
+      `UPDATE tasks t SET status = $1, output = $2, error = COALESCE($3, error), available_at = $4, updated_at = $5,
+         lease_token = CASE WHEN $1 = 'pending' THEN NULL ELSE lease_token END,
+         lease_owner = CASE WHEN $1 = 'pending' THEN NULL ELSE lease_owner END,
+         lease_expires_at = CASE WHEN $1 = 'pending' THEN NULL ELSE lease_expires_at END
+       WHERE id = $6 RETURNING t.*, ${TASK_AWAITED} AS awaited`,
+      [status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, f.retryAt ?? t!.availableAt, f.now, t!.id],
+    )).rows[0] as Row;
+    await this.insertEvents(c, t!.runId, f.events.map((e) => ({ ...e, stepKey: t!.stepKey })));
+    return { result: 'ok', task: toTask(row) };
+  }
+
   /** Puts a waiting step back on the schedule, unowned, with its new resume state (one statement). */
-  private async wake(c: Q, runId: string, key: string, state: unknown, events: NewEvent[], now: number): Promise<boolean> {
+  private async wake(c: Q, runId: string, key: string, state: unknown, events: NewEvent[], now: number, waitKey?: string): Promise<boolean> {
     const p = new Params();
     const id = `${p.add(runId)}::text`;
     const n = `${p.add(events.length)}::int`;
@@ -902,7 +996,8 @@ export class PostgresStore implements Store {
     const r = await c.query(
       `WITH r0 AS (SELECT 1 FROM runs WHERE id = ${id} FOR UPDATE),
        w AS (UPDATE steps SET status = 'scheduled', state = ${p.add(JSON.stringify(state ?? null))}, wait_key = NULL, owner = NULL, due_at = ${nowP}
-             WHERE run_id = ${id} AND key = ${p.add(key)} AND status = 'waiting' AND EXISTS (SELECT 1 FROM r0) RETURNING 1),
+             WHERE run_id = ${id} AND key = ${p.add(key)} AND status = 'waiting' AND EXISTS (SELECT 1 FROM r0)
+               ${waitKey === undefined ? '' : `AND wait_key = ${p.add(waitKey)}`} RETURNING 1),
        r AS (UPDATE runs SET status = CASE WHEN status = 'waiting' THEN 'running' ELSE status END,
                updated_at = CASE WHEN status = 'waiting' THEN ${nowP} ELSE updated_at END, last_seq = last_seq + ${n}
              WHERE id = ${id} AND EXISTS (SELECT 1 FROM w) RETURNING last_seq - ${n} AS base),

@@ -152,7 +152,7 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
-  // cron schedules: one row per schedule trigger of a workflow's latest version
+  // 5: cron schedules: one row per schedule trigger of a workflow's latest version
   `
   CREATE TABLE schedules (
     id TEXT PRIMARY KEY,
@@ -176,5 +176,33 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX schedules_workflow ON schedules (workflow);
   CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+  `,
+  // 6: external tasks (`task` steps), leased to workers that poll for them
+  `
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step_key TEXT NOT NULL,
+    step_attempt INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    input TEXT NOT NULL,
+    -- pending | leased | completed | failed
+    status TEXT NOT NULL,
+    lease_ms INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_token TEXT,
+    lease_expires_at INTEGER,
+    available_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    output TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  -- What a poll looks at: pending tasks by availability, leased ones by expiry, per type.
+  CREATE INDEX tasks_pending ON tasks (type, available_at) WHERE status = 'pending';
+  CREATE INDEX tasks_leased ON tasks (type, lease_expires_at) WHERE status = 'leased';
+  CREATE INDEX tasks_run ON tasks (run_id, step_key);
   `,
 ];

@@ -12,10 +12,10 @@ import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
-  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
+  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toVersion, type Row } from '../rows.js';
+import { checkLease, parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -411,6 +411,10 @@ export class SqliteStore implements Store {
         );
     if (res.changes !== 1) return { ok: false, ready: [], runIdle: false };
     this.insertEvents(fence.runId, c.events);
+    if (c.task) {
+      const t = c.task;
+      this.s.insertTask.run(t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt, t.createdAt, t.createdAt);
+    }
     const ready: string[] = [];
     if (c.insert) {
       const fair = this.s.runFairness.get(fence.runId) as Fairness;
@@ -489,6 +493,68 @@ export class SqliteStore implements Store {
       this.s.setRunStatusIf.run('running', now, runId, 'waiting');
       this.insertEvents(runId, events);
     }
+  }
+
+  // ---------------------------------------------------------------- external tasks
+
+  async pollTask(q: TaskPoll): Promise<TaskRecord | undefined> {
+    const params = { types: JSON.stringify(q.types), nss: q.namespaces ? JSON.stringify(q.namespaces) : null, now: q.now };
+    // Idle long polls ask often: a read finds nothing without taking the write lock.
+    if (!this.s.pollTask.get(params)) return undefined;
+    return this.write(() => {
+      const row = this.s.pollTask.get(params) as Row | undefined;
+      if (!row) return undefined;
+      const prev = toTask(row);
+      const leaseMs = q.leaseMs ?? prev.leaseMs;
+      this.s.leaseTask.run(q.workerId, q.token, leaseMs, q.now + leaseMs, q.now, prev.id);
+      this.insertEvents(prev.runId, [{
+        type: 'task.leased', stepKey: prev.stepKey, at: q.now,
+        data: { task_id: prev.id, worker_id: q.workerId, attempts: prev.attempts + 1, lease_expires_at: new Date(q.now + leaseMs).toISOString(), ...(prev.status === 'leased' ? { expired_lease_of: prev.leaseOwner } : {}) },
+      }]);
+      return toTask(this.s.getTask.get(prev.id) as Row);
+    });
+  }
+
+  async heartbeatTask(lease: TaskLease, now: number): Promise<TaskOpResult> {
+    return this.write(() => {
+      const t = this.task(lease.taskId);
+      const refused = checkLease(t, lease);
+      if (refused) return refused;
+      this.s.extendLease.run(now, now, lease.taskId);
+      return { result: 'ok' as const, task: this.task(lease.taskId)! };
+    });
+  }
+
+  async completeTask(f: TaskFinish): Promise<TaskOpResult> {
+    return this.write(() => this.finishTask(f, 'completed'));
+  }
+
+  async failTask(f: TaskFinish): Promise<TaskOpResult> {
+    return this.write(() => this.finishTask(f, f.retryAt === undefined ? 'failed' : 'pending'));
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | undefined> {
+    return this.task(taskId);
+  }
+
+  private task(id: string): TaskRecord | undefined {
+    const r = this.s.getTask.get(id) as Row | undefined;
+    return r && toTask(r);
+  }
+
+  /** Fenced on the lease (inside the write lock, so the check and the writes see the same rows). */
+  private finishTask(f: TaskFinish, status: 'completed' | 'failed' | 'pending'): TaskOpResult {
+    const t = this.task(f.lease.taskId);
+    const refused = checkLease(t, f.lease);
+    if (refused) return refused;
+    const now = f.now;
+    if (f.wake) {
+      if (this.s.wakeTaskStep.run(JSON.stringify(f.wake.state ?? null), now, t!.runId, t!.stepKey, `task:${t!.id}`).changes !== 1) return { result: 'gone', task: t! };
+      this.s.setRunStatusIf.run('running', now, t!.runId, 'waiting');
+    }
+    this.s.settleTask.run({ status, output: f.outputJson ?? null, error: f.error ? JSON.stringify(f.error) : null, availableAt: f.retryAt ?? t!.availableAt, now, id: t!.id });
+    this.insertEvents(t!.runId, [...f.events, ...(f.wake?.events ?? [])].map((e) => ({ ...e, stepKey: t!.stepKey })));
+    return { result: 'ok', task: this.task(t!.id)! };
   }
 
   // ---------------------------------------------------------------- model calls, cost, cache
@@ -689,6 +755,9 @@ export class SqliteStore implements Store {
   }
 }
 
+/** SQL: the task's step still waits for it (not timed out, cancelled or finished). */
+const TASK_AWAITED = `EXISTS (SELECT 1 FROM steps s WHERE s.run_id = t.run_id AND s.key = t.step_key AND s.status = 'waiting' AND s.wait_key = 'task:' || t.id)`;
+
 function prepare(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
@@ -792,6 +861,25 @@ function prepare(db: Database.Database) {
     anyWaiting: p(`SELECT 1 FROM steps WHERE run_id = ? AND status = 'waiting' LIMIT 1`),
     waiting: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting'`),
     wake: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting'`),
+    wakeTaskStep: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting' AND wait_key = ?`),
+    insertTask: p(`INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, available_at, attempts, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    getTask: p(`SELECT t.*, ${TASK_AWAITED} AS awaited FROM tasks t WHERE t.id = ?`),
+    // The oldest task of the types asked that is available, or whose lease expired, and still awaited.
+    pollTask: p(`SELECT t.*, 1 AS awaited FROM tasks t
+                 WHERE t.type IN (SELECT value FROM json_each(@types))
+                   AND (@nss IS NULL OR t.namespace IN (SELECT value FROM json_each(@nss)))
+                   AND ((t.status = 'pending' AND t.available_at <= @now) OR (t.status = 'leased' AND t.lease_expires_at <= @now))
+                   AND ${TASK_AWAITED}
+                 ORDER BY t.created_at, t.id LIMIT 1`),
+    leaseTask: p(`UPDATE tasks SET status = 'leased', lease_owner = ?, lease_token = ?, lease_ms = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`),
+    extendLease: p('UPDATE tasks SET lease_expires_at = ? + lease_ms, updated_at = ? WHERE id = ?'),
+    // A task going back to pending gives up its lease; one that ends keeps who held it, for the record.
+    settleTask: p(`UPDATE tasks SET status = @status, output = @output, error = COALESCE(@error, error), available_at = @availableAt, updated_at = @now,
+                     lease_token = CASE WHEN @status = 'pending' THEN NULL ELSE lease_token END,
+                     lease_owner = CASE WHEN @status = 'pending' THEN NULL ELSE lease_owner END,
+                     lease_expires_at = CASE WHEN @status = 'pending' THEN NULL ELSE lease_expires_at END
+                   WHERE id = @id`),
   };
 }
 
