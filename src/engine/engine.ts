@@ -17,7 +17,8 @@ import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.j
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
-import { eventWaitKey } from '../steps/wait.js';
+import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
+import { cloudEventMatches, derivedRunId, latestTriggers, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
@@ -101,6 +102,20 @@ function runNamespace(versionId: string, asked: string | undefined): string {
 
 const EMPTY_CATALOG = { get: () => undefined, names: () => [] };
 
+export interface EventDeliveryResult {
+  /** Steps woken: 0 or 1. */
+  delivered: number;
+  /** Nobody waited: kept for a wait with a lookback. */
+  buffered: boolean;
+  /** Delivered before under the same event id: nothing changed. */
+  duplicate?: boolean;
+}
+
+export interface PublishResult extends EventDeliveryResult {
+  /** Runs the event's triggers started (or had started, for a repeat). */
+  runs: Array<{ runId: string; workflow: string }>;
+}
+
 export interface RunResult extends RunRecord {
   /** Decoded output (blob references followed). */
   output?: unknown;
@@ -157,6 +172,10 @@ export class Baton extends EventEmitter<BatonEvents> {
       },
       resolveWorkflow: (ref) => this.registry.resolve(ref),
       models: this.models,
+      publish: async (event, namespace) => {
+        const r = await this.publish(event, { namespace });
+        return { runs: r.runs.map((x) => x.runId), delivered: r.delivered, buffered: r.buffered };
+      },
     };
     this.host = {
       store,
@@ -350,17 +369,51 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   /**
-   * Delivers an external event to every step waiting for `event` with correlation `key`.
-   * Returns how many steps it woke; BATON_SIGNAL_NO_TARGET when none was waiting.
+   * Delivers an external event for `event` with correlation `key`: it wakes ONE step waiting for
+   * it (the longest waiting), or, when none is, is buffered for a wait that arms later with a
+   * `lookback` covering its arrival (kept at most EVENT_RETENTION_MS). With `eventId`, a second
+   * delivery of the same id for the same key changes nothing (`duplicate`).
    */
-  async sendEvent(event: string, key: unknown, payload: unknown): Promise<number> {
+  async sendEvent(event: string, key: unknown, payload: unknown, opts: { eventId?: string } = {}): Promise<EventDeliveryResult> {
     const at = Date.now();
-    const woken = await this.store.signal(eventWaitKey(event, key), (st) => ({ ...(st.state as object), signal: { payload, at } }), [
-      { type: EventType.signalReceived, at, data: { event, key, payload } },
-    ]);
-    if (woken.length === 0) throw new BatonError('BATON_SIGNAL_NO_TARGET', { what: `event "${event}" with key ${JSON.stringify(key)}` });
-    this.worker?.poke();
-    return woken.length;
+    const signal = { payload: payload ?? null, at };
+    const r = await this.store.deliverEvent({
+      waitKey: eventWaitKey(event, key),
+      eventId: opts.eventId,
+      payload: payload ?? null,
+      at,
+      expiresAt: at + EVENT_RETENTION_MS,
+      // A map item keeps its kind's state under `resume` (see executor wrapState).
+      state: (st) => (st.index === undefined
+        ? { ...(st.state as object), signal }
+        : { ...(st.state as object), resume: { ...((st.state as { resume?: object } | undefined)?.resume ?? {}), signal } }),
+      events: [{ type: EventType.signalReceived, at, data: { event, key, payload, ...(opts.eventId ? { event_id: opts.eventId } : {}) } }],
+    });
+    if (r.woken) this.worker?.poke();
+    return { delivered: r.woken ? 1 : 0, buffered: r.buffered, ...(r.duplicate ? { duplicate: true } : {}) };
+  }
+
+  /**
+   * Publishes a CloudEvent: starts every workflow whose latest version has a matching
+   * `cloudevent` trigger (only those of `namespace` and the default one, when given), each with a
+   * run id derived from the workflow and the event's source and id (or the trigger's `run_id`),
+   * so publishing the same event again starts nothing new; and, when the event has a `subject`,
+   * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits).
+   */
+  async publish(e: TriggerEvent, opts: { namespace?: string } = {}): Promise<PublishResult> {
+    const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
+    const listening = (await latestTriggers(this.store, (v) => this.registry.get(v)))
+      .filter((l): l is Listening<CloudEventTrigger> => l.trigger.kind === 'cloudevent')
+      .filter((l) => cloudEventMatches(l.trigger, e) && (ns === undefined || l.namespace === ns || l.namespace === DEFAULT_NAMESPACE));
+    const runs: PublishResult['runs'] = [];
+    for (const l of listening) {
+      const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
+      const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
+      runs.push({ runId: await this.start(l.versionId, input, { id, namespace }), workflow: l.workflow });
+    }
+    let delivery: EventDeliveryResult = { delivered: 0, buffered: false };
+    if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}` });
+    return { runs, ...delivery };
   }
 
   /**

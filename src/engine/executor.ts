@@ -84,6 +84,8 @@ export interface AttemptResult {
   childReady: Work[];
   /** Another run may now be claimable (a parent woken, a step given back). */
   poke: boolean;
+  /** An arming wait took a buffered event (the step is in `ready` again). */
+  consumed?: boolean;
 }
 
 const EMPTY: AttemptResult = { ready: [], later: [], runIdle: false, childReady: [], poke: false };
@@ -160,7 +162,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         step.prepared.execute({
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
-          workflow: workflowOfVersion(rs.versionId), budget: rs.budget,
+          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget,
           now: Date.now, services: host.services,
         }),
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
@@ -219,13 +221,25 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       return res;
     }
     case 'wait': {
+      const lookback = outcome.lookbackMs;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: outcome.waitKey, dueAt: outcome.timeoutAt ?? 0, owner: null, state: wrapState(index, item, outcome.state) },
         events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined } }]),
+        // An event that came first (buffered) within the lookback is taken in this same transaction.
+        inbox: lookback === undefined ? undefined : {
+          since: now - lookback,
+          resume: (payload, at) => ({
+            state: wrapState(index, item, { ...(outcome.state as object), signal: { payload, at } }),
+            events: [{ type: EventType.signalReceived, stepKey: work.key, at: Date.now(), data: { wait_for: outcome.waitKey, payload, buffered_at: new Date(at).toISOString() } }],
+          }),
+        },
       });
       emit('waiting');
-      return res ?? EMPTY;
+      if (!res) return EMPTY;
+      // Taken from the inbox: the step runs again at once, its new state read from its row.
+      if (res.consumed) res.ready = res.ready.map((w) => (w.key === work.key ? { ...w, attempt: work.attempt, fresh: false } : w));
+      return res;
     }
     case 'child': {
       const childId = `${rs.id}.${work.key}.${work.attempt}`;
@@ -379,7 +393,7 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   // is resuming after its items: both are read back.
   const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
   const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: fresh(key) }));
-  return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false };
+  return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false, consumed: r.consumed };
 }
 
 function checkOutput(step: CompiledStep, output: unknown, _scope: unknown, where: string): void {

@@ -7,9 +7,10 @@ import { mapKind } from './map.js';
 import { waitKind } from './wait.js';
 import { workflowKind } from './workflow.js';
 import { modelKind } from './model.js';
+import { emitKind } from './emit.js';
 
 export const STEP_KINDS: ReadonlyMap<string, StepKind<never>> = new Map<string, StepKind<never>>(
-  [functionKind, transformKind, httpKind, modelKind, mapKind, waitKind, workflowKind].map((k) => [k.name, k as unknown as StepKind<never>]),
+  [functionKind, transformKind, httpKind, modelKind, mapKind, waitKind, workflowKind, emitKind].map((k) => [k.name, k as unknown as StepKind<never>]),
 );
 
 export type { StepKind, StepOutcome, ExecContext, PrepareContext, PreparedStep, StepFunction, FunctionContext } from './kind.js';

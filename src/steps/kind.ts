@@ -65,6 +65,8 @@ export interface ExecContext {
   input: unknown;
   /** The workflow's name (for cost reports). */
   workflow: string;
+  /** The run's namespace. */
+  namespace: string;
   /** The run's cost budget in USD, when it has one. */
   budget?: number;
   /** Resume state saved by a previous suspending outcome; undefined on first execution. */
@@ -82,6 +84,24 @@ export interface ExecServices {
   resolveWorkflow(ref: string): Promise<string>;
   /** Model services (undefined when none are configured). */
   models?: ServiceRuntime;
+  /**
+   * Publishes a CloudEvent (emit steps): starts the workflows whose cloudevent trigger matches
+   * (in `namespace` or the default one) and delivers it to waits. Idempotent on the event's
+   * source and id, so a re-executed step publishes nothing twice.
+   */
+  publish(event: PublishedEvent, namespace: string): Promise<{ runs: string[]; delivered: number; buffered: boolean }>;
+}
+
+/** A CloudEvent as Baton publishes it (spec version 1.0). */
+export interface PublishedEvent {
+  specversion: '1.0';
+  id: string;
+  type: string;
+  source: string;
+  subject?: string;
+  time: string;
+  datacontenttype: 'application/json';
+  data: unknown;
 }
 
 export type StepOutcome =
@@ -90,7 +110,7 @@ export type StepOutcome =
   /** Sleep until `until` (epoch ms), then execute again with `state`. */
   | { type: 'sleep'; until: number; state: unknown }
   /** Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. */
-  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number }
+  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number; lookbackMs?: number }
   /** Start a child run of `versionId`; execute again when it finishes, with `state.child`. */
   | { type: 'child'; versionId: string; input: unknown; state: unknown }
   /** Run the prepared sub-step over `items`; execute again when all finished. */

@@ -167,6 +167,13 @@ export interface StepCommit {
   childRun?: NewRun;
   /** If, after this commit, the run has no active step, record this end in the same transaction. */
   finishIfIdle?: FinishRun;
+  /**
+   * With `update.status: 'waiting'` on an event key: in the same transaction, consume the oldest
+   * buffered event for that key that arrived at or after `since` (the step's lookback window).
+   * If there is one, the step is not parked: it is scheduled again, claimed for the committing
+   * worker, with `resume(payload, at)` as its state (CommitResult.consumed).
+   */
+  inbox?: { since: number; resume: (payload: unknown, at: number) => { state: unknown; events: NewEvent[] } };
   /** Ends the run; every non-terminal step is cancelled. */
   finishRun?: { status: 'failed'; error?: SerializedError; events: NewEvent[]; parent?: FinishRun['parent'] };
 }
@@ -180,6 +187,31 @@ export interface CommitResult {
   runIdle: boolean;
   /** `finishIfIdle` was applied: the run's end is recorded. */
   runFinished?: boolean;
+  /** `inbox` found a buffered event: the step is scheduled again (its key is in `ready`). */
+  consumed?: boolean;
+}
+
+/** An event for a correlation key (`event:<name>:<key>`), delivered by `deliverEvent`. */
+export interface EventDelivery {
+  waitKey: string;
+  /** Dedupe: a second delivery with the same id for the same key changes nothing. */
+  eventId?: string;
+  payload: unknown;
+  at: number;
+  /** A buffered event is dropped (lazily) after this time. */
+  expiresAt: number;
+  /** The woken step's new resume state. */
+  state: (step: StepRecord) => unknown;
+  events: NewEvent[];
+}
+
+export interface DeliveryResult {
+  /** The one step woken (the longest waiting), if any. */
+  woken?: { runId: string; key: string };
+  /** Nobody was waiting: kept in the inbox for a future wait with a lookback. */
+  buffered: boolean;
+  /** Already delivered or buffered under the same event id: nothing changed. */
+  duplicate: boolean;
 }
 
 export interface ClaimedStep {
@@ -346,6 +378,12 @@ export interface Store {
   markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean>;
   /** The one transaction per step attempt. */
   commit(c: StepCommit): Promise<CommitResult>;
+  /**
+   * Delivers one event: wakes ONE step waiting on its key (the longest waiting) or, if none is,
+   * buffers it in the inbox where a wait arming with a lookback consumes it (`StepCommit.inbox`).
+   * Serialised per key against arming, so an event is never both missed and left buffered.
+   */
+  deliverEvent(d: EventDelivery): Promise<DeliveryResult>;
   /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
   signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
 

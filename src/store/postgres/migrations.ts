@@ -161,6 +161,22 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
+  // 3: event inbox — events that arrived when no step was waiting, kept for a lookback
+  `
+  CREATE TABLE event_inbox (
+    seq BIGSERIAL PRIMARY KEY,
+    wait_key TEXT NOT NULL,
+    event_id TEXT,
+    payload TEXT NOT NULL,
+    arrived_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    consumed_at BIGINT,
+    consumed_by TEXT,
+    UNIQUE (wait_key, event_id)
+  );
+  CREATE INDEX event_inbox_open ON event_inbox (wait_key, arrived_at) WHERE consumed_at IS NULL;
+  CREATE INDEX event_inbox_expiry ON event_inbox (expires_at);
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

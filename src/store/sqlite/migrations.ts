@@ -152,4 +152,20 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
+  // 5: event inbox — events that arrived when no step was waiting, kept for a lookback
+  `
+  CREATE TABLE event_inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    wait_key TEXT NOT NULL,
+    event_id TEXT,
+    payload TEXT NOT NULL,
+    arrived_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    consumed_at INTEGER,
+    consumed_by TEXT,
+    UNIQUE (wait_key, event_id)
+  );
+  CREATE INDEX event_inbox_open ON event_inbox (wait_key, arrived_at) WHERE consumed_at IS NULL;
+  CREATE INDEX event_inbox_expiry ON event_inbox (expires_at);
+  `,
 ];
