@@ -117,30 +117,31 @@ steps:
     });
 
     it('many parallel deliveries and arms from two engines: every event taken exactly once', async () => {
-      const N = 24;
+      const N = 40;
       const b1 = await baton();
       const b2 = await baton();
       const v = await b1.register(`
 name: race
 steps:
-  - { id: w, kind: wait, event: tick, key: "'shared'", lookback: 5m }
+  - { id: nap, kind: wait, until: "input.at" }
+  - { id: w, kind: wait, event: tick, key: "'shared'", lookback: 5m, needs: [nap] }
 `);
-      // Runs arming while events arrive: half the events come before, half race the arms.
-      const starts = Array.from({ length: N }, (_, i) => (i % 2 ? b1 : b2).start(v, { i }));
-      const sends = Array.from({ length: N }, (_, i) => (i % 2 ? b2 : b1).sendEvent('tick', 'shared', { n: i }));
-      const [ids, results] = await Promise.all([Promise.all(starts), Promise.all(sends)]);
-      const direct = results.filter((r) => r.delivered === 1).length;
-      const buffered = results.filter((r) => r.buffered).length;
-      expect(direct + buffered).toBe(N);
-      // Waits that armed before the buffered events arrived and found none keep waiting: one
-      // more round of sends per such wait would be needed; there must be none, since every
-      // buffered event is within every wait's lookback and each wait arms after its run starts.
+      // Run i arms its wait at about t0 + 8i ms and event i is sent at about the same instant
+      // from the other engine: deliveries race arms throughout (some find a waiter, some are
+      // buffered and must be taken by a later arm).
+      const t0 = Date.now() + 300;
+      const ids = await Promise.all(Array.from({ length: N }, (_, i) => (i % 2 ? b1 : b2).start(v, { at: t0 + 8 * i })));
+      const results = await Promise.all(Array.from({ length: N }, (_, i) => new Promise<{ delivered: number; buffered: boolean }>((res, rej) => {
+        setTimeout(() => (i % 2 ? b2 : b1).sendEvent('tick', 'shared', { n: i }).then(res, rej), Math.max(0, t0 + 8 * i + (i % 4) * 15 - Date.now()));
+      })));
+      expect(results.every((r) => r.delivered + (r.buffered ? 1 : 0) === 1)).toBe(true);
       const outs: number[] = [];
       for (const id of ids) {
-        const r = await b1.wait(id, { timeoutMs: 30_000 });
+        const r = await b1.wait(id, { timeoutMs: 15_000 });
         expect(r.status).toBe('completed');
         outs.push((r.output as { n: number }).n);
       }
+      // Each event taken once (no duplicates), none lost (all N runs got one).
       expect([...outs].sort((x, y) => x - y)).toEqual(Array.from({ length: N }, (_, i) => i));
     });
   });
