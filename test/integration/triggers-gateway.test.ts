@@ -21,9 +21,9 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     delete process.env.TEST_UNSET_SECRET;
   });
 
-  async function serve(): Promise<{ b: Baton; url: string }> {
+  async function serve(auth: 'off' | 'required' = 'off'): Promise<{ b: Baton; url: string }> {
     const b = await suite.baton();
-    app = buildGateway(b, { auth: 'off' });
+    app = buildGateway(b, { auth });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     return { b, url };
   }
@@ -115,6 +115,16 @@ steps:
       expect(res.status).toBe(202);
       const run = await b.getRun(((await res.json()) as { run_id: string }).run_id);
       expect(run).toMatchObject({ workflow: 'team-a/hooked', namespace: 'team-a' });
+    });
+    it('with API keys required, a webhook is authenticated by its signature alone; /cloudevents needs a key', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve('required');
+      await b.register(hooked);
+      const body = '{"id":"K-1"}';
+      const res = await post(`${url}/hooks/orders/new`, body, { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'k-1' });
+      expect(res.status).toBe(202);
+      const ce = await post(`${url}/cloudevents`, '{}', { 'content-type': 'application/cloudevents+json' });
+      expect(ce.status).toBe(401);
     });
   });
 

@@ -910,7 +910,7 @@ export class PostgresStore implements Store {
         return { buffered: false, duplicate: true };
       }
       const payload = JSON.stringify(d.payload ?? null);
-      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' ORDER BY run_id, key`, [d.waitKey])).rows as Array<{ run_id: string; key: string }>;
+      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' ORDER BY started_at NULLS LAST, run_id, key`, [d.waitKey])).rows as Array<{ run_id: string; key: string }>;
       for (const k of cands) {
         // Run row first, then the step (the commit's lock order), re-read under the lock.
         await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [k.run_id]);

@@ -768,7 +768,7 @@ function prepare(db: Database.Database) {
     anyBusy: p(`SELECT 1 FROM steps WHERE run_id = ? AND status IN ('scheduled', 'running') LIMIT 1`),
     anyWaiting: p(`SELECT 1 FROM steps WHERE run_id = ? AND status = 'waiting' LIMIT 1`),
     waiting: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting'`),
-    waitingOldest: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting' ORDER BY run_id, key`),
+    waitingOldest: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting' ORDER BY started_at IS NULL, started_at, run_id, key`),
     inboxOldest: p(`SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = ? AND consumed_at IS NULL AND arrived_at >= ? AND expires_at > ?
                     ORDER BY arrived_at, seq LIMIT 1`),
     inboxConsume: p('UPDATE event_inbox SET consumed_at = ?, consumed_by = ? WHERE seq = ?'),
