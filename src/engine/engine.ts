@@ -114,6 +114,8 @@ export interface EventDeliveryResult {
 export interface PublishResult extends EventDeliveryResult {
   /** Runs the event's triggers started (or had started, for a repeat). */
   runs: Array<{ runId: string; workflow: string }>;
+  /** Matching workflows that refused the event (input schema, trigger expressions). */
+  failed: Array<{ workflow: string; error: SerializedError }>;
 }
 
 export interface RunResult extends RunRecord {
@@ -172,10 +174,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       },
       resolveWorkflow: (ref) => this.registry.resolve(ref),
       models: this.models,
-      publish: async (event, namespace) => {
-        const r = await this.publish(event, { namespace });
-        return { runs: r.runs.map((x) => x.runId), delivered: r.delivered, buffered: r.buffered };
-      },
+
     };
     this.host = {
       store,
@@ -189,10 +188,15 @@ export class Baton extends EventEmitter<BatonEvents> {
       prepareFinish: (rs, last) => this.prepareFinish(rs, last),
       inlineLimit: (wf) => this.inlineLimit(wf),
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
+      dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
     };
     if (opts.worker !== false) {
       this.worker = new Worker(
-        { store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w) },
+        {
+          store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w),
+          // Emitted events whose process died before dispatching them (a fresh one is being dispatched by its worker).
+          sweep: () => this.sweepOutbox(Date.now() - 5_000),
+        },
         this.workerId,
         { concurrency: opts.concurrency ?? 64, pollIntervalMs: opts.pollIntervalMs ?? 200, leaseMs: opts.leaseMs ?? 30_000 },
       );
@@ -406,14 +410,46 @@ export class Baton extends EventEmitter<BatonEvents> {
       .filter((l): l is Listening<CloudEventTrigger> => l.trigger.kind === 'cloudevent')
       .filter((l) => cloudEventMatches(l.trigger, e) && (ns === undefined || l.namespace === ns || l.namespace === DEFAULT_NAMESPACE));
     const runs: PublishResult['runs'] = [];
+    const failed: PublishResult['failed'] = [];
     for (const l of listening) {
-      const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
-      const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
-      runs.push({ runId: await this.start(l.versionId, input, { id, namespace }), workflow: l.workflow });
+      try {
+        const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
+        const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
+        runs.push({ runId: await this.start(l.versionId, input, { id, namespace }), workflow: l.workflow });
+      } catch (err) {
+        // One workflow refusing the event (its input schema, its expressions) does not stop the others.
+        if (!(err instanceof BatonError) || err.retryable) throw err;
+        failed.push({ workflow: l.workflow, error: serializeError(err) });
+      }
     }
     let delivery: EventDeliveryResult = { delivered: 0, buffered: false };
     if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}` });
-    return { runs, ...delivery };
+    return { runs, failed, ...delivery };
+  }
+
+  /**
+   * Dispatches CloudEvents recorded by emit steps' commits, then marks them dispatched. Never
+   * throws: an event that could not be dispatched stays pending for the next sweep. Workflows
+   * that refused it are recorded in the emitting run's history (`event.undelivered`).
+   */
+  private async dispatch(rows: Array<{ id: string; runId: string; namespace: string; event: unknown }>): Promise<void> {
+    for (const row of rows) {
+      try {
+        const r = await this.publish(row.event as TriggerEvent, { namespace: row.namespace });
+        if (r.failed.length) {
+          await this.store.appendEvents(row.runId, [{ type: EventType.eventUndelivered, at: Date.now(), data: { id: row.id, failed: r.failed } }]);
+        }
+        await this.store.markDispatched(row.id, Date.now());
+      } catch (e) {
+        this.onInternalError(e, `dispatching event ${row.id}`);
+      }
+    }
+  }
+
+  private async sweepOutbox(before: number): Promise<void> {
+    if (this.closed) return;
+    const rows = await this.store.pendingOutbox(before, 100);
+    if (rows.length) await this.dispatch(rows);
   }
 
   /**
@@ -558,6 +594,8 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   private async finishIdleRuns(): Promise<void> {
+    // Whatever emitted events a dead process left undispatched (dispatching twice is harmless).
+    await this.sweepOutbox(Date.now());
     for (const id of await this.store.idleRuns(1000)) {
       const rs = await this.loadRun(id);
       if (rs) await this.finishRun(rs);

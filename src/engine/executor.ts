@@ -9,7 +9,7 @@
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
-import type { FinishRun, NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
+import type { FinishRun, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
 import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import { withTimeout } from '../resilience/timeout.js';
@@ -48,6 +48,8 @@ export interface ExecutorHost {
   prepareFinish(rs: RunState, last: { stepId: string; output: unknown }): Promise<PreparedFinish>;
   /** Bookkeeping after a commit also ended the run. */
   afterFinish(rs: RunState, fin: PreparedFinish): void;
+  /** Dispatches CloudEvents a commit just recorded (never throws: what fails stays for the sweep). */
+  dispatch(entries: OutboxEntry[]): Promise<void>;
 }
 
 export interface PreparedFinish {
@@ -193,10 +195,15 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       // When this looks like the run's last step, its end is prepared now and written in the
       // same transaction if the store agrees nothing else is active (saves a transaction per run).
       const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: outcome.output ?? null }) : undefined;
+      const outbox: OutboxEntry[] | undefined = outcome.publish?.map((e) => ({ id: e.id, runId: rs.id, namespace: rs.namespace, eventJson: JSON.stringify(e) }));
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'succeeded', outputJson, owner: null, startedAt: started, finishedAt: now },
-        events: [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson }],
+        events: [
+          { type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson },
+          ...(outcome.publish ?? []).map((e) => ({ type: EventType.eventEmitted, stepKey: work.key, at: now, data: { id: e.id, type: e.type, source: e.source, subject: e.subject } })),
+        ],
+        outbox,
         ...(index === undefined
           ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
           : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
@@ -204,6 +211,8 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       });
       if (res && index === undefined) rs.record(stepId, 'succeeded', outcome.output ?? null);
       if (res) emit('succeeded', { durationMs: now - started });
+      // Recorded: dispatched now (a crash before this leaves it to the next sweep).
+      if (res && outbox?.length) await host.dispatch(outbox);
       if (res?.runFinished && fin) host.afterFinish(rs, fin);
       return res ?? EMPTY;
     }

@@ -52,5 +52,7 @@ export const EventType = {
   stepWaiting: 'step.waiting',
   stepResumed: 'step.resumed',
   signalReceived: 'signal.received',
+  eventEmitted: 'event.emitted',
+  eventUndelivered: 'event.undelivered',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];

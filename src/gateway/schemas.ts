@@ -129,6 +129,11 @@ export const triggeredSchema = {
       description: 'CloudEvents: every run the event(s) started, across matching workflows.',
       items: { type: 'object', properties: { run_id: { type: 'string' }, workflow: { type: 'string' }, event_id: { type: 'string' } }, required: ['run_id', 'workflow'] },
     },
+    failed: {
+      type: 'array',
+      description: 'CloudEvents: matching workflows that refused an event (its input schema, a trigger expression), with the error.',
+      items: { type: 'object', properties: { workflow: { type: 'string' }, event_id: { type: 'string' }, code: { type: 'string' }, detail: { type: 'string' } } },
+    },
     events: { type: 'integer', description: 'CloudEvents received in the request.' },
     delivered: { type: 'integer', description: 'CloudEvents: waiting steps woken.' },
     buffered: { type: 'integer', description: 'CloudEvents: events buffered for waits with a lookback.' },

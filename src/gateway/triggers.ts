@@ -57,15 +57,17 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
       const events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
       const runs: Array<{ run_id: string; workflow: string; event_id: string }> = [];
+      const failed: Array<{ workflow: string; event_id: string; code?: string; detail: string }> = [];
       let delivered = 0;
       let buffered = 0;
       for (const e of events) {
         const r = await baton.publish(e);
         for (const x of r.runs) runs.push({ run_id: x.runId, workflow: x.workflow, event_id: e.id });
+        for (const f of r.failed) failed.push({ workflow: f.workflow, event_id: e.id, code: f.error.code, detail: f.error.message });
         delivered += r.delivered;
         if (r.buffered) buffered++;
       }
-      return reply.code(202).send({ events: events.length, runs, delivered, buffered });
+      return reply.code(202).send({ events: events.length, runs, failed, delivered, buffered });
     });
   });
 }

@@ -3,11 +3,12 @@
  * (in this run's namespace or the shared default one) and is delivered to waits for
  * `event: <type>` keyed by its `subject` (buffered if none waits yet, for a wait's lookback).
  *
- * The event's id is this step's identity (`<run id>/<step key>`), the same on every attempt,
- * and everything it does is idempotent on (source, id): the runs it starts have ids derived
- * from it and a wait takes it once. So it is published before the step's commit, and a
- * re-execution after a crash publishes again harmlessly — one run started, one wait woken.
- * The published event is the step's output, recorded in the run history with it.
+ * The event is recorded in the same transaction as the step's result (an outbox row and an
+ * `event.emitted` history event): a step that fails publishes nothing, and one that succeeded
+ * has published, even if the process dies right after — whoever opens the store next
+ * dispatches what was left. Its id is this step's identity (`<run id>/<step key>`) and every
+ * effect is idempotent on it (runs started get ids derived from it, a wait takes it once), so
+ * dispatching twice is harmless. The step's output is the event.
  */
 import { BatonError } from '../errors.js';
 import type { EmitStepDoc } from '../spec/types.js';
@@ -18,7 +19,7 @@ export const emitKind: StepKind<EmitStepDoc> = {
   recordsStart: false,
   schema: {
     kind: 'emit',
-    description: 'Publishes a CloudEvent: starts workflows whose cloudevent trigger matches and wakes (or buffers for) waits keyed by its subject. Output = the event and what it started.',
+    description: 'Publishes a CloudEvent with the step\'s commit: starts workflows whose cloudevent trigger matches and wakes (or buffers for) waits keyed by its subject. Output = the event.',
     required: ['type'],
     properties: {
       type: { type: 'string', minLength: 1, description: 'CloudEvent type, e.g. com.example.order.paid.' },
@@ -53,8 +54,7 @@ export const emitKind: StepKind<EmitStepDoc> = {
           datacontenttype: 'application/json',
           data: value ?? null,
         };
-        const r = await x.services.publish(event, x.namespace);
-        return { type: 'done', output: { event, started: r.runs, delivered: r.delivered, buffered: r.buffered } };
+        return { type: 'done', output: event, publish: [event] };
       },
     };
   },

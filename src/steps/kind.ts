@@ -84,12 +84,6 @@ export interface ExecServices {
   resolveWorkflow(ref: string): Promise<string>;
   /** Model services (undefined when none are configured). */
   models?: ServiceRuntime;
-  /**
-   * Publishes a CloudEvent (emit steps): starts the workflows whose cloudevent trigger matches
-   * (in `namespace` or the default one) and delivers it to waits. Idempotent on the event's
-   * source and id, so a re-executed step publishes nothing twice.
-   */
-  publish(event: PublishedEvent, namespace: string): Promise<{ runs: string[]; delivered: number; buffered: boolean }>;
 }
 
 /** A CloudEvent as Baton publishes it (spec version 1.0). */
@@ -105,8 +99,11 @@ export interface PublishedEvent {
 }
 
 export type StepOutcome =
-  /** Finished with this output. */
-  | { type: 'done'; output: unknown }
+  /**
+   * Finished with this output. `publish`: CloudEvents recorded in the same commit (an outbox)
+   * and dispatched once it is written — to matching triggers and waiting steps (emit).
+   */
+  | { type: 'done'; output: unknown; publish?: PublishedEvent[] }
   /** Sleep until `until` (epoch ms), then execute again with `state`. */
   | { type: 'sleep'; until: number; state: unknown }
   /** Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. */

@@ -174,6 +174,8 @@ export interface StepCommit {
    * worker, with `resume(payload, at)` as its state (CommitResult.consumed).
    */
   inbox?: { since: number; resume: (payload: unknown, at: number) => { state: unknown; events: NewEvent[] } };
+  /** CloudEvents this step publishes (emit): recorded with the commit, dispatched after it. */
+  outbox?: OutboxEntry[];
   /** Ends the run; every non-terminal step is cancelled. */
   finishRun?: { status: 'failed'; error?: SerializedError; events: NewEvent[]; parent?: FinishRun['parent'] };
 }
@@ -189,6 +191,24 @@ export interface CommitResult {
   runFinished?: boolean;
   /** `inbox` found a buffered event: the step is scheduled again (its key is in `ready`). */
   consumed?: boolean;
+}
+
+/** A CloudEvent recorded by a step's commit, to be dispatched (started triggers, woken waits). */
+export interface OutboxEntry {
+  /** The event's id (unique: `<run id>/<step key>`); recording it twice keeps one. */
+  id: string;
+  runId: string;
+  /** The emitting run's namespace (an emit reaches it and the default one). */
+  namespace: string;
+  eventJson: string;
+}
+
+export interface OutboxRecord {
+  id: string;
+  runId: string;
+  namespace: string;
+  event: unknown;
+  createdAt: number;
 }
 
 /** An event for a correlation key (`event:<name>:<key>`), delivered by `deliverEvent`. */
@@ -384,6 +404,9 @@ export interface Store {
    * Serialised per key against arming, so an event is never both missed and left buffered.
    */
   deliverEvent(d: EventDelivery): Promise<DeliveryResult>;
+  /** Recorded CloudEvents not yet dispatched, created before `before`, oldest first. */
+  pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]>;
+  markDispatched(id: string, at: number): Promise<void>;
   /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
   signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
 

@@ -156,7 +156,7 @@ steps:
   - { id: got, kind: transform, expression: "input" }
 `;
 
-    it('an emit step starts the matching workflow exactly once, even when re-executed', async () => {
+    it('an emit step publishes with its commit: one run of the matching workflow, none of others', async () => {
       const b = await baton();
       await b.register(consumer);
       await b.register(`
@@ -166,9 +166,33 @@ triggers:
 steps:
   - { id: x, kind: transform, expression: "1" }
 `);
-      // The guard fails every attempt: the emit executes three times, publishing the same event.
       const producer = await b.register(`
 name: producer
+steps:
+  - { id: announce, kind: emit, type: order.created, data: "{ 'order': input.order }" }
+`);
+      const r = await b.run(producer, { order: 'A-1' }, { timeoutMs: 20_000 });
+      expect(r.status).toBe('completed');
+      expect(r.output).toMatchObject({ specversion: '1.0', id: `${r.id}/announce`, type: 'order.created', source: 'baton://producer', data: { order: 'A-1' } });
+      const emitted = (await b.getEvents(r.id)).filter((e) => e.type === 'event.emitted');
+      expect(emitted).toHaveLength(1);
+      expect(emitted[0]).toMatchObject({ stepKey: 'announce', data: { id: `${r.id}/announce`, type: 'order.created' } });
+      const runs = await b.listRuns({ workflow: 'consumer' });
+      expect(runs).toHaveLength(1);
+      expect(await b.listRuns({ workflow: 'other' })).toHaveLength(0);
+      expect((await b.wait(runs[0].id, { timeoutMs: 20_000 })).output).toEqual({ order: 'A-1', via: 'baton://producer' });
+      // Dispatched again (a crash between dispatch and marking it done, or two sweepers): same run.
+      const again = await b.publish(r.output as never, { namespace: 'default' });
+      expect(again.runs.map((x) => x.runId)).toEqual([runs[0].id]);
+      expect(await b.listRuns({ workflow: 'consumer' })).toHaveLength(1);
+    });
+
+    it('an emit step that fails publishes nothing, however often it was executed', async () => {
+      const b = await baton();
+      await b.register(consumer);
+      // The guard fails every attempt: executed three times, never committed as succeeded.
+      const producer = await b.register(`
+name: failing_producer
 steps:
   - id: announce
     kind: emit
@@ -177,34 +201,36 @@ steps:
     guard: "false"
     retry: { max_attempts: 3, initial_delay: 10ms }
 `);
-      const r = await b.run(producer, { order: 'A-1' }, { timeoutMs: 20_000 });
+      const r = await b.run(producer, { order: 'F-1' }, { timeoutMs: 20_000 });
       expect(r.status).toBe('failed');
-      const attempts = (await b.getEvents(r.id)).filter((e) => e.type === 'step.failed');
-      expect(attempts).toHaveLength(3);
-      const runs = await b.listRuns({ workflow: 'consumer' });
-      expect(runs).toHaveLength(1);
-      expect(await b.listRuns({ workflow: 'other' })).toHaveLength(0);
-      const c = await b.wait(runs[0].id, { timeoutMs: 20_000 });
-      expect(c.output).toEqual({ order: 'A-1', via: 'baton://producer' });
+      expect((await b.getEvents(r.id)).filter((e) => e.type === 'step.failed')).toHaveLength(3);
+      expect((await b.getEvents(r.id)).filter((e) => e.type === 'event.emitted')).toHaveLength(0);
+      expect(await b.listRuns({ workflow: 'consumer' })).toHaveLength(0);
     });
 
-    it('the published event is the output; publishing it again starts nothing new', async () => {
+    it('a workflow refusing the event (input schema) is recorded in the emitting run; others still start', async () => {
       const b = await baton();
       await b.register(consumer);
-      const producer = await b.register(`
-name: producer2
+      await b.register(`
+name: picky
+input: { type: object, required: [sku], properties: { sku: { type: string } } }
+triggers:
+  - cloudevent: { type: order.created }
 steps:
-  - { id: announce, kind: emit, type: order.created, source: /shop, data: "{ 'order': input.order }" }
+  - { id: x, kind: transform, expression: "input" }
 `);
-      const r = await b.run(producer, { order: 'B-2' }, { timeoutMs: 20_000 });
+      const producer = await b.register(`
+name: producer3
+steps:
+  - { id: announce, kind: emit, type: order.created, data: "{ 'order': input.order }" }
+`);
+      const r = await b.run(producer, { order: 'C-3' }, { timeoutMs: 20_000 });
       expect(r.status).toBe('completed');
-      const out = r.output as { event: { id: string; type: string; source: string; data: unknown }; started: string[] };
-      expect(out.event).toMatchObject({ id: `${r.id}/announce`, type: 'order.created', source: '/shop', data: { order: 'B-2' } });
-      expect(out.started).toHaveLength(1);
-      // A crash between publication and the step's commit re-executes the emit: same event, same run.
-      const again = await b.publish(out.event as never);
-      expect(again.runs.map((x) => x.runId)).toEqual(out.started);
       expect(await b.listRuns({ workflow: 'consumer' })).toHaveLength(1);
+      expect(await b.listRuns({ workflow: 'picky' })).toHaveLength(0);
+      const und = (await b.getEvents(r.id)).filter((e) => e.type === 'event.undelivered');
+      expect(und).toHaveLength(1);
+      expect(und[0].data).toMatchObject({ failed: [{ workflow: 'picky', error: { code: 'BATON_INPUT_INVALID' } }] });
     });
 
     it('an emitted event with a subject wakes the wait keyed by it, or is buffered for its lookback', async () => {
@@ -221,14 +247,15 @@ steps:
 `);
       // Before any wait: buffered, then taken by a wait arming within its lookback.
       const early = await b.run(payer, { order: 'P-1', amount: 3 }, { timeoutMs: 20_000 });
-      expect(early.output).toMatchObject({ delivered: 0, buffered: true });
+      expect(early.output).toMatchObject({ type: 'order.paid', subject: 'P-1' });
       expect((await b.run(waiter, { order: 'P-1' }, { timeoutMs: 20_000 })).output).toEqual({ amount: 3 });
       // While a wait is parked: woken directly.
       const w = await b.start(waiter, { order: 'P-2' });
       for (let i = 0; i < 200 && (await b.getRun(w)).status !== 'waiting'; i++) await sleep(20);
-      const late = await b.run(payer, { order: 'P-2', amount: 4 }, { timeoutMs: 20_000 });
-      expect(late.output).toMatchObject({ delivered: 1, buffered: false });
+      expect((await b.run(payer, { order: 'P-2', amount: 4 }, { timeoutMs: 20_000 })).status).toBe('completed');
       expect((await b.wait(w, { timeoutMs: 20_000 })).output).toEqual({ amount: 4 });
+      const got = (await b.getEvents(w)).find((e) => e.type === 'signal.received');
+      expect(got?.data).toMatchObject({ event: 'order.paid', key: 'P-2' });
     });
 
     it('an emit starts workflows of its own namespace and the default one, not another team', async () => {
@@ -250,8 +277,7 @@ steps:
 `, undefined, { namespace: 'team-a' });
       const r = await b.run(p, {}, { timeoutMs: 20_000 });
       expect(r.status).toBe('completed');
-      const started = (r.output as { started: string[] }).started;
-      const runs = await Promise.all(started.map((id) => b.getRun(id)));
+      const runs = (await b.listRuns()).filter((x) => x.workflow !== 'team-a/pinger');
       expect(runs.map((x) => x.workflow).sort()).toEqual(['shared_listener', 'team-a/a_listener']);
       expect(runs.every((x) => x.namespace === 'team-a')).toBe(true);
       expect(await b.listRuns({ workflow: 'team-b/b_listener' })).toHaveLength(0);

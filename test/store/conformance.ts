@@ -153,10 +153,25 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       // Nothing left within reach: a third wait parks, and the next delivery wakes it (one waiter per event).
       await store.admitRun(joinRun('r10'));
       const rc = await store.commit({ ...arm('a', now - 10_000), fence: { runId: 'r10', key: 'a', owner: 'w1', attempt: 1 } });
-      expect(rc.consumed).toBe(false);
+      expect(rc.consumed).toBeFalsy();
       expect(await store.getStep('r10', 'a')).toMatchObject({ status: 'waiting', waitKey: key });
       expect(await deliver({ n: 3 }, Date.now())).toEqual({ woken: { runId: 'r10', key: 'a' }, buffered: false, duplicate: false });
       expect(await store.getStep('r10', 'a')).toMatchObject({ status: 'scheduled', state: { signal: { payload: { n: 3 } } } });
+    });
+
+    it('records emitted events with the commit (once per id) until marked dispatched', async () => {
+      await store.admitRun(joinRun('r11'));
+      const entry = { id: 'r11/a', runId: 'r11', namespace: 'team-a', eventJson: JSON.stringify({ id: 'r11/a', type: 't' }) };
+      // A fenced-out commit records nothing.
+      expect((await store.commit({ ...succeed('r11', 'a', 'w2'), outbox: [entry] })).ok).toBe(false);
+      expect(await store.pendingOutbox(Date.now() + 1000, 10)).toEqual([]);
+      expect((await store.commit({ ...succeed('r11', 'a', 'w1'), outbox: [entry] })).ok).toBe(true);
+      expect((await store.commit({ ...succeed('r11', 'b', 'w1'), outbox: [entry] })).ok).toBe(true);
+      const pending = await store.pendingOutbox(Date.now() + 1000, 10);
+      expect(pending).toMatchObject([{ id: 'r11/a', runId: 'r11', namespace: 'team-a', event: { id: 'r11/a', type: 't' } }]);
+      expect(await store.pendingOutbox(pending[0].createdAt, 10)).toEqual([]);
+      await store.markDispatched('r11/a', Date.now());
+      expect(await store.pendingOutbox(Date.now() + 1000, 10)).toEqual([]);
     });
 
     it('claims fairly: namespaces take turns, and within a namespace higher priority first', async () => {

@@ -161,7 +161,7 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
-  // 3: event inbox — events that arrived when no step was waiting, kept for a lookback
+  // 3: event inbox (events nobody waited for, kept for a lookback) and outbox (emitted CloudEvents)
   `
   CREATE TABLE event_inbox (
     seq BIGSERIAL PRIMARY KEY,
@@ -176,6 +176,16 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX event_inbox_open ON event_inbox (wait_key, arrived_at) WHERE consumed_at IS NULL;
   CREATE INDEX event_inbox_expiry ON event_inbox (expires_at);
+  -- CloudEvents recorded by emit steps' commits, dispatched after (and again after a crash).
+  CREATE TABLE event_outbox (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    dispatched_at BIGINT
+  );
+  CREATE INDEX event_outbox_pending ON event_outbox (created_at) WHERE dispatched_at IS NULL;
   `,
 ];
 

@@ -29,7 +29,7 @@ import pg from 'pg';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
@@ -755,6 +755,15 @@ export class PostgresStore implements Store {
       await cl.query('UPDATE event_inbox SET consumed_at = $1, consumed_by = $2 WHERE seq = $3', [now, `${fence.runId}/${fence.key}`, consumed]);
       ready.push(fence.key);
     }
+    if (c.outbox?.length) {
+      const ob = c.outbox;
+      await cl.query(
+        `INSERT INTO event_outbox (id, run_id, namespace, event, created_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, run_id, namespace, event), (SELECT $5::bigint) AS n(created_at)
+         ON CONFLICT (id) DO NOTHING`,
+        [ob.map((o) => o.id), ob.map((o) => o.runId), ob.map((o) => o.namespace), ob.map((o) => o.eventJson), now],
+      );
+    }
     if (u.status === 'scheduled' && !u.owner) a.notify = true;
     if (u.status === 'waiting' && !u.owner && (u.dueAt ?? 0) > 0) a.notify = true;
 
@@ -834,7 +843,7 @@ export class PostgresStore implements Store {
     let runIdle = false;
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, now);
     if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
-    return { ok: true, ready, runIdle, consumed: consumed !== undefined };
+    return consumed !== undefined ? { ok: true, ready, runIdle, consumed: true } : { ok: true, ready, runIdle };
   }
 
   /**
@@ -898,6 +907,15 @@ export class PostgresStore implements Store {
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, Date.now());
     if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
     return { ok: true, ready, runIdle };
+  }
+
+  async pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]> {
+    const rows = (await this.rows('SELECT * FROM event_outbox WHERE dispatched_at IS NULL AND created_at < $1 ORDER BY created_at LIMIT $2', [before, limit])) as Array<{ id: string; run_id: string; namespace: string; event: string; created_at: string }>;
+    return rows.map((r) => ({ id: r.id, runId: r.run_id, namespace: r.namespace, event: JSON.parse(r.event) as unknown, createdAt: Number(r.created_at) }));
+  }
+
+  async markDispatched(id: string, at: number): Promise<void> {
+    await this.rows('UPDATE event_outbox SET dispatched_at = $1 WHERE id = $2 AND dispatched_at IS NULL', [at, id]);
   }
 
   async deliverEvent(d: EventDelivery): Promise<DeliveryResult> {

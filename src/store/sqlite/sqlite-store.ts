@@ -11,7 +11,7 @@ import { dirname } from 'node:path';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
   RunRecord, StepCommit, StepRecord, Store, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
@@ -427,6 +427,7 @@ export class SqliteStore implements Store {
       this.s.inboxConsume.run(now, `${fence.runId}/${fence.key}`, consumed.seq);
       ready.push(fence.key);
     }
+    for (const o of c.outbox ?? []) this.s.outboxInsert.run(o.id, o.runId, o.namespace, o.eventJson, now);
     if (c.insert) {
       const fair = this.s.runFairness.get(fence.runId) as Fairness;
       for (const st of c.insert) {
@@ -484,7 +485,16 @@ export class SqliteStore implements Store {
       }
     }
     if (runIdle && c.finishIfIdle && this.finishSync(c.finishIfIdle)) return { ok: true, ready, runIdle: false, runFinished: true };
-    return { ok: true, ready, runIdle, consumed: consumed !== undefined };
+    return consumed !== undefined ? { ok: true, ready, runIdle, consumed: true } : { ok: true, ready, runIdle };
+  }
+
+  async pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]> {
+    return (this.s.outboxPending.all(before, limit) as Array<{ id: string; run_id: string; namespace: string; event: string; created_at: number }>)
+      .map((r) => ({ id: r.id, runId: r.run_id, namespace: r.namespace, event: JSON.parse(r.event) as unknown, createdAt: r.created_at }));
+  }
+
+  async markDispatched(id: string, at: number): Promise<void> {
+    this.write(() => this.s.outboxDone.run(at, id));
   }
 
   async deliverEvent(d: EventDelivery): Promise<DeliveryResult> {
@@ -775,6 +785,9 @@ function prepare(db: Database.Database) {
     inboxSeen: p('SELECT 1 FROM event_inbox WHERE wait_key = ? AND event_id = ?'),
     inboxInsert: p(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by) VALUES (?, ?, ?, ?, ?, ?, ?)`),
     inboxPrune: p('DELETE FROM event_inbox WHERE expires_at <= ?'),
+    outboxInsert: p('INSERT OR IGNORE INTO event_outbox (id, run_id, namespace, event, created_at) VALUES (?, ?, ?, ?, ?)'),
+    outboxPending: p('SELECT * FROM event_outbox WHERE dispatched_at IS NULL AND created_at < ? ORDER BY created_at LIMIT ?'),
+    outboxDone: p('UPDATE event_outbox SET dispatched_at = ? WHERE id = ? AND dispatched_at IS NULL'),
     wake: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting'`),
   };
 }
