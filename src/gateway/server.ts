@@ -295,7 +295,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const k = keyOf(req);
     requireCap(k, 'run', 'send events');
     if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send events (they can reach every namespace; use a key with namespace *)' });
-    const r = await baton.sendEvent(name, key, req.body ?? null);
+    // With an Idempotency-Key, a retried request delivers (or buffers) the event once.
+    const idem = req.headers['idempotency-key'];
+    const r = await baton.sendEvent(name, key, req.body ?? null, { eventId: typeof idem === 'string' && idem ? idem : undefined });
     return reply.code(202).send(r);
   });
 

@@ -105,6 +105,10 @@ export interface EmitStepDoc extends StepCommonDoc {
   subject?: Expression;
   /** Expression giving the event's `data`. Default: the step input. */
   data?: Expression;
+  /** Also POST the event to this URL (before the step commits; retried like an http step). */
+  sink?: string;
+  /** CloudEvents HTTP mode for `sink`. Default structured. */
+  sink_mode?: 'structured' | 'binary';
 }
 
 export interface WorkflowStepDoc extends StepCommonDoc {

@@ -2,6 +2,8 @@
  * Events with lookback (buffered deliveries consumed by waits that arm later), CloudEvent
  * publication by `emit` steps, and cloudevent triggers — on every store.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { Baton, BatonOptions } from '../../src/index.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
@@ -256,6 +258,46 @@ steps:
       expect((await b.wait(w, { timeoutMs: 20_000 })).output).toEqual({ amount: 4 });
       const got = (await b.getEvents(w)).find((e) => e.type === 'signal.received');
       expect(got?.data).toMatchObject({ event: 'order.paid', key: 'P-2' });
+    });
+
+    it('an emit with a sink POSTs the CloudEvent (structured or binary), retrying a failing sink with the same id', async () => {
+      const got: Array<{ headers: Record<string, string | string[] | undefined>; body: string }> = [];
+      let failures = 1;
+      const server = createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => {
+          got.push({ headers: req.headers, body });
+          if (failures-- > 0) res.writeHead(503).end('busy');
+          else res.writeHead(202).end();
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+      try {
+        const b = await baton();
+        await b.register(consumer);
+        const v = await b.register(`
+name: sinky
+steps:
+  - { id: out, kind: emit, type: order.created, subject: "input.order", data: "{ 'order': input.order }", sink: "${url}", retry: { max_attempts: 3, initial_delay: 10ms } }
+  - { id: bin, kind: emit, type: order.audit, data: "{ 'order': input.order }", sink: "${url}", sink_mode: binary, needs: [out] }
+`);
+        const r = await b.run(v, { order: 'S-9' }, { timeoutMs: 20_000 });
+        expect(r.status).toBe('completed');
+        // First attempt refused (503), the retry delivered: same event id both times.
+        expect(got).toHaveLength(3);
+        const [a1, a2, bin] = got;
+        expect(a1.headers['content-type']).toMatch(/application\/cloudevents\+json/);
+        expect(JSON.parse(a1.body).id).toBe(`${r.id}/out`);
+        expect(JSON.parse(a2.body)).toMatchObject({ id: `${r.id}/out`, type: 'order.created', subject: 'S-9', data: { order: 'S-9' } });
+        expect(bin.headers).toMatchObject({ 'ce-id': `${r.id}/bin`, 'ce-type': 'order.audit', 'ce-specversion': '1.0', 'content-type': 'application/json' });
+        expect(JSON.parse(bin.body)).toEqual({ order: 'S-9' });
+        // Published once to triggers despite two attempts.
+        expect(await b.listRuns({ workflow: 'consumer' })).toHaveLength(1);
+      } finally {
+        server.close();
+      }
     });
 
     it('an emit starts workflows of its own namespace and the default one, not another team', async () => {

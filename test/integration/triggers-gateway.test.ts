@@ -232,6 +232,10 @@ steps:
       const res = await post(`${url}/events/paid/o-1`, '{"amount":1}', { 'content-type': 'application/json' });
       expect(res.status).toBe(202);
       expect(await res.json()).toEqual({ delivered: 0, buffered: true });
+      // With an Idempotency-Key, a retried request changes nothing the second time.
+      const h = { 'content-type': 'application/json', 'idempotency-key': 'req-1' };
+      expect(await (await post(`${url}/events/paid/o-2`, '{}', h)).json()).toEqual({ delivered: 0, buffered: true });
+      expect(await (await post(`${url}/events/paid/o-2`, '{}', h)).json()).toEqual({ delivered: 0, buffered: false, duplicate: true });
     });
   });
 });

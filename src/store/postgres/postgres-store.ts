@@ -923,7 +923,8 @@ export class PostgresStore implements Store {
       // Serialised per key with arming waits (see commitTx): taken before any run row lock.
       await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:wait:' || $1, 0))`, [d.waitKey]);
       // Lazy retention: whatever expired goes now (an index range, usually empty).
-      await c.query('DELETE FROM event_inbox WHERE expires_at <= $1', [d.at]);
+      // Rows another delivery is pruning are skipped (no waiting, no lock-order deadlock).
+      await c.query(`DELETE FROM event_inbox WHERE seq IN (SELECT seq FROM event_inbox WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED)`, [d.at]);
       if (d.eventId !== undefined && (await c.query('SELECT 1 FROM event_inbox WHERE wait_key = $1 AND event_id = $2', [d.waitKey, d.eventId])).rows.length) {
         return { buffered: false, duplicate: true };
       }
