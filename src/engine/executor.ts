@@ -195,14 +195,14 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       // When this looks like the run's last step, its end is prepared now and written in the
       // same transaction if the store agrees nothing else is active (saves a transaction per run).
       const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: outcome.output ?? null }) : undefined;
-      const outbox: OutboxEntry[] | undefined = outcome.publish?.map((e) => ({ id: e.id, runId: rs.id, namespace: rs.namespace, eventJson: JSON.stringify(e) }));
+      const outbox: OutboxEntry[] | undefined = outcome.publish?.length ? outcome.publish.map((e) => ({ id: e.id, runId: rs.id, namespace: rs.namespace, eventJson: JSON.stringify(e) })) : undefined;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'succeeded', outputJson, owner: null, startedAt: started, finishedAt: now },
-        events: [
-          { type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson },
-          ...(outcome.publish ?? []).map((e) => ({ type: EventType.eventEmitted, stepKey: work.key, at: now, data: { id: e.id, type: e.type, source: e.source, subject: e.subject } })),
-        ],
+        events: outbox
+          ? [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson },
+            ...outcome.publish!.map((e) => ({ type: EventType.eventEmitted, stepKey: work.key, at: now, data: { id: e.id, type: e.type, source: e.source, subject: e.subject } }))]
+          : [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson }],
         outbox,
         ...(index === undefined
           ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }

@@ -37,8 +37,11 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       const path = (req.params as { '*': string })['*'];
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
-      const hook = hooks.find((l) => hookPath(l) === path);
-      if (!hook) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
+      const matching = hooks.filter((l) => hookPath(l) === path);
+      if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
+      // Paths are unique within a document; two workflows claiming one is refused, not guessed.
+      if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
+      const hook = matching[0];
       verifySignature(hook, path, raw, req.headers);
       const body = parseBody(raw, req.headers['content-type']);
       const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);

@@ -115,6 +115,12 @@ steps:
       expect(res.status).toBe(202);
       const run = await b.getRun(((await res.json()) as { run_id: string }).run_id);
       expect(run).toMatchObject({ workflow: 'team-a/hooked', namespace: 'team-a' });
+      // Two workflows claiming one path: refused (409), nothing started.
+      await b.register(hooked.replace('name: hooked', 'name: hooked_too'), undefined, { namespace: 'team-a' });
+      const clash = await post(`${url}/hooks/team-a/orders/new`, body, { ...headers, 'x-delivery': 'n-2' });
+      expect(clash.status).toBe(409);
+      expect(await clash.json()).toMatchObject({ code: 'BATON_WEBHOOK_CONFLICT' });
+      expect(await b.listRuns()).toHaveLength(1);
     });
     it('with API keys required, a webhook is authenticated by its signature alone; /cloudevents needs a key', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
