@@ -52,7 +52,7 @@ steps:
       expect((await b.sendEvent('payment', 'o-2', { n: 'old' })).buffered).toBe(true);
       await sleep(400); // the event is now 4x older than the lookback
       g.open();
-      for (let i = 0; i < 200 && (await b.getRun(id)).status !== 'waiting'; i++) await sleep(20);
+      for (let i = 0; i < 500 && (await b.getRun(id)).status !== 'waiting'; i++) await sleep(20);
       expect((await b.getRun(id)).status).toBe('waiting');
       expect(await b.sendEvent('payment', 'o-2', { n: 'new' })).toEqual({ delivered: 1, buffered: false });
       expect((await b.wait(id, { timeoutMs: 20_000 })).output).toEqual({ n: 'new' });
@@ -71,7 +71,7 @@ steps:
       await g.reached;
       await b.sendEvent('payment', 'o-3', { n: 1 });
       g.open();
-      for (let i = 0; i < 200 && (await b.getRun(id)).status !== 'waiting'; i++) await sleep(20);
+      for (let i = 0; i < 500 && (await b.getRun(id)).status !== 'waiting'; i++) await sleep(20);
       expect((await b.getRun(id)).status).toBe('waiting');
       await b.sendEvent('payment', 'o-3', { n: 2 });
       expect((await b.wait(id, { timeoutMs: 20_000 })).output).toEqual({ n: 2 });
@@ -107,7 +107,7 @@ steps:
 `);
       const a = await b.start(v, {});
       const c = await b.start(v, {});
-      for (let i = 0; i < 200 && ((await b.getRun(a)).status !== 'waiting' || (await b.getRun(c)).status !== 'waiting'); i++) await sleep(20);
+      for (let i = 0; i < 500 && ((await b.getRun(a)).status !== 'waiting' || (await b.getRun(c)).status !== 'waiting'); i++) await sleep(20);
       expect(await b.sendEvent('go', 'same', { n: 1 }, { eventId: 'e-1' })).toEqual({ delivered: 1, buffered: false });
       expect(await b.sendEvent('go', 'same', { n: 1 }, { eventId: 'e-1' })).toEqual({ delivered: 0, buffered: false, duplicate: true });
       const first = await Promise.race([b.wait(a), b.wait(c)]);
@@ -253,7 +253,7 @@ steps:
       expect((await b.run(waiter, { order: 'P-1' }, { timeoutMs: 20_000 })).output).toEqual({ amount: 3 });
       // While a wait is parked: woken directly.
       const w = await b.start(waiter, { order: 'P-2' });
-      for (let i = 0; i < 200 && (await b.getRun(w)).status !== 'waiting'; i++) await sleep(20);
+      for (let i = 0; i < 500 && (await b.getRun(w)).status !== 'waiting'; i++) await sleep(20);
       expect((await b.run(payer, { order: 'P-2', amount: 4 }, { timeoutMs: 20_000 })).status).toBe('completed');
       expect((await b.wait(w, { timeoutMs: 20_000 })).output).toEqual({ amount: 4 });
       const got = (await b.getEvents(w)).find((e) => e.type === 'signal.received');

@@ -191,7 +191,7 @@ name: wait_paid
 steps:
   - { id: paid, kind: wait, event: com.example.order.deleted, key: "input.order" }
 `), { order: 'B-9' });
-      for (let i = 0; i < 200 && (await b.getRun(w)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 500 && (await b.getRun(w)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
       const res = await post(`${url}/cloudevents`, JSON.stringify({ reason: 'gone' }), {
         'content-type': 'application/json', 'ce-specversion': '1.0', 'ce-id': 'b-1', 'ce-type': 'com.example.order.deleted', 'ce-source': '/shop', 'ce-subject': 'B-9',
       });
