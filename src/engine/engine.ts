@@ -174,7 +174,6 @@ export class Baton extends EventEmitter<BatonEvents> {
       },
       resolveWorkflow: (ref) => this.registry.resolve(ref),
       models: this.models,
-
     };
     this.host = {
       store,

@@ -109,6 +109,23 @@ steps:
     expect(out.some((p) => /error handler .* cannot have needs/.test(p))).toBe(true);
   });
 
+  it('checks wait lookbacks and emit steps', () => {
+    const out = problems(`name: evts
+steps:
+  - { id: a, kind: wait, duration: 1s, lookback: 5m }
+  - { id: b, kind: wait, event: paid, key: "input.k", lookback: 2d }
+  - { id: c, kind: wait, event: paid, key: "input.k", lookback: 30s }
+  - { id: d, kind: emit, type: t, sink_mode: binary }
+  - { id: e, kind: emit }
+`);
+    expect(out).toEqual([
+      '7:5 steps[4] is missing the required field "type".',
+      '3:50 `lookback` only applies with `event`.',
+      '4:65 buffered events are kept 24 h; a lookback of 2d could never be honoured. Use at most 24h.',
+      '6:46 `sink_mode` only applies with `sink`.',
+    ]);
+  });
+
   it('gives YAML syntax errors with their position', () => {
     try {
       parseSource('name: x\nsteps:\n  - id: a\n   kind: transform\n', 'bad.yaml');
