@@ -1,5 +1,5 @@
 /** Baton's public API. Everything not exported here is internal. */
-export { Baton, newRunId, type BatonOptions, type RunResult, type BatonEvents } from './engine/engine.js';
+export { Baton, newRunId, type BatonOptions, type RunResult, type BatonEvents, type EventDeliveryResult, type PublishResult } from './engine/engine.js';
 export type { StepEvent } from './engine/executor.js';
 export { RunStatus, StepStatus, EventType, TERMINAL_RUN_STATES } from './engine/states.js';
 export { BatonError, ERRORS, type ErrorCode, type Problem, type SerializedError, formatProblem } from './errors.js';
@@ -9,4 +9,4 @@ export { parseSource, readSource, type SourceDocument } from './spec/parse.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
 export type { Store, RunRecord, StepRecord, EventRecord, VersionRecord, RunFilter } from './store/store.js';
 export type { StepFunction, FunctionContext } from './steps/kind.js';
-export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built } from './spec/builder.js';
+export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built, type EmittedEvent } from './spec/builder.js';

@@ -1,7 +1,9 @@
 /**
  * `wait`: a durable timer (`duration`, `until`) or a wait for an external event matched by a
  * correlation key (`event` + `key`). Nothing lives in memory: the due time or the key is a
- * column of the step's row, so a restart anywhere picks it up.
+ * column of the step's row, so a restart anywhere picks it up. With `lookback`, an event that
+ * arrived (and was buffered, nobody waiting) up to that long before the wait armed is taken in
+ * the arming transaction itself (see StepCommit.inbox).
  */
 import { BatonError } from '../errors.js';
 import type { WaitStepDoc } from '../spec/types.js';

@@ -2,7 +2,9 @@
  * The one suite every `Store` must pass: a commit is fenced on its claim (a stale worker writes
  * nothing), a join is scheduled exactly once, a step is claimed by one worker at a time, a dead
  * worker's claims come back, a paused run's steps stay unclaimed, signals wake only their
- * waiters, and one failing write in a batch does not undo the others.
+ * waiters, events nobody waits for are buffered and taken by an arming wait within its
+ * lookback, emitted events are recorded with their commit, and one failing write in a batch
+ * does not undo the others.
  *
  * Each store's test file (`sqlite.test.ts`, later `postgres.test.ts`) calls `storeConformance`
  * with a factory for a fresh, empty store; any case a store skips is named with its reason.
