@@ -1,5 +1,5 @@
 /** Baton's public API. Everything not exported here is internal. */
-export { Baton, newRunId, type BatonOptions, type RunResult, type BatonEvents, type ScheduleControl } from './engine/engine.js';
+export { Baton, newRunId, type BatonOptions, type RunResult, type BatonEvents, type ScheduleControl, type EventDeliveryResult, type PublishResult } from './engine/engine.js';
 export type { SchedulerOptions } from './engine/scheduler.js';
 export type { StepEvent } from './engine/executor.js';
 export type { TaskQueue, TaskView, TaskPollOptions, TaskLeaseOptions } from './engine/tasks.js';
@@ -11,4 +11,4 @@ export { parseSource, readSource, type SourceDocument } from './spec/parse.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
 export type { Store, RunRecord, StepRecord, EventRecord, VersionRecord, RunFilter, ScheduleRecord, TaskRecord, TaskStatus } from './store/store.js';
 export type { StepFunction, FunctionContext } from './steps/kind.js';
-export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built } from './spec/builder.js';
+export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built, type EmittedEvent } from './spec/builder.js';

@@ -463,15 +463,22 @@ export function buildProgram(): Command {
   storeOptions(
     program
       .command('event')
-      .description('deliver an external event to the steps waiting for it')
+      .description('deliver an external event to the step waiting for it (or buffer it for a wait with a lookback)')
       .argument('<name>', 'event name (the wait step\'s `event`)')
       .argument('<key>', 'correlation key (the wait step\'s `key` value)')
-      .option('--data <json>', 'payload', '{}'),
-  ).action(async (name: string, key: string, o: StoreOpts & { data: string }) => {
+      .option('--data <json>', 'payload', '{}')
+      .option('--id <id>', 'event id: delivering the same id again changes nothing'),
+  ).action(async (name: string, key: string, o: StoreOpts & { data: string; id?: string }) => {
     const baton = await openBaton(o, [], false);
     try {
-      const n = await baton.sendEvent(name, key, parseInput(o.data));
-      process.stdout.write(`delivered to ${n} waiting step${n === 1 ? '' : 's'}\n`);
+      const r = await baton.sendEvent(name, key, parseInput(o.data), { eventId: o.id });
+      if (r.duplicate) {
+        process.stdout.write(`event ${o.id} was delivered before: nothing changed\n`);
+        return;
+      }
+      process.stdout.write(r.delivered
+        ? `delivered to ${r.delivered} waiting step\n`
+        : 'no step is waiting: buffered for a wait that arms with a lookback (event steps with `lookback:`)\n');
     } finally {
       await baton.close();
     }

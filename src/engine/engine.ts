@@ -17,7 +17,8 @@ import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.j
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
-import { eventWaitKey } from '../steps/wait.js';
+import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
+import { cloudEventMatches, derivedRunId, latestTriggers, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
@@ -125,6 +126,22 @@ function runNamespace(versionId: string, asked: string | undefined): string {
 
 const EMPTY_CATALOG = { get: () => undefined, names: () => [] };
 
+export interface EventDeliveryResult {
+  /** Steps woken: 0 or 1. */
+  delivered: number;
+  /** Nobody waited: kept for a wait with a lookback. */
+  buffered: boolean;
+  /** Delivered before under the same event id: nothing changed. */
+  duplicate?: boolean;
+}
+
+export interface PublishResult extends EventDeliveryResult {
+  /** Runs the event's triggers started (or had started, for a repeat). */
+  runs: Array<{ runId: string; workflow: string }>;
+  /** Matching workflows that refused the event (input schema, trigger expressions). */
+  failed: Array<{ workflow: string; error: SerializedError }>;
+}
+
 export interface RunResult extends RunRecord {
   /** Decoded output (blob references followed). */
   output?: unknown;
@@ -215,11 +232,16 @@ export class Baton extends EventEmitter<BatonEvents> {
       inlineLimit: (wf) => this.inlineLimit(wf),
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
       taskCreated: (type) => this.tasks.created(type),
+      dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
     if (opts.worker !== false) {
       this.worker = new Worker(
-        { store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w) },
+        {
+          store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w),
+          // Emitted events whose process died before dispatching them (a fresh one is being dispatched by its worker).
+          sweep: () => this.sweepOutbox(Date.now() - 5_000),
+        },
         this.workerId,
         { concurrency: opts.concurrency ?? 64, pollIntervalMs: opts.pollIntervalMs ?? 200, leaseMs: opts.leaseMs ?? 30_000 },
       );
@@ -397,17 +419,83 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   /**
-   * Delivers an external event to every step waiting for `event` with correlation `key`.
-   * Returns how many steps it woke; BATON_SIGNAL_NO_TARGET when none was waiting.
+   * Delivers an external event for `event` with correlation `key`: it wakes ONE step waiting for
+   * it (the longest waiting), or, when none is, is buffered for a wait that arms later with a
+   * `lookback` covering its arrival (kept at most EVENT_RETENTION_MS). With `eventId`, a second
+   * delivery of the same id for the same key changes nothing (`duplicate`).
    */
-  async sendEvent(event: string, key: unknown, payload: unknown): Promise<number> {
+  async sendEvent(event: string, key: unknown, payload: unknown, opts: { eventId?: string } = {}): Promise<EventDeliveryResult> {
     const at = Date.now();
-    const woken = await this.store.signal(eventWaitKey(event, key), (st) => ({ ...(st.state as object), signal: { payload, at } }), [
-      { type: EventType.signalReceived, at, data: { event, key, payload } },
-    ]);
-    if (woken.length === 0) throw new BatonError('BATON_SIGNAL_NO_TARGET', { what: `event "${event}" with key ${JSON.stringify(key)}` });
-    this.worker?.poke();
-    return woken.length;
+    const signal = { payload: payload ?? null, at };
+    const r = await this.store.deliverEvent({
+      waitKey: eventWaitKey(event, key),
+      eventId: opts.eventId,
+      payload: payload ?? null,
+      at,
+      expiresAt: at + EVENT_RETENTION_MS,
+      // A map item keeps its kind's state under `resume` (see executor wrapState).
+      state: (st) => (st.index === undefined
+        ? { ...(st.state as object), signal }
+        : { ...(st.state as object), resume: { ...((st.state as { resume?: object } | undefined)?.resume ?? {}), signal } }),
+      events: [{ type: EventType.signalReceived, at, data: { event, key, payload, ...(opts.eventId ? { event_id: opts.eventId } : {}) } }],
+    });
+    if (r.woken) this.worker?.poke();
+    return { delivered: r.woken ? 1 : 0, buffered: r.buffered, ...(r.duplicate ? { duplicate: true } : {}) };
+  }
+
+  /**
+   * Publishes a CloudEvent: starts every workflow whose latest version has a matching
+   * `cloudevent` trigger (only those of `namespace` and the default one, when given), each with a
+   * run id derived from the workflow and the event's source and id (or the trigger's `run_id`),
+   * so publishing the same event again starts nothing new; and, when the event has a `subject`,
+   * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits).
+   */
+  async publish(e: TriggerEvent, opts: { namespace?: string } = {}): Promise<PublishResult> {
+    const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
+    const listening = (await latestTriggers(this.store, (v) => this.registry.get(v)))
+      .filter((l): l is Listening<CloudEventTrigger> => l.trigger.kind === 'cloudevent')
+      .filter((l) => cloudEventMatches(l.trigger, e) && (ns === undefined || l.namespace === ns || l.namespace === DEFAULT_NAMESPACE));
+    const runs: PublishResult['runs'] = [];
+    const failed: PublishResult['failed'] = [];
+    for (const l of listening) {
+      try {
+        const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
+        const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
+        runs.push({ runId: await this.start(l.versionId, input, { id, namespace }), workflow: l.workflow });
+      } catch (err) {
+        // One workflow refusing the event (its input schema, its expressions) does not stop the others.
+        if (!(err instanceof BatonError) || err.retryable) throw err;
+        failed.push({ workflow: l.workflow, error: serializeError(err) });
+      }
+    }
+    let delivery: EventDeliveryResult = { delivered: 0, buffered: false };
+    if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}` });
+    return { runs, failed, ...delivery };
+  }
+
+  /**
+   * Dispatches CloudEvents recorded by emit steps' commits, then marks them dispatched. Never
+   * throws: an event that could not be dispatched stays pending for the next sweep. Workflows
+   * that refused it are recorded in the emitting run's history (`event.undelivered`).
+   */
+  private async dispatch(rows: Array<{ id: string; runId: string; namespace: string; event: unknown }>): Promise<void> {
+    for (const row of rows) {
+      try {
+        const r = await this.publish(row.event as TriggerEvent, { namespace: row.namespace });
+        if (r.failed.length) {
+          await this.store.appendEvents(row.runId, [{ type: EventType.eventUndelivered, at: Date.now(), data: { id: row.id, failed: r.failed } }]);
+        }
+        await this.store.markDispatched(row.id, Date.now());
+      } catch (e) {
+        this.onInternalError(e, `dispatching event ${row.id}`);
+      }
+    }
+  }
+
+  private async sweepOutbox(before: number): Promise<void> {
+    if (this.closed) return;
+    const rows = await this.store.pendingOutbox(before, 100);
+    if (rows.length) await this.dispatch(rows);
   }
 
   /**
@@ -584,6 +672,8 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   private async finishIdleRuns(): Promise<void> {
+    // Whatever emitted events a dead process left undispatched (dispatching twice is harmless).
+    await this.sweepOutbox(Date.now());
     for (const id of await this.store.idleRuns(1000)) {
       const rs = await this.loadRun(id);
       if (rs) await this.finishRun(rs);

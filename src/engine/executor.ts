@@ -9,7 +9,7 @@
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
-import type { FinishRun, NewEvent, NewRun, StepCommit, Store } from '../store/store.js';
+import type { FinishRun, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
 import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import { withTimeout } from '../resilience/timeout.js';
@@ -50,6 +50,8 @@ export interface ExecutorHost {
   afterFinish(rs: RunState, fin: PreparedFinish): void;
   /** A commit created an external task of `type`: wake pollers waiting for one. */
   taskCreated?(type: string): void;
+  /** Dispatches CloudEvents a commit just recorded (never throws: what fails stays for the sweep). */
+  dispatch(entries: OutboxEntry[]): Promise<void>;
 }
 
 export interface PreparedFinish {
@@ -86,6 +88,8 @@ export interface AttemptResult {
   childReady: Work[];
   /** Another run may now be claimable (a parent woken, a step given back). */
   poke: boolean;
+  /** An arming wait took a buffered event (the step is in `ready` again). */
+  consumed?: boolean;
 }
 
 const EMPTY: AttemptResult = { ready: [], later: [], runIdle: false, childReady: [], poke: false };
@@ -162,7 +166,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         step.prepared.execute({
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
-          workflow: workflowOfVersion(rs.versionId), budget: rs.budget,
+          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget,
           now: Date.now, services: host.services,
         }),
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
@@ -193,10 +197,15 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       // When this looks like the run's last step, its end is prepared now and written in the
       // same transaction if the store agrees nothing else is active (saves a transaction per run).
       const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: outcome.output ?? null }) : undefined;
+      const outbox: OutboxEntry[] | undefined = outcome.publish?.length ? outcome.publish.map((e) => ({ id: e.id, runId: rs.id, namespace: rs.namespace, eventJson: JSON.stringify(e) })) : undefined;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'succeeded', outputJson, owner: null, startedAt: started, finishedAt: now },
-        events: [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson }],
+        events: outbox
+          ? [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson },
+            ...outcome.publish!.map((e) => ({ type: EventType.eventEmitted, stepKey: work.key, at: now, data: { id: e.id, type: e.type, source: e.source, subject: e.subject } }))]
+          : [{ type: EventType.stepSucceeded, stepKey: work.key, at: now, dataJson }],
+        outbox,
         ...(index === undefined
           ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
           : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
@@ -204,6 +213,8 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       });
       if (res && index === undefined) rs.record(stepId, 'succeeded', outcome.output ?? null);
       if (res) emit('succeeded', { durationMs: now - started });
+      // Recorded: dispatched now (a crash before this leaves it to the next sweep).
+      if (res && outbox?.length) await host.dispatch(outbox);
       if (res?.runFinished && fin) host.afterFinish(rs, fin);
       return res ?? EMPTY;
     }
@@ -222,16 +233,28 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     }
     case 'wait': {
       const task = outcome.task;
+      const lookback = outcome.lookbackMs;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: outcome.waitKey, dueAt: outcome.timeoutAt ?? 0, owner: null, state: wrapState(index, item, outcome.state) },
         events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined, ...(task ? { task_id: task.id, task_type: task.type } : {}) } }]),
         // The task row is written by the same transaction as the suspension: never one without the other.
         task: task && { id: task.id, type: task.type, namespace: rs.namespace, inputJson: JSON.stringify(task.input ?? null), leaseMs: task.leaseMs, createdAt: now },
+        // An event that came first (buffered) within the lookback is taken in this same transaction.
+        inbox: lookback === undefined ? undefined : {
+          since: now - lookback,
+          resume: (payload, at) => ({
+            state: wrapState(index, item, { ...(outcome.state as object), signal: { payload, at } }),
+            events: [{ type: EventType.signalReceived, stepKey: work.key, at: Date.now(), data: { wait_for: outcome.waitKey, payload, buffered_at: new Date(at).toISOString() } }],
+          }),
+        },
       });
       emit('waiting');
-      if (res && task) host.taskCreated?.(task.type);
-      return res ?? EMPTY;
+      if (!res) return EMPTY;
+      if (task) host.taskCreated?.(task.type);
+      // Taken from the inbox: the step runs again at once, its new state read from its row.
+      if (res.consumed) res.ready = res.ready.map((w) => (w.key === work.key ? { ...w, attempt: work.attempt, fresh: false } : w));
+      return res;
     }
     case 'child': {
       const childId = `${rs.id}.${work.key}.${work.attempt}`;
@@ -385,7 +408,7 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   // is resuming after its items: both are read back.
   const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
   const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: fresh(key) }));
-  return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false };
+  return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false, consumed: r.consumed };
 }
 
 function checkOutput(step: CompiledStep, output: unknown, _scope: unknown, where: string): void {

@@ -56,5 +56,7 @@ export const EventType = {
   taskLeased: 'task.leased',
   taskCompleted: 'task.completed',
   taskFailed: 'task.failed',
+  eventEmitted: 'event.emitted',
+  eventUndelivered: 'event.undelivered',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];

@@ -23,6 +23,8 @@ export interface WorkerHost {
   runWork(w: Work): Promise<{ ready: Work[]; later: Array<{ work: Work; dueAt: number }>; poke: boolean }>;
   /** Finalises runs left idle by a crash between their last step and their end. */
   finishIdleRuns(): Promise<void>;
+  /** Periodic housekeeping on each heartbeat (undispatched emitted events). */
+  sweep?(): Promise<void>;
   onError(e: unknown, where: string): void;
 }
 
@@ -53,7 +55,7 @@ export class Worker {
     await this.reap();
     await this.host.finishIdleRuns();
     this.heartbeatTimer = setInterval(() => {
-      this.host.store.heartbeat(this.id, this.opts.leaseMs).then(() => this.reap()).catch((e) => this.host.onError(e, 'heartbeat'));
+      this.host.store.heartbeat(this.id, this.opts.leaseMs).then(() => this.reap()).then(() => this.host.sweep?.()).catch((e) => this.host.onError(e, 'heartbeat'));
     }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
     this.heartbeatTimer.unref();
     this.schedulePoll(0);

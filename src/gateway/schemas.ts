@@ -106,6 +106,40 @@ export const workflowVersionSchema = {
   required: ['version_id', 'name', 'namespace', 'seq'],
 } as const;
 
+/** What an event delivery did: woke a waiting step, or buffered the event for a wait with a lookback. */
+export const eventDeliverySchema = {
+  $id: 'EventDelivery',
+  type: 'object',
+  properties: {
+    delivered: { type: 'integer', description: 'Steps woken: 0 or 1 (one event wakes one waiter).' },
+    buffered: { type: 'boolean', description: 'Nobody waited: kept for a wait whose `lookback` covers its arrival.' },
+    duplicate: { type: 'boolean', description: 'The same event id was delivered before: nothing changed.' },
+  },
+  required: ['delivered', 'buffered'],
+} as const;
+
+/** Runs started (or found started: deliveries are idempotent) by a webhook or CloudEvents. */
+export const triggeredSchema = {
+  $id: 'Triggered',
+  type: 'object',
+  properties: {
+    run_id: { type: 'string', description: 'Webhooks: the run started.' },
+    runs: {
+      type: 'array',
+      description: 'CloudEvents: every run the event(s) started, across matching workflows.',
+      items: { type: 'object', properties: { run_id: { type: 'string' }, workflow: { type: 'string' }, event_id: { type: 'string' } }, required: ['run_id', 'workflow'] },
+    },
+    failed: {
+      type: 'array',
+      description: 'CloudEvents: matching workflows that refused an event (its input schema, a trigger expression), with the error.',
+      items: { type: 'object', properties: { workflow: { type: 'string' }, event_id: { type: 'string' }, code: { type: 'string' }, detail: { type: 'string' } } },
+    },
+    events: { type: 'integer', description: 'CloudEvents received in the request.' },
+    delivered: { type: 'integer', description: 'CloudEvents: waiting steps woken.' },
+    buffered: { type: 'integer', description: 'CloudEvents: events buffered for waits with a lookback.' },
+  },
+} as const;
+
 const ref = (id: string) => ({ $ref: `${id}#` });
 
 /** Every error status answers a problem. */
@@ -119,7 +153,9 @@ export const responses = {
   runWithSteps: { 200: ref('RunWithSteps'), ...problems },
   versions: { 200: { type: 'array', items: ref('WorkflowVersion') }, ...problems },
   registered: { 201: ref('WorkflowVersion'), ...problems },
+  delivery: { 202: ref('EventDelivery'), ...problems },
+  triggered: { 202: ref('Triggered'), ...problems },
   problems,
 };
 
-export const SHARED_SCHEMAS = [problemSchema, runSchema, runAcceptedSchema, runWithStepsSchema, workflowVersionSchema];
+export const SHARED_SCHEMAS = [problemSchema, runSchema, runAcceptedSchema, runWithStepsSchema, workflowVersionSchema, eventDeliverySchema, triggeredSchema];

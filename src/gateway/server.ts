@@ -21,6 +21,7 @@ import { registerOpenAiRoutes } from './openai-compat.js';
 import { registerScheduleRoutes } from './schedules.js';
 import { registerTaskRoutes } from './tasks.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
+import { registerTriggerRoutes } from './triggers.js';
 
 export interface GatewayOptions {
   /**
@@ -79,7 +80,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   };
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0];
-    if (PUBLIC.has(path) || path.startsWith('/docs')) return;
+    // Webhooks prove who sent them by their HMAC signature, not an API key.
+    if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/')) return;
     if (!(await authOn())) return;
     const key = await authenticate(baton.store, req.headers.authorization);
     await rateLimit(baton.store, key);
@@ -98,7 +100,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -293,15 +295,22 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   // External workers of any language: `task` steps handed out by long poll, under leases.
   registerTaskRoutes(app, baton, { keyOf, maxWaitMs });
 
-  app.post('/events/:name/:key', async (req) => {
+  app.post('/events/:name/:key', {
+    schema: { summary: 'Delivers an event to the step waiting for it (name + correlation key), or buffers it for a wait with a lookback.', response: responses.delivery },
+  }, async (req, reply) => {
     const { name, key } = req.params as { name: string; key: string };
     // An event can wake runs of any namespace, so it takes a key that reaches them all.
     const k = keyOf(req);
     requireCap(k, 'run', 'send events');
     if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send events (they can reach every namespace; use a key with namespace *)' });
-    const woken = await baton.sendEvent(name, key, req.body ?? null);
-    return { delivered: woken };
+    // With an Idempotency-Key, a retried request delivers (or buffers) the event once.
+    const idem = req.headers['idempotency-key'];
+    const r = await baton.sendEvent(name, key, req.body ?? null, { eventId: typeof idem === 'string' && idem ? idem : undefined });
+    return reply.code(202).send(r);
   });
+
+  // Webhooks (POST /hooks/<path>) and CloudEvents (POST /cloudevents): src/gateway/triggers.ts.
+  registerTriggerRoutes(app, baton, { keyOf });
 
   return app;
 }
@@ -318,7 +327,7 @@ function iso(ms: number | undefined): string | null {
 }
 
 /** RFC 9457 problem JSON; a Baton error keeps its code and status, anything else is a 500 without internals. */
-function problem(reply: FastifyReply, req: FastifyRequest, err: Error & { statusCode?: number; code?: string; validation?: unknown }, status?: number): FastifyReply {
+export function problem(reply: FastifyReply, req: FastifyRequest, err: Error & { statusCode?: number; code?: string; validation?: unknown }, status?: number): FastifyReply {
   let body: Record<string, unknown>;
   if (err instanceof BatonError) {
     const s = serializeError(err);

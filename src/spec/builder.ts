@@ -96,6 +96,31 @@ export interface WaitDef<C, S> extends Common<C, S, unknown> {
   until?: Ref<C, string | number>;
   event?: string;
   key?: Ref<C, unknown>;
+  /** With `event`: take an event for the key that arrived up to this long before the wait armed. */
+  lookback?: Duration;
+}
+
+/** Publishes a CloudEvent (output: the event). */
+export interface EmitDef<C, S> extends Common<C, S, unknown> {
+  kind: 'emit';
+  type: string;
+  source?: string;
+  subject?: Ref<C, string | number>;
+  data?: Ref<C, unknown>;
+  sink?: string;
+  sink_mode?: 'structured' | 'binary';
+}
+
+/** What an `emit` step outputs: the CloudEvent it published. */
+export interface EmittedEvent<D = unknown> {
+  specversion: '1.0';
+  id: string;
+  type: string;
+  source: string;
+  subject?: string;
+  time: string;
+  datacontenttype: 'application/json';
+  data: D;
 }
 
 /**
@@ -147,7 +172,8 @@ type AnyStepDef<C, S, R, O, Z> =
   | ModelDef<C, S, z.ZodType | undefined>
   | TaskDef<C, S, z.ZodType | undefined>
   | WaitDef<C, S>
-  | ChildDef<C, S>;
+  | ChildDef<C, S>
+  | EmitDef<C, S>;
 
 /** A function step that states its input (without one the function receives undefined). */
 type WithInput<D> = D & { input: NonNullable<D extends { input?: infer T } ? T : never> };
@@ -232,7 +258,7 @@ function jsonSchema(schema: z.ZodType): JsonSchema {
 }
 
 type AnyDef = Record<string, unknown> & { kind: string };
-const EXPRESSIONS = new Set(['when', 'guard', 'input', 'expression', 'over', 'until', 'key']);
+const EXPRESSIONS = new Set(['when', 'guard', 'input', 'expression', 'over', 'until', 'key', 'subject', 'data']);
 const MAPPED = new Set(['fn', 'output', 'body', 'step']);
 
 /** The document form of a step definition: references recorded, schemas converted, functions registered. */
@@ -298,6 +324,8 @@ export class WorkflowBuilder<I, S extends object, V> {
     id: NewId<S, K>, def: TaskDef<Ctx<I, S, V>, S, Z>,
   ): WorkflowBuilder<I, With<S, K, Out<Z, unknown>>, V>;
   step<K extends string, P = unknown>(id: NewId<S, K>, def: WaitDef<Ctx<I, S, V>, S> | ChildDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, P>, V>;
+  /** An emit's output is the CloudEvent it published (`D`: its data). */
+  step<K extends string, D = unknown>(id: NewId<S, K>, def: EmitDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, EmittedEvent<D>>, V>;
   // Last, so that a definition no overload accepts is reported against the union of all
   // kinds, which TypeScript narrows by `kind` into a message about the field actually wrong.
   step<K extends string, R, O, Z extends z.ZodType | undefined>(id: NewId<S, K>, def: AnyStepDef<Ctx<I, S, V>, S, R, O, Z>): never;

@@ -88,6 +88,27 @@ export interface WaitStepDoc extends StepCommonDoc {
   event?: string;
   /** ...whose correlation key equals this expression's value. */
   key?: Expression;
+  /**
+   * With `event`: an event for this key that arrived up to this long before the wait armed
+   * (nobody was waiting, so it was buffered) is taken at once. Default: none is.
+   */
+  lookback?: Duration;
+}
+
+export interface EmitStepDoc extends StepCommonDoc {
+  kind: 'emit';
+  /** The CloudEvent `type`. */
+  type: string;
+  /** The CloudEvent `source`. Default `baton://<workflow>`. */
+  source?: string;
+  /** Expression giving the `subject` (the correlation key waits match on). */
+  subject?: Expression;
+  /** Expression giving the event's `data`. Default: the step input. */
+  data?: Expression;
+  /** Also POST the event to this URL (before the step commits; retried like an http step). */
+  sink?: string;
+  /** CloudEvents HTTP mode for `sink`. Default structured. */
+  sink_mode?: 'structured' | 'binary';
 }
 
 export interface TaskStepDoc extends StepCommonDoc {
@@ -126,7 +147,7 @@ export interface ModelStepDoc extends StepCommonDoc {
   cache?: boolean | { ttl?: Duration };
 }
 
-export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | TaskStepDoc | WorkflowStepDoc | ModelStepDoc;
+export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | TaskStepDoc | WorkflowStepDoc | ModelStepDoc | EmitStepDoc;
 
 /** A map's sub-step: a step without `id` and `needs` (they belong to the map). */
 export type SubStepDoc = DistributiveOmit<Exclude<StepDoc, MapStepDoc>, 'id' | 'needs'>;

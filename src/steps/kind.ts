@@ -65,6 +65,8 @@ export interface ExecContext {
   input: unknown;
   /** The workflow's name (for cost reports). */
   workflow: string;
+  /** The run's namespace. */
+  namespace: string;
   /** The run's cost budget in USD, when it has one. */
   budget?: number;
   /** Resume state saved by a previous suspending outcome; undefined on first execution. */
@@ -84,16 +86,32 @@ export interface ExecServices {
   models?: ServiceRuntime;
 }
 
+/** A CloudEvent as Baton publishes it (spec version 1.0). */
+export interface PublishedEvent {
+  specversion: '1.0';
+  id: string;
+  type: string;
+  source: string;
+  subject?: string;
+  time: string;
+  datacontenttype: 'application/json';
+  data: unknown;
+}
+
 export type StepOutcome =
-  /** Finished with this output. */
-  | { type: 'done'; output: unknown }
+  /**
+   * Finished with this output. `publish`: CloudEvents recorded in the same commit (an outbox)
+   * and dispatched once it is written — to matching triggers and waiting steps (emit).
+   */
+  | { type: 'done'; output: unknown; publish?: PublishedEvent[] }
   /** Sleep until `until` (epoch ms), then execute again with `state`. */
   | { type: 'sleep'; until: number; state: unknown }
   /**
    * Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. With
-   * `task`, an external task is created in the same transaction (its result is the signal).
+   * `task`, an external task is created in the same transaction (its result is the signal). With
+   * `lookbackMs`, an event buffered within that window is taken at once instead.
    */
-  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number; task?: { id: string; type: string; input: unknown; leaseMs: number } }
+  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number; task?: { id: string; type: string; input: unknown; leaseMs: number }; lookbackMs?: number }
   /** Start a child run of `versionId`; execute again when it finishes, with `state.child`. */
   | { type: 'child'; versionId: string; input: unknown; state: unknown }
   /** Run the prepared sub-step over `items`; execute again when all finished. */

@@ -1,7 +1,9 @@
 /**
  * `wait`: a durable timer (`duration`, `until`) or a wait for an external event matched by a
  * correlation key (`event` + `key`). Nothing lives in memory: the due time or the key is a
- * column of the step's row, so a restart anywhere picks it up.
+ * column of the step's row, so a restart anywhere picks it up. With `lookback`, an event that
+ * arrived (and was buffered, nobody waiting) up to that long before the wait armed is taken in
+ * the arming transaction itself (see StepCommit.inbox).
  */
 import { BatonError } from '../errors.js';
 import type { WaitStepDoc } from '../spec/types.js';
@@ -14,6 +16,12 @@ interface WaitState {
   /** Set by the signal that woke the step. */
   signal?: { payload: unknown; at: number };
 }
+
+/**
+ * How long an event nobody was waiting for stays in the inbox (the longest lookback allowed).
+ * Expired events are dropped lazily, by the next delivery.
+ */
+export const EVENT_RETENTION_MS = 24 * 3_600_000;
 
 export function eventWaitKey(event: string, key: unknown): string {
   return `event:${event}:${typeof key === 'string' ? key : JSON.stringify(key ?? null)}`;
@@ -32,12 +40,25 @@ export const waitKind: StepKind<WaitStepDoc> = {
       until: { $ref: '#/$defs/expression', description: 'ISO time or epoch milliseconds.' },
       event: { type: 'string', minLength: 1 },
       key: { $ref: '#/$defs/expression', description: 'Correlation key the event must carry.' },
+      lookback: { $ref: '#/$defs/duration', description: 'With event: take an event for this key that arrived up to this long before the wait armed (buffered because nobody waited). Default: none.' },
     },
   },
   prepare(step, ctx) {
     const modes = [step.duration !== undefined, step.until !== undefined, step.event !== undefined].filter(Boolean).length;
     if (modes !== 1) ctx.problem('', 'a wait step needs exactly one of `duration`, `until` or `event`.');
     if (step.key !== undefined && step.event === undefined) ctx.problem('key', '`key` only applies with `event`.');
+    if (step.lookback !== undefined && step.event === undefined) ctx.problem('lookback', '`lookback` only applies with `event`.');
+    let lookbackMs: number | undefined;
+    if (step.lookback !== undefined) {
+      try {
+        lookbackMs = parseDuration(step.lookback);
+      } catch (e) {
+        ctx.problem('lookback', (e as BatonError).message);
+      }
+      if (lookbackMs !== undefined && lookbackMs > EVENT_RETENTION_MS) {
+        ctx.problem('lookback', `buffered events are kept ${EVENT_RETENTION_MS / 3_600_000} h; a lookback of ${step.lookback} could never be honoured. Use at most 24h.`);
+      }
+    }
     let durationMs: number | undefined;
     if (step.duration !== undefined) {
       try {
@@ -81,7 +102,7 @@ export const waitKind: StepKind<WaitStepDoc> = {
         const k = key ? await key.evaluate(x.scope, `in step ${x.stepId}: key`) : x.runId;
         const waitKey = eventWaitKey(step.event!, k);
         const timeoutAt = timeoutMs === undefined ? undefined : x.now() + timeoutMs;
-        return { type: 'wait', waitKey, timeoutAt, state: { waitKey, wakeAt: timeoutAt } satisfies WaitState };
+        return { type: 'wait', waitKey, timeoutAt, lookbackMs, state: { waitKey, wakeAt: timeoutAt } satisfies WaitState };
       },
     };
   },

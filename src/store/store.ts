@@ -167,6 +167,15 @@ export interface StepCommit {
   childRun?: NewRun;
   /** If, after this commit, the run has no active step, record this end in the same transaction. */
   finishIfIdle?: FinishRun;
+  /**
+   * With `update.status: 'waiting'` on an event key: in the same transaction, consume the oldest
+   * buffered event for that key that arrived at or after `since` (the step's lookback window).
+   * If there is one, the step is not parked: it is scheduled again, claimed for the committing
+   * worker, with `resume(payload, at)` as its state (CommitResult.consumed).
+   */
+  inbox?: { since: number; resume: (payload: unknown, at: number) => { state: unknown; events: NewEvent[] } };
+  /** CloudEvents this step publishes (emit): recorded with the commit, dispatched after it. */
+  outbox?: OutboxEntry[];
   /** Ends the run; every non-terminal step is cancelled. */
   finishRun?: { status: 'failed'; error?: SerializedError; events: NewEvent[]; parent?: FinishRun['parent'] };
   /**
@@ -271,6 +280,49 @@ export interface CommitResult {
   runIdle: boolean;
   /** `finishIfIdle` was applied: the run's end is recorded. */
   runFinished?: boolean;
+  /** `inbox` found a buffered event: the step is scheduled again (its key is in `ready`). */
+  consumed?: boolean;
+}
+
+/** A CloudEvent recorded by a step's commit, to be dispatched (started triggers, woken waits). */
+export interface OutboxEntry {
+  /** The event's id (unique: `<run id>/<step key>`); recording it twice keeps one. */
+  id: string;
+  runId: string;
+  /** The emitting run's namespace (an emit reaches it and the default one). */
+  namespace: string;
+  eventJson: string;
+}
+
+export interface OutboxRecord {
+  id: string;
+  runId: string;
+  namespace: string;
+  event: unknown;
+  createdAt: number;
+}
+
+/** An event for a correlation key (`event:<name>:<key>`), delivered by `deliverEvent`. */
+export interface EventDelivery {
+  waitKey: string;
+  /** Dedupe: a second delivery with the same id for the same key changes nothing. */
+  eventId?: string;
+  payload: unknown;
+  at: number;
+  /** A buffered event is dropped (lazily) after this time. */
+  expiresAt: number;
+  /** The woken step's new resume state. */
+  state: (step: StepRecord) => unknown;
+  events: NewEvent[];
+}
+
+export interface DeliveryResult {
+  /** The one step woken (the longest waiting), if any. */
+  woken?: { runId: string; key: string };
+  /** Nobody was waiting: kept in the inbox for a future wait with a lookback. */
+  buffered: boolean;
+  /** Already delivered or buffered under the same event id: nothing changed. */
+  duplicate: boolean;
 }
 
 export interface ClaimedStep {
@@ -481,6 +533,15 @@ export interface Store {
   markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean>;
   /** The one transaction per step attempt. */
   commit(c: StepCommit): Promise<CommitResult>;
+  /**
+   * Delivers one event: wakes ONE step waiting on its key (the longest waiting) or, if none is,
+   * buffers it in the inbox where a wait arming with a lookback consumes it (`StepCommit.inbox`).
+   * Serialised per key against arming, so an event is never both missed and left buffered.
+   */
+  deliverEvent(d: EventDelivery): Promise<DeliveryResult>;
+  /** Recorded CloudEvents not yet dispatched, created before `before`, oldest first. */
+  pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]>;
+  markDispatched(id: string, at: number): Promise<void>;
   /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
   signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
 

@@ -2,7 +2,9 @@
  * The one suite every `Store` must pass: a commit is fenced on its claim (a stale worker writes
  * nothing), a join is scheduled exactly once, a step is claimed by one worker at a time, a dead
  * worker's claims come back, a paused run's steps stay unclaimed, signals wake only their
- * waiters, and one failing write in a batch does not undo the others.
+ * waiters, events nobody waits for are buffered and taken by an arming wait within its
+ * lookback, emitted events are recorded with their commit, and one failing write in a batch
+ * does not undo the others.
  *
  * Each store's test file (`sqlite.test.ts`, later `postgres.test.ts`) calls `storeConformance`
  * with a factory for a fresh, empty store; any case a store skips is named with its reason.
@@ -123,6 +125,55 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(woken).toEqual([{ runId: 'r6', key: 'a' }]);
       expect(await store.getStep('r6', 'a')).toMatchObject({ status: 'scheduled', state: { waitKey: 'event:paid:o1', signal: { payload: 7 } } });
       expect(await store.signal('event:paid:o1', () => ({}), [])).toEqual([]);
+    });
+
+    it('buffers an event nobody waits for; an arming wait takes the oldest within its lookback, once', async () => {
+      const key = 'event:paid:o9';
+      const deliver = (payload: unknown, at: number, eventId?: string) => store.deliverEvent({
+        waitKey: key, eventId, payload, at, expiresAt: at + 3_600_000, state: (st) => ({ ...(st.state as object), signal: { payload } }), events: [{ type: 'signal.received', at }],
+      });
+      const now = Date.now();
+      expect(await deliver({ n: 'stale' }, now - 60_000)).toEqual({ buffered: true, duplicate: false });
+      expect(await deliver({ n: 1 }, now - 2_000, 'e1')).toEqual({ buffered: true, duplicate: false });
+      expect(await deliver({ n: 1 }, now - 1_500, 'e1')).toEqual({ buffered: false, duplicate: true });
+      expect(await deliver({ n: 2 }, now - 1_000)).toEqual({ buffered: true, duplicate: false });
+      await store.admitRun(joinRun('r9'));
+      const arm = (stepKey: string, since: number): StepCommit => ({
+        fence: { runId: 'r9', key: stepKey, owner: 'w1', attempt: 1 },
+        update: { status: 'waiting', waitKey: key, owner: null, state: { waitKey: key } },
+        events: [],
+        inbox: { since, resume: (payload, at) => ({ state: { waitKey: key, signal: { payload, at } }, events: [{ type: 'signal.received', stepKey, at: Date.now() }] }) },
+      });
+      // Lookback 10 s: the stale event (60 s old) is out of reach; the oldest within is n: 1.
+      const ra = await store.commit(arm('a', now - 10_000));
+      expect(ra).toMatchObject({ ok: true, consumed: true, ready: ['a'] });
+      expect(await store.getStep('r9', 'a')).toMatchObject({ status: 'scheduled', owner: 'w1', state: { signal: { payload: { n: 1 } } } });
+      expect((await store.getStep('r9', 'a'))!.waitKey).toBeUndefined();
+      const rb = await store.commit(arm('b', now - 10_000));
+      expect(rb).toMatchObject({ ok: true, consumed: true });
+      expect(await store.getStep('r9', 'b')).toMatchObject({ state: { signal: { payload: { n: 2 } } } });
+      // Nothing left within reach: a third wait parks, and the next delivery wakes it (one waiter per event).
+      await store.admitRun(joinRun('r10'));
+      const rc = await store.commit({ ...arm('a', now - 10_000), fence: { runId: 'r10', key: 'a', owner: 'w1', attempt: 1 } });
+      expect(rc.consumed).toBeFalsy();
+      expect(await store.getStep('r10', 'a')).toMatchObject({ status: 'waiting', waitKey: key });
+      expect(await deliver({ n: 3 }, Date.now())).toEqual({ woken: { runId: 'r10', key: 'a' }, buffered: false, duplicate: false });
+      expect(await store.getStep('r10', 'a')).toMatchObject({ status: 'scheduled', state: { signal: { payload: { n: 3 } } } });
+    });
+
+    it('records emitted events with the commit (once per id) until marked dispatched', async () => {
+      await store.admitRun(joinRun('r11'));
+      const entry = { id: 'r11/a', runId: 'r11', namespace: 'team-a', eventJson: JSON.stringify({ id: 'r11/a', type: 't' }) };
+      // A fenced-out commit records nothing.
+      expect((await store.commit({ ...succeed('r11', 'a', 'w2'), outbox: [entry] })).ok).toBe(false);
+      expect(await store.pendingOutbox(Date.now() + 1000, 10)).toEqual([]);
+      expect((await store.commit({ ...succeed('r11', 'a', 'w1'), outbox: [entry] })).ok).toBe(true);
+      expect((await store.commit({ ...succeed('r11', 'b', 'w1'), outbox: [entry] })).ok).toBe(true);
+      const pending = await store.pendingOutbox(Date.now() + 1000, 10);
+      expect(pending).toMatchObject([{ id: 'r11/a', runId: 'r11', namespace: 'team-a', event: { id: 'r11/a', type: 't' } }]);
+      expect(await store.pendingOutbox(pending[0].createdAt, 10)).toEqual([]);
+      await store.markDispatched('r11/a', Date.now());
+      expect(await store.pendingOutbox(Date.now() + 1000, 10)).toEqual([]);
     });
 
     it('claims fairly: namespaces take turns, and within a namespace higher priority first', async () => {

@@ -214,6 +214,32 @@ export const PG_MIGRATIONS: string[] = [
   CREATE INDEX tasks_leased ON tasks (type, lease_expires_at) WHERE status = 'leased';
   CREATE INDEX tasks_run ON tasks (run_id, step_key);
   `,
+  // 5: event inbox (events nobody waited for, kept for a lookback) and outbox (emitted CloudEvents)
+  `
+  CREATE TABLE event_inbox (
+    seq BIGSERIAL PRIMARY KEY,
+    wait_key TEXT NOT NULL,
+    event_id TEXT,
+    payload TEXT NOT NULL,
+    arrived_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    consumed_at BIGINT,
+    consumed_by TEXT,
+    UNIQUE (wait_key, event_id)
+  );
+  CREATE INDEX event_inbox_open ON event_inbox (wait_key, arrived_at) WHERE consumed_at IS NULL;
+  CREATE INDEX event_inbox_expiry ON event_inbox (expires_at);
+  -- CloudEvents recorded by emit steps' commits, dispatched after (and again after a crash).
+  CREATE TABLE event_outbox (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    dispatched_at BIGINT
+  );
+  CREATE INDEX event_outbox_pending ON event_outbox (created_at) WHERE dispatched_at IS NULL;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -29,7 +29,7 @@ import pg from 'pg';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
   NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
@@ -700,9 +700,27 @@ export class PostgresStore implements Store {
    * claim), append events, count down dependents (scheduling and claiming those that reach
    * zero), then the rarer parts, each one statement when present.
    */
-  private async commitTx(cl: Q, a: Attempt, c: StepCommit): Promise<CommitResult> {
-    const { fence, update: u } = c;
+  private async commitTx(cl: Q, a: Attempt, c0: StepCommit): Promise<CommitResult> {
     const now = Date.now();
+    // A wait arming with a lookback takes a buffered event instead of parking. The key's lock
+    // (taken before the run row, as deliverEvent does) orders this against any delivery: a
+    // delivery either committed before (its event is read here) or waits and sees this step.
+    let consumed: number | undefined;
+    let c = c0;
+    if (c0.inbox && c0.update.status === 'waiting' && c0.update.waitKey) {
+      await cl.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:wait:' || $1, 0))`, [c0.update.waitKey]);
+      const row = (await cl.query(
+        `SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = $1 AND consumed_at IS NULL AND arrived_at >= $2 AND expires_at > $3
+         ORDER BY arrived_at, seq LIMIT 1 FOR UPDATE`,
+        [c0.update.waitKey, c0.inbox.since, now],
+      )).rows[0] as { seq: string; payload: string; arrived_at: string } | undefined;
+      if (row) {
+        consumed = Number(row.seq);
+        const r = c0.inbox.resume(JSON.parse(row.payload) as unknown, Number(row.arrived_at));
+        c = { ...c0, update: { ...c0.update, status: 'scheduled', waitKey: null, owner: c0.fence.owner, dueAt: now, state: r.state }, events: [...c0.events, ...r.events] };
+      }
+    }
+    const { fence, update: u } = c;
     const p = new Params();
     const id = `${p.add(fence.runId)}::text`;
     const owner = `${p.add(fence.owner)}::text`;
@@ -744,6 +762,19 @@ export class PostgresStore implements Store {
     // Steps made ready now: claimed for this worker, or (paused run) left unowned and unclaimable.
     const newOwner = paused ? null : fence.owner;
     const ready: string[] = [];
+    if (consumed !== undefined) {
+      await cl.query('UPDATE event_inbox SET consumed_at = $1, consumed_by = $2 WHERE seq = $3', [now, `${fence.runId}/${fence.key}`, consumed]);
+      ready.push(fence.key);
+    }
+    if (c.outbox?.length) {
+      const ob = c.outbox;
+      await cl.query(
+        `INSERT INTO event_outbox (id, run_id, namespace, event, created_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, run_id, namespace, event), (SELECT $5::bigint) AS n(created_at)
+         ON CONFLICT (id) DO NOTHING`,
+        [ob.map((o) => o.id), ob.map((o) => o.runId), ob.map((o) => o.namespace), ob.map((o) => o.eventJson), now],
+      );
+    }
     if (u.status === 'scheduled' && !u.owner) a.notify = true;
     if (u.status === 'waiting' && !u.owner && (u.dueAt ?? 0) > 0) a.notify = true;
 
@@ -823,7 +854,7 @@ export class PostgresStore implements Store {
     let runIdle = false;
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, now);
     if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
-    return { ok: true, ready, runIdle };
+    return consumed !== undefined ? { ok: true, ready, runIdle, consumed: true } : { ok: true, ready, runIdle };
   }
 
   /**
@@ -856,6 +887,11 @@ export class PostgresStore implements Store {
       [fence.runId, fence.key],
     )).rows[0] as
       | { status: string; attempt: number; owner: string | null } | undefined;
+    // An arming wait that consumed a buffered event left its step scheduled and claimed by us
+    // (before the commit it was running): that commit landed.
+    if (c.inbox && u.status === 'waiting' && st?.status === 'scheduled' && st.owner === fence.owner && st.attempt === fence.attempt) {
+      return { ok: true, ready: [fence.key], runIdle: false, consumed: true };
+    }
     const wantOwner = u.owner === undefined || u.owner === null ? null : u.owner;
     const landed = st !== undefined && st.status === u.status && st.attempt === (u.attempt ?? fence.attempt) && st.owner === wantOwner;
     if (!landed) {
@@ -882,6 +918,48 @@ export class PostgresStore implements Store {
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, Date.now());
     if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
     return { ok: true, ready, runIdle };
+  }
+
+  async pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]> {
+    const rows = (await this.rows('SELECT * FROM event_outbox WHERE dispatched_at IS NULL AND created_at < $1 ORDER BY created_at LIMIT $2', [before, limit])) as Array<{ id: string; run_id: string; namespace: string; event: string; created_at: string }>;
+    return rows.map((r) => ({ id: r.id, runId: r.run_id, namespace: r.namespace, event: JSON.parse(r.event) as unknown, createdAt: Number(r.created_at) }));
+  }
+
+  async markDispatched(id: string, at: number): Promise<void> {
+    await this.rows('UPDATE event_outbox SET dispatched_at = $1 WHERE id = $2 AND dispatched_at IS NULL', [at, id]);
+  }
+
+  async deliverEvent(d: EventDelivery): Promise<DeliveryResult> {
+    return this.run(async (c, a) => {
+      // Serialised per key with arming waits (see commitTx): taken before any run row lock.
+      await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:wait:' || $1, 0))`, [d.waitKey]);
+      // Lazy retention: whatever expired goes now (an index range, usually empty).
+      // Rows another delivery is pruning are skipped (no waiting, no lock-order deadlock).
+      await c.query(`DELETE FROM event_inbox WHERE seq IN (SELECT seq FROM event_inbox WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED)`, [d.at]);
+      if (d.eventId !== undefined && (await c.query('SELECT 1 FROM event_inbox WHERE wait_key = $1 AND event_id = $2', [d.waitKey, d.eventId])).rows.length) {
+        return { buffered: false, duplicate: true };
+      }
+      const payload = JSON.stringify(d.payload ?? null);
+      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' ORDER BY started_at NULLS LAST, run_id, key`, [d.waitKey])).rows as Array<{ run_id: string; key: string }>;
+      for (const k of cands) {
+        // Run row first, then the step (the commit's lock order), re-read under the lock.
+        await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [k.run_id]);
+        const row = (await c.query(`SELECT * FROM steps WHERE run_id = $1 AND key = $2 AND wait_key = $3 AND status = 'waiting' FOR UPDATE`, [k.run_id, k.key, d.waitKey])).rows[0];
+        if (!row) continue;
+        const st = toStep(row);
+        if (!(await this.wake(c, st.runId, st.key, d.state(st), d.events.map((e) => ({ ...e, stepKey: st.key })), d.at))) continue;
+        a.notify = true;
+        // Remembered (consumed) only to recognise a redelivery of the same id.
+        if (d.eventId !== undefined) {
+          await c.query(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by) VALUES ($1, $2, $3, $4, $5, $4, $6)`,
+            [d.waitKey, d.eventId, payload, d.at, d.expiresAt, `${st.runId}/${st.key}`]);
+        }
+        return { woken: { runId: st.runId, key: st.key }, buffered: false, duplicate: false };
+      }
+      await c.query(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+        [d.waitKey, d.eventId ?? null, payload, d.at, d.expiresAt]);
+      return { buffered: true, duplicate: false };
+    });
   }
 
   async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {

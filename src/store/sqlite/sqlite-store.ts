@@ -11,7 +11,7 @@ import { dirname } from 'node:path';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, EventRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
   NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
@@ -396,9 +396,20 @@ export class SqliteStore implements Store {
    * The one transaction per step attempt: record the outcome (fenced on the claim), append
    * events, count down dependents and schedule those whose count reached zero.
    */
-  private commitSync(c: StepCommit): CommitResult {
-    const { fence, update: u } = c;
+  private commitSync(c0: StepCommit): CommitResult {
     const now = Date.now();
+    // A wait arming with a lookback takes a buffered event instead of parking (one writer: no race).
+    let consumed: { seq: number } | undefined;
+    let c = c0;
+    if (c0.inbox && c0.update.status === 'waiting' && c0.update.waitKey) {
+      const row = this.s.inboxOldest.get(c0.update.waitKey, c0.inbox.since, now) as { seq: number; payload: string; arrived_at: number } | undefined;
+      if (row) {
+        consumed = { seq: row.seq };
+        const r = c0.inbox.resume(JSON.parse(row.payload) as unknown, row.arrived_at);
+        c = { ...c0, update: { ...c0.update, status: 'scheduled', waitKey: null, owner: c0.fence.owner, dueAt: now, state: r.state }, events: [...c0.events, ...r.events] };
+      }
+    }
+    const { fence, update: u } = c;
     // The common outcome gets a statement of its own: fewer parameters to bind on the hot path.
     const plainSuccess = u.status === 'succeeded' && !u.error && u.state === undefined && u.pendingDeps === undefined && !u.owner;
     const res = plainSuccess
@@ -416,6 +427,11 @@ export class SqliteStore implements Store {
       this.s.insertTask.run(t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt, t.createdAt, t.createdAt);
     }
     const ready: string[] = [];
+    if (consumed) {
+      this.s.inboxConsume.run(now, `${fence.runId}/${fence.key}`, consumed.seq);
+      ready.push(fence.key);
+    }
+    for (const o of c.outbox ?? []) this.s.outboxInsert.run(o.id, o.runId, o.namespace, o.eventJson, now);
     if (c.insert) {
       const fair = this.s.runFairness.get(fence.runId) as Fairness;
       for (const st of c.insert) {
@@ -473,7 +489,35 @@ export class SqliteStore implements Store {
       }
     }
     if (runIdle && c.finishIfIdle && this.finishSync(c.finishIfIdle)) return { ok: true, ready, runIdle: false, runFinished: true };
-    return { ok: true, ready, runIdle };
+    return consumed !== undefined ? { ok: true, ready, runIdle, consumed: true } : { ok: true, ready, runIdle };
+  }
+
+  async pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]> {
+    return (this.s.outboxPending.all(before, limit) as Array<{ id: string; run_id: string; namespace: string; event: string; created_at: number }>)
+      .map((r) => ({ id: r.id, runId: r.run_id, namespace: r.namespace, event: JSON.parse(r.event) as unknown, createdAt: r.created_at }));
+  }
+
+  async markDispatched(id: string, at: number): Promise<void> {
+    this.write(() => this.s.outboxDone.run(at, id));
+  }
+
+  async deliverEvent(d: EventDelivery): Promise<DeliveryResult> {
+    return this.write(() => {
+      // Lazy retention: whatever expired goes now (an index range, usually empty).
+      this.s.inboxPrune.run(d.at);
+      if (d.eventId !== undefined && this.s.inboxSeen.get(d.waitKey, d.eventId)) return { buffered: false, duplicate: true };
+      const payload = JSON.stringify(d.payload ?? null);
+      for (const st of (this.s.waitingOldest.all(d.waitKey) as Row[]).map(toStep)) {
+        if (this.s.wake.run(JSON.stringify(d.state(st) ?? null), d.at, st.runId, st.key).changes !== 1) continue;
+        this.s.setRunStatusIf.run('running', d.at, st.runId, 'waiting');
+        this.insertEvents(st.runId, d.events.map((e) => ({ ...e, stepKey: st.key })));
+        // Remembered (consumed) only to recognise a redelivery of the same id.
+        if (d.eventId !== undefined) this.s.inboxInsert.run(d.waitKey, d.eventId, payload, d.at, d.expiresAt, d.at, `${st.runId}/${st.key}`);
+        return { woken: { runId: st.runId, key: st.key }, buffered: false, duplicate: false };
+      }
+      this.s.inboxInsert.run(d.waitKey, d.eventId ?? null, payload, d.at, d.expiresAt, null, null);
+      return { buffered: true, duplicate: false };
+    });
   }
 
   async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {
@@ -860,6 +904,16 @@ function prepare(db: Database.Database) {
     anyBusy: p(`SELECT 1 FROM steps WHERE run_id = ? AND status IN ('scheduled', 'running') LIMIT 1`),
     anyWaiting: p(`SELECT 1 FROM steps WHERE run_id = ? AND status = 'waiting' LIMIT 1`),
     waiting: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting'`),
+    waitingOldest: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting' ORDER BY started_at IS NULL, started_at, run_id, key`),
+    inboxOldest: p(`SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = ? AND consumed_at IS NULL AND arrived_at >= ? AND expires_at > ?
+                    ORDER BY arrived_at, seq LIMIT 1`),
+    inboxConsume: p('UPDATE event_inbox SET consumed_at = ?, consumed_by = ? WHERE seq = ?'),
+    inboxSeen: p('SELECT 1 FROM event_inbox WHERE wait_key = ? AND event_id = ?'),
+    inboxInsert: p(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    inboxPrune: p('DELETE FROM event_inbox WHERE expires_at <= ?'),
+    outboxInsert: p('INSERT OR IGNORE INTO event_outbox (id, run_id, namespace, event, created_at) VALUES (?, ?, ?, ?, ?)'),
+    outboxPending: p('SELECT * FROM event_outbox WHERE dispatched_at IS NULL AND created_at < ? ORDER BY created_at LIMIT ?'),
+    outboxDone: p('UPDATE event_outbox SET dispatched_at = ? WHERE id = ? AND dispatched_at IS NULL'),
     wake: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting'`),
     wakeTaskStep: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting' AND wait_key = ?`),
     insertTask: p(`INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, available_at, attempts, created_at, updated_at)

@@ -191,5 +191,26 @@ describe('typed builder', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('builds emit steps and waits with a lookback', async () => {
+    const { document } = workflow('emitter', { input: z.object({ order: z.string() }) })
+      .step('paid', { kind: 'wait', event: 'order.paid', key: (c) => c.input.order, lookback: '1m' })
+      .step('ship', { kind: 'emit', type: 'order.shipped', subject: (c) => c.input.order, data: (c) => ({ order: c.input.order, paid: c.steps.paid.output }) })
+      .output((c) => c.steps.ship.output.id)
+      .build();
+    expect(document.steps[1]).toEqual({ id: 'ship', kind: 'emit', type: 'order.shipped', subject: 'input.order', data: '{"order": input.order, "paid": steps.paid.output}' });
+    expect(compileWorkflow(document).problems).toEqual([]);
+    const dir = mkdtempSync(join(tmpdir(), 'baton-builder-'));
+    const baton = await Baton.open({ dir });
+    try {
+      await baton.sendEvent('order.paid', 'O-1', { amount: 1 });
+      const r = await baton.run(await baton.register(document), { order: 'O-1' }, { timeoutMs: 20_000 });
+      expect(r.status).toBe('completed');
+      expect(r.output).toBe(`${r.id}/ship`);
+    } finally {
+      await baton.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 

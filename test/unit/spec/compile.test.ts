@@ -50,7 +50,7 @@ steps:
     function: missing_fn
     needs: [ghost]
 `, ['known_fn']);
-    expect(out).toContain('4:11 unknown step kind "transfrm". Use one of: function, transform, http, model, map, wait, task, workflow.');
+    expect(out).toContain('4:11 unknown step kind "transfrm". Use one of: function, transform, http, model, map, wait, task, workflow, emit.');
     expect(out).toContain('8:5 unknown field "expresion" in steps[1] (did you mean "expression"?).');
     expect(out).toContain('6:5 steps[1] is missing the required field "expression".');
     expect(out.some((p) => p.startsWith('11:17 Expression does not compile'))).toBe(true);
@@ -107,6 +107,23 @@ steps:
     expect(out).toContain('4:57 steps[1].timeout is not valid. A duration: "250ms", "5s", "2m", "1h", "1d", or milliseconds.');
     expect(out.some((p) => /exactly one of `duration`, `until` or `event`/.test(p))).toBe(true);
     expect(out.some((p) => /error handler .* cannot have needs/.test(p))).toBe(true);
+  });
+
+  it('checks wait lookbacks and emit steps', () => {
+    const out = problems(`name: evts
+steps:
+  - { id: a, kind: wait, duration: 1s, lookback: 5m }
+  - { id: b, kind: wait, event: paid, key: "input.k", lookback: 2d }
+  - { id: c, kind: wait, event: paid, key: "input.k", lookback: 30s }
+  - { id: d, kind: emit, type: t, sink_mode: binary }
+  - { id: e, kind: emit }
+`);
+    expect(out).toEqual([
+      '7:5 steps[4] is missing the required field "type".',
+      '3:50 `lookback` only applies with `event`.',
+      '4:65 buffered events are kept 24 h; a lookback of 2d could never be honoured. Use at most 24h.',
+      '6:46 `sink_mode` only applies with `sink`.',
+    ]);
   });
 
   it('gives YAML syntax errors with their position', () => {

@@ -1,0 +1,85 @@
+/**
+ * Acting on triggers (the document side is src/spec/triggers.ts): which latest workflow
+ * versions a webhook path or a CloudEvent starts, and the run each start gets — its input from
+ * the trigger's `input` expression, its id derived deterministically (from the trigger's
+ * `run_id`, or from the CloudEvent's source and id), so a redelivery starts no second run.
+ *
+ * Only the latest version of each workflow listens: registering a new version moves its
+ * triggers with it. Versions are read from the store on every delivery (no cache), so a
+ * workflow registered by any process listens at once.
+ */
+import { createHash } from 'node:crypto';
+import { BatonError } from '../errors.js';
+import type { CompiledTrigger } from '../spec/triggers.js';
+import type { CompiledWorkflow } from '../spec/compile.js';
+import type { Store } from '../store/store.js';
+import { DEFAULT_NAMESPACE, splitQualified } from './namespaces.js';
+
+export type WebhookTrigger = CompiledTrigger & { kind: 'webhook' };
+export type CloudEventTrigger = CompiledTrigger & { kind: 'cloudevent' };
+
+export interface Listening<T extends CompiledTrigger> {
+  versionId: string;
+  /** Qualified name (`team-a/name` outside the default namespace). */
+  workflow: string;
+  namespace: string;
+  trigger: T;
+}
+
+/** The subset of a CloudEvent that matching and run inputs use. */
+export interface TriggerEvent {
+  id: string;
+  type: string;
+  source: string;
+  subject?: string;
+  data?: unknown;
+}
+
+/** Every trigger of the latest version of every workflow. */
+export async function latestTriggers(store: Store, get: (versionId: string) => Promise<CompiledWorkflow>): Promise<Array<Listening<CompiledTrigger>>> {
+  const latest = new Map<string, { versionId: string; seq: number }>();
+  for (const v of await store.listVersions()) {
+    const cur = latest.get(v.name);
+    if (!cur || v.seq > cur.seq) latest.set(v.name, { versionId: v.versionId, seq: v.seq });
+  }
+  const out: Array<Listening<CompiledTrigger>> = [];
+  for (const [workflow, { versionId }] of latest) {
+    const wf = await get(versionId);
+    for (const trigger of wf.triggers ?? []) out.push({ versionId, workflow, namespace: splitQualified(workflow).namespace, trigger });
+  }
+  return out;
+}
+
+/** The URL path (after `/hooks/`) a webhook trigger listens on: namespaced workflows under their namespace. */
+export function hookPath(l: Listening<WebhookTrigger>): string {
+  return l.namespace === DEFAULT_NAMESPACE ? l.trigger.webhook.path : `${l.namespace}/${l.trigger.webhook.path}`;
+}
+
+/** True when the CloudEvent matches the trigger's type (and source, when the trigger names one). */
+export function cloudEventMatches(t: CloudEventTrigger, e: TriggerEvent): boolean {
+  return t.cloudevent.type === e.type && (t.cloudevent.source === undefined || t.cloudevent.source === e.source);
+}
+
+/** A run id from parts: the same parts give the same id, and ids of different workflows never meet. */
+export function derivedRunId(prefix: 'hook' | 'ce', ...parts: string[]): string {
+  return `${prefix}_${createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * The run a trigger starts: input (trigger `input`, else `fallback`) and id (trigger `run_id`
+ * made a deterministic id for this workflow, else `defaultId`, which may be undefined: a fresh id).
+ */
+export async function triggerRun(l: Listening<CompiledTrigger>, context: Record<string, unknown>, fallback: unknown, defaultId: string | undefined): Promise<{ input: unknown; id: string | undefined }> {
+  const where = `in ${l.workflow} triggers[${l.trigger.id.split(':')[1]}]`;
+  const ctx = { trigger: { id: l.trigger.id, kind: l.trigger.kind, workflow: l.workflow }, ...context };
+  const input = l.trigger.input ? await l.trigger.input.evaluate(ctx, `${where}: input`) : fallback;
+  let id = defaultId;
+  if (l.trigger.runId) {
+    const v = await l.trigger.runId.evaluate(ctx, `${where}: run_id`);
+    if (v === undefined || v === null || v === '' || typeof v === 'object') {
+      throw new BatonError('BATON_EXPR_EVAL', { where: `${where}: run_id`, detail: `gave ${JSON.stringify(v ?? null)}; it must give a non-empty string or number (e.g. a delivery id header)` });
+    }
+    id = derivedRunId(l.trigger.kind === 'webhook' ? 'hook' : 'ce', l.workflow, l.trigger.id, String(v));
+  }
+  return { input: input ?? {}, id };
+}

@@ -1,0 +1,159 @@
+/**
+ * Event-driven starts over HTTP:
+ *
+ * - `POST /hooks/<path>`: a webhook trigger of a workflow's latest version (a namespaced
+ *   workflow listens on `/hooks/<namespace>/<path>`). The RAW body is checked against an HMAC
+ *   signature (secret from the env variable the trigger names, header and algorithm from the
+ *   trigger; `sha256=<hex>` or bare hex) before anything is parsed or stored. A valid one starts
+ *   the workflow with the trigger's `input` over `{ body, headers, query }` (default the body) and,
+ *   with `run_id`, a deterministic run id, so a redelivery answers the same run.
+ * - `POST /cloudevents`: CloudEvents in structured, binary or batch mode (the `cloudevents` SDK
+ *   reads them); each starts every workflow whose `cloudevent` trigger matches, with a run id
+ *   derived from the workflow, the event's source and id (see Baton.publish), and is delivered
+ *   to waits for `event: <type>` keyed by the event's `subject`.
+ *
+ * Secrets never leave: a missing variable is named, never a value; signatures are compared in
+ * constant time and never echoed.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { HTTP, type CloudEventV1 } from 'cloudevents';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Baton } from '../engine/engine.js';
+import { hookPath, latestTriggers, triggerRun, type Listening, type TriggerEvent, type WebhookTrigger } from '../engine/triggers.js';
+import { BatonError } from '../errors.js';
+import type { ApiKeyRecord } from '../store/store.js';
+import { requireCap } from './auth.js';
+import { responses } from './schemas.js';
+
+export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
+  // Own scope: bodies arrive as raw bytes (the signature covers the exact bytes sent).
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+    scope.post('/hooks/*', {
+      schema: { summary: 'Webhook trigger: an HMAC-signed POST starts the workflow listening on this path.', response: responses.triggered },
+    }, async (req, reply) => {
+      const path = (req.params as { '*': string })['*'];
+      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
+      const matching = hooks.filter((l) => hookPath(l) === path);
+      if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
+      // Paths are unique within a document; two workflows claiming one is refused, not guessed.
+      if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
+      const hook = matching[0];
+      verifySignature(hook, path, raw, req.headers);
+      const body = parseBody(raw, req.headers['content-type']);
+      const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
+      const { input, id } = await triggerRun(hook, { body, headers, query }, body ?? {}, undefined);
+      const runId = await baton.start(hook.versionId, input, { id, namespace: hook.namespace });
+      return reply.code(202).header('location', `/runs/${runId}`).send({ run_id: runId });
+    });
+
+    scope.post('/cloudevents', {
+      schema: { summary: 'CloudEvents (structured, binary or batch mode): start workflows whose cloudevent trigger matches; wake or buffer waits keyed by subject.', response: responses.triggered },
+    }, async (req, reply) => {
+      // An event can start workflows of every namespace, so it takes a key that reaches them all.
+      const k = o.keyOf(req);
+      requireCap(k, 'run', 'send events');
+      if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
+      const events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      const runs: Array<{ run_id: string; workflow: string; event_id: string }> = [];
+      const failed: Array<{ workflow: string; event_id: string; code?: string; detail: string }> = [];
+      let delivered = 0;
+      let buffered = 0;
+      for (const e of events) {
+        const r = await baton.publish(e);
+        for (const x of r.runs) runs.push({ run_id: x.runId, workflow: x.workflow, event_id: e.id });
+        for (const f of r.failed) failed.push({ workflow: f.workflow, event_id: e.id, code: f.error.code, detail: f.error.message });
+        delivered += r.delivered;
+        if (r.buffered) buffered++;
+      }
+      return reply.code(202).send({ events: events.length, runs, failed, delivered, buffered });
+    });
+  });
+}
+
+function verifySignature(hook: Listening<WebhookTrigger>, path: string, raw: Buffer, headers: FastifyRequest['headers']): void {
+  const { secret, header, algorithm } = hook.trigger.webhook;
+  const env = secret.slice('env:'.length);
+  const key = process.env[env];
+  if (key === undefined || key === '') throw new BatonError('BATON_WEBHOOK_SECRET_MISSING', { path, env });
+  const params = { path, algorithm, header };
+  const given = headers[header];
+  const value = Array.isArray(given) ? given[0] : given;
+  if (!value) throw new BatonError('BATON_WEBHOOK_SIGNATURE', { ...params, detail: `header ${header} is missing; nothing was started.` });
+  // GitHub style `sha256=<hex>`, or the bare hex digest.
+  const hex = value.trim().replace(new RegExp(`^${algorithm}=`, 'i'), '');
+  const expected = createHmac(algorithm, key).update(raw).digest();
+  const got = /^[0-9a-fA-F]+$/.test(hex) && hex.length % 2 === 0 ? Buffer.from(hex, 'hex') : Buffer.alloc(0);
+  if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+    throw new BatonError('BATON_WEBHOOK_SIGNATURE', { ...params, detail: 'the signature does not match the body; nothing was started.' });
+  }
+}
+
+/** JSON bodies as values, form bodies as objects, anything else as text. */
+function parseBody(raw: Buffer, contentType: string | undefined): unknown {
+  if (raw.length === 0) return null;
+  const text = raw.toString('utf8');
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type === 'application/json' || type.endsWith('+json') || (type === '' && /^\s*[[{"]/.test(text))) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (e) {
+      throw new BatonError('BATON_REQUEST_INVALID', { detail: `the body is not valid JSON (${(e as Error).message}); the signature was valid, nothing was started.` });
+    }
+  }
+  if (type === 'application/x-www-form-urlencoded') return Object.fromEntries(new URLSearchParams(text));
+  return text;
+}
+
+const REQUIRED = ['specversion', 'id', 'source', 'type'] as const;
+
+/**
+ * The CloudEvents of a request, checked: every required attribute present (the SDK would fill a
+ * missing id with a random one, which would defeat deduplication), spec version 1.0, and the
+ * SDK's own validation.
+ */
+export function readCloudEvents(headers: FastifyRequest['headers'], raw: Buffer): TriggerEvent[] {
+  const type = String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const text = raw.toString('utf8');
+  const structured = type === 'application/cloudevents+json' || type === 'application/cloudevents-batch+json';
+  const problems: string[] = [];
+  if (structured) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail: `the body is not JSON (${(e as Error).message})` });
+    }
+    const list = type === 'application/cloudevents-batch+json' ? parsed : [parsed];
+    if (!Array.isArray(list)) throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail: 'a batch must be a JSON array of events' });
+    if (list.length === 0) throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail: 'the batch is empty' });
+    list.forEach((ev, i) => {
+      const at = type === 'application/cloudevents-batch+json' ? `event [${i}]: ` : '';
+      if (!ev || typeof ev !== 'object' || Array.isArray(ev)) return problems.push(`${at}not a JSON object`);
+      for (const a of REQUIRED) if (typeof (ev as Record<string, unknown>)[a] !== 'string' || (ev as Record<string, string>)[a] === '') problems.push(`${at}attribute "${a}" is missing or not a non-empty string`);
+      return undefined;
+    });
+  } else {
+    for (const a of REQUIRED) if (!headers[`ce-${a}`]) problems.push(`header ce-${a} is missing`);
+  }
+  if (!problems.length && (structured ? /"specversion"\s*:\s*"(?!1\.0")/.test(text) : headers['ce-specversion'] !== '1.0')) problems.push('only spec version 1.0 is supported');
+  if (problems.length) throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail: problems.join('; ') });
+  let events: Array<CloudEventV1<unknown>>;
+  try {
+    const r = HTTP.toEvent<unknown>({ headers, body: text });
+    events = Array.isArray(r) ? r : [r];
+    for (const e of events) (e as unknown as { validate(): boolean }).validate();
+  } catch (e) {
+    const errs = (e as { errors?: Array<{ instancePath?: string; message?: string }> }).errors;
+    const detail = Array.isArray(errs) && errs.length ? errs.map((x) => `${x.instancePath || '(event)'} ${x.message}`).join('; ') : (e as Error).message;
+    throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail });
+  }
+  return events.map((e) => {
+    const out: TriggerEvent = { ...(JSON.parse(JSON.stringify(e)) as Record<string, unknown>), id: e.id, type: e.type, source: e.source, subject: e.subject, data: e.data ?? null };
+    return out;
+  });
+}

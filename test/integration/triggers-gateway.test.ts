@@ -1,0 +1,247 @@
+/**
+ * Webhooks and CloudEvents through the real gateway (a listening socket, fetch), on every store.
+ */
+import { createHmac } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Baton } from '../../src/index.js';
+import { buildGateway } from '../../src/gateway/server.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+
+const SECRET = 'wh-secret-3f9a1c77e2';
+const sign = (body: string, key = SECRET, alg = 'sha256') => createHmac(alg, key).update(body).digest('hex');
+
+describe.each(STORE_KINDS)('on %s', (k) => {
+  const suite = engineSuite(k, 'baton-triggers-');
+  let app: FastifyInstance | undefined;
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    delete process.env.TEST_HOOK_SECRET;
+    delete process.env.TEST_UNSET_SECRET;
+  });
+
+  async function serve(auth: 'off' | 'required' = 'off'): Promise<{ b: Baton; url: string }> {
+    const b = await suite.baton();
+    app = buildGateway(b, { auth });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    return { b, url };
+  }
+  const post = (url: string, body: string, headers: Record<string, string>) => fetch(url, { method: 'POST', body, headers });
+
+  const hooked = `
+name: hooked
+triggers:
+  - webhook: { path: orders/new, secret: env:TEST_HOOK_SECRET }
+    input: "{ 'order': body.id, 'source': query.src }"
+    run_id: "headers.\\"x-delivery\\""
+steps:
+  - { id: echo, kind: transform, expression: "input" }
+`;
+
+  describe('webhooks', () => {
+    it('a valid signature starts the run; a redelivery answers the same run', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      await b.register(hooked);
+      const body = JSON.stringify({ id: 'A-17' });
+      const res = await post(`${url}/hooks/orders/new?src=shop`, body, { 'content-type': 'application/json', 'x-baton-signature': `sha256=${sign(body)}`, 'x-delivery': 'd-1' });
+      expect(res.status).toBe(202);
+      const { run_id } = (await res.json()) as { run_id: string };
+      expect((await b.wait(run_id, { timeoutMs: 20_000 })).output).toEqual({ order: 'A-17', source: 'shop' });
+      // Bare hex is accepted too; the same delivery id gives the same run.
+      const again = await post(`${url}/hooks/orders/new?src=shop`, body, { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'd-1' });
+      expect(again.status).toBe(202);
+      expect(((await again.json()) as { run_id: string }).run_id).toBe(run_id);
+      expect(await b.listRuns({ workflow: 'hooked' })).toHaveLength(1);
+    });
+
+    it('a wrong or missing signature is 401 with a problem, and starts nothing', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      await b.register(hooked);
+      const body = JSON.stringify({ id: 'A-18' });
+      for (const headers of <Array<Record<string, string>>>[
+        { 'x-baton-signature': `sha256=${sign(body, 'not-the-secret')}` },
+        { 'x-baton-signature': sign(`${body} `) },
+        { 'x-baton-signature': 'sha256=zz' },
+        {},
+      ]) {
+        const res = await post(`${url}/hooks/orders/new`, body, { 'content-type': 'application/json', 'x-delivery': 'd-2', ...headers });
+        expect(res.status).toBe(401);
+        expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+        const text = await res.text();
+        expect(JSON.parse(text)).toMatchObject({ status: 401, code: 'BATON_WEBHOOK_SIGNATURE' });
+        expect(text).not.toContain(SECRET);
+        expect(text).not.toContain(sign(body));
+      }
+      expect(await b.listRuns({ workflow: 'hooked' })).toHaveLength(0);
+    });
+
+    it('an unset secret variable is a 500 problem naming the variable, never a value', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      await b.register(`
+name: unset
+triggers:
+  - webhook: { path: unset, secret: env:TEST_UNSET_SECRET, header: X-Hub-Signature, algorithm: sha1 }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      const res = await post(`${url}/hooks/unset`, '{}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{}', SECRET, 'sha1')}` });
+      expect(res.status).toBe(500);
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({ code: 'BATON_WEBHOOK_SECRET_MISSING' });
+      expect(text).toContain('TEST_UNSET_SECRET');
+      expect(text).not.toContain(SECRET);
+      expect(await b.listRuns({ workflow: 'unset' })).toHaveLength(0);
+      // Once set, the trigger's own header and algorithm apply; the default body is the input.
+      process.env.TEST_UNSET_SECRET = 'other-secret';
+      const ok = await post(`${url}/hooks/unset`, '{"a":1}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{"a":1}', 'other-secret', 'sha1')}` });
+      expect(ok.status).toBe(202);
+      expect((await b.wait(((await ok.json()) as { run_id: string }).run_id, { timeoutMs: 20_000 })).output).toEqual({ a: 1 });
+    });
+
+    it('an unknown path is 404; a namespaced workflow listens under its namespace and runs there', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      await b.register(hooked, undefined, { namespace: 'team-a' });
+      const body = '{"id":"N-1"}';
+      const headers = { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'n-1' };
+      const miss = await post(`${url}/hooks/orders/new`, body, headers);
+      expect(miss.status).toBe(404);
+      expect(((await miss.json()) as { code: string }).code).toBe('BATON_WEBHOOK_NOT_FOUND');
+      const res = await post(`${url}/hooks/team-a/orders/new`, body, headers);
+      expect(res.status).toBe(202);
+      const run = await b.getRun(((await res.json()) as { run_id: string }).run_id);
+      expect(run).toMatchObject({ workflow: 'team-a/hooked', namespace: 'team-a' });
+      // Two workflows claiming one path: refused (409), nothing started.
+      await b.register(hooked.replace('name: hooked', 'name: hooked_too'), undefined, { namespace: 'team-a' });
+      const clash = await post(`${url}/hooks/team-a/orders/new`, body, { ...headers, 'x-delivery': 'n-2' });
+      expect(clash.status).toBe(409);
+      expect(await clash.json()).toMatchObject({ code: 'BATON_WEBHOOK_CONFLICT' });
+      expect(await b.listRuns()).toHaveLength(1);
+    });
+    it('with API keys required, a webhook is authenticated by its signature alone; /cloudevents needs a key', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve('required');
+      await b.register(hooked);
+      const body = '{"id":"K-1"}';
+      const res = await post(`${url}/hooks/orders/new`, body, { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'k-1' });
+      expect(res.status).toBe(202);
+      const ce = await post(`${url}/cloudevents`, '{}', { 'content-type': 'application/cloudevents+json' });
+      expect(ce.status).toBe(401);
+    });
+  });
+
+  describe('CloudEvents', () => {
+    const listeners = async (b: Baton) => {
+      await b.register(`
+name: on_created
+triggers:
+  - cloudevent: { type: com.example.order.created }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      await b.register(`
+name: on_created_by_shop
+triggers:
+  - cloudevent: { type: com.example.order.created, source: /shop }
+    input: "{ 'id': event.id, 'order': data.order }"
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      await b.register(`
+name: on_deleted
+triggers:
+  - cloudevent: { type: com.example.order.deleted }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+    };
+    const ce = (id: string, type: string, source: string, data: unknown, extra: Record<string, unknown> = {}) => ({ specversion: '1.0', id, type, source, datacontenttype: 'application/json', data, ...extra });
+    const workflowsOf = (runs: Array<{ workflow: string }>) => runs.map((r) => r.workflow).sort();
+
+    it('structured mode starts the workflows whose type (and source) match, once per event id', async () => {
+      const { b, url } = await serve();
+      await listeners(b);
+      const body = JSON.stringify(ce('e-1', 'com.example.order.created', '/shop', { order: 'S-1' }));
+      const res = await post(`${url}/cloudevents`, body, { 'content-type': 'application/cloudevents+json' });
+      expect(res.status).toBe(202);
+      const out = (await res.json()) as { events: number; runs: Array<{ run_id: string; workflow: string }> };
+      expect(out.events).toBe(1);
+      expect(workflowsOf(out.runs)).toEqual(['on_created', 'on_created_by_shop']);
+      const shop = out.runs.find((r) => r.workflow === 'on_created_by_shop')!;
+      expect((await b.wait(shop.run_id, { timeoutMs: 20_000 })).output).toEqual({ id: 'e-1', order: 'S-1' });
+      // Another source: only the source-less trigger matches.
+      const other = await post(`${url}/cloudevents`, JSON.stringify(ce('e-1', 'com.example.order.created', '/elsewhere', {})), { 'content-type': 'application/cloudevents+json' });
+      expect(workflowsOf(((await other.json()) as { runs: Array<{ workflow: string }> }).runs)).toEqual(['on_created']);
+      // The same event again: the same runs, nothing new.
+      const again = (await (await post(`${url}/cloudevents`, body, { 'content-type': 'application/cloudevents+json' })).json()) as typeof out;
+      expect(again.runs.map((r) => r.run_id).sort()).toEqual(out.runs.map((r) => r.run_id).sort());
+      expect(await b.listRuns({ workflow: 'on_created' })).toHaveLength(2);
+      expect(await b.listRuns({ workflow: 'on_deleted' })).toHaveLength(0);
+    });
+
+    it('binary mode starts runs and, with a subject, wakes the wait keyed by it', async () => {
+      const { b, url } = await serve();
+      await listeners(b);
+      const w = await b.start(await b.register(`
+name: wait_paid
+steps:
+  - { id: paid, kind: wait, event: com.example.order.deleted, key: "input.order" }
+`), { order: 'B-9' });
+      for (let i = 0; i < 500 && (await b.getRun(w)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+      const res = await post(`${url}/cloudevents`, JSON.stringify({ reason: 'gone' }), {
+        'content-type': 'application/json', 'ce-specversion': '1.0', 'ce-id': 'b-1', 'ce-type': 'com.example.order.deleted', 'ce-source': '/shop', 'ce-subject': 'B-9',
+      });
+      expect(res.status).toBe(202);
+      const out = (await res.json()) as { runs: Array<{ run_id: string; workflow: string }>; delivered: number };
+      expect(workflowsOf(out.runs)).toEqual(['on_deleted']);
+      expect(out.delivered).toBe(1);
+      expect((await b.wait(out.runs[0].run_id, { timeoutMs: 20_000 })).output).toEqual({ reason: 'gone' });
+      expect((await b.wait(w, { timeoutMs: 20_000 })).output).toEqual({ reason: 'gone' });
+    });
+
+    it('batch mode starts a run per matching event', async () => {
+      const { b, url } = await serve();
+      await listeners(b);
+      const batch = [ce('x-1', 'com.example.order.created', '/pos', { n: 1 }), ce('x-2', 'com.example.order.deleted', '/pos', { n: 2 }), ce('x-3', 'com.example.unrelated', '/pos', {})];
+      const res = await post(`${url}/cloudevents`, JSON.stringify(batch), { 'content-type': 'application/cloudevents-batch+json' });
+      expect(res.status).toBe(202);
+      const out = (await res.json()) as { events: number; runs: Array<{ workflow: string; event_id: string }> };
+      expect(out.events).toBe(3);
+      expect(out.runs.map((r) => `${r.workflow}:${r.event_id}`).sort()).toEqual(['on_created:x-1', 'on_deleted:x-2']);
+    });
+
+    it('an invalid event is 400 with a problem and starts nothing', async () => {
+      const { b, url } = await serve();
+      await listeners(b);
+      const cases: Array<[string, Record<string, string>]> = [
+        [JSON.stringify({ specversion: '1.0', type: 'com.example.order.created', source: '/shop' }), { 'content-type': 'application/cloudevents+json' }],
+        ['not json', { 'content-type': 'application/cloudevents+json' }],
+        [JSON.stringify(ce('v-1', 'com.example.order.created', '/shop', {}, { specversion: '0.3' })), { 'content-type': 'application/cloudevents+json' }],
+        [JSON.stringify({ a: 1 }), { 'content-type': 'application/cloudevents-batch+json' }],
+        [JSON.stringify([ce('ok', 'com.example.order.created', '/s', {}), { id: 'bad' }]), { 'content-type': 'application/cloudevents-batch+json' }],
+        ['{}', { 'content-type': 'application/json', 'ce-id': 'h-1', 'ce-type': 'com.example.order.created' }],
+      ];
+      for (const [body, headers] of cases) {
+        const res = await post(`${url}/cloudevents`, body, headers);
+        expect(res.status).toBe(400);
+        expect(await res.json()).toMatchObject({ status: 400, code: 'BATON_CLOUDEVENT_INVALID' });
+      }
+      expect(await b.listRuns()).toHaveLength(0);
+    });
+
+    it('POST /events answers 202 with what the delivery did', async () => {
+      const { url } = await serve();
+      const res = await post(`${url}/events/paid/o-1`, '{"amount":1}', { 'content-type': 'application/json' });
+      expect(res.status).toBe(202);
+      expect(await res.json()).toEqual({ delivered: 0, buffered: true });
+      // With an Idempotency-Key, a retried request changes nothing the second time.
+      const h = { 'content-type': 'application/json', 'idempotency-key': 'req-1' };
+      expect(await (await post(`${url}/events/paid/o-2`, '{}', h)).json()).toEqual({ delivered: 0, buffered: true });
+      expect(await (await post(`${url}/events/paid/o-2`, '{}', h)).json()).toEqual({ delivered: 0, buffered: false, duplicate: true });
+    });
+  });
+});
