@@ -198,6 +198,16 @@ export function buildProgram(): Command {
       }
     });
   }
+  storeOptions(runs.command('signal').description('wake the steps of one run that wait for an event (whatever their key); refused if the run has ended or is not waiting for it')
+    .argument('<runId>').argument('<event>', "the wait step's `event`").option('--data <json>', 'payload', '{}')).action(async (runId: string, event: string, o: StoreOpts & { data: string }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const r = await baton.signalRun(runId, event, parseInput(o.data));
+      process.stdout.write(`signalled ${runId}: woke ${r.woken.join(', ')}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
   storeOptions(runs.command('unpause').description('let a paused run continue (then `baton resume` or any worker runs it)').argument('<runId>')).action(async (runId: string, o: StoreOpts) => {
     const baton = await openBaton(o, [], false);
     try {

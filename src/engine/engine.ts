@@ -433,14 +433,40 @@ export class Baton extends EventEmitter<BatonEvents> {
       payload: payload ?? null,
       at,
       expiresAt: at + EVENT_RETENTION_MS,
-      // A map item keeps its kind's state under `resume` (see executor wrapState).
-      state: (st) => (st.index === undefined
-        ? { ...(st.state as object), signal }
-        : { ...(st.state as object), resume: { ...((st.state as { resume?: object } | undefined)?.resume ?? {}), signal } }),
+      state: (st) => withSignal(st, signal),
       events: [{ type: EventType.signalReceived, at, data: { event, key, payload, ...(opts.eventId ? { event_id: opts.eventId } : {}) } }],
     });
     if (r.woken) this.worker?.poke();
     return { delivered: r.woken ? 1 : 0, buffered: r.buffered, ...(r.duplicate ? { duplicate: true } : {}) };
+  }
+
+  /**
+   * Sends a signal to one run: wakes its steps that wait for event `event` (whatever their
+   * correlation key), and no other run's. A finished run is refused (BATON_RUN_STATE) and so is
+   * a run with no step waiting for it (BATON_SIGNAL_NO_TARGET, naming what it does wait for):
+   * unlike `sendEvent`, a signal to a run is not buffered, since the caller addressed a run that
+   * is there now and should hear at once that it was not waiting.
+   */
+  async signalRun(runId: string, event: string, payload: unknown): Promise<{ run_id: string; woken: string[] }> {
+    const run = await this.store.getRun(runId);
+    if (!run) throw new BatonError('BATON_RUN_NOT_FOUND', { runId });
+    if (TERMINAL_RUN_STATES.has(run.status)) throw new BatonError('BATON_RUN_STATE', { runId, status: run.status, action: `send it the signal "${event}"` });
+    const waiting = (await this.store.getSteps(runId)).filter((s) => s.status === 'waiting' && s.waitKey !== undefined);
+    const targets = waiting.filter((s) => s.waitKey!.startsWith(`event:${event}:`));
+    if (targets.length === 0) {
+      const events = [...new Set(waiting.map((s) => s.waitKey!).filter((k) => k.startsWith('event:')).map((k) => k.split(':')[1]))];
+      throw new BatonError('BATON_SIGNAL_NO_TARGET', { what: `event "${event}" in run ${runId} (${events.length ? `it waits for: ${events.join(', ')}` : `it is ${run.status} with no step waiting for an event`})` });
+    }
+    const at = Date.now();
+    const signal = { payload: payload ?? null, at };
+    const woken: string[] = [];
+    for (const waitKey of new Set(targets.map((s) => s.waitKey!))) {
+      const r = await this.store.signal(waitKey, (st) => withSignal(st, signal), [{ type: EventType.signalReceived, at, data: { event, run_id: runId, payload: payload ?? null } }], runId);
+      woken.push(...r.map((w) => w.key));
+    }
+    if (woken.length === 0) throw new BatonError('BATON_SIGNAL_NO_TARGET', { what: `event "${event}" in run ${runId} (its waiting step moved on meanwhile)` });
+    this.worker?.poke();
+    return { run_id: runId, woken };
   }
 
   /**
@@ -721,6 +747,13 @@ export class Baton extends EventEmitter<BatonEvents> {
 }
 
 /** Time-ordered, unique run ids: `run_` + ms time (base36) + 48 random bits. */
+/** A waiting step's state with the signal that wakes it; a map item keeps its kind's state under `resume` (see executor wrapState). */
+function withSignal(st: StepRecord, signal: { payload: unknown; at: number }): unknown {
+  return st.index === undefined
+    ? { ...(st.state as object), signal }
+    : { ...(st.state as object), resume: { ...((st.state as { resume?: object } | undefined)?.resume ?? {}), signal } };
+}
+
 export function newRunId(): string {
   // Random bytes are drawn 6 KiB at a time: one crypto call per thousand ids, not per id.
   if (randomPos + 6 > randomPool.length) {

@@ -100,7 +100,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -278,6 +278,26 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
       return runBody(await baton.getRun(id));
     });
   }
+
+  // A signal addressed to one run: wakes its steps waiting for the event, whatever their key.
+  app.post('/runs/:id/signal', {
+    schema: {
+      summary: "Sends a signal to one run: wakes its steps that wait for `event`. 409 when the run has ended or is not waiting for it.",
+      body: {
+        type: 'object',
+        required: ['event'],
+        additionalProperties: false,
+        properties: { event: { type: 'string', minLength: 1, maxLength: 200 }, payload: {} },
+      },
+      response: { 200: { type: 'object', properties: { run_id: { type: 'string' }, woken: { type: 'array', items: { type: 'string' } } } }, ...responses.problems },
+    },
+  }, async (req) => {
+    const { id } = req.params as { id: string };
+    const b = req.body as { event: string; payload?: unknown };
+    requireCap(keyOf(req), 'run', 'signal runs');
+    await visibleRun(req, id);
+    return baton.signalRun(id, b.event, b.payload ?? null);
+  });
 
   // Cron schedules of registered workflows: list, pause, resume, fire now.
   registerScheduleRoutes(app, baton, keyOf);

@@ -542,8 +542,8 @@ export interface Store {
   /** Recorded CloudEvents not yet dispatched, created before `before`, oldest first. */
   pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]>;
   markDispatched(id: string, at: number): Promise<void>;
-  /** Wakes steps waiting on `waitKey`; returns the woken (runId, key). */
-  signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>>;
+  /** Wakes steps waiting on `waitKey` (only run `runId`'s, when given); returns the woken (runId, key). */
+  signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[], runId?: string): Promise<Array<{ runId: string; key: string }>>;
 
   // --- external tasks (`task` steps) ---
   /**

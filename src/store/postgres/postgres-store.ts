@@ -962,10 +962,10 @@ export class PostgresStore implements Store {
     });
   }
 
-  async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {
+  async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[], runId?: string): Promise<Array<{ runId: string; key: string }>> {
     return this.run(async (c, a) => {
       const now = Date.now();
-      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' ORDER BY run_id, key`, [waitKey])).rows as Array<{ run_id: string; key: string }>;
+      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' AND ($2::text IS NULL OR run_id = $2) ORDER BY run_id, key`, [waitKey, runId ?? null])).rows as Array<{ run_id: string; key: string }>;
       const woken: Array<{ runId: string; key: string }> = [];
       for (const k of cands) {
         // Run row first, then the step (the commit's lock order), re-read under the lock.

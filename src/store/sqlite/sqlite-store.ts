@@ -520,9 +520,9 @@ export class SqliteStore implements Store {
     });
   }
 
-  async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[]): Promise<Array<{ runId: string; key: string }>> {
+  async signal(waitKey: string, state: (step: StepRecord) => unknown, events: NewEvent[], runId?: string): Promise<Array<{ runId: string; key: string }>> {
     return this.write(() => {
-      const rows = (this.s.waiting.all(waitKey) as Row[]).map(toStep);
+      const rows = (this.s.waiting.all(waitKey) as Row[]).map(toStep).filter((st) => runId === undefined || st.runId === runId);
       for (const st of rows) {
         this.wake(st.runId, st.key, state(st), events.map((e) => ({ ...e, stepKey: st.key })));
       }
