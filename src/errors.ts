@@ -37,6 +37,8 @@ export const ERRORS = {
   BATON_INPUT_PARSE: { status: 400, retryable: false, message: 'Cannot read the run input: {detail}' },
   BATON_RUN_NOT_FOUND: { status: 404, retryable: false, message: 'No run with id "{runId}". List runs with `baton runs list`.' },
   BATON_RUN_STATE: { status: 409, retryable: false, message: 'Run {runId} is {status}; cannot {action} it.' },
+  BATON_RUN_NOT_RETRYABLE: { status: 409, retryable: false, message: 'Run {runId} is {status}; only a failed or cancelled run can be retried.{hint}' },
+  BATON_RETRY_STEP_UNKNOWN: { status: 400, retryable: false, message: 'Run {runId} (workflow {workflow}) has no step "{step}"{suggestion}. Retry from one of: {steps}.' },
   BATON_SIGNAL_NO_TARGET: { status: 404, retryable: false, message: 'No step is waiting for {what}.' },
 
   // --- step execution -------------------------------------------------------------------

@@ -22,6 +22,8 @@ import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
 import { WorkflowRegistry } from './registry.js';
+import { planRetry } from './retry.js';
+import { suggest } from '../util/suggest.js';
 import { RunState, parseKey } from './run-state.js';
 import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
 import { Worker } from './worker.js';
@@ -350,6 +352,42 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   /**
+   * Takes a failed or cancelled run back to work and returns its record (`running`, or
+   * `queued` behind its concurrency key). What did not finish or failed unhandled is re-run,
+   * with whatever depends on it; finished steps keep their outputs (see retry.ts). `from`
+   * also re-runs that step and everything downstream of it, even if they succeeded. Attempt
+   * numbers keep counting; the run's spend so far stays. `by` (who asked) goes into the
+   * `run.retried` event. Refused, with nothing changed: BATON_RUN_NOT_FOUND,
+   * BATON_RUN_NOT_RETRYABLE, BATON_RETRY_STEP_UNKNOWN.
+   */
+  async retry(runId: string, opts: { from?: string; by?: string } = {}): Promise<RunResult> {
+    const r = await this.getRun(runId);
+    if (r.status !== 'failed' && r.status !== 'cancelled') throw notRetryable(runId, r.status);
+    const wf = await this.registry.get(r.versionId);
+    const from = opts.from;
+    if (from !== undefined && !wf.steps.has(from)) {
+      const steps = wf.order.length > 20 ? `${wf.order.slice(0, 20).join(', ')}, …` : wf.order.join(', ');
+      throw new BatonError('BATON_RETRY_STEP_UNKNOWN', { runId, workflow: r.workflow, step: from, suggestion: suggest(from, wf.order), steps });
+    }
+    const plan = planRetry(wf, await this.store.getSteps(runId), from);
+    const at = Date.now();
+    const res = await this.store.retryRun({
+      runId, from: ['failed', 'cancelled'], finishedAt: r.finishedAt, reset: plan.reset, deleteChildrenOf: plan.deleteChildrenOf, at,
+      events: [{ type: EventType.runRetried, at, data: { from: from ?? null, previous: r.status, steps: plan.steps, items: plan.items, by: opts.by ?? null } }],
+    });
+    if (!res.ok) {
+      // Someone else retried (or otherwise moved) it between our read and our write.
+      const now = await this.getRun(runId);
+      throw notRetryable(runId, now.status, ' It changed while this retry was being planned; look at it again.');
+    }
+    // Nothing cached about its earlier life may stand in for the store's new truth.
+    this.runs.delete(runId);
+    this.emit('run', { runId, status: res.status!, at });
+    this.worker?.poke();
+    return this.getRun(runId);
+  }
+
+  /**
    * Delivers an external event to every step waiting for `event` with correlation `key`.
    * Returns how many steps it woke; BATON_SIGNAL_NO_TARGET when none was waiting.
    */
@@ -549,6 +587,15 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (isBlobRef(v)) return decodeValue(JSON.stringify(v), this.blobs);
     return v;
   }
+}
+
+function notRetryable(runId: string, status: RunStatus, extra = ''): BatonError {
+  const hint = extra || (status === 'completed'
+    ? ' A completed run is final; start a new run instead.'
+    : status === 'paused'
+      ? ' Let it continue with `baton runs unpause` (POST /runs/{id}/resume) instead.'
+      : ' Wait for it to end, or cancel it first.');
+  return new BatonError('BATON_RUN_NOT_RETRYABLE', { runId, status, hint });
 }
 
 /** Time-ordered, unique run ids: `run_` + ms time (base36) + 48 random bits. */

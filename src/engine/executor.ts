@@ -378,7 +378,8 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   // Fresh steps start blank. Map items carry their item in the row, and a map step made ready
   // is resuming after its items: both are read back.
   const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
-  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: fresh(key) }));
+  // A step a retry put back keeps counting its attempts; every other starts at 1.
+  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: r.attempts?.[key] ?? 1, fresh: fresh(key) }));
   return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false };
 }
 

@@ -1,0 +1,339 @@
+/**
+ * Retrying failed and cancelled runs (`baton.retry`), on every store: what re-runs and what
+ * keeps its output, attempt numbers, map items, child runs, `from`, and refusals that change
+ * nothing.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Baton, BatonOptions } from '../../src/index.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+
+describe.each(STORE_KINDS)('retry on %s', (k) => {
+  const suite = engineSuite(k, 'baton-retry-');
+  const baton = (opts: BatonOptions = {}): Promise<Baton> => suite.baton(opts);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const statuses = async (b: Baton, id: string) => Object.fromEntries((await b.getSteps(id)).map((s) => [s.key, s.status]));
+  const attempts = async (b: Baton, id: string) => Object.fromEntries((await b.getSteps(id)).map((s) => [s.key, s.attempt]));
+
+  it('re-runs the failed step and what depends on it; finished steps keep their outputs and are not run again', async () => {
+    const calls: Record<string, number> = {};
+    let healthy = false;
+    const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+    const b = await baton({
+      functions: {
+        prep: (i: unknown) => (count('prep'), { n: (i as { n: number }).n }),
+        side: () => (count('side'), 'side'),
+        flaky: (i: unknown) => {
+          count('flaky');
+          if (!healthy) throw new Error('upstream down');
+          return (i as number) * 10;
+        },
+        finish: (i: unknown) => (count('finish'), i),
+      },
+    });
+    const v = await b.register(`
+name: retry-basic
+steps:
+  - { id: prep, kind: function, function: prep, input: "input" }
+  - { id: side, kind: function, function: side }
+  - { id: flaky, kind: function, function: flaky, input: "steps.prep.output.n" }
+  - { id: finish, kind: function, function: finish, input: "{ 'v': steps.flaky.output, 's': steps.side.output }" }
+`);
+    const r1 = await b.run(v, { n: 4 });
+    expect(r1.status).toBe('failed');
+    expect(await statuses(b, r1.id)).toEqual({ prep: 'succeeded', side: 'succeeded', flaky: 'failed', finish: 'cancelled' });
+    expect(calls).toEqual({ prep: 1, side: 1, flaky: 1 });
+    const costBefore = r1.cost;
+
+    healthy = true;
+    const back = await b.retry(r1.id, { by: 'test' });
+    expect(back.status).toBe('running');
+    expect(back.error).toBeUndefined();
+    expect(back.finishedAt).toBeUndefined();
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    expect(r2.output).toEqual({ v: 40, s: 'side' });
+    expect(r2.cost).toBe(costBefore);
+    // prep and side ran once in all; flaky twice; finish once (it never ran the first time).
+    expect(calls).toEqual({ prep: 1, side: 1, flaky: 2, finish: 1 });
+    // Attempts keep counting: flaky's first attempt is followed by its second; finish never ran before.
+    expect(await attempts(b, r1.id)).toEqual({ prep: 1, side: 1, flaky: 2, finish: 1 });
+    const events = await b.getEvents(r1.id);
+    const retried = events.find((e) => e.type === 'run.retried');
+    expect(retried?.data).toEqual({ from: null, previous: 'failed', steps: ['flaky', 'finish'], items: [], by: 'test' });
+    // The history is one log: the failure, the retry, then the second life, in order.
+    const types = events.map((e) => `${e.type}${e.stepKey ? `:${e.stepKey}` : ''}`);
+    expect(types.indexOf('run.failed')).toBeLessThan(types.indexOf('run.retried'));
+    expect(types.indexOf('run.retried')).toBeLessThan(types.indexOf('run.completed'));
+    expect(events.filter((e) => e.type === 'step.failed' && e.stepKey === 'flaky').map((e) => (e.data as { attempt: number }).attempt)).toEqual([1]);
+    expect(events.filter((e) => e.type === 'step.succeeded' && e.stepKey === 'flaky').map((e) => (e.data as { attempt: number }).attempt)).toEqual([2]);
+  });
+
+  it('continues attempt numbers after the step\'s own retries (failed on attempt 3, runs next as attempt 4)', async () => {
+    const seen: number[] = [];
+    let healthy = false;
+    const b = await baton({
+      functions: {
+        flaky: (_: unknown, ctx: { attempt: number; idempotencyKey: string }) => {
+          seen.push(ctx.attempt);
+          if (!healthy) throw new Error(`try ${ctx.attempt}`);
+          return ctx.idempotencyKey;
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-attempts
+steps:
+  - { id: flaky, kind: function, function: flaky, retry: { max_attempts: 3, initial_delay: 1ms, max_delay: 2ms } }
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    expect(seen).toEqual([1, 2, 3]);
+    healthy = true;
+    await b.retry(r1.id);
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    expect(seen).toEqual([1, 2, 3, 4]);
+    // A fresh idempotency key: an external service does not mistake it for attempt 3.
+    expect(r2.output).toBe(`${r1.id}:flaky:4`);
+  });
+
+  it('with from, re-runs that step and everything downstream of it, even though they succeeded', async () => {
+    const calls: Record<string, number> = {};
+    let healthy = false;
+    const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+    const b = await baton({
+      functions: {
+        a: () => (count('a'), 'a'),
+        b: () => (count('b'), calls.b),
+        c: (i: unknown) => (count('c'), i),
+        d: () => {
+          count('d');
+          if (!healthy) throw new Error('d down');
+          return 'd';
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-from
+steps:
+  - { id: a, kind: function, function: a }
+  - { id: b, kind: function, function: b, needs: [a] }
+  - { id: c, kind: function, function: c, input: "steps.b.output" }
+  - { id: d, kind: function, function: d, needs: [a] }
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    expect(await statuses(b, r1.id)).toMatchObject({ a: 'succeeded', d: 'failed' });
+    healthy = true;
+    await expect(b.retry(r1.id, { from: 'e' })).rejects.toMatchObject({ code: 'BATON_RETRY_STEP_UNKNOWN' });
+    await b.retry(r1.id, { from: 'b' });
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    // a upstream kept; b and c (downstream of b) re-ran if they had run, d (failed) re-ran.
+    expect(calls.a).toBe(1);
+    expect(calls.d).toBe(2);
+    expect(calls.b).toBeGreaterThanOrEqual(1);
+    expect(r2.output).toEqual({ c: calls.b, d: 'd' });
+    const retried = (await b.getEvents(r1.id)).find((e) => e.type === 'run.retried');
+    expect(retried?.data).toMatchObject({ from: 'b', steps: ['b', 'c', 'd'] });
+  });
+
+  it('re-runs from a step that succeeded in a completed-then-failed chain: b ran twice, its output is new', async () => {
+    let bCalls = 0;
+    let fail = true;
+    const b = await baton({
+      functions: {
+        b: () => ++bCalls,
+        gate: (i: unknown) => {
+          if (fail) throw new Error('gate closed');
+          return i;
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-from-2
+steps:
+  - { id: b, kind: function, function: b }
+  - { id: gate, kind: function, function: gate, input: "steps.b.output" }
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    fail = false;
+    await b.retry(r1.id, { from: 'b' });
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.output).toBe(2);
+    expect(await attempts(b, r1.id)).toEqual({ b: 2, gate: 2 });
+  });
+
+  it('re-runs only the failed items of a map, keeping the finished items\' outputs', async () => {
+    const calls: number[] = [];
+    let healthy = false;
+    const b = await baton({
+      functions: {
+        work: (x: unknown) => {
+          calls.push(x as number);
+          if (x === 3 && !healthy) throw new Error('three is broken');
+          return (x as number) * 10;
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-map
+steps:
+  - id: m
+    kind: map
+    over: "[1,2,3,4,5,6]"
+    concurrency: 1
+    step: { kind: function, function: work, input: "item" }
+  - { id: total, kind: transform, expression: "$sum(steps.m.output)" }
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    // One at a time: 1 and 2 succeeded, 3 failed, 4..6 never ran (cancelled).
+    expect(calls).toEqual([1, 2, 3]);
+    expect(await statuses(b, r1.id)).toMatchObject({ m: 'failed', 'm[0]': 'succeeded', 'm[1]': 'succeeded', 'm[2]': 'failed', 'm[3]': 'cancelled', total: 'cancelled' });
+    healthy = true;
+    await b.retry(r1.id);
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    expect(r2.output).toBe(210);
+    // Items 1 and 2 were not run again; the window of 1 still held.
+    expect(calls).toEqual([1, 2, 3, 3, 4, 5, 6]);
+    expect(await attempts(b, r1.id)).toMatchObject({ m: 2, 'm[0]': 1, 'm[1]': 1, 'm[2]': 2, 'm[3]': 1, 'm[5]': 1, total: 1 });
+    const retried = (await b.getEvents(r1.id)).find((e) => e.type === 'run.retried');
+    expect(retried?.data).toMatchObject({ steps: ['m', 'total'], items: ['m[2]', 'm[3]', 'm[4]', 'm[5]'] });
+  });
+
+  it('re-runs a map whole when retried from it', async () => {
+    const calls: number[] = [];
+    let fail = true;
+    const b = await baton({
+      functions: {
+        work: (x: unknown) => (calls.push(x as number), x),
+        after: (i: unknown) => {
+          if (fail) throw new Error('after broke');
+          return i;
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-map-from
+steps:
+  - { id: m, kind: map, over: "[1,2]", step: { kind: function, function: work, input: "item" } }
+  - { id: after, kind: function, function: after, input: "steps.m.output" }
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    expect(calls.sort()).toEqual([1, 2]);
+    fail = false;
+    await b.retry(r1.id, { from: 'm' });
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.output).toEqual([1, 2]);
+    expect(calls.sort()).toEqual([1, 1, 2, 2]);
+  });
+
+  it('retries a cancelled run: what was in flight or never started runs, what finished does not', async () => {
+    const gate: Array<() => void> = [];
+    const calls: Record<string, number> = {};
+    const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+    let hold = true;
+    const b = await baton({
+      functions: {
+        first: () => (count('first'), 1),
+        hold: () => {
+          count('hold');
+          return hold ? new Promise<number>((res) => gate.push(() => res(2))) : 2;
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-cancelled
+steps:
+  - { id: first, kind: function, function: first }
+  - { id: slow, kind: function, function: hold, needs: [first] }
+  - { id: last, kind: transform, expression: "steps.first.output + steps.slow.output" }
+`);
+    const id = await b.start(v);
+    while (gate.length === 0) await sleep(5);
+    await b.cancel(id);
+    expect((await b.getRun(id)).status).toBe('cancelled');
+    hold = false;
+    gate.shift()!(); // the cancelled attempt ends; its result is not recorded
+    const back = await b.retry(id);
+    expect(back.status).toBe('running');
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toBe(3);
+    expect(calls).toEqual({ first: 1, hold: 2 });
+    const retried = (await b.getEvents(id)).find((e) => e.type === 'run.retried');
+    expect(retried?.data).toMatchObject({ previous: 'cancelled', steps: ['slow', 'last'] });
+  });
+
+  it('starts a fresh child run for a failed workflow step', async () => {
+    let healthy = false;
+    const b = await baton({
+      functions: {
+        kid: (i: unknown) => {
+          if (!healthy) throw new Error('kid failed');
+          return (i as { n: number }).n + 1;
+        },
+      },
+    });
+    await b.register('name: kid\nsteps:\n  - { id: k, kind: function, function: kid, input: "input" }\n');
+    const v = await b.register('name: retry-parent\nsteps:\n  - { id: child, kind: workflow, workflow: kid, input: "{ \'n\': 1 }" }\n');
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    const firstChild = `${r1.id}.child.1`;
+    expect((await b.getRun(firstChild)).status).toBe('failed');
+    healthy = true;
+    await b.retry(r1.id);
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    expect(r2.output).toBe(2);
+    // A new child (the id carries the attempt); the first one's failure stays recorded.
+    expect((await b.getRun(`${r1.id}.child.2`)).status).toBe('completed');
+    expect((await b.getRun(firstChild)).status).toBe('failed');
+  });
+
+  it('refuses to retry a completed, running or unknown run, or from an unknown step, and changes nothing', async () => {
+    const gate: Array<() => void> = [];
+    const b = await baton({ functions: { boom: () => { throw new Error('boom'); }, hold: () => new Promise<number>((res) => gate.push(() => res(1))) } });
+    const ok = await b.register('name: retry-ok\nsteps:\n  - { id: one, kind: transform, expression: "1" }\n');
+    const done = await b.run(ok);
+    expect(done.status).toBe('completed');
+    const before = { run: await b.getRun(done.id), steps: await b.getSteps(done.id), events: await b.getEvents(done.id) };
+    await expect(b.retry(done.id)).rejects.toMatchObject({ code: 'BATON_RUN_NOT_RETRYABLE', status: 409, message: expect.stringMatching(/is completed; only a failed or cancelled run can be retried/) });
+    expect({ run: await b.getRun(done.id), steps: await b.getSteps(done.id), events: await b.getEvents(done.id) }).toEqual(before);
+
+    const held = await b.register('name: retry-held\nsteps:\n  - { id: h, kind: function, function: hold }\n');
+    const running = await b.start(held);
+    while (gate.length === 0) await sleep(5);
+    await expect(b.retry(running)).rejects.toMatchObject({ code: 'BATON_RUN_NOT_RETRYABLE', message: expect.stringMatching(/is running/) });
+    gate.shift()!();
+    expect((await b.wait(running)).status).toBe('completed');
+
+    await expect(b.retry('run_nope')).rejects.toMatchObject({ code: 'BATON_RUN_NOT_FOUND' });
+
+    const bad = await b.register('name: retry-bad\nsteps:\n  - { id: explode, kind: function, function: boom }\n');
+    const failed = await b.run(bad);
+    const snap = { run: await b.getRun(failed.id), steps: await b.getSteps(failed.id), events: await b.getEvents(failed.id) };
+    await expect(b.retry(failed.id, { from: 'explod' })).rejects.toMatchObject({
+      code: 'BATON_RETRY_STEP_UNKNOWN', message: expect.stringMatching(/has no step "explod" \(did you mean "explode"\?\)\. Retry from one of: explode/),
+    });
+    expect({ run: await b.getRun(failed.id), steps: await b.getSteps(failed.id), events: await b.getEvents(failed.id) }).toEqual(snap);
+  });
+
+  it('lets only one of two concurrent retries through', async () => {
+    let healthy = false;
+    const b = await baton({ functions: { f: () => { if (!healthy) throw new Error('no'); return 1; } } });
+    const v = await b.register('name: retry-race\nsteps:\n  - { id: f, kind: function, function: f }\n');
+    const r1 = await b.run(v);
+    healthy = true;
+    const other = await baton({ worker: false });
+    const results = await Promise.allSettled([b.retry(r1.id), other.retry(r1.id)]);
+    expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
+    expect(results.find((x) => x.status === 'rejected')).toMatchObject({ reason: { code: 'BATON_RUN_NOT_RETRYABLE' } });
+    expect((await b.wait(r1.id, { timeoutMs: 20_000 })).status).toBe('completed');
+    expect((await b.getEvents(r1.id)).filter((e) => e.type === 'run.retried')).toHaveLength(1);
+  });
+});
