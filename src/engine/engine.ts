@@ -122,6 +122,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly models?: ServiceRuntime;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
+  private readonly loading = new Map<string, Promise<RunState | undefined>>();
   private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
   private readonly worker?: Worker;
   private readonly host: ExecutorHost;
@@ -373,7 +374,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const at = Date.now();
     const res = await this.store.retryRun({
       runId, from: ['failed', 'cancelled'], finishedAt: r.finishedAt, reset: plan.reset, deleteChildrenOf: plan.deleteChildrenOf, at,
-      events: [{ type: EventType.runRetried, at, data: { from: from ?? null, previous: r.status, steps: plan.steps, items: plan.items, by: opts.by ?? null } }],
+      events: [{ type: EventType.runRetried, at, data: { from: from ?? null, previous: r.status, steps: plan.steps, items: plan.items, by: opts.by ?? null, attempts: Object.fromEntries(plan.reset.map((s) => [s.key, s.attempt])) } }],
     });
     if (!res.ok) {
       // Someone else retried (or otherwise moved) it between our read and our write.
@@ -450,11 +451,24 @@ export class Baton extends EventEmitter<BatonEvents> {
   private async loadRun(runId: string): Promise<RunState | undefined> {
     const hit = this.runs.get(runId);
     if (hit) return hit;
+    // Steps of one run claimed together (after a restart, a retry) load it once: two RunStates
+    // of one run would each miss the outputs recorded through the other.
+    let loading = this.loading.get(runId);
+    if (!loading) {
+      loading = this.readRun(runId).finally(() => this.loading.delete(runId));
+      this.loading.set(runId, loading);
+    }
+    return loading;
+  }
+
+  private async readRun(runId: string): Promise<RunState | undefined> {
     const r = await this.store.getRun(runId);
     if (!r || TERMINAL_RUN_STATES.has(r.status)) return undefined;
     const wf = await this.registry.get(r.versionId);
     const rs = new RunState(r, wf, this.decode(r.input));
     await this.refresh(rs);
+    const other = this.runs.get(runId);
+    if (other) return other;
     this.runs.set(runId, rs);
     return rs;
   }

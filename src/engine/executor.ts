@@ -278,8 +278,10 @@ async function fail(
   });
   const state = index === undefined ? null : { item: (work.state as { item?: unknown } | undefined)?.item };
 
-  if (shouldRetry(step.retry, work.attempt, error.retryable)) {
-    const delay = backoffDelay(step.retry, work.attempt);
+  // The policy counts this step's attempts since the run was last retried (numbers keep counting across retries).
+  const tries = error.retryable && work.attempt >= step.retry.maxAttempts && work.attempt > 1 ? await attemptsSinceRetry(host, rs.id, work) : work.attempt;
+  if (shouldRetry(step.retry, tries, error.retryable)) {
+    const delay = backoffDelay(step.retry, tries);
     const local = delay <= LOCAL_DELAY_MS;
     const res = await commit(host, rs, work, {
       fence,
@@ -344,6 +346,22 @@ async function fail(
     return res ?? EMPTY;
   }
   return failRun(host, rs, work, fence, error, [...startEv, failEvent(true)], emit, now - started);
+}
+
+/**
+ * How many attempts this step has made since a retry of the run put it back (`run.retried`
+ * records each reset step's first attempt); its attempt number if it never was. Read only when
+ * the attempt number alone says the policy is spent, so runs never retried pay nothing.
+ */
+async function attemptsSinceRetry(host: ExecutorHost, runId: string, work: Work): Promise<number> {
+  const events = await host.store.getEvents(runId);
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i];
+    if (e.type !== EventType.runRetried) continue;
+    const first = (e.data as { attempts?: Record<string, number> } | undefined)?.attempts?.[work.key];
+    if (first !== undefined && first <= work.attempt) return work.attempt - first + 1;
+  }
+  return work.attempt;
 }
 
 async function failRun(

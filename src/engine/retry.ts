@@ -11,7 +11,9 @@
  *   Everything else keeps its recorded output and is not run again.
  * - Attempt numbers keep counting: an attempt that was used (it ran, or may have) is followed
  *   by the next number, so the history stays honest and every external call gets a fresh
- *   idempotency key (`runId:step:attempt`). A step that never started keeps its number.
+ *   idempotency key (`runId:step:attempt`). A step that never started keeps its number. The
+ *   `run.retried` event records each reset step's next attempt, from which the executor
+ *   counts the step's retry policy afresh.
  * - A map step re-run because it failed (its inputs unchanged) re-runs only its unfinished and
  *   failed items, keeping the others' outputs; a map re-run because of `from` (on it or
  *   upstream) fans out again from scratch.

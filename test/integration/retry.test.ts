@@ -59,7 +59,7 @@ steps:
     expect(await attempts(b, r1.id)).toEqual({ prep: 1, side: 1, flaky: 2, finish: 1 });
     const events = await b.getEvents(r1.id);
     const retried = events.find((e) => e.type === 'run.retried');
-    expect(retried?.data).toEqual({ from: null, previous: 'failed', steps: ['flaky', 'finish'], items: [], by: 'test' });
+    expect(retried?.data).toEqual({ from: null, previous: 'failed', steps: ['flaky', 'finish'], items: [], by: 'test', attempts: { flaky: 2, finish: 1 } });
     // The history is one log: the failure, the retry, then the second life, in order.
     const types = events.map((e) => `${e.type}${e.stepKey ? `:${e.stepKey}` : ''}`);
     expect(types.indexOf('run.failed')).toBeLessThan(types.indexOf('run.retried'));
@@ -68,14 +68,14 @@ steps:
     expect(events.filter((e) => e.type === 'step.succeeded' && e.stepKey === 'flaky').map((e) => (e.data as { attempt: number }).attempt)).toEqual([2]);
   });
 
-  it('continues attempt numbers after the step\'s own retries (failed on attempt 3, runs next as attempt 4)', async () => {
+  it('continues attempt numbers after the step\'s own retries (failed on attempt 3, runs next as attempt 4), with its retry policy renewed', async () => {
     const seen: number[] = [];
-    let healthy = false;
+    let healthyFrom = Infinity;
     const b = await baton({
       functions: {
         flaky: (_: unknown, ctx: { attempt: number; idempotencyKey: string }) => {
           seen.push(ctx.attempt);
-          if (!healthy) throw new Error(`try ${ctx.attempt}`);
+          if (ctx.attempt < healthyFrom) throw new Error(`try ${ctx.attempt}`);
           return ctx.idempotencyKey;
         },
       },
@@ -88,13 +88,22 @@ steps:
     const r1 = await b.run(v);
     expect(r1.status).toBe('failed');
     expect(seen).toEqual([1, 2, 3]);
-    healthy = true;
+    // Still failing on attempt 4: the policy's 3 attempts count again from the retry.
+    healthyFrom = 5;
     await b.retry(r1.id);
     const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
     expect(r2.status).toBe('completed');
-    expect(seen).toEqual([1, 2, 3, 4]);
-    // A fresh idempotency key: an external service does not mistake it for attempt 3.
-    expect(r2.output).toBe(`${r1.id}:flaky:4`);
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    // A fresh idempotency key: an external service does not mistake it for an earlier attempt.
+    expect(r2.output).toBe(`${r1.id}:flaky:5`);
+    // Another run that keeps failing: after its retry, three more attempts (4, 5, 6), then it fails again.
+    const r3 = await b.run(v);
+    healthyFrom = Infinity;
+    seen.length = 0;
+    expect(r3.status).toBe('failed');
+    await b.retry(r3.id);
+    expect((await b.wait(r3.id, { timeoutMs: 20_000 })).status).toBe('failed');
+    expect(seen).toEqual([4, 5, 6]);
   });
 
   it('with from, re-runs that step and everything downstream of it, even though they succeeded', async () => {
