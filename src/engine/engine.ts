@@ -384,6 +384,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     // Nothing cached about its earlier life may stand in for the store's new truth.
     this.runs.delete(runId);
     this.emit('run', { runId, status: res.status!, at });
+    if (plan.reset.length === 0) {
+      // Every step had finished (the output expression failed, or a cancel came after the last
+      // step): no step will end the run, so its end is evaluated again now.
+      const rs = await this.loadRun(runId);
+      if (rs) await this.finishRun(rs);
+    }
     this.worker?.poke();
     return this.getRun(runId);
   }

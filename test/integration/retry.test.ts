@@ -323,6 +323,12 @@ steps:
 
     await expect(b.retry('run_nope')).rejects.toMatchObject({ code: 'BATON_RUN_NOT_FOUND' });
 
+    const parked = await b.register('name: retry-parked\nsteps:\n  - { id: w, kind: wait, event: never.comes, key: "1" }\n');
+    const waiting = await b.start(parked);
+    while ((await b.getRun(waiting)).status !== 'waiting') await sleep(10);
+    await expect(b.retry(waiting)).rejects.toMatchObject({ code: 'BATON_RUN_NOT_RETRYABLE', message: expect.stringMatching(/is waiting; .*Wait for it to end, or cancel it first/) });
+    await b.cancel(waiting);
+
     const bad = await b.register('name: retry-bad\nsteps:\n  - { id: explode, kind: function, function: boom }\n');
     const failed = await b.run(bad);
     const snap = { run: await b.getRun(failed.id), steps: await b.getSteps(failed.id), events: await b.getEvents(failed.id) };
@@ -330,6 +336,60 @@ steps:
       code: 'BATON_RETRY_STEP_UNKNOWN', message: expect.stringMatching(/has no step "explod" \(did you mean "explode"\?\)\. Retry from one of: explode/),
     });
     expect({ run: await b.getRun(failed.id), steps: await b.getSteps(failed.id), events: await b.getEvents(failed.id) }).toEqual(snap);
+  });
+
+  it('leaves handled failures alone and re-runs a failed error handler', async () => {
+    const calls: Record<string, number> = {};
+    const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+    let handlerWorks = false;
+    const b = await baton({
+      functions: {
+        risky: () => (count('risky'), Promise.reject(new Error('risky broke'))),
+        handler: () => {
+          count('handler');
+          if (!handlerWorks) throw new Error('handler broke too');
+          return 'handled';
+        },
+        soft: () => (count('soft'), Promise.reject(new Error('soft broke'))),
+      },
+    });
+    const v = await b.register(`
+name: retry-handlers
+steps:
+  - { id: soft, kind: function, function: soft, on_error: { continue: "'fallback'" } }
+  - { id: fine, kind: transform, expression: "steps.soft.output", on_error: { route: spare } }
+  - { id: risky, kind: function, function: risky, needs: [fine], on_error: { route: handle } }
+  - { id: handle, kind: function, function: handler }
+  - { id: spare, kind: transform, expression: "'spare'" }
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    expect(await statuses(b, r1.id)).toMatchObject({ risky: 'failed', soft: 'failed', handle: 'failed', fine: 'succeeded', spare: 'cancelled' });
+    handlerWorks = true;
+    await b.retry(r1.id);
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    // risky (routed) and soft (continued) are not run again; the failed handler is; spare, never sent, stays unsent.
+    expect(calls).toEqual({ risky: 1, soft: 1, handler: 2 });
+    expect(await statuses(b, r1.id)).toMatchObject({ risky: 'failed', soft: 'failed', handle: 'succeeded', fine: 'succeeded', spare: 'pending' });
+    expect(r2.output).toMatchObject({ handle: 'handled' });
+    expect((await b.getSteps(r1.id)).find((st) => st.key === 'fine')?.output).toBe('fallback');
+  });
+
+  it('ends again at once a run whose steps had all finished (its output is evaluated again)', async () => {
+    const b = await baton();
+    const v = await b.register(`
+name: retry-output
+steps:
+  - { id: one, kind: transform, expression: "1" }
+output: "$error('the output expression is wrong')"
+`);
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    const back = await b.retry(r1.id);
+    expect(back.status).toBe('failed');
+    expect(back.error?.message).toMatch(/the output expression is wrong/);
+    expect((await b.getEvents(r1.id)).filter((e) => e.type === 'run.failed')).toHaveLength(2);
   });
 
   it('lets only one of two concurrent retries through', async () => {
