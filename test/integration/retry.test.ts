@@ -392,6 +392,42 @@ output: "$error('the output expression is wrong')"
     expect((await b.getEvents(r1.id)).filter((e) => e.type === 'run.failed')).toHaveLength(2);
   });
 
+  it('queues a retried run behind an active run with its concurrency key, and runs it when that one ends', async () => {
+    const gate: Array<() => void> = [];
+    let healthy = false;
+    const b = await baton({
+      functions: {
+        work: (i: unknown) => {
+          const { hold } = i as { hold: boolean };
+          if (hold) return new Promise<string>((res) => gate.push(() => res('held')));
+          if (!healthy) throw new Error('not yet');
+          return 'done';
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-keyed
+concurrency: { key: "input.customer", limit: 1 }
+steps:
+  - { id: w, kind: function, function: work, input: "input" }
+`);
+    const r1 = await b.run(v, { customer: 'c7', hold: false });
+    expect(r1.status).toBe('failed');
+    const busy = await b.start(v, { customer: 'c7', hold: true });
+    while (gate.length === 0) await sleep(5);
+    healthy = true;
+    const back = await b.retry(r1.id);
+    expect(back.status).toBe('queued');
+    await sleep(100);
+    expect((await b.getRun(r1.id)).status).toBe('queued');
+    expect(await statuses(b, r1.id)).toEqual({ w: 'scheduled' });
+    gate.shift()!();
+    expect((await b.wait(busy, { timeoutMs: 20_000 })).status).toBe('completed');
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    expect(r2.output).toBe('done');
+  });
+
   it('lets only one of two concurrent retries through', async () => {
     let healthy = false;
     const b = await baton({ functions: { f: () => { if (!healthy) throw new Error('no'); return 1; } } });
