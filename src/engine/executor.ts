@@ -350,8 +350,9 @@ async function fail(
 
 /**
  * How many attempts this step has made since a retry of the run put it back (`run.retried`
- * records each reset step's first attempt); its attempt number if it never was. Read only when
- * the attempt number alone says the policy is spent, so runs never retried pay nothing.
+ * records each reset step's first attempt); its attempt number if it never was. The history is
+ * read only when the attempt number alone says the policy is spent (a final failure), never on
+ * the success path.
  */
 async function attemptsSinceRetry(host: ExecutorHost, runId: string, work: Work): Promise<number> {
   const events = await host.store.getEvents(runId);
