@@ -364,13 +364,18 @@ export class Baton extends EventEmitter<BatonEvents> {
   async retry(runId: string, opts: { from?: string; by?: string } = {}): Promise<RunResult> {
     const r = await this.getRun(runId);
     if (r.status !== 'failed' && r.status !== 'cancelled') throw notRetryable(runId, r.status);
+    if (r.parentRunId) {
+      // Its parent's step has moved on (failed, or waits for another child): retrying the parent starts a fresh child.
+      throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: `retry it on its own: it is a child run of run ${r.parentRunId} (step ${r.parentStepKey}). Retry run ${r.parentRunId} instead; its workflow step starts a fresh child` });
+    }
     const wf = await this.registry.get(r.versionId);
     const from = opts.from;
     if (from !== undefined && !wf.steps.has(from)) {
       const steps = wf.order.length > 20 ? `${wf.order.slice(0, 20).join(', ')}, …` : wf.order.join(', ');
       throw new BatonError('BATON_RETRY_STEP_UNKNOWN', { runId, workflow: r.workflow, step: from, suggestion: suggest(from, wf.order), steps });
     }
-    const plan = planRetry(wf, await this.store.getSteps(runId), from);
+    const rows = await this.store.getSteps(runId);
+    const plan = planRetry(wf, rows, from);
     const at = Date.now();
     const res = await this.store.retryRun({
       runId, from: ['failed', 'cancelled'], finishedAt: r.finishedAt, reset: plan.reset, deleteChildrenOf: plan.deleteChildrenOf, at,
@@ -384,6 +389,16 @@ export class Baton extends EventEmitter<BatonEvents> {
     // Nothing cached about its earlier life may stand in for the store's new truth.
     this.runs.delete(runId);
     this.emit('run', { runId, status: res.status!, at });
+    // A child run of a re-run workflow step may still be going (its parent failed elsewhere):
+    // it is cancelled, so that its end cannot wake the step that now waits for a fresh child.
+    const reset = new Set(plan.reset.map((st) => st.key));
+    for (const row of rows) {
+      const st = row.state as { childRunId?: unknown; resume?: { childRunId?: unknown } } | undefined;
+      const child = row.index === undefined ? st?.childRunId : st?.resume?.childRunId;
+      if (!reset.has(row.key) || typeof child !== 'string') continue;
+      const c = await this.store.getRun(child);
+      if (c && !TERMINAL_RUN_STATES.has(c.status)) await this.cancel(child, `parent run ${runId} retried`).catch((e) => this.onInternalError(e, `cancel child ${child}`));
+    }
     if (plan.reset.length === 0) {
       // Every step had finished (the output expression failed, or a cancel came after the last
       // step): no step will end the run, so its end is evaluated again now.

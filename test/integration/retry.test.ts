@@ -278,7 +278,7 @@ steps:
     expect(retried?.data).toMatchObject({ previous: 'cancelled', steps: ['slow', 'last'] });
   });
 
-  it('starts a fresh child run for a failed workflow step', async () => {
+  it('starts a fresh child run for a failed workflow step, and retries a child run only through its parent', async () => {
     let healthy = false;
     const b = await baton({
       functions: {
@@ -294,6 +294,8 @@ steps:
     expect(r1.status).toBe('failed');
     const firstChild = `${r1.id}.child.1`;
     expect((await b.getRun(firstChild)).status).toBe('failed');
+    // A child run is retried through its parent, not on its own.
+    await expect(b.retry(firstChild)).rejects.toMatchObject({ code: 'BATON_RUN_STATE', message: expect.stringMatching(/child run of run .*Retry run/) });
     healthy = true;
     await b.retry(r1.id);
     const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
@@ -302,6 +304,44 @@ steps:
     // A new child (the id carries the attempt); the first one's failure stays recorded.
     expect((await b.getRun(`${r1.id}.child.2`)).status).toBe('completed');
     expect((await b.getRun(firstChild)).status).toBe('failed');
+  });
+
+  it('cancels a child run still going from the earlier life, so that it cannot answer for the fresh one', async () => {
+    const gate: Array<() => void> = [];
+    let kidCalls = 0;
+    let xHealthy = false;
+    const b = await baton({
+      functions: {
+        kid: () => (++kidCalls === 1 ? new Promise<string>((res) => gate.push(() => res('old child'))) : 'new child'),
+        x: async () => {
+          while (gate.length === 0 && !xHealthy) await sleep(5); // fails only once the child runs
+          if (!xHealthy) throw new Error('x broke');
+          return 'x';
+        },
+      },
+    });
+    await b.register('name: slowkid\nsteps:\n  - { id: k, kind: function, function: kid }\n');
+    const v = await b.register(`
+name: retry-family
+steps:
+  - { id: y, kind: workflow, workflow: slowkid }
+  - { id: x, kind: function, function: x }
+`);
+    const id = await b.start(v);
+    while (gate.length === 0) await sleep(5);
+    // x fails the parent while its child still runs.
+    while ((await b.getRun(id)).status !== 'failed') await sleep(10);
+    const oldChild = `${id}.y.1`;
+    expect((await b.getRun(oldChild)).status).toBe('running');
+    await expect(b.retry(oldChild)).rejects.toMatchObject({ code: 'BATON_RUN_NOT_RETRYABLE' });
+    xHealthy = true;
+    await b.retry(id);
+    expect((await b.getRun(oldChild)).status).toBe('cancelled');
+    gate.shift()!(); // the old child's attempt ends; nothing of it is recorded
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toEqual({ y: 'new child', x: 'x' });
+    expect((await b.getRun(`${id}.y.2`)).status).toBe('completed');
   });
 
   it('refuses to retry a completed, running or unknown run, or from an unknown step, and changes nothing', async () => {
