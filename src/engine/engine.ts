@@ -246,7 +246,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0 }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -438,6 +438,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   // ------------------------------------------------------------------ internals
 
   private async runWork(w: Work) {
+    // Claimed from the store for a run retried since this process cached it (it ended
+    // elsewhere): what the cache holds of its earlier life (outputs, status) is stale. Attempts
+    // of that life still in flight here hold the old object; their commits fail their fences.
+    if (w.retries !== undefined && (this.runs.get(w.runId)?.retries ?? w.retries) !== w.retries) this.runs.delete(w.runId);
     const rs = await this.loadRun(w.runId);
     if (!rs || TERMINAL_RUN_STATES.has(rs.status)) return { ready: [], later: [], poke: false };
     if (rs.status === 'paused') {
@@ -573,7 +577,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.notify(rs.id, {
       id: rs.id, versionId: rs.versionId, workflow: workflowOfVersion(rs.versionId), status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
       parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at, cost: 0,
-      namespace: rs.namespace, priority: rs.priority, concurrencyKey: rs.concurrencyKey,
+      namespace: rs.namespace, priority: rs.priority, concurrencyKey: rs.concurrencyKey, retries: rs.retries,
     });
   }
 

@@ -28,6 +28,8 @@ export interface Work {
   /** Just claimed from the store, which returned its attempt and state with the claim. */
   claimed?: boolean;
   state?: unknown;
+  /** Of a claim: its run's `retries` (see RunState.retries). */
+  retries?: number;
 }
 
 export interface ExecutorHost {

@@ -48,6 +48,8 @@ export interface RunRecord {
   priority: number;
   /** At most `limit` runs with this key are active at once (cluster-wide); the rest wait `queued`. */
   concurrencyKey?: string;
+  /** How many times it was retried (`retryRun`): what a worker remembers of an earlier life is stale. */
+  retries: number;
 }
 
 export interface StepRecord {
@@ -190,6 +192,8 @@ export interface ClaimedStep {
   attempt: number;
   /** The step's resume state as claimed (saves the executor reading the row again). */
   state?: unknown;
+  /** Its run's `retries` at the claim. */
+  retries: number;
 }
 
 export interface RunFilter {

@@ -468,6 +468,30 @@ steps:
     expect(r2.output).toBe('done');
   });
 
+  it('a worker that cached the run before it ended elsewhere runs its retry from the store\'s truth, not its memory', async () => {
+    const gate: Array<() => void> = [];
+    let calls = 0;
+    const a = await baton({ functions: { hold: () => (++calls === 1 ? new Promise<number>((res) => gate.push(() => res(1))) : 10) } });
+    const other = await baton({ worker: false }); // another process: no worker
+    const v = await a.register(`
+name: retry-stale
+steps:
+  - { id: s1, kind: function, function: hold }
+  - { id: s2, kind: transform, expression: "steps.s1.output + 1" }
+`);
+    const id = await a.start(v);
+    while (gate.length === 0) await sleep(5);
+    // This worker pauses the run (and remembers it paused); another process cancels and retries it.
+    await a.pause(id);
+    await other.cancel(id);
+    gate.shift()!(); // the attempt of the cancelled life ends; nothing of it is recorded
+    await sleep(50);
+    expect((await other.retry(id)).status).toBe('running');
+    const r = await a.wait(id, { timeoutMs: 10_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toBe(11);
+  });
+
   it('lets only one of two concurrent retries through', async () => {
     let healthy = false;
     const b = await baton({ functions: { f: () => { if (!healthy) throw new Error('no'); return 1; } } });

@@ -193,7 +193,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         finishRun: { status: 'failed', error: { code: 'X', message: 'step b: b broke', retryable: false }, events: [{ type: 'run.failed', at: Date.now() }] },
       });
       const ended = (await store.getRun('rt1'))!;
-      expect(ended).toMatchObject({ status: 'failed', error: { code: 'X' } });
+      expect(ended).toMatchObject({ status: 'failed', error: { code: 'X' }, retries: 0 });
       expect(await store.getStep('rt1', 'join')).toMatchObject({ status: 'cancelled' });
       const plan = (finishedAt: number | undefined) => ({
         runId: 'rt1', from: ['failed' as const, 'cancelled' as const], finishedAt, at: Date.now(), deleteChildrenOf: [],
@@ -210,7 +210,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(await store.getEvents('rt1')).toHaveLength(eventsBefore);
       expect(await store.retryRun(plan(ended.finishedAt))).toEqual({ ok: true, status: 'running' });
       const back = (await store.getRun('rt1'))!;
-      expect(back).toMatchObject({ status: 'running' });
+      expect(back).toMatchObject({ status: 'running', retries: 1 });
       expect(back.error).toBeUndefined();
       expect(back.finishedAt).toBeUndefined();
       const b = (await store.getStep('rt1', 'b'))!;
@@ -222,7 +222,8 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       // The same plan again: the run is running now, so nothing happens.
       expect(await store.retryRun(plan(ended.finishedAt))).toEqual({ ok: false });
       // b is claimable; its commit schedules join and says join runs as attempt 2.
-      expect((await store.claimSteps('w2', 10, Date.now())).map((c) => [c.key, c.attempt])).toEqual([['b', 2]]);
+      // Claims say which life of the run they belong to (a worker's memory of an earlier one is stale).
+      expect((await store.claimSteps('w2', 10, Date.now())).map((c) => [c.key, c.attempt, c.retries])).toEqual([['b', 2, 1]]);
       const r = await store.commit(succeed('rt1', 'b', 'w2', 2));
       expect(r).toMatchObject({ ok: true, ready: ['join'], attempts: { join: 2 } });
     });

@@ -161,6 +161,10 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
+  // 3: how many times a run was retried (a worker's cached view of an earlier life is stale)
+  `
+  ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -515,7 +515,7 @@ export class PostgresStore implements Store {
         const n = (await c.query(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = $1 AND status IN ('running', 'waiting', 'paused', 'pending')`, [r.concurrency_key])).rows[0].n as number;
         if (n >= (r.concurrency_limit ?? 1)) status = 'queued';
       }
-      await c.query('UPDATE runs SET status = $2, output = NULL, error = NULL, finished_at = NULL, updated_at = $3 WHERE id = $1', [x.runId, status, x.at]);
+      await c.query('UPDATE runs SET status = $2, output = NULL, error = NULL, finished_at = NULL, updated_at = $3, retries = retries + 1 WHERE id = $1', [x.runId, status, x.at]);
       await this.insertEvents(c, x.runId, x.events);
       if (status === 'running' && x.reset.some((st) => st.status === 'scheduled')) a.notify = true;
       return { ok: true, status };
@@ -582,7 +582,7 @@ export class PostgresStore implements Store {
     if (limit <= 0) return [];
     // Each namespace's best ready steps (a recursive CTE finds the namespaces by index seeks),
     // locked with SKIP LOCKED, then ranked round robin; one statement claims them.
-    const rows = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; rn: number; namespace: string }>(
+    const rows = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; rn: number; namespace: string; retries: number }>(
       `WITH RECURSIVE ns AS (
          (SELECT namespace FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= $2 ORDER BY namespace LIMIT 1)
          UNION ALL
@@ -599,23 +599,23 @@ export class PostgresStore implements Store {
          WHERE ns.namespace IS NOT NULL
          ORDER BY c.rn, ns.namespace LIMIT $3)
        UPDATE steps s SET owner = $1 FROM cand WHERE s.run_id = cand.run_id AND s.key = cand.key
-       RETURNING s.run_id, s.key, s.attempt, s.state, cand.rn, cand.namespace`,
+       RETURNING s.run_id, s.key, s.attempt, s.state, cand.rn, cand.namespace, (SELECT retries FROM runs WHERE id = s.run_id) AS retries`,
       [workerId, now, limit],
     );
     rows.sort((a, b) => a.rn - b.rn || (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0));
-    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state) }));
+    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state), retries: r.retries }));
     if (out.length < limit) {
       // Waiting steps whose time-out passed come last.
-      const timed = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; due_at: number }>(
+      const timed = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; due_at: number; retries: number }>(
         `UPDATE steps s SET owner = $1 FROM (
            SELECT s.run_id, s.key FROM steps s JOIN runs r ON r.id = s.run_id
            WHERE s.status = 'waiting' AND s.due_at > 0 AND s.owner IS NULL AND s.due_at <= $2 AND r.status IN ${ACTIVE_RUN}
            ORDER BY s.due_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) t
-         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.state, s.due_at`,
+         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.state, s.due_at, (SELECT retries FROM runs WHERE id = s.run_id) AS retries`,
         [workerId, now, limit - out.length],
       );
       timed.sort((a, b) => a.due_at - b.due_at);
-      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state) });
+      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state), retries: r.retries });
     }
     return out;
   }

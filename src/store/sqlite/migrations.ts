@@ -152,4 +152,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_namespace ON runs (namespace, created_at);
   `,
+  // 5: how many times a run was retried (a worker's cached view of an earlier life is stale)
+  `
+  ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

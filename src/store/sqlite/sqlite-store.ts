@@ -327,9 +327,12 @@ export class SqliteStore implements Store {
       }
       if (rows.length < limit) rows.push(...(this.s.timedOut.all(now, limit - rows.length) as typeof rows));
       const out: ClaimedStep[] = [];
+      const retries = new Map<string, number>();
       for (const r of rows) {
         const got = this.s.claim.get(workerId, r.run_id, r.key) as { attempt: number; state: string | null } | undefined;
-        if (got) out.push({ runId: r.run_id, key: r.key, attempt: got.attempt, state: parseJsonColumn(got.state) });
+        if (!got) continue;
+        if (!retries.has(r.run_id)) retries.set(r.run_id, (this.s.runRetries.get(r.run_id) as { retries: number } | undefined)?.retries ?? 0);
+        out.push({ runId: r.run_id, key: r.key, attempt: got.attempt, state: parseJsonColumn(got.state), retries: retries.get(r.run_id)! });
       }
       return out;
     });
@@ -730,7 +733,8 @@ function prepare(db: Database.Database) {
     resetStep: p(`UPDATE steps SET status = @status, attempt = @attempt, pending_deps = @pendingDeps, live_deps = @liveDeps, due_at = @dueAt,
                     owner = NULL, output = NULL, error = NULL, state = @state, wait_key = NULL, started_at = NULL, finished_at = NULL
                   WHERE run_id = @runId AND key = @key`),
-    reopenRun: p('UPDATE runs SET status = ?, output = NULL, error = NULL, finished_at = NULL, updated_at = ? WHERE id = ?'),
+    reopenRun: p('UPDATE runs SET status = ?, output = NULL, error = NULL, finished_at = NULL, updated_at = ?, retries = retries + 1 WHERE id = ?'),
+    runRetries: p('SELECT retries FROM runs WHERE id = ?'),
     idleRuns: p(`SELECT r.id FROM runs r WHERE r.status IN ('running', 'waiting')
                  AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status IN ('scheduled', 'running', 'waiting')) LIMIT ?`),
     getSteps: p('SELECT * FROM steps WHERE run_id = ? ORDER BY parent_key IS NOT NULL, parent_key, idx, key'),
