@@ -399,9 +399,10 @@ export class Baton extends EventEmitter<BatonEvents> {
       const c = await this.store.getRun(child);
       if (c && !TERMINAL_RUN_STATES.has(c.status)) await this.cancel(child, `parent run ${runId} retried`).catch((e) => this.onInternalError(e, `cancel child ${child}`));
     }
-    if (plan.reset.length === 0) {
+    if (!plan.reset.some((st) => st.status !== 'pending')) {
       // Every step had finished (the output expression failed, or a cancel came after the last
-      // step): no step will end the run, so its end is evaluated again now.
+      // step; unsent error handlers wait as before): no step will end the run, so its end is
+      // evaluated again now.
       const rs = await this.loadRun(runId);
       if (rs) await this.finishRun(rs);
     }

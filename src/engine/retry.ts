@@ -26,7 +26,7 @@ import type { StepRecord, StepReset } from '../store/store.js';
 export interface RetryPlan {
   reset: StepReset[];
   deleteChildrenOf: string[];
-  /** Top-level step ids re-run, in document order. */
+  /** Top-level step ids re-run, in document order (error handlers only if a route had sent them). */
   steps: string[];
   /** Map items re-run (`id[i]`), by map. */
   items: string[];
@@ -87,15 +87,17 @@ export function planRetry(wf: CompiledWorkflow, rows: StepRecord[], from?: strin
     const step = wf.steps.get(id)!;
     const row = top.get(id);
     if (!row) continue;
-    plan.steps.push(id);
     const attempt = nextAttempt(row);
     if (step.isHandler) {
       // A handler runs only when a route sends it: one that was sent (it ran or was due) runs
-      // again now; one that never was waits, as at admission, on a count nothing decrements.
+      // again now; one that never was waits, as at admission, on a count nothing decrements
+      // (it is put back, not re-run, so it is not listed as re-run).
       const sent = row.status !== 'pending' && !(row.status === 'cancelled' && row.dueAt === 0);
+      if (sent) plan.steps.push(id);
       plan.reset.push({ key: id, status: sent ? 'scheduled' : 'pending', attempt, pendingDeps: sent ? 0 : 1, liveDeps: 0, state: null });
       continue;
     }
+    plan.steps.push(id);
     const pendingDeps = step.deps.filter((d) => rerun.has(d)).length;
     const liveDeps = step.deps.filter((d) => !rerun.has(d) && live(d)).length;
     const children = (items.get(id) ?? []).sort((a, b) => (a.index ?? 0) - (b.index ?? 0));

@@ -413,6 +413,7 @@ steps:
     expect(calls).toEqual({ risky: 1, soft: 1, handler: 2 });
     expect(await statuses(b, r1.id)).toMatchObject({ risky: 'failed', soft: 'failed', handle: 'succeeded', fine: 'succeeded', spare: 'pending' });
     expect(r2.output).toMatchObject({ handle: 'handled' });
+    expect((await b.getEvents(r1.id)).find((e) => e.type === 'run.retried')?.data).toMatchObject({ steps: ['handle'] });
     expect((await b.getSteps(r1.id)).find((st) => st.key === 'fine')?.output).toBe('fallback');
   });
 
@@ -430,6 +431,18 @@ output: "$error('the output expression is wrong')"
     expect(back.status).toBe('failed');
     expect(back.error?.message).toMatch(/the output expression is wrong/);
     expect((await b.getEvents(r1.id)).filter((e) => e.type === 'run.failed')).toHaveLength(2);
+
+    // The same with an error handler that no route ever sent: it is put back to wait, and the run still ends.
+    const h = await b.register(`
+name: retry-output-handler
+steps:
+  - { id: one, kind: transform, expression: "1", on_error: { route: never_sent } }
+  - { id: never_sent, kind: transform, expression: "2" }
+output: "$error('still wrong')"
+`);
+    const r3 = await b.run(h);
+    expect(r3.status).toBe('failed');
+    expect((await b.retry(r3.id)).status).toBe('failed');
   });
 
   it('queues a retried run behind an active run with its concurrency key, and runs it when that one ends', async () => {
