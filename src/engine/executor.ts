@@ -252,7 +252,8 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         insert: outcome.items.map((it, i) => ({
           key: `${stepId}[${i}]`, stepId, index: i, parentKey: stepId, pendingDeps: 0,
           status: i < outcome.concurrency ? ('scheduled' as const) : ('pending' as const),
-          owner: i < outcome.concurrency ? host.workerId : undefined, state: { item: it },
+          // A due time marks an item as handed out (a retry then knows its attempt may have run).
+          owner: i < outcome.concurrency ? host.workerId : undefined, dueAt: i < outcome.concurrency ? now : undefined, state: { item: it },
         })),
       });
       emit('waiting', { items: n });

@@ -213,6 +213,35 @@ steps:
     expect(retried?.data).toMatchObject({ steps: ['m', 'total'], items: ['m[2]', 'm[3]', 'm[4]', 'm[5]'] });
   });
 
+  it('gives map items that were in flight when the run was cancelled a new attempt, and items never started their first', async () => {
+    const gate: Array<() => void> = [];
+    let holding = true;
+    const seen: string[] = [];
+    const b = await baton({
+      functions: {
+        work: (x: unknown, ctx: { attempt: number }) => {
+          seen.push(`${x as number}#${ctx.attempt}`);
+          return holding ? new Promise<number>((res) => gate.push(() => res(x as number))) : x;
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-map-cancel
+steps:
+  - { id: m, kind: map, over: "[1,2,3]", concurrency: 2, step: { kind: function, function: work, input: "item" } }
+`);
+    const id = await b.start(v);
+    while (gate.length < 2) await sleep(5);
+    await b.cancel(id);
+    holding = false;
+    for (const g of gate.splice(0)) g();
+    await b.retry(id);
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.output).toEqual([1, 2, 3]);
+    expect(await attempts(b, id)).toEqual({ m: 2, 'm[0]': 2, 'm[1]': 2, 'm[2]': 1 });
+    expect(seen.sort()).toEqual(['1#1', '1#2', '2#1', '2#2', '3#1']);
+  });
+
   it('re-runs a map whole when retried from it', async () => {
     const calls: number[] = [];
     let fail = true;
