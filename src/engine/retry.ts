@@ -18,6 +18,8 @@
  *   failed items, keeping the others' outputs; a map re-run because of `from` (on it or
  *   upstream) fans out again from scratch.
  * - A `workflow` step starts a fresh child run (the child id carries the attempt).
+ * - An error handler a route had sent runs again if it failed; the handler of a step that is
+ *   re-run goes back to waiting for that step's route (unless another step had sent it).
  */
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
 import type { MapStepDoc } from '../spec/types.js';
@@ -77,6 +79,22 @@ export function planRetry(wf: CompiledWorkflow, rows: StepRecord[], from?: strin
   }
   if (from !== undefined) visit(from);
 
+  // A step re-run from scratch may fail again and route again: its error handler goes back to
+  // waiting for that route (unless another step, not re-run, had sent it: that handling stands).
+  const unsend = new Set<string>();
+  for (const id of rerun) {
+    const on = wf.steps.get(id)!.onError;
+    if (on.action !== 'route') continue;
+    const sentByOther = wf.order.some((o) => {
+      const s = wf.steps.get(o)!;
+      return !rerun.has(o) && s.onError.action === 'route' && s.onError.step === on.step && top.get(o)?.status === 'failed';
+    });
+    if (!sentByOther) {
+      unsend.add(on.step);
+      visit(on.step);
+    }
+  }
+
   const plan: RetryPlan = { reset: [], deleteChildrenOf: [], steps: [], items: [] };
   const live = (d: string) => {
     const r = top.get(d);
@@ -92,7 +110,7 @@ export function planRetry(wf: CompiledWorkflow, rows: StepRecord[], from?: strin
       // A handler runs only when a route sends it: one that was sent (it ran or was due) runs
       // again now; one that never was waits, as at admission, on a count nothing decrements
       // (it is put back, not re-run, so it is not listed as re-run).
-      const sent = row.status !== 'pending' && !(row.status === 'cancelled' && row.dueAt === 0);
+      const sent = !unsend.has(id) && row.status !== 'pending' && !(row.status === 'cancelled' && row.dueAt === 0);
       if (sent) plan.steps.push(id);
       plan.reset.push({ key: id, status: sent ? 'scheduled' : 'pending', attempt, pendingDeps: sent ? 0 : 1, liveDeps: 0, state: null });
       continue;

@@ -35,7 +35,7 @@ name: retry-basic
 steps:
   - { id: prep, kind: function, function: prep, input: "input" }
   - { id: side, kind: function, function: side }
-  - { id: flaky, kind: function, function: flaky, input: "steps.prep.output.n" }
+  - { id: flaky, kind: function, function: flaky, input: "steps.prep.output.n", needs: [side] }
   - { id: finish, kind: function, function: finish, input: "{ 'v': steps.flaky.output, 's': steps.side.output }" }
 `);
     const r1 = await b.run(v, { n: 4 });
@@ -444,6 +444,50 @@ steps:
     expect(r2.output).toMatchObject({ handle: 'handled' });
     expect((await b.getEvents(r1.id)).find((e) => e.type === 'run.retried')?.data).toMatchObject({ steps: ['handle'] });
     expect((await b.getSteps(r1.id)).find((st) => st.key === 'fine')?.output).toBe('fallback');
+  });
+
+  it('with from on a step whose failure was routed, puts its handler back to wait for a new failure', async () => {
+    const calls: Record<string, number> = {};
+    const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
+    let aWorks = false;
+    let cWorks = false;
+    const b = await baton({
+      functions: {
+        a: () => {
+          count('a');
+          if (!aWorks) throw new Error('a broke');
+          return 'a';
+        },
+        h: () => (count('h'), 'handled'),
+        c: () => {
+          count('c');
+          if (!cWorks) throw new Error('c broke');
+          return 'c';
+        },
+      },
+    });
+    const v = await b.register(`
+name: retry-route-from
+steps:
+  - { id: a, kind: function, function: a, on_error: { route: h } }
+  - { id: h, kind: function, function: h }
+  - { id: after_a, kind: transform, expression: "steps.a.output" }
+  - { id: c, kind: function, function: c, needs: [h, after_a] }
+`);
+    // a fails and is handled by h; c (after h) fails the run.
+    const r1 = await b.run(v);
+    expect(r1.status).toBe('failed');
+    expect(await statuses(b, r1.id)).toMatchObject({ a: 'failed', h: 'succeeded', c: 'failed', after_a: 'skipped' });
+    cWorks = true;
+    aWorks = true;
+    Object.keys(calls).forEach((key) => delete calls[key]);
+    await b.retry(r1.id, { from: 'a' });
+    const r2 = await b.wait(r1.id, { timeoutMs: 20_000 });
+    expect(r2.status).toBe('completed');
+    // a now succeeds: h waits for a failure that does not come, and c (after h) with it; after_a runs.
+    expect(calls).toEqual({ a: 1 });
+    expect(await statuses(b, r1.id)).toMatchObject({ a: 'succeeded', h: 'pending', c: 'pending', after_a: 'succeeded' });
+    expect((await b.getSteps(r1.id)).find((st) => st.key === 'after_a')?.output).toBe('a');
   });
 
   it('ends again at once a run whose steps had all finished (its output is evaluated again)', async () => {
