@@ -39,6 +39,8 @@ export const ERRORS = {
   BATON_RUN_STATE: { status: 409, retryable: false, message: 'Run {runId} is {status}; cannot {action} it.' },
   BATON_SIGNAL_NO_TARGET: { status: 409, retryable: false, message: 'No step is waiting for {what}. Send it when the run waits, or send it as an event (`POST /events/{name}/{key}`), which is kept for a wait with a `lookback`.' },
   BATON_SCHEDULE_NOT_FOUND: { status: 404, retryable: false, message: 'No schedule with id "{id}". List schedules with `baton schedules list` or GET /schedules.' },
+  BATON_RUN_NOT_RETRYABLE: { status: 409, retryable: false, message: 'Run {runId} is {status}; only a failed or cancelled run can be retried.{hint}' },
+  BATON_RETRY_STEP_UNKNOWN: { status: 400, retryable: false, message: 'Run {runId} (workflow {workflow}) has no step "{step}"{suggestion}. Retry from one of: {steps}.' },
 
   // --- step execution -------------------------------------------------------------------
   BATON_STEP_FAILED: { status: 500, retryable: true, message: 'Step {step} failed: {detail}' },

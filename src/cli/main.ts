@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Baton, type RunResult } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
@@ -21,7 +22,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
 
 /**
  * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
@@ -204,6 +205,41 @@ export function buildProgram(): Command {
     try {
       const r = await baton.signalRun(runId, event, parseInput(o.data));
       process.stdout.write(`signalled ${runId}: woke ${r.woken.join(', ')}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(
+    runs
+      .command('retry')
+      .description('retry a failed or cancelled run: what did not finish or failed runs again (with what depends on it), finished steps keep their outputs; then run it here to its end')
+      .argument('<runId>')
+      .option('--from <step>', 'also re-run this step and everything downstream of it, even if they succeeded')
+      .option('--detach', 'only put the run back to work and print its state; a worker (`baton serve`, `baton worker`, `baton resume`) runs it')
+      .option('--json', 'print only the final result as JSON (for machines)'),
+  ).action(async (runId: string, o: StoreOpts & { from?: string; detach?: boolean; json?: boolean }) => {
+    // Detached: no worker here. Otherwise this process runs the retried steps, as `baton resume` does.
+    const baton = await openBaton(o, [], !o.detach);
+    try {
+      const run = await baton.retry(runId, { from: o.from, by: whoAmI() });
+      const retried = (await baton.getEvents(runId)).filter((e) => e.type === 'run.retried').at(-1)?.data as { steps?: string[]; items?: string[] } | undefined;
+      const again = [...(retried?.steps ?? []), ...(retried?.items ?? [])];
+      if (!o.json) process.stdout.write(`retried ${runId}${o.from ? ` from ${o.from}` : ''}: ${run.status}; re-running ${again.length ? again.join(', ') : 'no step (the run ends with its recorded outputs)'}\n`);
+      // A queued run starts when an earlier run with its concurrency key ends: nothing to drive here now.
+      if (o.detach || run.status === 'queued') {
+        if (o.json) process.stdout.write(`${JSON.stringify({ run_id: run.id, status: run.status, rerun: again }, null, 2)}\n`);
+        else if (run.status === 'queued') process.stdout.write(`it waits behind another run with its concurrency key; any worker runs it then\n`);
+        return;
+      }
+      const result = await waitActive(baton, runId, 0);
+      if (!TERMINAL_RUN_STATES.has(result.status)) {
+        // Parked on an event, an approval or a far timer: durable, and any worker continues it.
+        if (o.json) process.stdout.write(`${JSON.stringify({ run_id: result.id, status: result.status }, null, 2)}\n`);
+        else process.stdout.write(`run ${result.id} is ${result.status}; any worker (or \`baton resume\`) continues it\n`);
+        return;
+      }
+      printResult(result, Boolean(o.json));
+      process.exitCode = result.status === 'completed' ? 0 : 1;
     } finally {
       await baton.close();
     }
@@ -494,6 +530,15 @@ export function buildProgram(): Command {
     }
   });
   return program;
+}
+
+/** Who is asking, for the run's history: the CLI knows only the local user. */
+function whoAmI(): string {
+  try {
+    return `cli ${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
 }
 
 /** Waits while a run is making progress; a run parked on an event or a far timer is reported as waiting. */

@@ -23,6 +23,8 @@ import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
 import { WorkflowRegistry } from './registry.js';
+import { planRetry } from './retry.js';
+import { suggest } from '../util/suggest.js';
 import { RunState, parseKey } from './run-state.js';
 import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
 import { Worker } from './worker.js';
@@ -163,6 +165,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly tasks: TaskQueue;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
+  private readonly loading = new Map<string, Promise<RunState | undefined>>();
   private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
   private readonly worker?: Worker;
   private readonly host: ExecutorHost;
@@ -312,7 +315,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0 }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -416,6 +419,64 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.notify(runId);
     // A queued run with the same concurrency key may have been promoted.
     this.worker?.poke();
+  }
+
+  /**
+   * Takes a failed or cancelled run back to work and returns its record (`running`, or
+   * `queued` behind its concurrency key). What did not finish or failed unhandled is re-run,
+   * with whatever depends on it; finished steps keep their outputs (see retry.ts). `from`
+   * also re-runs that step and everything downstream of it, even if they succeeded. Attempt
+   * numbers keep counting; the run's spend so far stays. `by` (who asked) goes into the
+   * `run.retried` event. Refused, with nothing changed: BATON_RUN_NOT_FOUND,
+   * BATON_RUN_NOT_RETRYABLE, BATON_RETRY_STEP_UNKNOWN.
+   */
+  async retry(runId: string, opts: { from?: string; by?: string } = {}): Promise<RunResult> {
+    const r = await this.getRun(runId);
+    if (r.status !== 'failed' && r.status !== 'cancelled') throw notRetryable(runId, r.status);
+    if (r.parentRunId) {
+      // Its parent's step has moved on (failed, or waits for another child): retrying the parent starts a fresh child.
+      throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: `retry it on its own: it is a child run of run ${r.parentRunId} (step ${r.parentStepKey}). Retry run ${r.parentRunId} instead; its workflow step starts a fresh child` });
+    }
+    const wf = await this.registry.get(r.versionId);
+    const from = opts.from;
+    if (from !== undefined && !wf.steps.has(from)) {
+      const steps = wf.order.length > 20 ? `${wf.order.slice(0, 20).join(', ')}, …` : wf.order.join(', ');
+      throw new BatonError('BATON_RETRY_STEP_UNKNOWN', { runId, workflow: r.workflow, step: from, suggestion: suggest(from, wf.order), steps });
+    }
+    const rows = await this.store.getSteps(runId);
+    const plan = planRetry(wf, rows, from);
+    const at = Date.now();
+    const res = await this.store.retryRun({
+      runId, from: ['failed', 'cancelled'], finishedAt: r.finishedAt, reset: plan.reset, deleteChildrenOf: plan.deleteChildrenOf, at,
+      events: [{ type: EventType.runRetried, at, data: { from: from ?? null, previous: r.status, steps: plan.steps, items: plan.items, by: opts.by ?? null, attempts: Object.fromEntries(plan.reset.map((s) => [s.key, s.attempt])) } }],
+    });
+    if (!res.ok) {
+      // Someone else retried (or otherwise moved) it between our read and our write.
+      const now = await this.getRun(runId);
+      throw notRetryable(runId, now.status, ' It changed while this retry was being planned; look at it again.');
+    }
+    // Nothing cached about its earlier life may stand in for the store's new truth.
+    this.runs.delete(runId);
+    this.emit('run', { runId, status: res.status!, at });
+    // A child run of a re-run workflow step may still be going (its parent failed elsewhere):
+    // it is cancelled, so that its end cannot wake the step that now waits for a fresh child.
+    const reset = new Set(plan.reset.map((st) => st.key));
+    for (const row of rows) {
+      const st = row.state as { childRunId?: unknown; resume?: { childRunId?: unknown } } | undefined;
+      const child = row.index === undefined ? st?.childRunId : st?.resume?.childRunId;
+      if (!reset.has(row.key) || typeof child !== 'string') continue;
+      const c = await this.store.getRun(child);
+      if (c && !TERMINAL_RUN_STATES.has(c.status)) await this.cancel(child, `parent run ${runId} retried`).catch((e) => this.onInternalError(e, `cancel child ${child}`));
+    }
+    if (!plan.reset.some((st) => st.status !== 'pending')) {
+      // Every step had finished (the output expression failed, or a cancel came after the last
+      // step; unsent error handlers wait as before): no step will end the run, so its end is
+      // evaluated again now.
+      const rs = await this.loadRun(runId);
+      if (rs) await this.finishRun(rs);
+    }
+    this.worker?.poke();
+    return this.getRun(runId);
   }
 
   /**
@@ -571,6 +632,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   private async runWork(w: Work) {
+    // Claimed from the store for a run retried since this process cached it (it ended
+    // elsewhere): what the cache holds of its earlier life (outputs, status) is stale. Attempts
+    // of that life still in flight here hold the old object; their commits fail their fences.
+    if (w.retries !== undefined && (this.runs.get(w.runId)?.retries ?? w.retries) !== w.retries) this.runs.delete(w.runId);
     const rs = await this.loadRun(w.runId);
     if (!rs || TERMINAL_RUN_STATES.has(rs.status)) return { ready: [], later: [], poke: false };
     if (rs.status === 'paused') {
@@ -605,11 +670,24 @@ export class Baton extends EventEmitter<BatonEvents> {
   private async loadRun(runId: string): Promise<RunState | undefined> {
     const hit = this.runs.get(runId);
     if (hit) return hit;
+    // Steps of one run claimed together (after a restart, a retry) load it once: two RunStates
+    // of one run would each miss the outputs recorded through the other.
+    let loading = this.loading.get(runId);
+    if (!loading) {
+      loading = this.readRun(runId).finally(() => this.loading.delete(runId));
+      this.loading.set(runId, loading);
+    }
+    return loading;
+  }
+
+  private async readRun(runId: string): Promise<RunState | undefined> {
     const r = await this.store.getRun(runId);
     if (!r || TERMINAL_RUN_STATES.has(r.status)) return undefined;
     const wf = await this.registry.get(r.versionId);
     const rs = new RunState(r, wf, this.decode(r.input));
     await this.refresh(rs);
+    const other = this.runs.get(runId);
+    if (other) return other;
     this.runs.set(runId, rs);
     return rs;
   }
@@ -693,7 +771,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.notify(rs.id, {
       id: rs.id, versionId: rs.versionId, workflow: workflowOfVersion(rs.versionId), status, input: rs.input, output: status === 'completed' ? fin.output ?? null : undefined, error,
       parentRunId: rs.parentRunId, parentStepKey: rs.parentStepKey, createdAt: rs.createdAt, updatedAt: fin.at, finishedAt: fin.at, cost: 0,
-      namespace: rs.namespace, priority: rs.priority, concurrencyKey: rs.concurrencyKey,
+      namespace: rs.namespace, priority: rs.priority, concurrencyKey: rs.concurrencyKey, retries: rs.retries,
     });
   }
 
@@ -744,6 +822,15 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (isBlobRef(v)) return decodeValue(JSON.stringify(v), this.blobs);
     return v;
   }
+}
+
+function notRetryable(runId: string, status: RunStatus, extra = ''): BatonError {
+  const hint = extra || (status === 'completed'
+    ? ' A completed run is final; start a new run instead.'
+    : status === 'paused'
+      ? ' Let it continue with `baton runs unpause` (POST /runs/{id}/resume) instead.'
+      : ' Wait for it to end, or cancel it first.');
+  return new BatonError('BATON_RUN_NOT_RETRYABLE', { runId, status, hint });
 }
 
 /** Time-ordered, unique run ids: `run_` + ms time (base36) + 48 random bits. */

@@ -28,6 +28,8 @@ export interface Work {
   /** Just claimed from the store, which returned its attempt and state with the claim. */
   claimed?: boolean;
   state?: unknown;
+  /** Of a claim: its run's `retries` (see RunState.retries). */
+  retries?: number;
 }
 
 export interface ExecutorHost {
@@ -279,7 +281,8 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         insert: outcome.items.map((it, i) => ({
           key: `${stepId}[${i}]`, stepId, index: i, parentKey: stepId, pendingDeps: 0,
           status: i < outcome.concurrency ? ('scheduled' as const) : ('pending' as const),
-          owner: i < outcome.concurrency ? host.workerId : undefined, state: { item: it },
+          // A due time marks an item as handed out (a retry then knows its attempt may have run).
+          owner: i < outcome.concurrency ? host.workerId : undefined, dueAt: i < outcome.concurrency ? now : undefined, state: { item: it },
         })),
       });
       emit('waiting', { items: n });
@@ -307,8 +310,10 @@ async function fail(
   });
   const state = index === undefined ? null : { item: (work.state as { item?: unknown } | undefined)?.item };
 
-  if (shouldRetry(step.retry, work.attempt, error.retryable)) {
-    const delay = backoffDelay(step.retry, work.attempt);
+  // The policy counts this step's attempts since the run was last retried (numbers keep counting across retries).
+  const tries = error.retryable && work.attempt >= step.retry.maxAttempts && work.attempt > 1 ? await attemptsSinceRetry(host, rs.id, work) : work.attempt;
+  if (shouldRetry(step.retry, tries, error.retryable)) {
+    const delay = backoffDelay(step.retry, tries);
     const local = delay <= LOCAL_DELAY_MS;
     const res = await commit(host, rs, work, {
       fence,
@@ -375,6 +380,23 @@ async function fail(
   return failRun(host, rs, work, fence, error, [...startEv, failEvent(true)], emit, now - started);
 }
 
+/**
+ * How many attempts this step has made since a retry of the run put it back (`run.retried`
+ * records each reset step's first attempt); its attempt number if it never was. The history is
+ * read only when the attempt number alone says the policy is spent (a final failure), never on
+ * the success path.
+ */
+async function attemptsSinceRetry(host: ExecutorHost, runId: string, work: Work): Promise<number> {
+  const events = await host.store.getEvents(runId);
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i];
+    if (e.type !== EventType.runRetried) continue;
+    const first = (e.data as { attempts?: Record<string, number> } | undefined)?.attempts?.[work.key];
+    if (first !== undefined && first <= work.attempt) return work.attempt - first + 1;
+  }
+  return work.attempt;
+}
+
 async function failRun(
   host: ExecutorHost, rs: RunState, work: Work, fence: StepCommit['fence'], error: SerializedError, events: NewEvent[],
   emit: (s: StepEvent['status'], x?: Partial<StepEvent>) => void, durationMs: number,
@@ -407,7 +429,8 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   // Fresh steps start blank. Map items carry their item in the row, and a map step made ready
   // is resuming after its items: both are read back.
   const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
-  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: 1, fresh: fresh(key) }));
+  // A step a retry put back keeps counting its attempts; every other starts at 1.
+  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: r.attempts?.[key] ?? 1, fresh: fresh(key) }));
   return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false, consumed: r.consumed };
 }
 

@@ -27,6 +27,8 @@ export class RunState {
   readonly namespace: string;
   readonly priority: number;
   readonly concurrencyKey?: string;
+  /** The run's `retries` when loaded: a claim of a later life means this view is stale. */
+  readonly retries: number;
   /** Step id → what expressions see as `steps.<id>`. Mutated in place as steps finish. */
   readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
   /** The expression scope shared by every step of this run. */
@@ -49,6 +51,7 @@ export class RunState {
     this.namespace = run.namespace;
     this.priority = run.priority;
     this.concurrencyKey = run.concurrencyKey;
+    this.retries = run.retries;
     this.scope = {
       input,
       steps: this.steps,

@@ -44,6 +44,8 @@ export const EventType = {
   runCompleted: 'run.completed',
   runFailed: 'run.failed',
   runCancelled: 'run.cancelled',
+  /** A failed or cancelled run taken back to work (`data`: from, steps and items re-run, by). */
+  runRetried: 'run.retried',
   stepStarted: 'step.started',
   stepSucceeded: 'step.succeeded',
   stepFailed: 'step.failed',

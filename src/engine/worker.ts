@@ -159,7 +159,7 @@ export class Worker {
       const room = this.opts.concurrency * 2 - this.busy;
       if (room > 0) {
         const claimed = await this.host.store.claimSteps(this.id, room, Date.now());
-        this.push(claimed.map((c) => ({ runId: c.runId, key: c.key, attempt: c.attempt, fresh: false, claimed: true, state: c.state })));
+        this.push(claimed.map((c) => ({ runId: c.runId, key: c.key, attempt: c.attempt, fresh: false, claimed: true, state: c.state, retries: c.retries })));
         if (claimed.length === room) next = 0;
       }
       if (next > 0 && !this.stopped) {

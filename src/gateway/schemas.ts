@@ -148,6 +148,8 @@ const problems = { '4xx': ref('Problem'), '5xx': ref('Problem') };
 /** Response schemas per route, by status. */
 export const responses = {
   run: { 200: ref('Run'), ...problems },
+  /** Accepted: the run is back at work (running, or queued behind its concurrency key). */
+  retried: { 202: ref('Run'), ...problems },
   started: { 200: ref('Run'), 202: ref('RunAccepted'), ...problems },
   runs: { 200: { type: 'array', items: ref('Run') }, ...problems },
   runWithSteps: { 200: ref('RunWithSteps'), ...problems },

@@ -100,7 +100,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -278,6 +278,28 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
       return runBody(await baton.getRun(id));
     });
   }
+
+  app.post('/runs/:id/retry', {
+    schema: {
+      summary: 'Retries a failed or cancelled run: what did not finish or failed unhandled runs again (with what depends on it); finished steps keep their outputs. 202: the run is back at work.',
+      description: 'With `from`, that step and everything downstream of it run again too, even if they succeeded. Attempt numbers keep counting. 409 BATON_RUN_NOT_RETRYABLE unless the run is failed or cancelled; 400 BATON_RETRY_STEP_UNKNOWN for a `from` the workflow does not have.',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
+      body: {
+        type: ['object', 'null'],
+        additionalProperties: false,
+        properties: { from: { type: 'string', minLength: 1, description: 'A step id of the workflow: re-run it and everything downstream of it.' } },
+      },
+      response: responses.retried,
+    },
+  }, async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const b = (req.body ?? {}) as { from?: string };
+    const key = keyOf(req);
+    requireCap(key, 'run', 'retry runs');
+    await visibleRun(req, id);
+    const run = await baton.retry(id, { from: b.from, by: key ? `key ${key.id} (${key.name})` : undefined });
+    return reply.code(202).header('location', `/runs/${id}`).send(runBody(run));
+  });
 
   // A signal addressed to one run: wakes its steps waiting for the event, whatever their key.
   app.post('/runs/:id/signal', {

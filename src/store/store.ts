@@ -48,6 +48,8 @@ export interface RunRecord {
   priority: number;
   /** At most `limit` runs with this key are active at once (cluster-wide); the rest wait `queued`. */
   concurrencyKey?: string;
+  /** How many times it was retried (`retryRun`): what a worker remembers of an earlier life is stale. */
+  retries: number;
 }
 
 export interface StepRecord {
@@ -276,6 +278,8 @@ export interface CommitResult {
   ok: boolean;
   /** Keys scheduled by this commit and claimed for the committing worker. */
   ready: string[];
+  /** Attempt numbers of ready steps that do not start at 1 (steps a retry put back keep counting). */
+  attempts?: Record<string, number>;
   /** The run has no active step left and should be finalised. */
   runIdle: boolean;
   /** `finishIfIdle` was applied: the run's end is recorded. */
@@ -331,6 +335,8 @@ export interface ClaimedStep {
   attempt: number;
   /** The step's resume state as claimed (saves the executor reading the row again). */
   state?: unknown;
+  /** Its run's `retries` at the claim. */
+  retries: number;
 }
 
 export interface RunFilter {
@@ -341,6 +347,37 @@ export interface RunFilter {
   before?: number;
   /** Only runs in these namespaces (an API key's reach). */
   namespaces?: string[];
+}
+
+/**
+ * A run taken back to work after it failed or was cancelled (`retryRun`). The engine plans it
+ * (which steps go back, with what counts); the store applies it in one transaction, only if the
+ * run is still as the plan saw it.
+ */
+export interface RetryRun {
+  runId: string;
+  /** The run must still be in one of these states... */
+  from: RunStatus[];
+  /** ...and have ended at this time (a run retried and ended again since is another plan). */
+  finishedAt: number | undefined;
+  /** Steps put back: everything recorded about their earlier attempt (output, error, state, times) is cleared. */
+  reset: StepReset[];
+  /** Map steps re-run whole: their item rows are deleted (the map fans out again). */
+  deleteChildrenOf: string[];
+  events: NewEvent[];
+  at: number;
+}
+
+export interface StepReset {
+  key: string;
+  /** `scheduled` (ready now, unowned), `pending` (waits for `pendingDeps`), `waiting` (a map waiting for re-run items). */
+  status: 'pending' | 'scheduled' | 'waiting';
+  /** The attempt it runs as next: attempt numbers keep counting across retries. */
+  attempt: number;
+  pendingDeps: number;
+  liveDeps: number;
+  /** New resume state (a map item keeps its `item`; a partly re-run map its item count); null clears it. */
+  state: unknown;
 }
 
 /** An API key of the gateway. The secret is never stored: only its sha256. */
@@ -505,6 +542,14 @@ export interface Store {
   /** Cancels a run and every non-terminal step; true if it was not already finished. */
   cancelRun(runId: string, events: NewEvent[]): Promise<boolean>;
   finishRun(f: FinishRun): Promise<boolean>;
+  /**
+   * Puts a failed or cancelled run back to work in one transaction: resets the planned steps,
+   * deletes the item rows of maps re-run whole, clears the run's end (error, output,
+   * finished_at; its spend stays) and appends the events. The run becomes `running`, or
+   * `queued` if its concurrency key is at its limit. `ok` false, and nothing changed, when the
+   * run is no longer in `from` at `finishedAt`.
+   */
+  retryRun(r: RetryRun): Promise<{ ok: boolean; status?: 'running' | 'queued' }>;
   /** Running runs with no active step (a crash hit between a last step and finalisation). */
   idleRuns(limit: number): Promise<string[]>;
 

@@ -3,8 +3,9 @@
  * nothing), a join is scheduled exactly once, a step is claimed by one worker at a time, a dead
  * worker's claims come back, a paused run's steps stay unclaimed, signals wake only their
  * waiters, events nobody waits for are buffered and taken by an arming wait within its
- * lookback, emitted events are recorded with their commit, and one failing write in a batch
- * does not undo the others.
+ * lookback, emitted events are recorded with their commit, one failing write in a batch does
+ * not undo the others, and a retry of an ended run applies in one transaction only if the run
+ * is still as its plan saw it.
  *
  * Each store's test file (`sqlite.test.ts`, later `postgres.test.ts`) calls `storeConformance`
  * with a factory for a fresh, empty store; any case a store skips is named with its reason.
@@ -346,6 +347,82 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect((await store.getTask('tsk_2'))!.status).toBe('leased');
       expect(await store.pollTask({ types: ['score'], workerId: 'c', token: 'c', now: now + 5000 })).toBeUndefined();
       expect((await store.completeTask({ lease: { taskId: 'tsk_none', workerId: 'a', token: 'a' }, now, events: [] })).result).toBe('missing');
+    });
+
+    it('retries an ended run in one transaction, only if it is still as planned, and hands re-run steps their attempt', async () => {
+      await store.admitRun(joinRun('rt1'));
+      await store.commit(succeed('rt1', 'a', 'w1'));
+      // b fails the run: join, never scheduled, is cancelled.
+      await store.commit({
+        fence: { runId: 'rt1', key: 'b', owner: 'w1', attempt: 1 },
+        update: { status: 'failed', error: { code: 'X', message: 'b broke', retryable: false }, owner: null, finishedAt: Date.now() },
+        events: [{ type: 'step.failed', stepKey: 'b', at: Date.now() }],
+        finishRun: { status: 'failed', error: { code: 'X', message: 'step b: b broke', retryable: false }, events: [{ type: 'run.failed', at: Date.now() }] },
+      });
+      const ended = (await store.getRun('rt1'))!;
+      expect(ended).toMatchObject({ status: 'failed', error: { code: 'X' }, retries: 0 });
+      expect(await store.getStep('rt1', 'join')).toMatchObject({ status: 'cancelled' });
+      const plan = (finishedAt: number | undefined) => ({
+        runId: 'rt1', from: ['failed' as const, 'cancelled' as const], finishedAt, at: Date.now(), deleteChildrenOf: [],
+        reset: [
+          { key: 'b', status: 'scheduled' as const, attempt: 2, pendingDeps: 0, liveDeps: 0, state: null },
+          { key: 'join', status: 'pending' as const, attempt: 2, pendingDeps: 1, liveDeps: 1, state: null },
+        ],
+        events: [{ type: 'run.retried', at: Date.now(), data: { steps: ['b', 'join'] } }],
+      });
+      const eventsBefore = (await store.getEvents('rt1')).length;
+      // A plan made from an older read (another end time) changes nothing.
+      expect(await store.retryRun(plan(ended.finishedAt! - 1))).toEqual({ ok: false });
+      expect((await store.getRun('rt1'))!.status).toBe('failed');
+      expect(await store.getEvents('rt1')).toHaveLength(eventsBefore);
+      expect(await store.retryRun(plan(ended.finishedAt))).toEqual({ ok: true, status: 'running' });
+      const back = (await store.getRun('rt1'))!;
+      expect(back).toMatchObject({ status: 'running', retries: 1 });
+      expect(back.error).toBeUndefined();
+      expect(back.finishedAt).toBeUndefined();
+      const b = (await store.getStep('rt1', 'b'))!;
+      expect(b).toMatchObject({ status: 'scheduled', attempt: 2, pendingDeps: 0 });
+      expect([b.owner, b.error, b.output, b.finishedAt]).toEqual([undefined, undefined, undefined, undefined]);
+      expect(await store.getStep('rt1', 'a')).toMatchObject({ status: 'succeeded', output: 'a' });
+      expect(await store.getStep('rt1', 'join')).toMatchObject({ status: 'pending', attempt: 2, pendingDeps: 1, liveDeps: 1 });
+      expect((await store.getEvents('rt1')).at(-1)).toMatchObject({ type: 'run.retried', data: { steps: ['b', 'join'] } });
+      // The same plan again: the run is running now, so nothing happens.
+      expect(await store.retryRun(plan(ended.finishedAt))).toEqual({ ok: false });
+      // b is claimable; its commit schedules join and says join runs as attempt 2.
+      // Claims say which life of the run they belong to (a worker's memory of an earlier one is stale).
+      expect((await store.claimSteps('w2', 10, Date.now())).map((c) => [c.key, c.attempt, c.retries])).toEqual([['b', 2, 1]]);
+      const r = await store.commit(succeed('rt1', 'b', 'w2', 2));
+      expect(r).toMatchObject({ ok: true, ready: ['join'], attempts: { join: 2 } });
+    });
+
+    it('retries a keyed run into the queue when its key is at its limit, and deletes the items of a map re-run whole', async () => {
+      const keyed = (id: string): NewRun => ({ ...joinRun(id), concurrency: { key: 'customer-9', limit: 1 } });
+      await store.admitRun(keyed('q1'));
+      await store.finishRun({ runId: 'q1', status: 'failed', events: [] });
+      expect(await store.admitRun(keyed('q2'))).toEqual({ created: true });
+      const q1 = (await store.getRun('q1'))!;
+      const reset = [{ key: 'a', status: 'scheduled' as const, attempt: 2, pendingDeps: 0, liveDeps: 0, state: null }];
+      expect(await store.retryRun({ runId: 'q1', from: ['failed'], finishedAt: q1.finishedAt, at: Date.now(), reset, deleteChildrenOf: [], events: [] })).toEqual({ ok: true, status: 'queued' });
+      expect((await store.getRun('q1'))!.status).toBe('queued');
+      await store.finishRun({ runId: 'q2', status: 'completed', outputJson: '1', events: [] });
+      expect((await store.getRun('q1'))!.status).toBe('running');
+
+      await store.admitRun({
+        id: 'mp', versionId: 'wf@1', workflow: 'wf', inputJson: '{}', createdAt: Date.now(), events: [],
+        steps: [
+          { key: 'm', stepId: 'm', status: 'scheduled', pendingDeps: 0 },
+          { key: 'm[0]', stepId: 'm', index: 0, parentKey: 'm', status: 'scheduled', pendingDeps: 0, state: { item: 1 } },
+          { key: 'm[1]', stepId: 'm', index: 1, parentKey: 'm', status: 'pending', pendingDeps: 0, state: { item: 2 } },
+        ],
+      });
+      await store.cancelRun('mp', []);
+      const mp = (await store.getRun('mp'))!;
+      const res = await store.retryRun({
+        runId: 'mp', from: ['cancelled'], finishedAt: mp.finishedAt, at: Date.now(), deleteChildrenOf: ['m'],
+        reset: [{ key: 'm', status: 'scheduled', attempt: 1, pendingDeps: 0, liveDeps: 0, state: null }], events: [],
+      });
+      expect(res).toEqual({ ok: true, status: 'running' });
+      expect((await store.getSteps('mp')).map((s) => [s.key, s.status])).toEqual([['m', 'scheduled']]);
     });
 
     it('isolates a failing write in a batch from the others', async () => {

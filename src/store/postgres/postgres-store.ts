@@ -29,7 +29,7 @@ import pg from 'pg';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RetryRun, RunFilter,
   NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
@@ -490,6 +490,40 @@ export class PostgresStore implements Store {
     return row && { key: row.concurrency_key, limit: row.concurrency_limit };
   }
 
+  async retryRun(x: RetryRun): Promise<{ ok: boolean; status?: 'running' | 'queued' }> {
+    return this.run(async (c, a) => {
+      // Run row first (the lock order of every commit), then the concurrency key's lock as admission takes it.
+      const r = (await c.query('SELECT status, finished_at, concurrency_key, concurrency_limit FROM runs WHERE id = $1 FOR UPDATE', [x.runId])).rows[0] as
+        | { status: RunStatus; finished_at: number | null; concurrency_key: string | null; concurrency_limit: number | null } | undefined;
+      // The plan was read outside this transaction: it holds only if the run is still as it saw it.
+      if (!r || !x.from.includes(r.status) || (r.finished_at ?? undefined) !== x.finishedAt) return { ok: false };
+      if (x.deleteChildrenOf.length) await c.query('DELETE FROM steps WHERE run_id = $1 AND parent_key = ANY($2::text[])', [x.runId, x.deleteChildrenOf]);
+      if (x.reset.length) {
+        const rs = x.reset;
+        await c.query(
+          `UPDATE steps s SET status = t.status, attempt = t.attempt, pending_deps = t.pending_deps, live_deps = t.live_deps,
+             due_at = CASE WHEN t.status = 'scheduled' THEN $2::bigint ELSE 0 END, owner = NULL, output = NULL, error = NULL, state = t.state,
+             wait_key = NULL, started_at = NULL, finished_at = NULL
+           FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::int[], $8::text[]) AS t(key, status, attempt, pending_deps, live_deps, state)
+           WHERE s.run_id = $1 AND s.key = t.key`,
+          [x.runId, x.at, rs.map((st) => st.key), rs.map((st) => st.status), rs.map((st) => st.attempt), rs.map((st) => st.pendingDeps), rs.map((st) => st.liveDeps),
+            rs.map((st) => (st.state === null || st.state === undefined ? null : JSON.stringify(st.state)))],
+        );
+      }
+      // Back in line behind its concurrency key like a new admission (this run, ended, is not counted).
+      let status: 'running' | 'queued' = 'running';
+      if (r.concurrency_key !== null) {
+        await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:ck:' || $1, 0))`, [r.concurrency_key]);
+        const n = (await c.query(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = $1 AND status IN ('running', 'waiting', 'paused', 'pending')`, [r.concurrency_key])).rows[0].n as number;
+        if (n >= (r.concurrency_limit ?? 1)) status = 'queued';
+      }
+      await c.query('UPDATE runs SET status = $2, output = NULL, error = NULL, finished_at = NULL, updated_at = $3, retries = retries + 1 WHERE id = $1', [x.runId, status, x.at]);
+      await this.insertEvents(c, x.runId, x.events);
+      if (status === 'running' && x.reset.some((st) => st.status === 'scheduled')) a.notify = true;
+      return { ok: true, status };
+    });
+  }
+
   async idleRuns(limit: number): Promise<string[]> {
     return (await this.rows<{ id: string }>(
       `SELECT r.id FROM runs r WHERE r.status IN ('running', 'waiting')
@@ -550,7 +584,7 @@ export class PostgresStore implements Store {
     if (limit <= 0) return [];
     // Each namespace's best ready steps (a recursive CTE finds the namespaces by index seeks),
     // locked with SKIP LOCKED, then ranked round robin; one statement claims them.
-    const rows = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; rn: number; namespace: string }>(
+    const rows = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; rn: number; namespace: string; retries: number }>(
       `WITH RECURSIVE ns AS (
          (SELECT namespace FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= $2 ORDER BY namespace LIMIT 1)
          UNION ALL
@@ -567,23 +601,23 @@ export class PostgresStore implements Store {
          WHERE ns.namespace IS NOT NULL
          ORDER BY c.rn, ns.namespace LIMIT $3)
        UPDATE steps s SET owner = $1 FROM cand WHERE s.run_id = cand.run_id AND s.key = cand.key
-       RETURNING s.run_id, s.key, s.attempt, s.state, cand.rn, cand.namespace`,
+       RETURNING s.run_id, s.key, s.attempt, s.state, cand.rn, cand.namespace, (SELECT retries FROM runs WHERE id = s.run_id) AS retries`,
       [workerId, now, limit],
     );
     rows.sort((a, b) => a.rn - b.rn || (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0));
-    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state) }));
+    const out: ClaimedStep[] = rows.map((r) => ({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state), retries: r.retries }));
     if (out.length < limit) {
       // Waiting steps whose time-out passed come last.
-      const timed = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; due_at: number }>(
+      const timed = await this.rows<{ run_id: string; key: string; attempt: number; state: string | null; due_at: number; retries: number }>(
         `UPDATE steps s SET owner = $1 FROM (
            SELECT s.run_id, s.key FROM steps s JOIN runs r ON r.id = s.run_id
            WHERE s.status = 'waiting' AND s.due_at > 0 AND s.owner IS NULL AND s.due_at <= $2 AND r.status IN ${ACTIVE_RUN}
            ORDER BY s.due_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) t
-         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.state, s.due_at`,
+         WHERE s.run_id = t.run_id AND s.key = t.key RETURNING s.run_id, s.key, s.attempt, s.state, s.due_at, (SELECT retries FROM runs WHERE id = s.run_id) AS retries`,
         [workerId, now, limit - out.length],
       );
       timed.sort((a, b) => a.due_at - b.due_at);
-      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state) });
+      for (const r of timed) out.push({ runId: r.run_id, key: r.key, attempt: r.attempt, state: parseJsonColumn(r.state), retries: r.retries });
     }
     return out;
   }
@@ -746,7 +780,7 @@ export class PostgresStore implements Store {
       e AS (${eventsInsert(p, id, 'r.base', 'r', c.events)})
       ${decInline ? `, d AS (${decrementSql(p, id, owner, `${p.add(now)}::bigint`, dec, '(SELECT status FROM r0)', 'EXISTS (SELECT 1 FROM f)')})` : ''}
       SELECT (SELECT status FROM r0) AS run_status, (SELECT COUNT(*) FROM f) AS ok
-        ${decInline ? ', (SELECT json_agg(json_build_object(\'key\', key, \'pending_deps\', pending_deps, \'status\', status, \'owner\', owner)) FROM d) AS dec' : ''}`;
+        ${decInline ? ', (SELECT json_agg(json_build_object(\'key\', key, \'pending_deps\', pending_deps, \'status\', status, \'owner\', owner, \'attempt\', attempt)) FROM d) AS dec' : ''}`;
     const first = (await cl.query(sql, p.values)).rows[0] as { run_status: RunStatus | null; ok: number; dec?: DecRow[] | null };
     if (first.ok !== 1) return { ok: false, ready: [], runIdle: false };
     if (c.task) {
@@ -775,6 +809,7 @@ export class PostgresStore implements Store {
         [ob.map((o) => o.id), ob.map((o) => o.runId), ob.map((o) => o.namespace), ob.map((o) => o.eventJson), now],
       );
     }
+    let attempts: Record<string, number> | undefined;
     if (u.status === 'scheduled' && !u.owner) a.notify = true;
     if (u.status === 'waiting' && !u.owner && (u.dueAt ?? 0) > 0) a.notify = true;
 
@@ -817,17 +852,26 @@ export class PostgresStore implements Store {
       const byKey = new Map(rows.map((r) => [r.key, r]));
       for (const key of dec.keys) {
         const r = byKey.get(key);
-        if (r && r.pending_deps === 0 && r.status === 'scheduled' && r.owner === fence.owner) ready.push(key);
+        if (r && r.pending_deps === 0 && r.status === 'scheduled' && r.owner === fence.owner) {
+          ready.push(key);
+          if (r.attempt !== 1) (attempts ??= {})[key] = r.attempt;
+        }
       }
     }
     if (c.schedule?.length) {
       const rows = (await cl.query(
         `UPDATE steps SET status = 'scheduled', owner = $1, due_at = $2, wait_key = NULL
-         WHERE run_id = $3 AND key = ANY($4::text[]) AND status IN ('pending', 'waiting') RETURNING key`,
+         WHERE run_id = $3 AND key = ANY($4::text[]) AND status IN ('pending', 'waiting') RETURNING key, attempt`,
         [newOwner, now, fence.runId, c.schedule],
-      )).rows as Array<{ key: string }>;
-      const done = new Set(rows.map((r) => r.key));
-      if (!paused) for (const key of c.schedule) if (done.has(key) && !ready.includes(key)) ready.push(key);
+      )).rows as Array<{ key: string; attempt: number }>;
+      const done = new Map(rows.map((r) => [r.key, r.attempt]));
+      if (!paused) {
+        for (const key of c.schedule) {
+          if (!done.has(key) || ready.includes(key)) continue;
+          ready.push(key);
+          if (done.get(key) !== 1) (attempts ??= {})[key] = done.get(key)!;
+        }
+      }
     }
     if (c.startNextChildOf) {
       const rows = (await cl.query(
@@ -854,7 +898,7 @@ export class PostgresStore implements Store {
     let runIdle = false;
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, now);
     if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
-    return consumed !== undefined ? { ok: true, ready, runIdle, consumed: true } : { ok: true, ready, runIdle };
+    return { ok: true, ready, runIdle, ...(consumed !== undefined ? { consumed: true } : {}), ...(attempts ? { attempts } : {}) };
   }
 
   /**
@@ -902,13 +946,19 @@ export class PostgresStore implements Store {
     // would be a duplicate; answer what the first attempt did.
     const named = [...(c.insert ?? []).map((s) => s.key), ...(c.decrement ?? []).map((d) => d.key), ...(c.schedule ?? [])];
     const rows = (await cl.query(
-      `SELECT key, idx, parent_key FROM steps WHERE run_id = $1 AND owner = $2 AND status = 'scheduled' AND key <> $5
+      `SELECT key, idx, parent_key, attempt FROM steps WHERE run_id = $1 AND owner = $2 AND status = 'scheduled' AND key <> $5
          AND (key = ANY($3::text[]) OR ($4::text IS NOT NULL AND parent_key = $4))
        ORDER BY idx NULLS FIRST`,
       [fence.runId, fence.owner, named, c.startNextChildOf ?? null, fence.key],
-    )).rows as Array<{ key: string; parent_key: string | null }>;
+    )).rows as Array<{ key: string; parent_key: string | null; attempt: number }>;
     const ready: string[] = [];
-    for (const k of named) if (rows.some((r) => r.key === k) && !ready.includes(k)) ready.push(k);
+    let attempts: Record<string, number> | undefined;
+    for (const k of named) {
+      const row = rows.find((r) => r.key === k);
+      if (!row || ready.includes(k)) continue;
+      ready.push(k);
+      if (row.attempt !== 1) (attempts ??= {})[k] = row.attempt;
+    }
     const child = rows.find((r) => c.startNextChildOf !== undefined && r.parent_key === c.startNextChildOf && !ready.includes(r.key));
     if (child) ready.push(child.key);
     if (c.finishRun) return { ok: true, ready: [], runIdle: false };
@@ -917,7 +967,7 @@ export class PostgresStore implements Store {
     let runIdle = false;
     if (ready.length === 0 && u.status !== 'scheduled' && u.status !== 'running') runIdle = await this.probeIdle(cl, fence.runId, Date.now());
     if (runIdle && c.finishIfIdle && (await this.finishTx(cl, a, c.finishIfIdle))) return { ok: true, ready, runIdle: false, runFinished: true };
-    return { ok: true, ready, runIdle };
+    return attempts ? { ok: true, ready, runIdle, attempts } : { ok: true, ready, runIdle };
   }
 
   async pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]> {
@@ -1295,6 +1345,7 @@ export class PostgresStore implements Store {
 }
 
 interface DecRow {
+  attempt: number;
   key: string;
   pending_deps: number;
   status: StepStatus;
@@ -1333,7 +1384,7 @@ function decrementSql(p: Params, id: string, owner: string, now: string, d: { ke
       wait_key = CASE WHEN ${zero} THEN NULL ELSE s.wait_key END
     FROM unnest(${p.add(d.keys)}::text[], ${p.add(d.n)}::int[], ${p.add(d.live)}::int[]) AS x(key, n, live)
     WHERE s.run_id = ${id} AND s.key = x.key AND ${guard}
-    RETURNING s.key, s.pending_deps, s.status, s.owner`;
+    RETURNING s.key, s.pending_deps, s.status, s.owner, s.attempt`;
 }
 
 // ---------------------------------------------------------------- errors

@@ -231,4 +231,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX event_outbox_pending ON event_outbox (created_at) WHERE dispatched_at IS NULL;
   `,
+  // 8: how many times a run was retried (a worker's cached view of an earlier life is stale)
+  `
+  ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

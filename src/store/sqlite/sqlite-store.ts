@@ -11,7 +11,7 @@ import { dirname } from 'node:path';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RunFilter,
+  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RetryRun, RunFilter,
   NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
@@ -252,6 +252,29 @@ export class SqliteStore implements Store {
     return true;
   }
 
+  async retryRun(x: RetryRun): Promise<{ ok: boolean; status?: 'running' | 'queued' }> {
+    return this.write(() => {
+      const r = this.s.getRun.get(x.runId) as Row | undefined;
+      // The plan was read outside this transaction: it holds only if the run is still as it saw it.
+      if (!r || !x.from.includes(r.status as RunStatus) || ((r.finished_at as number | null) ?? undefined) !== x.finishedAt) return { ok: false };
+      for (const parent of x.deleteChildrenOf) this.s.deleteChildren.run(x.runId, parent);
+      for (const st of x.reset) {
+        this.s.resetStep.run({
+          status: st.status, attempt: st.attempt, pendingDeps: st.pendingDeps, liveDeps: st.liveDeps,
+          dueAt: st.status === 'scheduled' ? x.at : 0, state: st.state === null || st.state === undefined ? null : JSON.stringify(st.state),
+          runId: x.runId, key: st.key,
+        });
+      }
+      // Back in line behind its concurrency key like a new admission (this run, ended, is not counted).
+      const key = r.concurrency_key as string | null;
+      const queued = key !== null && (this.s.activeWithKey.get(key) as { n: number }).n >= ((r.concurrency_limit as number | null) ?? 1);
+      const status = queued ? 'queued' : 'running';
+      this.s.reopenRun.run(status, x.at, x.runId);
+      this.insertEvents(x.runId, x.events);
+      return { ok: true, status };
+    });
+  }
+
   async idleRuns(limit: number): Promise<string[]> {
     return (this.s.idleRuns.all(limit) as Array<{ id: string }>).map((r) => r.id);
   }
@@ -304,9 +327,12 @@ export class SqliteStore implements Store {
       }
       if (rows.length < limit) rows.push(...(this.s.timedOut.all(now, limit - rows.length) as typeof rows));
       const out: ClaimedStep[] = [];
+      const retries = new Map<string, number>();
       for (const r of rows) {
         const got = this.s.claim.get(workerId, r.run_id, r.key) as { attempt: number; state: string | null } | undefined;
-        if (got) out.push({ runId: r.run_id, key: r.key, attempt: got.attempt, state: parseJsonColumn(got.state) });
+        if (!got) continue;
+        if (!retries.has(r.run_id)) retries.set(r.run_id, (this.s.runRetries.get(r.run_id) as { retries: number } | undefined)?.retries ?? 0);
+        out.push({ runId: r.run_id, key: r.key, attempt: got.attempt, state: parseJsonColumn(got.state), retries: retries.get(r.run_id)! });
       }
       return out;
     });
@@ -432,6 +458,7 @@ export class SqliteStore implements Store {
       ready.push(fence.key);
     }
     for (const o of c.outbox ?? []) this.s.outboxInsert.run(o.id, o.runId, o.namespace, o.eventJson, now);
+    let attempts: Record<string, number> | undefined;
     if (c.insert) {
       const fair = this.s.runFairness.get(fence.runId) as Fairness;
       for (const st of c.insert) {
@@ -445,13 +472,20 @@ export class SqliteStore implements Store {
         // One statement counts down and, at zero, schedules and claims (SET reads the old row).
         // A map step waits ('waiting') for its items the way a join waits ('pending') for its inputs.
         // The run's pause is read in the same statement: a paused run's new steps stay unclaimed.
-        const r = this.s.decrement.get({ live: d.live ? 1 : 0, owner: fence.owner, now, runId: fence.runId, key: d.key }) as { pending_deps: number; status: StepStatus; owner: string | null } | undefined;
-        if (r && r.pending_deps === 0 && r.status === 'scheduled' && r.owner === fence.owner) ready.push(d.key);
+        const r = this.s.decrement.get({ live: d.live ? 1 : 0, owner: fence.owner, now, runId: fence.runId, key: d.key }) as { pending_deps: number; status: StepStatus; owner: string | null; attempt: number } | undefined;
+        if (r && r.pending_deps === 0 && r.status === 'scheduled' && r.owner === fence.owner) {
+          ready.push(d.key);
+          if (r.attempt !== 1) (attempts ??= {})[d.key] = r.attempt;
+        }
       }
     }
     if (c.schedule) {
       for (const key of c.schedule) {
-        if (this.s.schedule.run(fence.owner, now, fence.runId, key).changes === 1) ready.push(key);
+        const r = this.s.schedule.get(fence.owner, now, fence.runId, key) as { attempt: number } | undefined;
+        if (r) {
+          ready.push(key);
+          if (r.attempt !== 1) (attempts ??= {})[key] = r.attempt;
+        }
       }
     }
     if (c.startNextChildOf) {
@@ -489,7 +523,7 @@ export class SqliteStore implements Store {
       }
     }
     if (runIdle && c.finishIfIdle && this.finishSync(c.finishIfIdle)) return { ok: true, ready, runIdle: false, runFinished: true };
-    return consumed !== undefined ? { ok: true, ready, runIdle, consumed: true } : { ok: true, ready, runIdle };
+    return { ok: true, ready, runIdle, ...(consumed !== undefined ? { consumed: true } : {}), ...(attempts ? { attempts } : {}) };
   }
 
   async pendingOutbox(before: number, limit: number): Promise<OutboxRecord[]> {
@@ -865,6 +899,12 @@ function prepare(db: Database.Database) {
     finishRunRow: p('UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?'),
     cancelSteps: p(`UPDATE steps SET status = 'cancelled', owner = NULL, wait_key = NULL, finished_at = ?
                     WHERE run_id = ? AND status IN ('pending', 'scheduled', 'running', 'waiting')`),
+    deleteChildren: p('DELETE FROM steps WHERE run_id = ? AND parent_key = ?'),
+    resetStep: p(`UPDATE steps SET status = @status, attempt = @attempt, pending_deps = @pendingDeps, live_deps = @liveDeps, due_at = @dueAt,
+                    owner = NULL, output = NULL, error = NULL, state = @state, wait_key = NULL, started_at = NULL, finished_at = NULL
+                  WHERE run_id = @runId AND key = @key`),
+    reopenRun: p('UPDATE runs SET status = ?, output = NULL, error = NULL, finished_at = NULL, updated_at = ?, retries = retries + 1 WHERE id = ?'),
+    runRetries: p('SELECT retries FROM runs WHERE id = ?'),
     idleRuns: p(`SELECT r.id FROM runs r WHERE r.status IN ('running', 'waiting')
                  AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status IN ('scheduled', 'running', 'waiting')) LIMIT ?`),
     getSteps: p('SELECT * FROM steps WHERE run_id = ? ORDER BY parent_key IS NOT NULL, parent_key, idx, key'),
@@ -896,8 +936,8 @@ function prepare(db: Database.Database) {
                     due_at = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN @now ELSE due_at END,
                     wait_key = CASE WHEN pending_deps = 1 AND status IN ('pending', 'waiting') THEN NULL ELSE wait_key END
                   WHERE run_id = @runId AND key = @key
-                  RETURNING pending_deps, status, owner`),
-    schedule: p(`UPDATE steps SET status = 'scheduled', owner = ?, due_at = ?, wait_key = NULL WHERE run_id = ? AND key = ? AND status IN ('pending', 'waiting')`),
+                  RETURNING pending_deps, status, owner, attempt`),
+    schedule: p(`UPDATE steps SET status = 'scheduled', owner = ?, due_at = ?, wait_key = NULL WHERE run_id = ? AND key = ? AND status IN ('pending', 'waiting') RETURNING attempt`),
     cancelChildren: p(`UPDATE steps SET status = 'cancelled', finished_at = ? WHERE run_id = ? AND parent_key = ? AND status = 'pending'`),
     runStatusForCommit: p('SELECT status FROM runs WHERE id = ?'),
     nextPendingChild: p(`SELECT key FROM steps WHERE run_id = ? AND parent_key = ? AND status = 'pending' ORDER BY idx LIMIT 1`),
