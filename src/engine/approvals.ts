@@ -247,8 +247,10 @@ export class ApprovalDesk {
     const validate = this.validator(a, input.decision === 'reject');
     if (!validate(answer)) {
       for (const e of validate.errors ?? []) {
-        const missing = e.keyword === 'required' ? `/${(e.params as { missingProperty: string }).missingProperty}` : '';
-        errors.push({ pointer: `${e.instancePath}${missing}`, message: e.keyword === 'required' ? 'is required' : (e.message ?? 'is not valid') });
+        // The pointer names the field itself for a missing or an unexpected one.
+        const params = e.params as { missingProperty?: string; additionalProperty?: string };
+        const missing = e.keyword === 'required' ? `/${params.missingProperty}` : e.keyword === 'additionalProperties' ? `/${params.additionalProperty}` : '';
+        errors.push({ pointer: `${e.instancePath}${missing}`, message: e.keyword === 'required' ? 'is required' : e.keyword === 'additionalProperties' ? 'is not a field of the form' : (e.message ?? 'is not valid') });
       }
       throw formError(a.id, errors);
     }
