@@ -5,6 +5,8 @@
  * and the conditional checkpoint of the refund example.
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Baton, BatonOptions } from '../../src/index.js';
@@ -239,15 +241,46 @@ describe.each(STORE_KINDS)('approval steps on %s', (k) => {
     expect((await b.getRun(id)).status).toBe('cancelled');
   });
 
-  it('reminders are recorded before the deadline', async () => {
-    const b = await baton();
-    const v = await b.register(gate('deadline: 30s\nreminders: { every: 150ms }'));
-    const id = await b.start(v, {});
-    await until(async () => (await b.getEvents(id)).filter((e) => e.type === 'approval.reminder').length >= 2 || undefined, 'two reminders');
-    const a = await approvalOf(b, id);
-    expect(a.nextReminderAt).toBeGreaterThan(a.createdAt);
-    await b.approvals.decide(a.id, { decision: 'approve', data: { label: 'ham' } }, APPROVER);
-    expect((await b.wait(id, { timeoutMs: 20_000 })).status).toBe('completed');
+  it('reminders are recorded before the deadline and POSTed to `notify`', async () => {
+    const got: Array<Record<string, unknown>> = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        got.push({ path: req.url, ...(JSON.parse(body) as Record<string, unknown>) });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const b = await baton();
+      const v = await b.register(gate(`deadline: 30s\nreminders: { every: 150ms }\nnotify: http://127.0.0.1:${port}/hook`));
+      const id = await b.start(v, {});
+      await until(async () => (await b.getEvents(id)).filter((e) => e.type === 'approval.reminder').length >= 2 || undefined, 'two reminders');
+      const a = await approvalOf(b, id);
+      expect(a.nextReminderAt).toBeGreaterThan(a.createdAt);
+      await until(async () => got.length > 0 || undefined, 'a notification');
+      expect(got[0]).toMatchObject({ path: '/hook', type: 'approval.reminder', approval_id: a.id, run_id: id, step: 'check' });
+      await b.approvals.decide(a.id, { decision: 'approve', data: { label: 'ham' } }, APPROVER);
+      expect((await b.wait(id, { timeoutMs: 20_000 })).status).toBe('completed');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('durable: a deadline that passes while no engine runs fires once when one opens', async () => {
+    const b1 = await baton();
+    const v = await b1.register(gate('deadline: 400ms\non_expiry: reject'));
+    await b1.approvals.close();
+    const id = await b1.start(v, {});
+    const a = await approvalOf(b1, id);
+    await b1.close();
+    await until(async () => Date.now() > a.deadlineAt! || undefined, 'the deadline');
+    const [b2, b3] = [await baton(), await baton()];
+    const r = await b2.wait(id, { timeoutMs: 20_000 });
+    expect(r.output).toMatchObject({ decision: 'reject', decided_by: 'baton:deadline' });
+    expect((await b3.getEvents(id)).filter((e) => e.type === 'approval.expired')).toHaveLength(1);
   });
 
   it('durable: engines closed and reopened while pending; the decision on a new one completes the run', async () => {
