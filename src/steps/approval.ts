@@ -144,6 +144,7 @@ export const approvalKind: StepKind<ApprovalStepDoc> = {
         return undefined;
       }
     };
+    if (step.timeout !== undefined) ctx.warn('timeout', 'an approval waits for people, not a time limit: `timeout` does not apply; use `deadline` with `on_expiry`.');
     const deadlineMs = ms('deadline', step.deadline);
     let expiry: ApprovalExpiry = { action: 'fail' };
     const oe = step.on_expiry;
