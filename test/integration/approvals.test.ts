@@ -269,6 +269,36 @@ describe.each(STORE_KINDS)('approval steps on %s', (k) => {
     }
   });
 
+  it('an approval per map item: each answer is its item\'s output', async () => {
+    const b = await baton();
+    const v = await b.register(`
+name: batch
+steps:
+  - id: each
+    kind: map
+    over: input.invoices
+    concurrency: 2
+    step:
+      kind: approval
+      approvers: { roles: [approver] }
+      evidence: item
+      summary: 'Pay invoice {{ item.no }}?'
+`);
+    const id = await b.start(v, { invoices: [{ no: 1 }, { no: 2 }] });
+    const open = await until(async () => {
+      const l = await b.approvals.list({ runId: id });
+      return l.length === 2 ? l : undefined;
+    }, 'two approvals');
+    expect(open.map((a) => a.stepKey).sort()).toEqual(['each[0]', 'each[1]']);
+    for (const a of open) {
+      await b.approvals.decide(a.id, { decision: (a.evidence as { no: number }).no === 1 ? 'approve' : 'reject' }, APPROVER);
+    }
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    const out = r.output as Array<{ decision: string }> | { each: Array<{ decision: string }> };
+    expect((Array.isArray(out) ? out : out.each).map((x) => x.decision)).toEqual(['approve', 'reject']);
+  });
+
   it('durable: a deadline that passes while no engine runs fires once when one opens', async () => {
     const b1 = await baton();
     const v = await b1.register(gate('deadline: 400ms\non_expiry: reject'));
