@@ -9,7 +9,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Baton, BatonOptions } from '../../src/index.js';
+import { expr, workflow, type Baton, type BatonOptions } from '../../src/index.js';
+import { z } from 'zod';
 import type { BatonError } from '../../src/errors.js';
 import type { ApprovalView } from '../../src/engine/approvals.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
@@ -297,6 +298,25 @@ steps:
     expect(r.status).toBe('completed');
     const out = r.output as Array<{ decision: string }> | { each: Array<{ decision: string }> };
     expect((Array.isArray(out) ? out : out.each).map((x) => x.decision)).toEqual(['approve', 'reject']);
+  });
+
+  it('the typed builder: a zod form, evidence and a conditional checkpoint', async () => {
+    const b = await baton();
+    const { document } = workflow('built-review', { input: z.object({ text: z.string(), score: z.number() }) })
+      .step('review', {
+        kind: 'approval', approvers: { users: ['ana'] }, when: expr<boolean>('input.score < 0.5'),
+        evidence: (c) => ({ text: c.input.text }), summary: 'Label {{ input.text }}', form: z.object({ label: z.enum(['spam', 'ham']) }),
+      })
+      .step('use', { kind: 'transform', expression: (c) => c.steps.review.output.label })
+      .build();
+    const v = await b.register(document);
+    const id = await b.start(v, { text: 'buy now', score: 0.2 });
+    const a = await approvalOf(b, id);
+    expect(a.evidence).toEqual({ text: 'buy now' });
+    expect(a.summary).toBe('Label buy now');
+    expect(await code(b.approvals.decide(a.id, { decision: 'approve', data: { label: 'eggs' } }, { name: 'ana' }))).toBe('BATON_APPROVAL_FORM');
+    await b.approvals.decide(a.id, { decision: 'approve', data: { label: 'spam' } }, { name: 'ana' });
+    expect((await b.wait(id, { timeoutMs: 20_000 })).output).toBe('spam');
   });
 
   it('durable: a deadline that passes while no engine runs fires once when one opens', async () => {
