@@ -12,4 +12,4 @@ export { parseSource, readSource, type SourceDocument } from './spec/parse.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
 export type { Store, RunRecord, StepRecord, EventRecord, VersionRecord, RunFilter, ScheduleRecord, TaskRecord, TaskStatus, ApprovalRecord, ApprovalStatus } from './store/store.js';
 export type { StepFunction, FunctionContext } from './steps/kind.js';
-export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built, type EmittedEvent } from './spec/builder.js';
+export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built, type EmittedEvent, type ApprovalAnswer } from './spec/builder.js';
