@@ -108,6 +108,19 @@ describe.each(STORE_KINDS)('/approvals over HTTP on %s', (k) => {
     expect((await call('GET', '/approvals', 'ana')).body).toEqual([]);
   });
 
+  it('with auth off (a laptop) the caller decides as a local admin named anonymous', async () => {
+    const b = await suite.baton();
+    app = await createGateway(b, { auth: 'off' });
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    const v = await b.register(REFUND);
+    const runId = await b.start(v, RISKY);
+    const a = await until(async () => ((await (await fetch(`${base}/approvals`)).json()) as Array<{ id: string }>)[0], 'the approval');
+    const res = await fetch(`${base}/approvals/${a.id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ decision: 'reject', reason: 'no' }) });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'rejected', decided_by: 'anonymous' });
+    expect((await b.wait(runId, { timeoutMs: 20_000 })).output).toMatchObject({ released: false });
+  });
+
   it('a cancelled run: 409 and the approval shows cancelled; the routes and schema are in /openapi.json', async () => {
     const { b, call } = await setup();
     const v = await b.register(REFUND);
