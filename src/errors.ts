@@ -58,6 +58,12 @@ export const ERRORS = {
   // --- external tasks (workers polling /tasks) ------------------------------------------
   BATON_TASK_NOT_FOUND: { status: 404, retryable: false, message: 'No task with id "{taskId}" (or not in a namespace this key reaches).' },
   BATON_TASK_LEASE_LOST: { status: 409, retryable: false, message: 'Task {taskId}: {reason}. Stop working on it: its result is not accepted.' },
+  BATON_APPROVAL_NOT_FOUND: { status: 404, retryable: false, message: 'No approval with id "{approvalId}" (or not in a namespace this key reaches). List them with `baton approvals list` or GET /approvals.' },
+  BATON_APPROVAL_CLOSED: { status: 409, retryable: false, message: 'Approval {approvalId} is {status}: {reason}. Nothing was changed.' },
+  BATON_APPROVAL_NOT_ALLOWED: { status: 403, retryable: false, message: 'Approval {approvalId}: "{who}" (role {role}) may not decide it; it is for {allowed}. Nothing was changed.' },
+  BATON_APPROVAL_FORM: { status: 422, retryable: false, message: 'Approval {approvalId}: the answer does not match its form: {detail}. Nothing was changed; send a corrected answer.' },
+  BATON_APPROVAL_REJECTED: { status: 422, retryable: false, message: 'Approval {approvalId} of step {step} was rejected by {by}{reason}.' },
+  BATON_APPROVAL_EXPIRED: { status: 504, retryable: false, message: 'Approval {approvalId} of step {step}: nobody decided before its deadline ({deadline}).' },
 
   // --- models and services ---------------------------------------------------------------
   BATON_SERVICE_UNKNOWN: { status: 400, retryable: false, message: 'No service named "{service}" is configured. Known services: {known}. Declare it under `services:` in baton.config.yaml.' },

@@ -7,6 +7,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Baton, type RunResult } from '../engine/engine.js';
+import type { ApprovalViewStatus } from '../engine/approvals.js';
+import { approvalBody } from '../gateway/approvals.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, formatProblem } from '../errors.js';
 import { compileWorkflow } from '../spec/compile.js';
@@ -22,7 +24,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
 
 /**
  * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
@@ -379,6 +381,64 @@ export function buildProgram(): Command {
     await baton.close({ graceMs });
     process.exit(0);
   });
+
+  // Human approvals. On an embedded (or directly opened) store the CLI acts as a local admin
+  // named by --as or the OS user; the gateway, by contrast, checks each API key's role and name.
+  const approvals = program.command('approvals').description('human approvals (approval steps): the open ones, one in full');
+  storeOptions(approvals.command('list').description('open approvals (pending or escalated), newest first')
+    .option('--status <status>', 'pending | escalated | approved | rejected | expired | cancelled | all').option('--run <runId>', 'only this run').option('--json')).action(
+    async (o: StoreOpts & { status?: string; run?: string; json?: boolean }) => {
+      const baton = await openBaton(o, [], false);
+      try {
+        const status = o.status === 'all' ? undefined : ((o.status ?? 'pending') as ApprovalViewStatus);
+        const list = await baton.approvals.list({ status, runId: o.run });
+        if (o.json) process.stdout.write(`${JSON.stringify(list.map(approvalBody), null, 2)}\n`);
+        else if (list.length === 0) process.stdout.write(`no ${o.status === 'all' ? '' : `${o.status ?? 'open'} `}approvals\n`);
+        else {
+          for (const a of list) {
+            const due = a.deadlineAt === undefined ? 'no deadline' : `due ${new Date(a.deadlineAt).toISOString()}`;
+            process.stdout.write(`${a.id}  ${a.status.padEnd(9)}  ${a.workflow}/${a.stepKey}  run ${a.runId}  ${due}\n    ${a.summary ?? '(no summary)'}\n`);
+          }
+        }
+      } finally {
+        await baton.close();
+      }
+    },
+  );
+  storeOptions(approvals.command('show').description('one approval: evidence, summary, form, answer').argument('<id>')).action(async (id: string, o: StoreOpts) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      process.stdout.write(`${JSON.stringify(approvalBody(await baton.approvals.get(id)), null, 2)}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+  const decideCommand = (decision: 'approve' | 'reject') => {
+    const c = program.command(decision).description(decision === 'approve'
+      ? 'approve an approval (with the form\'s fields as --data); the run continues in the process working on it (run, serve, worker, resume)'
+      : 'reject an approval; the step gets decision reject (or fails, with reject_fails)').argument('<id>');
+    if (decision === 'reject') c.requiredOption('--reason <text>', 'why (recorded in the history)');
+    else c.option('--reason <text>', 'why (recorded in the history)');
+    storeOptions(c.option('--data <json>', 'the form\'s fields as JSON, e.g. \'{"amount": 400}\'').option('--as <name>', 'who decides (default: the OS user); the CLI acts as a local admin')).action(
+      async (id: string, o: StoreOpts & { reason?: string; data?: string; as?: string }) => {
+        let data: unknown;
+        if (o.data !== undefined) {
+          data = parseInput(o.data);
+          if (!data || typeof data !== 'object' || Array.isArray(data)) throw new BatonError('BATON_USAGE', { detail: '--data must be a JSON object of the form\'s fields.' });
+        }
+        const baton = await openBaton(o, [], false);
+        try {
+          const name = o.as ?? whoAmI().replace(/^cli /, '');
+          const a = await baton.approvals.decide(id, { decision, reason: o.reason, data: data as Record<string, unknown> | undefined }, { name, role: 'admin' });
+          process.stdout.write(`${a.status} ${a.id} (run ${a.runId}, step ${a.stepKey}) by ${a.decidedBy}\n`);
+        } finally {
+          await baton.close();
+        }
+      },
+    );
+  };
+  decideCommand('approve');
+  decideCommand('reject');
 
   const keys = program.command('keys').description('API keys of the gateway (shown once at creation; stored hashed)');
   storeOptions(

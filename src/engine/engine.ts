@@ -29,6 +29,7 @@ import { RunState, parseKey } from './run-state.js';
 import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
 import { Worker } from './worker.js';
 import { TaskQueue } from './tasks.js';
+import { ApprovalDesk } from './approvals.js';
 import { PROVIDERS } from '../providers/index.js';
 import type { ProviderFactory } from '../providers/provider.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
@@ -163,6 +164,8 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly models?: ServiceRuntime;
   /** External workers' side of `task` steps: poll, heartbeat, complete, fail, get. */
   readonly tasks: TaskQueue;
+  /** People's side of `approval` steps: list (inbox), get, decide; and the deadline/reminder sweep. */
+  readonly approvals: ApprovalDesk;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
   private readonly loading = new Map<string, Promise<RunState | undefined>>();
@@ -235,9 +238,11 @@ export class Baton extends EventEmitter<BatonEvents> {
       inlineLimit: (wf) => this.inlineLimit(wf),
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
       taskCreated: (type) => this.tasks.created(type),
+      approvalCreated: (dueAt) => this.approvals.created(dueAt),
       dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
+    this.approvals = new ApprovalDesk({ store, poke: () => this.worker?.poke(), fetch: opts.fetch ?? fetch, onError: (e, w) => this.onInternalError(e, w) });
     if (opts.worker !== false) {
       this.worker = new Worker(
         {
@@ -258,6 +263,8 @@ export class Baton extends EventEmitter<BatonEvents> {
     const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);
     await baton.worker?.start();
     if (baton.schedulesOn) baton.scheduler.start();
+    // Deadlines and reminders are applied wherever a worker runs (each fires once, fenced in the store).
+    if (baton.worker) baton.approvals.start();
     return baton;
   }
 
@@ -594,6 +601,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.closed = true;
     await this.scheduler.stop();
     this.tasks.close();
+    await this.approvals.close();
     await this.worker?.stop(opts.graceMs);
     await this.models?.close();
     await this.store.close();

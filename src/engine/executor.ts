@@ -9,7 +9,7 @@
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
-import type { FinishRun, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
+import type { FinishRun, NewApproval, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
 import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import { withTimeout } from '../resilience/timeout.js';
@@ -52,6 +52,8 @@ export interface ExecutorHost {
   afterFinish(rs: RunState, fin: PreparedFinish): void;
   /** A commit created an external task of `type`: wake pollers waiting for one. */
   taskCreated?(type: string): void;
+  /** A commit created an approval whose first deadline or reminder is at `dueAt`. */
+  approvalCreated?(dueAt: number | undefined): void;
   /** Dispatches CloudEvents a commit just recorded (never throws: what fails stays for the sweep). */
   dispatch(entries: OutboxEntry[]): Promise<void>;
 }
@@ -235,11 +237,17 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     }
     case 'wait': {
       const task = outcome.task;
+      const approval = outcome.approval;
       const lookback = outcome.lookbackMs;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: outcome.waitKey, dueAt: outcome.timeoutAt ?? 0, owner: null, state: wrapState(index, item, outcome.state) },
-        events: withStart([{ type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined, ...(task ? { task_id: task.id, task_type: task.type } : {}) } }]),
+        events: withStart([
+          { type: EventType.stepWaiting, stepKey: work.key, at: now, data: { wait_for: outcome.waitKey, timeout_at: outcome.timeoutAt ? new Date(outcome.timeoutAt).toISOString() : undefined, ...(task ? { task_id: task.id, task_type: task.type } : {}) } },
+          ...(approval ? [approvalRequested(work.key, approval)] : []),
+        ]),
+        // Likewise the approval row: a crash can neither lose nor duplicate it.
+        approval,
         // The task row is written by the same transaction as the suspension: never one without the other.
         task: task && { id: task.id, type: task.type, namespace: rs.namespace, inputJson: JSON.stringify(task.input ?? null), leaseMs: task.leaseMs, createdAt: now },
         // An event that came first (buffered) within the lookback is taken in this same transaction.
@@ -254,6 +262,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
       emit('waiting');
       if (!res) return EMPTY;
       if (task) host.taskCreated?.(task.type);
+      if (approval) host.approvalCreated?.(firstDue(approval));
       // Taken from the inbox: the step runs again at once, its new state read from its row.
       if (res.consumed) res.ready = res.ready.map((w) => (w.key === work.key ? { ...w, attempt: work.attempt, fresh: false } : w));
       return res;
@@ -439,6 +448,19 @@ function checkOutput(step: CompiledStep, output: unknown, _scope: unknown, where
   if (!v || v(output)) return;
   const detail = (v.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '(root)'} ${e.message}`).join('; ');
   throw new BatonError('BATON_OUTPUT_SCHEMA', { step: where.replace(/^in step /, ''), detail });
+}
+
+/** An approval's first deadline or reminder, if it has either. */
+function firstDue(a: NewApproval): number | undefined {
+  const t = Math.min(a.deadlineAt ?? Infinity, a.nextReminderAt ?? Infinity);
+  return t === Infinity ? undefined : t;
+}
+
+function approvalRequested(key: string, a: NewApproval): NewEvent {
+  return {
+    type: EventType.approvalRequested, stepKey: key, at: a.createdAt,
+    data: { approval_id: a.id, approvers: a.approvers, evidence_hash: a.evidenceHash, summary: a.summary, deadline_at: a.deadlineAt === undefined ? undefined : new Date(a.deadlineAt).toISOString() },
+  };
 }
 
 function startEvent(work: Work, input: unknown, at: number): NewEvent {

@@ -58,6 +58,13 @@ export const EventType = {
   taskLeased: 'task.leased',
   taskCompleted: 'task.completed',
   taskFailed: 'task.failed',
+  /** An approval step asked for a person's decision (`data`: approval id, approvers, evidence hash, deadline). */
+  approvalRequested: 'approval.requested',
+  /** A person (or the deadline's policy) decided: who, when, evidence hash, answer. */
+  approvalDecided: 'approval.decided',
+  approvalReminder: 'approval.reminder',
+  approvalEscalated: 'approval.escalated',
+  approvalExpired: 'approval.expired',
   eventEmitted: 'event.emitted',
   eventUndelivered: 'event.undelivered',
 } as const;

@@ -140,6 +140,33 @@ export const triggeredSchema = {
   },
 } as const;
 
+/** A human approval as the API shows it: what the approver sees (evidence, summary), what to answer (form), and the outcome. */
+export const approvalSchema = {
+  $id: 'Approval',
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    status: { type: 'string', enum: ['pending', 'escalated', 'approved', 'rejected', 'expired', 'cancelled'], description: '`escalated`: open, for the escalation\'s approvers; `expired`: the deadline decided (see answer) or failed the step; `cancelled`: its run was cancelled.' },
+    run_id: { type: 'string' },
+    step: { type: 'string', description: 'The step key.' },
+    namespace: { type: 'string' },
+    workflow: { type: 'string' },
+    approvers: { type: 'object', properties: { roles: { type: 'array', items: { type: 'string' } }, users: { type: 'array', items: { type: 'string' } } } },
+    evidence: { description: 'What the approver sees (the step\'s `evidence`).' },
+    evidence_hash: { type: 'string', description: 'sha256 of the canonical JSON of the evidence, recorded with the decision.' },
+    summary: { type: ['string', 'null'] },
+    form: { type: 'object', additionalProperties: true, description: 'JSON Schema of the answer: { decision: approve|reject, reason?, ...fields }.' },
+    deadline_at: isoTime,
+    next_reminder_at: isoTime,
+    decided_by: { type: ['string', 'null'], description: 'API key name, local user, or `baton:deadline`.' },
+    decided_at: isoTime,
+    answer: { description: 'The recorded answer (the step output), else null.' },
+    created_at: isoTime,
+    updated_at: isoTime,
+  },
+  required: ['id', 'status', 'run_id', 'step', 'namespace', 'workflow', 'approvers', 'evidence_hash', 'form'],
+} as const;
+
 const ref = (id: string) => ({ $ref: `${id}#` });
 
 /** Every error status answers a problem. */
@@ -157,7 +184,9 @@ export const responses = {
   registered: { 201: ref('WorkflowVersion'), ...problems },
   delivery: { 202: ref('EventDelivery'), ...problems },
   triggered: { 202: ref('Triggered'), ...problems },
+  approval: { 200: ref('Approval'), ...problems },
+  approvals: { 200: { type: 'array', items: ref('Approval') }, ...problems },
   problems,
 };
 
-export const SHARED_SCHEMAS = [problemSchema, runSchema, runAcceptedSchema, runWithStepsSchema, workflowVersionSchema, eventDeliverySchema, triggeredSchema];
+export const SHARED_SCHEMAS = [problemSchema, runSchema, runAcceptedSchema, runWithStepsSchema, workflowVersionSchema, eventDeliverySchema, triggeredSchema, approvalSchema];

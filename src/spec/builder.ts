@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { StepStatus } from '../engine/states.js';
 import { BatonError } from '../errors.js';
 import type { FunctionContext, StepFunction } from '../steps/kind.js';
-import type { Duration, HttpStepDoc, JsonSchema, ModelStepDoc, OnErrorDoc, TaskStepDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
+import type { ApprovalStepDoc, Duration, HttpStepDoc, JsonSchema, ModelStepDoc, OnErrorDoc, TaskStepDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
 
 /** What expressions see, typed by the workflow's input, the steps declared so far and the vars. */
 export interface Ctx<I = unknown, S = {}, V = Record<string, unknown>> {
@@ -146,6 +146,22 @@ export interface TaskDef<C, S, Z> extends Common<C, S, Out<Z, unknown>>, Pick<Ta
   output?: Z;
 }
 
+/** What an approval step outputs: the answer. `F`: the form's fields (given with an approval). */
+export type ApprovalAnswer<F = {}> = Partial<F> & { decision: 'approve' | 'reject'; reason?: string; decided_by: string; decided_at: string };
+
+/**
+ * A human checkpoint. The zod `form` becomes the step's answer form (Baton adds `decision` and
+ * `reason`) and types its output: the answer.
+ */
+export interface ApprovalDef<C, S, Z> extends Common<C, S, ApprovalAnswer<Out<Z, {}>>>, Pick<ApprovalStepDoc, 'approvers' | 'summary' | 'deadline' | 'on_expiry' | 'reminders' | 'reject_fails' | 'notify'> {
+  kind: 'approval';
+  input?: Ref<C, unknown>;
+  /** What the approver sees (default: the step input, else the run input). */
+  evidence?: Ref<C, unknown>;
+  /** The answer's fields (a corrected amount, a label). */
+  form?: Z;
+}
+
 export interface ChildDef<C, S> extends Common<C, S, unknown> {
   kind: 'workflow';
   workflow: string;
@@ -171,6 +187,7 @@ type AnyStepDef<C, S, R, O, Z> =
   | MapDef<C, S, unknown, WithInput<FunctionDef<ItemCtx<C, unknown>, {}, unknown, R, Z>> | TransformDef<ItemCtx<C, unknown>, {}, O, Z>>
   | ModelDef<C, S, z.ZodType | undefined>
   | TaskDef<C, S, z.ZodType | undefined>
+  | ApprovalDef<C, S, z.ZodType | undefined>
   | WaitDef<C, S>
   | ChildDef<C, S>
   | EmitDef<C, S>;
@@ -258,8 +275,8 @@ function jsonSchema(schema: z.ZodType): JsonSchema {
 }
 
 type AnyDef = Record<string, unknown> & { kind: string };
-const EXPRESSIONS = new Set(['when', 'guard', 'input', 'expression', 'over', 'until', 'key', 'subject', 'data']);
-const MAPPED = new Set(['fn', 'output', 'body', 'step']);
+const EXPRESSIONS = new Set(['when', 'guard', 'input', 'expression', 'over', 'until', 'key', 'subject', 'data', 'evidence']);
+const MAPPED = new Set(['fn', 'output', 'body', 'step', 'form']);
 
 /** The document form of a step definition: references recorded, schemas converted, functions registered. */
 function stepDoc(def: AnyDef, fname: string, fns: Record<string, StepFunction>): Record<string, unknown> {
@@ -276,6 +293,7 @@ function stepDoc(def: AnyDef, fname: string, fns: Record<string, StepFunction>):
   if (def.output) out.output_schema = jsonSchema(def.output as z.ZodType);
   if (def.body) out.output_schema = { type: 'object', properties: { body: jsonSchema(def.body as z.ZodType) }, required: ['body'] };
   if (def.kind === 'map') out.step = stepDoc(def.step as AnyDef, fname, fns);
+  if (def.form) out.form = jsonSchema(def.form as z.ZodType);
   return out;
 }
 
@@ -323,6 +341,9 @@ export class WorkflowBuilder<I, S extends object, V> {
   step<K extends string, Z extends z.ZodType | undefined = undefined>(
     id: NewId<S, K>, def: TaskDef<Ctx<I, S, V>, S, Z>,
   ): WorkflowBuilder<I, With<S, K, Out<Z, unknown>>, V>;
+  step<K extends string, Z extends z.ZodType | undefined = undefined>(
+    id: NewId<S, K>, def: ApprovalDef<Ctx<I, S, V>, S, Z>,
+  ): WorkflowBuilder<I, With<S, K, ApprovalAnswer<Out<Z, {}>>>, V>;
   step<K extends string, P = unknown>(id: NewId<S, K>, def: WaitDef<Ctx<I, S, V>, S> | ChildDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, P>, V>;
   /** An emit's output is the CloudEvent it published (`D`: its data). */
   step<K extends string, D = unknown>(id: NewId<S, K>, def: EmitDef<Ctx<I, S, V>, S>): WorkflowBuilder<I, With<S, K, EmittedEvent<D>>, V>;

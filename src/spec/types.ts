@@ -119,6 +119,35 @@ export interface TaskStepDoc extends StepCommonDoc {
   lease?: Duration;
 }
 
+/** What happens when an approval's deadline passes with no decision. */
+export type ApprovalExpiryDoc =
+  | 'reject'
+  | 'approve'
+  | 'fail'
+  | { escalate: { roles?: string[]; users?: string[]; deadline?: Duration; on_expiry?: 'reject' | 'approve' | 'fail' } };
+
+export interface ApprovalStepDoc extends StepCommonDoc {
+  kind: 'approval';
+  /** Who may decide: API key roles and/or key names (at least one). */
+  approvers: { roles?: string[]; users?: string[] };
+  /** Expression selecting what the approver sees; default the step input (or the run input). */
+  evidence?: Expression;
+  /** A short text shown with the evidence; `{{ expr }}` parts are expressions. */
+  summary?: string;
+  /** JSON Schema of the answer's fields; `decision` (approve | reject) and `reason` are always added. */
+  form?: JsonSchema;
+  /** How long the approvers have. Default: no deadline. */
+  deadline?: Duration;
+  /** At the deadline: reject, approve, fail (BATON_APPROVAL_EXPIRED) or escalate. Default fail. */
+  on_expiry?: ApprovalExpiryDoc;
+  /** Reminders: durations before the deadline, or `{ every: duration }`. */
+  reminders?: Duration[] | { every: Duration };
+  /** A reject decision fails the step (BATON_APPROVAL_REJECTED) instead of giving it as output. */
+  reject_fails?: boolean;
+  /** URL POSTed to (JSON) when the approval is created, reminded or escalated. */
+  notify?: string;
+}
+
 export interface WorkflowStepDoc extends StepCommonDoc {
   kind: 'workflow';
   /** A registered workflow name (latest version), `name@versionHash`, or a file path relative to this document. */
@@ -147,7 +176,7 @@ export interface ModelStepDoc extends StepCommonDoc {
   cache?: boolean | { ttl?: Duration };
 }
 
-export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | TaskStepDoc | WorkflowStepDoc | ModelStepDoc | EmitStepDoc;
+export type StepDoc = FunctionStepDoc | TransformStepDoc | HttpStepDoc | MapStepDoc | WaitStepDoc | TaskStepDoc | WorkflowStepDoc | ModelStepDoc | EmitStepDoc | ApprovalStepDoc;
 
 /** A map's sub-step: a step without `id` and `needs` (they belong to the map). */
 export type SubStepDoc = DistributiveOmit<Exclude<StepDoc, MapStepDoc>, 'id' | 'needs'>;

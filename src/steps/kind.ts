@@ -12,6 +12,7 @@ import type { Expression, ExpressionCache, Template } from '../expr/expression.j
 import type { ServiceRuntime } from '../services/runtime.js';
 import type { KindSchema } from '../spec/schema.js';
 import type { RetryPolicy } from '../resilience/retry.js';
+import type { NewApproval } from '../store/store.js';
 
 /** A registered TypeScript function callable from `function` steps. */
 export type StepFunction = (input: unknown, ctx: FunctionContext) => unknown | Promise<unknown>;
@@ -108,10 +109,11 @@ export type StepOutcome =
   | { type: 'sleep'; until: number; state: unknown }
   /**
    * Park until a signal on `waitKey` arrives (or `timeoutAt` passes), then execute again. With
-   * `task`, an external task is created in the same transaction (its result is the signal). With
+   * `task`, an external task is created in the same transaction (its result is the signal); with
+   * `approval`, a human approval likewise (its decision is the signal). With
    * `lookbackMs`, an event buffered within that window is taken at once instead.
    */
-  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number; task?: { id: string; type: string; input: unknown; leaseMs: number }; lookbackMs?: number }
+  | { type: 'wait'; waitKey: string; state: unknown; timeoutAt?: number; task?: { id: string; type: string; input: unknown; leaseMs: number }; lookbackMs?: number; approval?: NewApproval }
   /** Start a child run of `versionId`; execute again when it finishes, with `state.child`. */
   | { type: 'child'; versionId: string; input: unknown; state: unknown }
   /** Run the prepared sub-step over `items`; execute again when all finished. */

@@ -4,7 +4,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
-import type { ApiKeyRecord, EventRecord, RunRecord, ScheduleRecord, StepRecord, TaskLease, TaskOpResult, TaskRecord, TaskStatus, VersionRecord } from './store.js';
+import type { ApiKeyRecord, ApprovalChange, ApprovalOpResult, ApprovalRecord, ApprovalStatus, ApproverRule, EventRecord, RunRecord, ScheduleRecord, StepRecord, TaskLease, TaskOpResult, TaskRecord, TaskStatus, VersionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -105,4 +105,40 @@ export function checkLease(t: TaskRecord | undefined, lease: TaskLease): TaskOpR
   if (t.status !== 'leased' || t.leaseOwner !== lease.workerId || t.leaseToken !== lease.token) return { result: 'lost', task: t };
   if (!t.awaited) return { result: 'gone', task: t };
   return undefined;
+}
+
+export function toApproval(r: Row): ApprovalRecord {
+  const opt = <T>(v: unknown): T | undefined => (v === null || v === undefined ? undefined : (v as T));
+  return {
+    id: r.id as string, runId: r.run_id as string, stepKey: r.step_key as string, attempt: Number(r.step_attempt),
+    namespace: r.namespace as string, workflow: r.workflow as string, status: r.status as ApprovalStatus,
+    approvers: parseJsonColumn(r.approvers) as ApproverRule, evidence: parseJsonColumn(r.evidence), evidenceHash: r.evidence_hash as string,
+    summary: opt<string>(r.summary), form: parseJsonColumn(r.form) as Record<string, unknown>,
+    deadlineAt: opt<number>(r.deadline_at), onExpiry: parseJsonColumn(r.on_expiry), reminders: parseJsonColumn(r.reminders),
+    nextReminderAt: opt<number>(r.next_reminder_at), notify: opt<string>(r.notify), decidedBy: opt<string>(r.decided_by),
+    decidedAt: opt<number>(r.decided_at), answer: parseJsonColumn(r.answer) as Record<string, unknown> | undefined,
+    version: Number(r.version), createdAt: r.created_at as number, updatedAt: r.updated_at as number, awaited: Boolean(r.awaited),
+  };
+}
+
+/** Why a fenced approval change is refused, or undefined when it applies (the step's wake is checked after). */
+export function checkApproval(a: ApprovalRecord | undefined, ch: ApprovalChange): ApprovalOpResult | undefined {
+  if (!a) return { result: 'missing' };
+  if (a.version !== ch.version || (a.status !== 'pending' && a.status !== 'escalated')) return { result: 'stale', approval: a };
+  if (!a.awaited) return { result: 'gone', approval: a };
+  if (ch.decision && a.deadlineAt !== undefined && a.deadlineAt <= ch.now) return { result: 'late', approval: a };
+  return undefined;
+}
+
+/** The SET part of an approval change (both stores bind the same named values). */
+export function approvalChangeValues(ch: ApprovalChange): Record<string, unknown> {
+  const keep = (v: unknown) => (v === undefined ? 0 : 1);
+  return {
+    status: ch.status ?? null, decidedBy: ch.decidedBy ?? null, decidedAt: ch.decidedBy === undefined ? null : ch.now, answer: ch.answerJson ?? null,
+    setApprovers: keep(ch.approvers), approvers: ch.approvers ? JSON.stringify(ch.approvers) : null,
+    setDeadline: keep(ch.deadlineAt), deadline: ch.deadlineAt ?? null,
+    setExpiry: keep(ch.onExpiryJson), expiry: ch.onExpiryJson ?? null,
+    setReminder: keep(ch.nextReminderAt), reminder: ch.nextReminderAt ?? null,
+    now: ch.now, id: ch.id,
+  };
 }

@@ -186,7 +186,112 @@ export interface StepCommit {
    * step key and step attempt are the fence's. Idempotent on `id`.
    */
   task?: NewTask;
+  /** A human approval created with the step's suspension (an `approval` step), like `task`. Idempotent on `id`. */
+  approval?: NewApproval;
 }
+
+/** Who may decide an approval: API key roles or named keys (users). */
+export interface ApproverRule {
+  roles: string[];
+  users: string[];
+}
+
+export interface NewApproval {
+  /** Derived from run, step key and attempt (see steps/approval.ts). */
+  id: string;
+  namespace: string;
+  workflow: string;
+  approvers: ApproverRule;
+  /** Canonical JSON of what the approver sees. */
+  evidenceJson: string;
+  /** sha256 (hex) of `evidenceJson`: recorded with the decision as what was seen. */
+  evidenceHash: string;
+  summary?: string;
+  /** The answer's JSON Schema (decision and reason already added). */
+  formJson: string;
+  deadlineAt?: number;
+  /** What happens at the deadline (see ApprovalExpiry in steps/approval.ts), JSON. */
+  onExpiryJson?: string;
+  /** Reminder plan (`{ before: ms[] }` or `{ every: ms }`), JSON. */
+  remindersJson?: string;
+  nextReminderAt?: number;
+  /** URL POSTed to on reminders and escalations. */
+  notify?: string;
+  createdAt: number;
+}
+
+export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'expired' | 'escalated';
+
+/** A human checkpoint of an `approval` step. */
+export interface ApprovalRecord {
+  id: string;
+  runId: string;
+  stepKey: string;
+  /** The step attempt that created it. */
+  attempt: number;
+  namespace: string;
+  workflow: string;
+  status: ApprovalStatus;
+  approvers: ApproverRule;
+  evidence: unknown;
+  evidenceHash: string;
+  summary?: string;
+  form: Record<string, unknown>;
+  deadlineAt?: number;
+  onExpiry?: unknown;
+  reminders?: unknown;
+  nextReminderAt?: number;
+  notify?: string;
+  decidedBy?: string;
+  decidedAt?: number;
+  answer?: Record<string, unknown>;
+  /** Bumped by every change: the fence of `updateApproval`. */
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+  /** False when its step no longer waits for it (run cancelled): it cannot be decided. */
+  awaited: boolean;
+}
+
+export interface ApprovalFilter {
+  /** Stored statuses to include (undefined: all). */
+  status?: ApprovalStatus[];
+  /** Only approvals of runs in these namespaces; undefined: all. */
+  namespaces?: string[];
+  runId?: string;
+  limit?: number;
+}
+
+/**
+ * One change of an approval (a decision, an expiry, an escalation, a reminder), applied by
+ * `updateApproval` in one transaction only if the row is still at `version`, still open
+ * (pending or escalated) and its step still waits for it; with `decision`, also only before
+ * its deadline. Whatever refuses it, nothing is written.
+ */
+export interface ApprovalChange {
+  id: string;
+  version: number;
+  now: number;
+  /** A person's decision: refused at or after the deadline. */
+  decision?: boolean;
+  status?: ApprovalStatus;
+  decidedBy?: string;
+  answerJson?: string;
+  approvers?: ApproverRule;
+  deadlineAt?: number | null;
+  onExpiryJson?: string | null;
+  nextReminderAt?: number | null;
+  /** Wakes the step with this resume state (a decision, an expiry that ends the wait). */
+  wake?: { state: unknown; events: NewEvent[] };
+  /** Recorded in the run's history (approval.decided, .expired, .escalated, .reminder). */
+  events: NewEvent[];
+}
+
+/**
+ * `ok`; `missing`; `stale` (changed since it was read: decided, expired, escalated, reminded —
+ * read it again); `late` (a decision at or after the deadline); `gone` (its step no longer waits).
+ */
+export type ApprovalOpResult = { result: 'ok'; approval: ApprovalRecord } | { result: 'missing' } | { result: 'stale' | 'late' | 'gone'; approval: ApprovalRecord };
 
 export interface NewTask {
   /** Derived from run, step key and attempt (see steps/task.ts), so a retried commit names the same task. */
@@ -604,6 +709,17 @@ export interface Store {
   /** Puts the task back to pending (`retryAt`) or fails it and wakes the step (`wake`), if the lease holds. */
   failTask(f: TaskFinish): Promise<TaskOpResult>;
   getTask(taskId: string): Promise<TaskRecord | undefined>;
+
+  // --- human approvals (`approval` steps) ---
+  getApproval(id: string): Promise<ApprovalRecord | undefined>;
+  /** Newest first. */
+  listApprovals(filter?: ApprovalFilter): Promise<ApprovalRecord[]>;
+  /** Open approvals (pending, escalated) still awaited whose deadline or next reminder is at or before `now`. */
+  dueApprovals(now: number, limit: number): Promise<ApprovalRecord[]>;
+  /** Earliest deadline or reminder of open, awaited approvals. */
+  nextApprovalDueAt(): Promise<number | undefined>;
+  /** Applies a fenced change (see ApprovalChange). */
+  updateApproval(ch: ApprovalChange): Promise<ApprovalOpResult>;
 
   // --- model calls, cost, budgets, response cache ---
   /**

@@ -349,6 +349,65 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect((await store.completeTask({ lease: { taskId: 'tsk_none', workerId: 'a', token: 'a' }, now, events: [] })).result).toBe('missing');
     });
 
+    it('creates an approval only with its step\'s fenced suspension; applies one change per version; refuses late decisions and cancelled runs', async () => {
+      await store.admitRun({ ...joinRun('ap1'), steps: [{ key: 'a', stepId: 'a', status: 'scheduled', pendingDeps: 0, owner: 'w1' }] });
+      const t0 = Date.now();
+      const suspend = (owner: string): StepCommit => ({
+        fence: { runId: 'ap1', key: 'a', owner, attempt: 1 },
+        update: { status: 'waiting', waitKey: 'approval:apr_1', owner: null, state: { approvalId: 'apr_1' } },
+        events: [{ type: 'approval.requested', stepKey: 'a', at: t0 }],
+        approval: {
+          id: 'apr_1', namespace: 'team-a', workflow: 'wf', approvers: { roles: ['approver'], users: [] }, evidenceJson: '{"x":1}', evidenceHash: 'h',
+          summary: 'ok?', formJson: '{"type":"object"}', deadlineAt: t0 + 10_000, onExpiryJson: '{"action":"fail"}', nextReminderAt: t0 + 1000, createdAt: t0,
+        },
+      });
+      expect((await store.commit(suspend('w2'))).ok).toBe(false);
+      expect(await store.getApproval('apr_1')).toBeUndefined();
+      expect((await store.commit(suspend('w1'))).ok).toBe(true);
+      const a = (await store.getApproval('apr_1'))!;
+      expect(a).toMatchObject({ status: 'pending', runId: 'ap1', stepKey: 'a', attempt: 1, namespace: 'team-a', evidence: { x: 1 }, summary: 'ok?', version: 1, awaited: true, deadlineAt: t0 + 10_000 });
+      expect((await store.listApprovals({ namespaces: ['team-b'] }))).toEqual([]);
+      expect((await store.listApprovals({ namespaces: ['team-a'], status: ['pending'] })).map((x) => x.id)).toEqual(['apr_1']);
+      expect(await store.nextApprovalDueAt()).toBe(t0 + 1000);
+      expect(await store.dueApprovals(t0 + 500, 10)).toEqual([]);
+      expect((await store.dueApprovals(t0 + 1000, 10)).map((x) => x.id)).toEqual(['apr_1']);
+
+      // Two reminders of one version: one applies.
+      const remind = () => store.updateApproval({ id: 'apr_1', version: 1, now: t0 + 1000, nextReminderAt: null, events: [{ type: 'approval.reminder', at: t0 + 1000 }] });
+      const rs = await Promise.all([remind(), remind()]);
+      expect(rs.map((r) => r.result).sort()).toEqual(['ok', 'stale']);
+      expect((await store.getApproval('apr_1'))!).toMatchObject({ version: 2, nextReminderAt: undefined });
+      // A decision at or after the deadline is refused and changes nothing.
+      const wake = { state: { approvalId: 'apr_1', answer: { decision: 'approve' } }, events: [{ type: 'step.resumed', at: t0 }] };
+      const decide = (version: number, now: number) => store.updateApproval({ id: 'apr_1', version, now, decision: true, status: 'approved', decidedBy: 'ana', answerJson: '{"decision":"approve"}', wake, events: [{ type: 'approval.decided', at: now }] });
+      expect((await decide(2, t0 + 10_000)).result).toBe('late');
+      expect((await store.getStep('ap1', 'a'))!.status).toBe('waiting');
+      // Two decisions at once: one is recorded, and it wakes the step in the same transaction.
+      const ds = await Promise.all([decide(2, t0 + 2000), decide(2, t0 + 2000)]);
+      expect(ds.map((r) => r.result).sort()).toEqual(['ok', 'stale']);
+      const done = (await store.getApproval('apr_1'))!;
+      expect(done).toMatchObject({ status: 'approved', decidedBy: 'ana', decidedAt: t0 + 2000, answer: { decision: 'approve' }, version: 3 });
+      const st = (await store.getStep('ap1', 'a'))!;
+      expect(st.status).toBe('scheduled');
+      expect(st.state).toEqual(wake.state);
+      expect((await store.getEvents('ap1')).filter((e) => e.type === 'approval.decided')).toHaveLength(1);
+      expect((await store.updateApproval({ id: 'apr_none', version: 1, now: t0, events: [] })).result).toBe('missing');
+
+      // A cancelled run: the approval is no longer awaited, and a decision is refused.
+      await store.admitRun({ ...joinRun('ap2'), steps: [{ key: 'a', stepId: 'a', status: 'scheduled', pendingDeps: 0, owner: 'w1' }] });
+      await store.commit({
+        fence: { runId: 'ap2', key: 'a', owner: 'w1', attempt: 1 },
+        update: { status: 'waiting', waitKey: 'approval:apr_2', owner: null },
+        events: [],
+        approval: { id: 'apr_2', namespace: 'default', workflow: 'wf', approvers: { roles: [], users: ['ana'] }, evidenceJson: 'null', evidenceHash: 'h', formJson: '{}', createdAt: t0 },
+      });
+      await store.cancelRun('ap2', [{ type: 'run.cancelled', at: t0 }]);
+      expect((await store.getApproval('apr_2'))!.awaited).toBe(false);
+      const gone = await store.updateApproval({ id: 'apr_2', version: 1, now: t0, decision: true, status: 'approved', decidedBy: 'ana', wake, events: [] });
+      expect(gone.result).toBe('gone');
+      expect((await store.getApproval('apr_2'))!).toMatchObject({ status: 'pending', version: 1 });
+    });
+
     it('retries an ended run in one transaction, only if it is still as planned, and hands re-run steps their attempt', async () => {
       await store.admitRun(joinRun('rt1'));
       await store.commit(succeed('rt1', 'a', 'w1'));

@@ -134,5 +134,20 @@ describe('builder types', () => {
     // @ts-expect-error task_type is required
     base().step('bad', { kind: 'task' });
   });
+  it("types an approval step's output as the answer with its zod form's fields", () => {
+    base()
+      .step('review', { kind: 'approval', approvers: { roles: ['approver'] }, evidence: (c) => c.steps.classify.output, when: (c) => c.steps.classify.output.score < 0.5, form: z.object({ label: z.string() }) })
+      .step('use', {
+        kind: 'transform',
+        expression: (c) => {
+          expectTypeOf(c.steps.review.output.decision).toEqualTypeOf<'approve' | 'reject'>();
+          expectTypeOf(c.steps.review.output.label).toEqualTypeOf<string | undefined>();
+          expectTypeOf(c.steps.review.output.decided_by).toEqualTypeOf<string>();
+          return c.steps.review.output.decision;
+        },
+      });
+    // @ts-expect-error approvers are required
+    base().step('bad', { kind: 'approval' });
+  });
 });
 

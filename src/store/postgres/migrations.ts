@@ -244,6 +244,36 @@ export const PG_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
   `,
+  // 7: human approvals (`approval` steps), decided by people through the API or the CLI
+  `
+  CREATE TABLE approvals (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step_key TEXT NOT NULL,
+    step_attempt INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    evidence_hash TEXT NOT NULL,
+    summary TEXT,
+    form TEXT NOT NULL,
+    deadline_at BIGINT,
+    on_expiry TEXT,
+    reminders TEXT,
+    next_reminder_at BIGINT,
+    notify TEXT,
+    decided_by TEXT,
+    decided_at BIGINT,
+    answer TEXT,
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  CREATE INDEX approvals_open ON approvals (namespace, created_at) WHERE status IN ('pending', 'escalated');
+  CREATE INDEX approvals_run ON approvals (run_id, step_key);
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

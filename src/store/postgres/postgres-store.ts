@@ -30,10 +30,10 @@ import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RetryRun, RunFilter,
-  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
+  ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { checkLease, parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -82,6 +82,8 @@ const NOT_FINISHED = `('completed', 'failed', 'cancelled')`;
 const CHANNEL = 'baton_work';
 /** SQL: the task's step still waits for it (not timed out, cancelled or finished). */
 const TASK_AWAITED = `EXISTS (SELECT 1 FROM steps s WHERE s.run_id = t.run_id AND s.key = t.step_key AND s.status = 'waiting' AND s.wait_key = 'task:' || t.id)`;
+/** SQL: the approval's step still waits for it (not cancelled or finished). */
+const APPROVAL_AWAITED = `EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.key = a.step_key AND s.status = 'waiting' AND s.wait_key = 'approval:' || a.id)`;
 
 /** int8 and numeric as JS numbers (ms times, counts, sums), for this pool only. */
 const TYPES = {
@@ -792,6 +794,17 @@ export class PostgresStore implements Store {
         [t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt],
       );
     }
+    if (c.approval) {
+      // Idempotent on the id, like a task.
+      const ap = c.approval;
+      await cl.query(
+        `INSERT INTO approvals (id, run_id, step_key, step_attempt, namespace, workflow, status, approvers, evidence, evidence_hash, summary, form,
+           deadline_at, on_expiry, reminders, next_reminder_at, notify, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, $17, $17) ON CONFLICT (id) DO NOTHING`,
+        [ap.id, fence.runId, fence.key, fence.attempt, ap.namespace, ap.workflow, JSON.stringify(ap.approvers), ap.evidenceJson, ap.evidenceHash, ap.summary ?? null,
+          ap.formJson, ap.deadlineAt ?? null, ap.onExpiryJson ?? null, ap.remindersJson ?? null, ap.nextReminderAt ?? null, ap.notify ?? null, ap.createdAt],
+      );
+    }
     const paused = first.run_status === 'paused';
     // Steps made ready now: claimed for this worker, or (paused run) left unowned and unclaimable.
     const newOwner = paused ? null : fence.owner;
@@ -1113,6 +1126,74 @@ export class PostgresStore implements Store {
     )).rows[0] as Row;
     await this.insertEvents(c, t!.runId, f.events.map((e) => ({ ...e, stepKey: t!.stepKey })));
     return { result: 'ok', task: toTask(row) };
+  }
+
+  // ---------------------------------------------------------------- human approvals
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const r = (await this.rows(`SELECT a.*, ${APPROVAL_AWAITED} AS awaited FROM approvals a WHERE a.id = $1`, [id]))[0];
+    return r && toApproval(r);
+  }
+
+  async listApprovals(f: ApprovalFilter = {}): Promise<ApprovalRecord[]> {
+    const nss = f.namespaces && !f.namespaces.includes('*') ? f.namespaces : null;
+    const rows = await this.rows(
+      `SELECT a.*, ${APPROVAL_AWAITED} AS awaited FROM approvals a
+       WHERE ($1::text[] IS NULL OR a.status = ANY($1::text[])) AND ($2::text[] IS NULL OR a.namespace = ANY($2::text[])) AND ($3::text IS NULL OR a.run_id = $3)
+       ORDER BY a.created_at DESC, a.id DESC LIMIT $4`,
+      [f.status?.length ? f.status : null, nss, f.runId ?? null, f.limit ?? 100],
+    );
+    return rows.map(toApproval);
+  }
+
+  async dueApprovals(now: number, limit: number): Promise<ApprovalRecord[]> {
+    const rows = await this.rows(
+      `SELECT a.*, true AS awaited FROM approvals a
+       WHERE a.status IN ('pending', 'escalated') AND (a.deadline_at <= $1 OR a.next_reminder_at <= $1) AND ${APPROVAL_AWAITED}
+       ORDER BY a.created_at, a.id LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map(toApproval);
+  }
+
+  async nextApprovalDueAt(): Promise<number | undefined> {
+    const r = (await this.rows(
+      `SELECT MIN(LEAST(a.deadline_at, a.next_reminder_at)) AS due FROM approvals a
+       WHERE a.status IN ('pending', 'escalated') AND ${APPROVAL_AWAITED}`,
+    ))[0] as { due: number | null } | undefined;
+    return r?.due ?? undefined;
+  }
+
+  async updateApproval(ch: ApprovalChange): Promise<ApprovalOpResult> {
+    return this.run(async (c, a) => {
+      // The approval row first (locked), then the run and step in the wake: one order for every approval change.
+      const r = (await c.query(`SELECT a.*, ${APPROVAL_AWAITED} AS awaited FROM approvals a WHERE a.id = $1 FOR UPDATE OF a`, [ch.id])).rows[0] as Row | undefined;
+      const cur = r && toApproval(r);
+      const refused = checkApproval(cur, ch);
+      if (refused) {
+        // A retry after a lost COMMIT answer finds its own change (version moved on at this very time).
+        if (a.maybeCommitted && cur && cur.version === ch.version + 1 && cur.updatedAt === ch.now) return { result: 'ok' as const, approval: cur };
+        return refused;
+      }
+      if (ch.wake) {
+        if (!(await this.wake(c, cur!.runId, cur!.stepKey, ch.wake.state, ch.wake.events.map((e) => ({ ...e, stepKey: cur!.stepKey })), ch.now, `approval:${cur!.id}`))) return { result: 'gone' as const, approval: cur! };
+        a.notify = true;
+      }
+      const v = approvalChangeValues(ch);
+      const row = (await c.query(
+        `UPDATE approvals a SET status = COALESCE($1, status), decided_by = COALESCE($2, decided_by), decided_at = COALESCE($3::bigint, decided_at),
+           answer = COALESCE($4, answer),
+           approvers = CASE WHEN $5::int = 1 THEN $6 ELSE approvers END,
+           deadline_at = CASE WHEN $7::int = 1 THEN $8::bigint ELSE deadline_at END,
+           on_expiry = CASE WHEN $9::int = 1 THEN $10 ELSE on_expiry END,
+           next_reminder_at = CASE WHEN $11::int = 1 THEN $12::bigint ELSE next_reminder_at END,
+           version = version + 1, updated_at = $13
+         WHERE id = $14 RETURNING a.*, ${APPROVAL_AWAITED} AS awaited`,
+        [v.status, v.decidedBy, v.decidedAt, v.answer, v.setApprovers, v.approvers, v.setDeadline, v.deadline, v.setExpiry, v.expiry, v.setReminder, v.reminder, v.now, v.id],
+      )).rows[0] as Row;
+      await this.insertEvents(c, cur!.runId, ch.events.map((e) => ({ ...e, stepKey: cur!.stepKey })));
+      return { result: 'ok' as const, approval: toApproval(row) };
+    });
   }
 
   /** Puts a waiting step back on the schedule, unowned, with its new resume state (one statement). */

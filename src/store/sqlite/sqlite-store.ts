@@ -12,10 +12,10 @@ import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
   ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RetryRun, RunFilter,
-  NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
+  ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { checkLease, parseJsonColumn, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -452,6 +452,14 @@ export class SqliteStore implements Store {
       const t = c.task;
       this.s.insertTask.run(t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt, t.createdAt, t.createdAt);
     }
+    if (c.approval) {
+      const a = c.approval;
+      this.s.insertApproval.run({
+        id: a.id, runId: fence.runId, key: fence.key, attempt: fence.attempt, ns: a.namespace, workflow: a.workflow, approvers: JSON.stringify(a.approvers),
+        evidence: a.evidenceJson, hash: a.evidenceHash, summary: a.summary ?? null, form: a.formJson, deadline: a.deadlineAt ?? null,
+        expiry: a.onExpiryJson ?? null, reminders: a.remindersJson ?? null, reminder: a.nextReminderAt ?? null, notify: a.notify ?? null, now: a.createdAt,
+      });
+    }
     const ready: string[] = [];
     if (consumed) {
       this.s.inboxConsume.run(now, `${fence.runId}/${fence.key}`, consumed.seq);
@@ -633,6 +641,63 @@ export class SqliteStore implements Store {
     this.s.settleTask.run({ status, output: f.outputJson ?? null, error: f.error ? JSON.stringify(f.error) : null, availableAt: f.retryAt ?? t!.availableAt, now, id: t!.id });
     this.insertEvents(t!.runId, [...f.events, ...(f.wake?.events ?? [])].map((e) => ({ ...e, stepKey: t!.stepKey })));
     return { result: 'ok', task: this.task(t!.id)! };
+  }
+
+  // ---------------------------------------------------------------- human approvals
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const r = this.s.getApproval.get(id) as Row | undefined;
+    return r && toApproval(r);
+  }
+
+  async listApprovals(f: ApprovalFilter = {}): Promise<ApprovalRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (f.status?.length) {
+      where.push(`a.status IN (${f.status.map(() => '?').join(',')})`);
+      args.push(...f.status);
+    }
+    if (f.namespaces && !f.namespaces.includes('*')) {
+      where.push(`a.namespace IN (${f.namespaces.map(() => '?').join(',') || "''"})`);
+      args.push(...f.namespaces);
+    }
+    if (f.runId) {
+      where.push('a.run_id = ?');
+      args.push(f.runId);
+    }
+    const sql = `SELECT a.*, ${APPROVAL_AWAITED} AS awaited FROM approvals a ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY a.created_at DESC, a.id DESC LIMIT ?`;
+    args.push(f.limit ?? 100);
+    return (this.db.prepare(sql).all(...args) as Row[]).map(toApproval);
+  }
+
+  async dueApprovals(now: number, limit: number): Promise<ApprovalRecord[]> {
+    return (this.s.dueApprovals.all(now, now, limit) as Row[]).map(toApproval);
+  }
+
+  async nextApprovalDueAt(): Promise<number | undefined> {
+    const r = this.s.nextApprovalDue.get() as { due: number | null };
+    return r.due ?? undefined;
+  }
+
+  async updateApproval(ch: ApprovalChange): Promise<ApprovalOpResult> {
+    return this.write(() => {
+      const a = this.approval(ch.id);
+      const refused = checkApproval(a, ch);
+      if (refused) return refused;
+      if (ch.wake) {
+        // Fenced on the step still waiting for this very approval.
+        if (this.s.wakeTaskStep.run(JSON.stringify(ch.wake.state ?? null), ch.now, a!.runId, a!.stepKey, `approval:${a!.id}`).changes !== 1) return { result: 'gone' as const, approval: a! };
+        this.s.setRunStatusIf.run('running', ch.now, a!.runId, 'waiting');
+      }
+      this.s.changeApproval.run(approvalChangeValues(ch));
+      this.insertEvents(a!.runId, [...ch.events, ...(ch.wake?.events ?? [])].map((e) => ({ ...e, stepKey: a!.stepKey })));
+      return { result: 'ok' as const, approval: this.approval(ch.id)! };
+    });
+  }
+
+  private approval(id: string): ApprovalRecord | undefined {
+    const r = this.s.getApproval.get(id) as Row | undefined;
+    return r && toApproval(r);
   }
 
   // ---------------------------------------------------------------- model calls, cost, cache
@@ -835,6 +900,8 @@ export class SqliteStore implements Store {
 
 /** SQL: the task's step still waits for it (not timed out, cancelled or finished). */
 const TASK_AWAITED = `EXISTS (SELECT 1 FROM steps s WHERE s.run_id = t.run_id AND s.key = t.step_key AND s.status = 'waiting' AND s.wait_key = 'task:' || t.id)`;
+/** SQL: the approval's step still waits for it (not cancelled or finished). */
+const APPROVAL_AWAITED = `EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.key = a.step_key AND s.status = 'waiting' AND s.wait_key = 'approval:' || a.id)`;
 
 function prepare(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
@@ -959,6 +1026,24 @@ function prepare(db: Database.Database) {
     insertTask: p(`INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, available_at, attempts, created_at, updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING`),
     getTask: p(`SELECT t.*, ${TASK_AWAITED} AS awaited FROM tasks t WHERE t.id = ?`),
+    insertApproval: p(`INSERT OR IGNORE INTO approvals (id, run_id, step_key, step_attempt, namespace, workflow, status, approvers, evidence, evidence_hash, summary, form,
+                         deadline_at, on_expiry, reminders, next_reminder_at, notify, version, created_at, updated_at)
+                       VALUES (@id, @runId, @key, @attempt, @ns, @workflow, 'pending', @approvers, @evidence, @hash, @summary, @form,
+                         @deadline, @expiry, @reminders, @reminder, @notify, 1, @now, @now)`),
+    getApproval: p(`SELECT a.*, ${APPROVAL_AWAITED} AS awaited FROM approvals a WHERE a.id = ?`),
+    dueApprovals: p(`SELECT a.*, 1 AS awaited FROM approvals a
+                     WHERE a.status IN ('pending', 'escalated') AND (a.deadline_at <= ? OR a.next_reminder_at <= ?) AND ${APPROVAL_AWAITED}
+                     ORDER BY a.created_at, a.id LIMIT ?`),
+    nextApprovalDue: p(`SELECT MIN(MIN(COALESCE(a.deadline_at, 9e15), COALESCE(a.next_reminder_at, 9e15))) AS due FROM approvals a
+                        WHERE a.status IN ('pending', 'escalated') AND (a.deadline_at IS NOT NULL OR a.next_reminder_at IS NOT NULL) AND ${APPROVAL_AWAITED}`),
+    changeApproval: p(`UPDATE approvals SET status = COALESCE(@status, status), decided_by = COALESCE(@decidedBy, decided_by),
+                         decided_at = COALESCE(@decidedAt, decided_at), answer = COALESCE(@answer, answer),
+                         approvers = CASE WHEN @setApprovers = 1 THEN @approvers ELSE approvers END,
+                         deadline_at = CASE WHEN @setDeadline = 1 THEN @deadline ELSE deadline_at END,
+                         on_expiry = CASE WHEN @setExpiry = 1 THEN @expiry ELSE on_expiry END,
+                         next_reminder_at = CASE WHEN @setReminder = 1 THEN @reminder ELSE next_reminder_at END,
+                         version = version + 1, updated_at = @now
+                       WHERE id = @id`),
     // The oldest task of the types asked that is available, or whose lease expired, and still awaited.
     pollTask: p(`SELECT t.*, 1 AS awaited FROM tasks t
                  WHERE t.type IN (SELECT value FROM json_each(@types))

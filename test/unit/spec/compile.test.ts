@@ -50,7 +50,7 @@ steps:
     function: missing_fn
     needs: [ghost]
 `, ['known_fn']);
-    expect(out).toContain('4:11 unknown step kind "transfrm". Use one of: function, transform, http, model, map, wait, task, workflow, emit.');
+    expect(out).toContain('4:11 unknown step kind "transfrm". Use one of: function, transform, http, model, map, wait, task, workflow, emit, approval.');
     expect(out).toContain('8:5 unknown field "expresion" in steps[1] (did you mean "expression"?).');
     expect(out).toContain('6:5 steps[1] is missing the required field "expression".');
     expect(out.some((p) => p.startsWith('11:17 Expression does not compile'))).toBe(true);
