@@ -244,6 +244,10 @@ export const PG_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
   `,
+  // replay runs: the run each replays (engine/replay.ts)
+  `
+  ALTER TABLE runs ADD COLUMN replay_of TEXT;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -235,4 +235,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
   `,
+  // replay runs: the run each replays (engine/replay.ts)
+  `
+  ALTER TABLE runs ADD COLUMN replay_of TEXT;
+  `,
 ];
