@@ -1,0 +1,192 @@
+/**
+ * Replaying recorded runs (`baton.replay`), on every store: a model step answered by the fake
+ * vendor over a real socket, HTTP steps against a local server that counts its calls, and a
+ * transform that decides. A replay must call neither (unless live) and must name what the new
+ * version decides differently.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Baton } from '../../src/index.js';
+import { BatonError } from '../../src/errors.js';
+import { FakeVendor } from '../../src/testing/fake-vendor.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+
+/** The triage workflow; `threshold` and `prompt` are what later versions change. */
+export function triage(srv: string, o: { threshold?: number; prompt?: string } = {}): string {
+  return `
+name: triage
+steps:
+  - id: lookup
+    kind: http
+    url: "${srv}/customers/{{ input.customer }}"
+  - id: classify
+    kind: model
+    service: llm
+    prompt: "${o.prompt ?? 'Classify'}: {{ input.text }} (tier {{ steps.lookup.output.body.tier }})"
+    output_schema: { type: object, required: [label, score], properties: { label: { type: string }, score: { type: number } } }
+  - id: decide
+    kind: transform
+    expression: '{ "escalate": steps.classify.output.score > ${o.threshold ?? 0.8}, "label": steps.classify.output.label }'
+  - id: page
+    kind: http
+    when: "steps.decide.output.escalate"
+    method: POST
+    url: "${srv}/page"
+    input: "steps.classify.output"
+output: '{ "decision": steps.decide.output, "paged": steps.page.output.body.paged }'
+`;
+}
+
+/** A local HTTP service that counts the requests it gets. */
+export async function countingServer(): Promise<{ url: string; calls: string[]; close(): Promise<void> }> {
+  const calls: string[] = [];
+  const server: Server = createServer((req, res) => {
+    calls.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(req.url?.startsWith('/customers/') ? { tier: 'gold' } : { paged: true }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe.each(STORE_KINDS)('replay on %s', (k) => {
+  const suite = engineSuite(k, 'baton-replay-');
+  let vendor: FakeVendor;
+  let srv: Awaited<ReturnType<typeof countingServer>>;
+  beforeEach(async () => {
+    vendor = await new FakeVendor().start();
+    vendor.model('gpt-x', { reply: () => ({ label: 'billing', score: 0.9 }) });
+    srv = await countingServer();
+  });
+  afterEach(async () => {
+    await vendor.close();
+    await srv.close();
+  });
+  const open = (): Promise<Baton> => suite.baton({ services: { llm: { provider: 'openai', model: 'gpt-x', endpoint: `${vendor.url}/v1` } } });
+
+  /** Records one run and forgets the calls it made. */
+  async function recorded(b: Baton) {
+    const v1 = await b.register(triage(srv.url));
+    const run = await b.run(v1, { customer: 'c42', text: 'charged twice' });
+    expect(run.status).toBe('completed');
+    expect(run.output).toEqual({ decision: { escalate: true, label: 'billing' }, paged: true });
+    expect(vendor.calls()).toBe(1);
+    expect(srv.calls).toEqual(['GET /customers/c42', 'POST /page']);
+    vendor.log.length = 0;
+    srv.calls.length = 0;
+    return { v1, run };
+  }
+
+  it('replays against the same version: every step the same, no model or HTTP call, the replay run marked and free', async () => {
+    const b = await open();
+    const { run } = await recorded(b);
+    const report = await b.replay(run.id);
+    expect(report.status).toBe('completed');
+    expect(report.steps.map((s) => [s.step, s.change, s.source])).toEqual([
+      ['lookup', 'same', 'recorded'], ['classify', 'same', 'recorded'], ['decide', 'same', 'evaluated'], ['page', 'same', 'recorded'],
+    ]);
+    expect(report.output.change).toBe('same');
+    expect(report.summary).toMatchObject({ same: 4, differs: 0, live_calls: 0 });
+    expect(report.summary_line).toBe('4 steps same; output same');
+    expect(vendor.calls()).toBe(0);
+    expect(srv.calls).toEqual([]);
+
+    const replay = await b.getRun(report.replay_run_id);
+    expect(replay.id).toMatch(/^replay_/);
+    expect(replay.replayOf).toBe(run.id);
+    expect(replay.namespace).toBe(run.namespace);
+    expect(replay.cost).toBe(0);
+    expect(await b.store.getModelCalls(replay.id)).toEqual([]);
+    expect((await b.listRuns({ limit: 10 })).find((r) => r.id === replay.id)?.replayOf).toBe(run.id);
+    expect((await b.getEvents(replay.id)).find((e) => e.type === 'run.replay_of')?.data).toEqual({ replay_of: run.id, from: null, live: false });
+  });
+
+  it('replays against a version with a changed threshold: the decision differs and the report names it, still without calls', async () => {
+    const b = await open();
+    const { run } = await recorded(b);
+    const v2 = await b.register(triage(srv.url, { threshold: 0.95 }));
+    const report = await b.replay(run.id, { version: v2.versionId });
+    expect(report.version_after).toBe(v2.versionId);
+    expect(report.steps.map((s) => [s.step, s.change])).toEqual([['lookup', 'same'], ['classify', 'same'], ['decide', 'differs'], ['page', 'skipped_now']]);
+    const decide = report.steps.find((s) => s.step === 'decide')!;
+    expect(decide.diff).toEqual([{ path: '/escalate', before: true, after: false }]);
+    expect(report.output.change).toBe('differs');
+    expect(report.summary_line).toBe('2 steps same, 1 differs (decide), 1 skipped now (page); output differs');
+    expect(vendor.calls()).toBe(0);
+    expect(srv.calls).toEqual([]);
+    // By name: the latest version.
+    expect((await b.replay(run.id, { version: 'triage' })).version_after).toBe(v2.versionId);
+  });
+
+  it('forks from a mid step: steps before it are copied as recorded, it and what follows are replayed', async () => {
+    const b = await open();
+    const { run } = await recorded(b);
+    const v2 = await b.register(triage(srv.url, { threshold: 0.95 }));
+    const report = await b.replay(run.id, { version: v2.versionId, from: 'decide' });
+    expect(report.from).toBe('decide');
+    expect(report.steps.map((s) => [s.step, s.change, s.source ?? null])).toEqual([
+      ['lookup', 'same', 'copied'], ['classify', 'same', 'copied'], ['decide', 'differs', 'evaluated'], ['page', 'skipped_now', null],
+    ]);
+    expect(vendor.calls()).toBe(0);
+    expect(srv.calls).toEqual([]);
+  });
+
+  it('a model step whose input changed has no recording: a clear error naming it (no call); live calls the vendor once', async () => {
+    const b = await open();
+    const { run } = await recorded(b);
+    const v3 = await b.register(triage(srv.url, { prompt: 'Classify this ticket' }));
+    const err = await b.replay(run.id, { version: v3.versionId }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BatonError);
+    expect((err as BatonError).code).toBe('BATON_REPLAY_NO_RECORDING');
+    expect((err as BatonError).message).toMatch(/step classify \(model\) has no recorded answer to reuse: its input differs from the recorded one.*--live/);
+    expect(vendor.calls()).toBe(0);
+    expect(srv.calls).toEqual([]);
+
+    const live = await b.replay(run.id, { version: v3.versionId, live: true });
+    expect(live.status).toBe('completed');
+    expect(live.steps.map((s) => [s.step, s.change, s.source])).toEqual([
+      ['lookup', 'same', 'recorded'], ['classify', 'same', 'live'], ['decide', 'same', 'evaluated'], ['page', 'same', 'recorded'],
+    ]);
+    expect(live.summary.live_calls).toBe(1);
+    expect(vendor.calls()).toBe(1);
+    expect(srv.calls).toEqual([]);
+  });
+
+  it('refuses unknown runs, versions and steps, and unfinished runs, with nothing stored', async () => {
+    const b = await open();
+    const { run } = await recorded(b);
+    const other = await b.register('name: other\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n');
+    const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: BatonError) => `${e.code}: ${e.message}`);
+    expect(await code(b.replay('run_nope'))).toMatch(/^BATON_RUN_NOT_FOUND/);
+    expect(await code(b.replay(run.id, { version: 'triage@0000000000000000' }))).toMatch(/^BATON_WORKFLOW_NOT_FOUND/);
+    expect(await code(b.replay(run.id, { version: other.versionId }))).toMatch(/^BATON_REPLAY_VERSION: .*belongs to workflow other, not triage/);
+    expect(await code(b.replay(run.id, { from: 'decde' }))).toMatch(/^BATON_REPLAY_STEP_UNKNOWN: .*no step "decde" \(did you mean "decide"\?\)\. Fork from one of: lookup, classify, decide, page/);
+    const waiting = await b.register('name: waits\nsteps:\n  - { id: w, kind: wait, event: never, key: "1" }\n');
+    const pending = await b.start(waiting, {});
+    expect(await code(b.replay(pending))).toMatch(/^BATON_RUN_STATE/);
+    // Nothing was started by the refusals.
+    expect((await b.listRuns({ limit: 50 })).filter((r) => r.replayOf)).toEqual([]);
+    expect(vendor.calls()).toBe(0);
+    expect(srv.calls).toEqual([]);
+  });
+
+  it('a replay run claimed by a worker that does not drive it is refused there, and calls nothing', async () => {
+    const b = await open();
+    const { v1, run } = await recorded(b);
+    // Admitted as a replay by another process that then went away: no process holds its recordings.
+    const id = await b.start(v1, run.input, { id: 'replay_orphan', replay: { of: run.id, live: false } });
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('failed');
+    expect(r.error?.cause?.code ?? r.error?.code).toBe('BATON_REPLAY_ORPHANED');
+    expect(srv.calls).toEqual([]);
+    expect(vendor.calls()).toBe(0);
+  });
+});
