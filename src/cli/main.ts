@@ -14,7 +14,7 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
-import { formatUsd, printCost, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
+import { formatUsd, printCost, printReplay, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
 
 interface StoreOpts {
   db?: string;
@@ -240,6 +240,26 @@ export function buildProgram(): Command {
       }
       printResult(result, Boolean(o.json));
       process.exitCode = result.status === 'completed' ? 0 : 1;
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(
+    runs
+      .command('replay')
+      .description("re-execute a finished run against a workflow version with its recorded model, HTTP and task outputs (nothing is called), and show where the version's decisions differ")
+      .argument('<runId>')
+      .option('--version <version>', 'version id, or workflow name for its latest version (default: the run\'s own version)')
+      .option('--from <step>', 'fork: keep the recorded outputs of the steps before this one, replay it and what follows')
+      .option('--live', 'call for real the steps whose input has no recording (default: the replay fails naming the step)')
+      .option('--json', 'print the report as JSON'),
+  ).action(async (runId: string, o: StoreOpts & { version?: string; from?: string; live?: boolean; json?: boolean }) => {
+    // The replay runs in this process: it holds the recordings its steps read.
+    const baton = await openBaton(o, [], true);
+    try {
+      const report = await baton.replay(runId, { version: o.version, from: o.from, live: o.live });
+      if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else printReplay(report);
     } finally {
       await baton.close();
     }

@@ -6,8 +6,11 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
+import { buildGateway } from '../../src/gateway/server.js';
+import { createApiKey } from '../../src/gateway/auth.js';
 import { BatonError } from '../../src/errors.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
@@ -188,5 +191,62 @@ describe.each(STORE_KINDS)('replay on %s', (k) => {
     expect(r.error?.cause?.code ?? r.error?.code).toBe('BATON_REPLAY_ORPHANED');
     expect(srv.calls).toEqual([]);
     expect(vendor.calls()).toBe(0);
+  });
+
+  describe('POST /runs/{id}/replay over a real socket', () => {
+    let app: FastifyInstance | undefined;
+    afterEach(async () => {
+      await app?.close();
+      app = undefined;
+    });
+
+    it('answers the report (operator role, namespace checked), problems for bad requests, and calls nothing', async () => {
+      const b = await open();
+      app = buildGateway(b, { auth: 'required' });
+      const url = await app.listen({ host: '127.0.0.1', port: 0 });
+      const v1 = await b.register(triage(srv.url));
+      const run = await b.run(v1, { customer: 'c7', text: 'refund please' }, { namespace: 'team-b' });
+      expect(run.status).toBe('completed');
+      const v2 = await b.register(triage(srv.url, { threshold: 0.95 }));
+      vendor.log.length = 0;
+      srv.calls.length = 0;
+      const operatorB = await createApiKey(b.store, { name: 'ob', role: 'operator', namespaces: ['team-b'] });
+      const viewerB = await createApiKey(b.store, { name: 'vb', role: 'viewer', namespaces: ['team-b'] });
+      const operatorA = await createApiKey(b.store, { name: 'oa', role: 'operator', namespaces: ['team-a'] });
+      const replay = (key: string, body: unknown, id = run.id) =>
+        fetch(`${url}/runs/${id}/replay`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` } });
+
+      expect((await replay(viewerB.key, {})).status).toBe(403);
+      expect((await replay(operatorA.key, {})).status).toBe(404);
+      const typo = await replay(operatorB.key, { version: v2.versionId, from: 'pagee' });
+      expect(typo.status).toBe(400);
+      expect(typo.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      expect(((await typo.json()) as { detail: string }).detail).toMatch(/no step "pagee" \(did you mean "page"\?\)/);
+      expect((await replay(operatorB.key, { version: 'nope' })).status).toBe(404);
+      expect((await replay(operatorB.key, { bogus: 1 })).status).toBe(400);
+      expect((await b.listRuns({ limit: 50 })).filter((r) => r.replayOf)).toEqual([]);
+
+      const res = await replay(operatorB.key, { version: v2.versionId });
+      expect(res.status).toBe(200);
+      const report = (await res.json()) as { replay_run_id: string; steps: Array<{ step: string; change: string }>; summary_line: string };
+      expect(report.steps.map((s) => `${s.step}:${s.change}`)).toEqual(['lookup:same', 'classify:same', 'decide:differs', 'page:skipped_now']);
+      expect(report.summary_line).toContain('1 differs (decide)');
+      expect(vendor.calls()).toBe(0);
+      expect(srv.calls).toEqual([]);
+
+      // The replay run is listed as one, in the run's namespace.
+      const listed = (await (await fetch(`${url}/runs`, { headers: { authorization: `Bearer ${operatorB.key}` } })).json()) as Array<{ run_id: string; replay_of?: string; cost: number }>;
+      expect(listed.find((r) => r.run_id === report.replay_run_id)).toMatchObject({ replay_of: run.id, cost: 0 });
+      expect(listed.find((r) => r.run_id === run.id)?.replay_of).toBeUndefined();
+
+      // A changed model input: 422 naming the step, nothing called.
+      const v3 = await b.register(triage(srv.url, { prompt: 'Classify this ticket' }));
+      const missing = await replay(operatorB.key, { version: v3.versionId });
+      expect(missing.status).toBe(422);
+      const p = (await missing.json()) as { code: string; detail: string };
+      expect(p.code).toBe('BATON_REPLAY_NO_RECORDING');
+      expect(p.detail).toMatch(/step classify \(model\)/);
+      expect(vendor.calls()).toBe(0);
+    });
   });
 });
