@@ -147,6 +147,44 @@ describe.each(STORE_KINDS)('replay on %s', (k) => {
     expect(vendor.calls()).toBe(0);
   });
 
+  it('replays waits, map items, emitted events (sink included) and functions from the record: no wait, no call, nothing published', async () => {
+    let fnCalls = 0;
+    const b = await suite.baton({ functions: { total: (i: unknown) => (fnCalls++, (i as Array<{ body: { tier: string } }>).length) } });
+    const v = await b.register(`
+name: orders
+steps:
+  - { id: approved, kind: wait, event: approve, key: "input.order", timeout: 1h }
+  - id: tiers
+    kind: map
+    over: "input.customers"
+    step: { kind: http, url: "${srv.url}/customers/{{ item }}" }
+  - { id: count, kind: function, function: total, input: "steps.tiers.output" }
+  - { id: notify, kind: emit, type: com.example.counted, subject: "input.order", sink: "${srv.url}/sink", data: "{ 'n': steps.count.output, 'by': steps.approved.output.by }" }
+  - { id: big, kind: transform, expression: "steps.count.output > 1" }
+`);
+    const id = await b.start(v, { order: 'o1', customers: ['a', 'b', 'c'] });
+    for (let i = 0; i < 300 && (await b.getRun(id)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+    await b.signalRun(id, 'approve', { by: 'ana' });
+    const run = await b.wait(id, { timeoutMs: 20_000 });
+    expect(run.status).toBe('completed');
+    expect(srv.calls.filter((c) => c.startsWith('GET /customers/'))).toHaveLength(3);
+    expect(srv.calls).toContain('POST /sink');
+    expect(fnCalls).toBe(1);
+    srv.calls.length = 0;
+
+    const report = await b.replay(run.id);
+    expect(report.status).toBe('completed');
+    expect(report.steps.map((s) => [s.step, s.change, s.source])).toEqual([
+      ['approved', 'same', 'recorded'], ['tiers', 'same', 'evaluated'], ['count', 'same', 'recorded'], ['notify', 'same', 'recorded'], ['big', 'same', 'evaluated'],
+    ]);
+    expect(report.output.change).toBe('same');
+    expect(srv.calls).toEqual([]);
+    expect(fnCalls).toBe(1);
+    // Nothing was published by the replay: no emitted event in its history, nothing in the outbox.
+    expect((await b.getEvents(report.replay_run_id)).filter((e) => e.type === 'event.emitted')).toEqual([]);
+    expect((await b.store.pendingOutbox(Date.now() + 60_000, 100)).filter((r) => r.runId === report.replay_run_id)).toEqual([]);
+  });
+
   describe('POST /runs/{id}/replay over a real socket', () => {
     let app: FastifyInstance | undefined;
     afterEach(async () => {
