@@ -91,7 +91,7 @@ export class ReplaySource {
     if (!rec) reason = 'the recorded run has no such step';
     else if (rec.status !== 'succeeded' && rec.status !== 'failed') reason = `it was ${rec.status} in the recorded run`;
     else {
-      const then = await this.recordedPrint(key, kind);
+      const then = await this.recordedPrint(key, kind, x.scope.run);
       const now = await fingerprint(step, x);
       if (then !== undefined && then === now) {
         this.sources.set(key, 'recorded');
@@ -108,8 +108,11 @@ export class ReplaySource {
     throw new BatonError('BATON_REPLAY_NO_RECORDING', { runId: this.original.id, step: key, kind, reason });
   }
 
-  /** The recorded step's fingerprint, computed from the recorded run as the replay computes its own. */
-  private recordedPrint(key: string, kind: string): Promise<string | undefined> {
+  /**
+   * The recorded step's fingerprint, computed from the recorded run as the replay computes its
+   * own. `run` (id, version…) is the replay's: a request that names its run is the same request.
+   */
+  private recordedPrint(key: string, kind: string, run: unknown): Promise<string | undefined> {
     let p = this.recordedPrints.get(key);
     if (!p) {
       p = (async () => {
@@ -118,7 +121,7 @@ export class ReplaySource {
         const step = index === undefined ? top : top?.sub;
         if (!step || step.kind.name !== kind) return undefined;
         const item = index === undefined ? undefined : (this.rows.get(key)?.state as { item?: unknown } | undefined)?.item;
-        const scope = index === undefined ? this.scope : { ...this.scope, item, index };
+        const scope = index === undefined ? { ...this.scope, run } : { ...this.scope, run, item, index };
         try {
           const input = step.input ? await step.input.evaluate(scope, `in step ${key}: input (recorded)`) : undefined;
           return await fingerprint(step, {
