@@ -83,6 +83,22 @@ describe.each(STORE_KINDS)('replay on %s', (k) => {
     expect((await b.replay(run.id, { version: 'triage' })).version_after).toBe(v2.versionId);
   });
 
+  it('names new and removed steps', async () => {
+    const b = await open();
+    const { run } = await recorded(b);
+    // page removed, note added.
+    const doc = triage(srv.url)
+      .replace(/  - id: page[\s\S]*?input: "steps.classify.output"\n/, `  - { id: note, kind: transform, expression: "'seen ' & steps.decide.output.label" }\n`)
+      .replace(/^output: .*$/m, `output: 'steps.note.output'`);
+    const v4 = await b.register(doc);
+    const report = await b.replay(run.id, { version: v4.versionId });
+    expect(report.steps.map((s) => [s.step, s.change])).toEqual([['lookup', 'same'], ['classify', 'same'], ['decide', 'same'], ['note', 'new'], ['page', 'removed']]);
+    expect(report.summary_line).toBe('3 steps same, 1 new (note), 1 removed (page); output differs');
+    expect(report.output).toMatchObject({ change: 'differs', after: 'seen billing' });
+    expect(vendor.calls()).toBe(0);
+    expect(srv.calls).toEqual([]);
+  });
+
   it('forks from a mid step: steps before it are copied as recorded, it and what follows are replayed', async () => {
     const b = await open();
     const { run } = await recorded(b);
