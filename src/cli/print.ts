@@ -65,6 +65,7 @@ export function formatUsd(v: number): string {
 export function printRunDetail(run: RunResult, steps: StepRecord[], events: EventRecord[], calls: ModelCallRecord[] = []): void {
   w(`run       ${run.id}\n`);
   w(`workflow  ${run.versionId}\n`);
+  if (run.replayOf) w(`replay of ${run.replayOf}\n`);
   w(`status    ${run.status}${run.finishedAt ? ` in ${formatDuration(run.finishedAt - run.createdAt)}` : ''}\n`);
   w(`started   ${time(run.createdAt)}\n`);
   if (run.parentRunId) w(`parent    ${run.parentRunId} (step ${run.parentStepKey})\n`);
