@@ -96,5 +96,5 @@ describe('baton runs replay', () => {
     const list = await baton(['runs', 'list']);
     expect(list.out).toMatch(/REPLAY OF/);
     expect(list.out).toMatch(new RegExp(`${report.replay_run_id}\\s+triage\\s+completed.*${run.run_id}`));
-  });
+  }, 180_000); // ten CLI processes, each starting an engine, on a shared machine
 });
