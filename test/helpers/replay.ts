@@ -38,6 +38,7 @@ export async function countingServer(): Promise<{ url: string; calls: string[]; 
     req.resume();
     req.on('end', () => {
       res.setHeader('content-type', 'application/json');
+      if (req.url?.startsWith('/reject')) res.statusCode = 400;
       res.end(JSON.stringify(req.url?.startsWith('/customers/') ? { tier: 'gold' } : { paged: true }));
     });
   });

@@ -201,6 +201,28 @@ steps:
     expect((await b.store.pendingOutbox(Date.now() + 60_000, 100)).filter((r) => r.runId === report.replay_run_id)).toEqual([]);
   });
 
+  it('a step that failed in the recorded run fails again the same way, without a call, and its on_error applies with the new logic', async () => {
+    const b = await open();
+    const doc = (fallback: string) => `
+name: charge
+steps:
+  - { id: charge, kind: http, method: POST, url: "${srv.url}/reject", input: "input", on_error: { continue: "${fallback}" } }
+  - { id: next, kind: transform, expression: "steps.charge.output" }
+`;
+    const v1 = await b.register(doc("{ 'declined': error.code }"));
+    const run = await b.run(v1, { amount: 5 });
+    expect(run.status).toBe('completed');
+    expect(run.output).toEqual({ declined: 'BATON_HTTP_STATUS' });
+    expect(srv.calls).toEqual(['POST /reject']);
+    srv.calls.length = 0;
+    const v2 = await b.register(doc("{ 'declined': error.code, 'retry_later': true }"));
+    const report = await b.replay(run.id, { version: v2.versionId });
+    expect(report.steps.map((s) => [s.step, s.change, s.source])).toEqual([['charge', 'differs', 'recorded'], ['next', 'differs', 'evaluated']]);
+    expect(report.steps[0].after).toMatchObject({ status: 'failed', output: { declined: 'BATON_HTTP_STATUS', retry_later: true }, error: { code: 'BATON_HTTP_STATUS' } });
+    expect(report.steps[0].diff).toEqual([{ path: '/retry_later', before: null, after: true }]);
+    expect(srv.calls).toEqual([]);
+  });
+
   describe('POST /runs/{id}/replay over a real socket', () => {
     let app: FastifyInstance | undefined;
     afterEach(async () => {
