@@ -41,6 +41,10 @@ export const ERRORS = {
   BATON_SCHEDULE_NOT_FOUND: { status: 404, retryable: false, message: 'No schedule with id "{id}". List schedules with `baton schedules list` or GET /schedules.' },
   BATON_RUN_NOT_RETRYABLE: { status: 409, retryable: false, message: 'Run {runId} is {status}; only a failed or cancelled run can be retried.{hint}' },
   BATON_RETRY_STEP_UNKNOWN: { status: 400, retryable: false, message: 'Run {runId} (workflow {workflow}) has no step "{step}"{suggestion}. Retry from one of: {steps}.' },
+  BATON_REPLAY_NO_RECORDING: { status: 422, retryable: false, message: 'Replay of run {runId}: step {step} ({kind}) has no recorded answer to reuse: {reason}. A replay calls nothing; replay with --live (live: true) to call it for real.' },
+  BATON_REPLAY_STEP_UNKNOWN: { status: 400, retryable: false, message: 'Replay of run {runId}: version {version} has no step "{step}"{suggestion}. Fork from one of: {steps}.' },
+  BATON_REPLAY_VERSION: { status: 400, retryable: false, message: 'Version {version} belongs to workflow {workflow}, not {expected}: a run replays against a version of its own workflow (give a version id of {expected}, or its name for the latest).' },
+  BATON_REPLAY_ORPHANED: { status: 409, retryable: false, message: 'Run {runId} is a replay driven by another process (or one that stopped); step {step} is not executed here, so that a replay never calls anything. Replay the original run again.' },
 
   // --- step execution -------------------------------------------------------------------
   BATON_STEP_FAILED: { status: 500, retryable: true, message: 'Step {step} failed: {detail}' },

@@ -16,7 +16,7 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
-import { formatUsd, printCost, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
+import { formatUsd, printCost, printReplay, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
 
 interface StoreOpts {
   db?: string;
@@ -24,7 +24,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_REPLAY_STEP_UNKNOWN', 'BATON_REPLAY_VERSION', 'BATON_REPLAY_NO_RECORDING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
 
 /**
  * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
@@ -86,6 +86,8 @@ export function buildProgram(): Command {
   const program = new Command('baton')
     .description('Durable AI orchestration: run workflows that chain models, services and people.')
     .version('0.1.0')
+    // `baton --version` is the program's; after a command, `--version` is that command's (`runs replay --version V`).
+    .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride();
   const storeOptions = (c: Command) => c.option('--db <path>', 'store folder (default: .baton, or `store:` in baton.config.yaml)').option('--config <file>', 'config file (default: baton.config.yaml beside the workflow or here)');
@@ -242,6 +244,26 @@ export function buildProgram(): Command {
       }
       printResult(result, Boolean(o.json));
       process.exitCode = result.status === 'completed' ? 0 : 1;
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(
+    runs
+      .command('replay')
+      .description("re-execute a finished run against a workflow version with its recorded model, HTTP and task outputs (nothing is called), and show where the version's decisions differ")
+      .argument('<runId>')
+      .option('--version <version>', 'version id, or workflow name for its latest version (default: the run\'s own version)')
+      .option('--from <step>', 'fork: keep the recorded outputs of the steps before this one, replay it and what follows')
+      .option('--live', 'call for real the steps whose input has no recording (default: the replay fails naming the step)')
+      .option('--json', 'print the report as JSON'),
+  ).action(async (runId: string, o: StoreOpts & { version?: string; from?: string; live?: boolean; json?: boolean }) => {
+    // The replay runs in this process: it holds the recordings its steps read.
+    const baton = await openBaton(o, [], true);
+    try {
+      const report = await baton.replay(runId, { version: o.version, from: o.from, live: o.live });
+      if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else printReplay(report);
     } finally {
       await baton.close();
     }

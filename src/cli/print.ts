@@ -1,5 +1,6 @@
 /** Plain-text tables for `baton runs list`, `runs show`, `cost` and `services`. */
 import type { RunResult } from '../engine/engine.js';
+import type { ReplayReport, StepChange } from '../engine/replay.js';
 import type { ServiceConfig } from '../services/config.js';
 import type { CostLine, EventRecord, ModelCallRecord, RunRecord, ScheduleRecord, StepRecord } from '../store/store.js';
 import { formatDuration } from '../util/duration.js';
@@ -20,9 +21,32 @@ export function printRunList(list: RunRecord[]): void {
     w('no runs\n');
     return;
   }
-  const rows = [['RUN', 'WORKFLOW', 'STATUS', 'STARTED', 'DURATION']];
-  for (const r of list) rows.push([r.id, r.workflow, r.status, time(r.createdAt), r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : '']);
+  // Replays (which call nothing and cost nothing) say what they replay; the column is there only when one is listed.
+  const replays = list.some((r) => r.replayOf);
+  const rows = [['RUN', 'WORKFLOW', 'STATUS', 'STARTED', 'DURATION', ...(replays ? ['REPLAY OF'] : [])]];
+  for (const r of list) rows.push([r.id, r.workflow, r.status, time(r.createdAt), r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : '', ...(replays ? [r.replayOf ?? ''] : [])]);
   w(`${table(rows)}\n`);
+}
+
+/** `baton runs replay`: one line per step (what changed, and how the replay got it), the output, a summary. */
+export function printReplay(r: ReplayReport): void {
+  const mark: Record<StepChange, string> = { same: '=', differs: '≠', new: '+', removed: '-', skipped_now: '↷', ran_now: '↻' };
+  const words: Record<StepChange, string> = { same: 'same', differs: 'differs', new: 'new step', removed: 'removed step', skipped_now: 'skipped now', ran_now: 'ran now' };
+  const change = r.version_before === r.version_after ? r.version_after : `${r.version_before} → ${r.version_after}`;
+  w(`replay of ${r.run_id} as ${r.replay_run_id} (${change}${r.from ? `, from ${r.from}` : ''}${r.live ? ', live' : ''}): ${r.status}\n`);
+  const rows = r.steps.map((s) => {
+    const how = s.change === 'skipped_now' ? `was ${s.before?.status}` : s.change === 'ran_now' ? 'was skipped' : s.source ?? s.after?.status ?? '';
+    return [`  ${mark[s.change]}`, s.step, words[s.change], how];
+  });
+  for (const [i, line] of table([['', '', '', ''], ...rows]).split('\n').slice(1).entries()) {
+    w(`${line}\n`);
+    const s = r.steps[i];
+    for (const d of s.diff ?? []) w(`      ${d.path || '(output)'}: ${brief(d.before, 60)} → ${brief(d.after, 60)}\n`);
+    if (s.change === 'differs' && s.after?.error) w(`      error: ${s.after.error.code}: ${s.after.error.message}\n`);
+  }
+  w(`output ${r.output.change}${r.output.change === 'differs' ? ':' : ''}\n`);
+  for (const d of r.output.diff ?? []) w(`      ${d.path || '(output)'}: ${brief(d.before, 60)} → ${brief(d.after, 60)}\n`);
+  w(`${r.summary_line}\n`);
 }
 
 function brief(v: unknown, max = 100): string {
@@ -41,6 +65,7 @@ export function formatUsd(v: number): string {
 export function printRunDetail(run: RunResult, steps: StepRecord[], events: EventRecord[], calls: ModelCallRecord[] = []): void {
   w(`run       ${run.id}\n`);
   w(`workflow  ${run.versionId}\n`);
+  if (run.replayOf) w(`replay of ${run.replayOf}\n`);
   w(`status    ${run.status}${run.finishedAt ? ` in ${formatDuration(run.finishedAt - run.createdAt)}` : ''}\n`);
   w(`started   ${time(run.createdAt)}\n`);
   if (run.parentRunId) w(`parent    ${run.parentRunId} (step ${run.parentStepKey})\n`);

@@ -38,6 +38,7 @@ import { StoreLedger } from './ledger.js';
 import { crashPoint } from './crash-points.js';
 import { checkNamespace, DEFAULT_NAMESPACE, splitQualified, workflowOfVersion } from './namespaces.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
+import { buildReport, ReplaySource, type ReplayReport } from './replay.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -109,6 +110,18 @@ export interface StartOptions {
   concurrencyKey?: string;
 }
 
+/** `baton.replay` options (see replay.ts). */
+export interface ReplayOptions {
+  /** Version id, or workflow name for its latest version. Default: the recorded run's own version. */
+  version?: string;
+  /** Fork: steps not downstream of this one keep their recorded outputs; it and what follows are replayed. */
+  from?: string;
+  /** Call for real the steps that have no recording for their new input (default: the replay fails instead). */
+  live?: boolean;
+  /** How long to wait for the replay run (default 5 minutes); it is cancelled after that. */
+  timeoutMs?: number;
+}
+
 /** The run's concurrency key from the workflow's expression over its input; a run without one is not limited. */
 async function concurrencyKeyOf(expr: NonNullable<CompiledWorkflow['concurrencyKey']>, input: unknown): Promise<string | undefined> {
   const v = await expr.evaluate({ input }, 'in concurrency.key');
@@ -170,6 +183,8 @@ export class Baton extends EventEmitter<BatonEvents> {
   private readonly runs = new Map<string, RunState>();
   private readonly loading = new Map<string, Promise<RunState | undefined>>();
   private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
+  /** Replay runs this process drives: their recordings (see replay.ts). */
+  private readonly replays = new Map<string, ReplaySource>();
   private readonly worker?: Worker;
   private readonly host: ExecutorHost;
   private readonly onInternalError: (e: unknown, where: string) => void;
@@ -239,6 +254,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
       taskCreated: (type) => this.tasks.created(type),
       approvalCreated: (dueAt) => this.approvals.created(dueAt),
+      replay: (runId) => this.replays.get(runId),
       dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
@@ -301,7 +317,7 @@ export class Baton extends EventEmitter<BatonEvents> {
    * `ref` is a version id, a workflow name (its latest version) or a VersionRecord.
    * Throws BATON_INPUT_INVALID when the input breaks the workflow's input schema.
    */
-  async start(ref: string | VersionRecord, input: unknown = {}, opts: StartOptions = {}): Promise<string> {
+  async start(ref: string | VersionRecord, input: unknown = {}, opts: StartOptions & { replay?: { of: string; from?: string; live: boolean } } = {}): Promise<string> {
     const versionId = typeof ref === 'string' ? await this.registry.resolve(ref, checkNamespace(opts.namespace)) : ref.versionId;
     const namespace = runNamespace(versionId, opts.namespace);
     const wf = await this.registry.get(versionId);
@@ -316,13 +332,18 @@ export class Baton extends EventEmitter<BatonEvents> {
     const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost });
     run.namespace = namespace;
     run.priority = opts.priority ?? wf.doc.priority ?? 0;
-    const key = opts.concurrencyKey ?? (wf.concurrencyKey ? await concurrencyKeyOf(wf.concurrencyKey, input) : undefined);
+    // A replay takes no concurrency slot from real traffic and spends no budget of its own.
+    const key = opts.replay ? undefined : opts.concurrencyKey ?? (wf.concurrencyKey ? await concurrencyKeyOf(wf.concurrencyKey, input) : undefined);
+    if (opts.replay) {
+      run.replayOf = opts.replay.of;
+      run.events.push({ type: EventType.runReplay, at: run.createdAt, data: { replay_of: opts.replay.of, from: opts.replay.from ?? null, live: opts.replay.live } });
+    }
     if (key !== undefined) run.concurrency = { key: `${run.workflow}:${key}`, limit: wf.doc.concurrency?.limit ?? 1 };
     const { created, queued } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0 }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -484,6 +505,66 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     this.worker?.poke();
     return this.getRun(runId);
+  }
+
+  /**
+   * Replays a finished run (see replay.ts): a new run `replay_…` (marked `replay_of`, in the same
+   * namespace) of `version` (default: the run's own) with the recorded input, where recorded
+   * outputs stand in for models, HTTP calls, tasks, waits, child runs and emitted events, and
+   * the new version's own logic (transforms, `when`, routes, output) is evaluated. Returns the
+   * step-by-step comparison. The replay runs in this process (it needs a worker here).
+   * Refused, with nothing stored: BATON_RUN_NOT_FOUND, BATON_RUN_STATE (not finished),
+   * BATON_WORKFLOW_NOT_FOUND / BATON_REPLAY_VERSION, BATON_REPLAY_STEP_UNKNOWN. A step whose new
+   * input has no recording: BATON_REPLAY_NO_RECORDING (the replay run is kept, failed), unless `live`.
+   */
+  async replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayReport> {
+    if (!this.worker) throw new BatonError('BATON_USAGE', { detail: 'replay runs in the process that asks for it: open the engine with a worker (not `worker: false`).' });
+    const original = await this.getRun(runId);
+    if (!TERMINAL_RUN_STATES.has(original.status)) throw new BatonError('BATON_RUN_STATE', { runId, status: original.status, action: 'replay (wait for it to end)' });
+    const before = await this.registry.get(original.versionId);
+    let versionId = original.versionId;
+    if (opts.version !== undefined) {
+      versionId = await this.registry.resolve(opts.version, original.namespace);
+      const workflow = workflowOfVersion(versionId);
+      if (workflow !== original.workflow) throw new BatonError('BATON_REPLAY_VERSION', { version: opts.version, workflow, expected: original.workflow });
+    }
+    const after = await this.registry.get(versionId);
+    const from = opts.from;
+    if (from !== undefined && !after.steps.has(from)) {
+      const steps = after.order.length > 20 ? `${after.order.slice(0, 20).join(', ')}, …` : after.order.join(', ');
+      throw new BatonError('BATON_REPLAY_STEP_UNKNOWN', { runId, version: versionId, step: from, suggestion: suggest(from, after.order), steps });
+    }
+    // Forked: what is not downstream of `from` (in the replayed version) keeps its recorded fate.
+    const copied = new Set<string>();
+    if (from !== undefined) {
+      const downstream = new Set([from]);
+      // Document order need not be dependency order: grow until nothing is added.
+      for (let grew = true; grew;) {
+        grew = false;
+        for (const id of after.order) if (!downstream.has(id) && after.steps.get(id)!.deps.some((d) => downstream.has(d))) grew = Boolean(downstream.add(id));
+      }
+      for (const id of after.order) if (!downstream.has(id)) copied.add(id);
+    }
+    const decodeRows = (rows: StepRecord[]) => rows.map((r) => ({ ...r, output: this.decode(r.output) }));
+    const beforeRows = decodeRows(await this.store.getSteps(runId));
+    const source = new ReplaySource(original, before, new Map(beforeRows.map((r) => [r.key, r])), copied, Boolean(opts.live));
+    const id = `replay_${newRunId().slice(4)}`;
+    this.replays.set(id, source);
+    let replayed: RunResult;
+    try {
+      await this.start(versionId, original.input, { id, namespace: original.namespace, priority: original.priority, replay: { of: runId, from, live: Boolean(opts.live) } });
+      replayed = await this.wait(id, { timeoutMs: opts.timeoutMs ?? 300_000 });
+      if (!TERMINAL_RUN_STATES.has(replayed.status)) {
+        await this.cancel(id, 'replay took too long').catch(() => undefined);
+        throw new BatonError('BATON_RUN_STATE', { runId: id, status: replayed.status, action: `finish the replay within ${opts.timeoutMs ?? 300_000} ms; it was cancelled` });
+      }
+    } finally {
+      this.replays.delete(id);
+    }
+    const afterRows = decodeRows(await this.store.getSteps(id));
+    const missing = afterRows.find((r) => r.error?.code === 'BATON_REPLAY_NO_RECORDING');
+    if (missing) throw new BatonError('BATON_REPLAY_NO_RECORDING', { ...(missing.error!.details as Record<string, unknown>), replayRunId: id });
+    return buildReport({ original, replay: replayed, before, after, beforeRows, afterRows, sources: source.sources, from, live: Boolean(opts.live) });
   }
 
   /**

@@ -10,13 +10,14 @@ import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
 import type { FinishRun, NewApproval, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
-import type { ExecServices, StepOutcome } from '../steps/kind.js';
+import type { ExecContext, ExecServices, StepOutcome } from '../steps/kind.js';
 import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import { withTimeout } from '../resilience/timeout.js';
 import { EventType } from './states.js';
 import { parseKey, type RunState } from './run-state.js';
 import { workflowOfVersion } from './namespaces.js';
 import { crashPoint } from './crash-points.js';
+import { replayStep, type ReplaySource } from './replay.js';
 
 /** A step this worker holds and is about to run. */
 export interface Work {
@@ -54,6 +55,8 @@ export interface ExecutorHost {
   taskCreated?(type: string): void;
   /** A commit created an approval whose first deadline or reminder is at `dueAt`. */
   approvalCreated?(dueAt: number | undefined): void;
+  /** The recordings of a replay run this process drives (undefined: not driven here; see replay.ts). */
+  replay?(runId: string): ReplaySource | undefined;
   /** Dispatches CloudEvents a commit just recorded (never throws: what fails stays for the sweep). */
   dispatch(entries: OutboxEntry[]): Promise<void>;
 }
@@ -124,16 +127,22 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     if (listening) host.emitStep({ runId: rs.id, key: work.key, stepId, status, attempt: work.attempt, at: Date.now(), ...extra });
   };
 
+  // A replay run: recordings stand in for effects; steps before its fork keep their recorded fate.
+  const replay = rs.replayOf === undefined ? undefined : host.replay?.(rs.id);
+  const copied = replay && index === undefined ? replay.copiedStatus(stepId) : undefined;
+
   // Skip: a first execution whose dependencies were all skipped, or whose `when` is false.
   if (resumeState === undefined) {
     let reason: string | undefined;
-    if (index === undefined && step.deps.length > 0 && !step.isHandler) {
+    if (copied === 'skipped') reason = 'skipped in the replayed run';
+    else if (copied) { /* recorded as succeeded: replayed as it was, whatever its `when` says now */ }
+    else if (index === undefined && step.deps.length > 0 && !step.isHandler) {
       if (step.deps.some((d) => rs.steps[d] === undefined)) await host.refresh(rs);
       // Not live: skipped, or failed with its errors routed elsewhere (no output to build on).
       const dead = (d: string) => rs.steps[d]?.status === 'skipped' || (rs.steps[d]?.status === 'failed' && rs.steps[d]?.output === undefined);
       if (step.deps.every(dead)) reason = 'every dependency was skipped';
     }
-    if (!reason && step.when) {
+    if (!reason && !copied && step.when) {
       try {
         if (!truthy(await step.when.evaluate(scope, `${where}: when`))) reason = `when \`${step.when.source}\` is false`;
       } catch (e) {
@@ -166,13 +175,16 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     emit('running');
     crashPoint('before-execute');
     outcome = await withTimeout(
-      (signal) =>
-        step.prepared.execute({
+      (signal) => {
+        const x: ExecContext = {
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
           workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget,
           now: Date.now, services: host.services,
-        }),
+        };
+        // A replay's first execution of a step goes through its recordings; a resumed one (a map's items done) is the kind's own.
+        return rs.replayOf === undefined || resumeState !== undefined ? step.prepared.execute(x) : replayStep(replay, rs.id, step, work.key, x);
+      },
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.
       step.kind.suspends ? undefined : step.timeoutMs,
       rs.abort.signal,

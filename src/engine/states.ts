@@ -46,6 +46,8 @@ export const EventType = {
   runCancelled: 'run.cancelled',
   /** A failed or cancelled run taken back to work (`data`: from, steps and items re-run, by). */
   runRetried: 'run.retried',
+  /** A replay run's first event after run.created: which run it replays, from which step, live or not. */
+  runReplay: 'run.replay_of',
   stepStarted: 'step.started',
   stepSucceeded: 'step.succeeded',
   stepFailed: 'step.failed',

@@ -54,6 +54,7 @@ export const runSchema = {
     cost: { type: 'number', description: 'USD spent on model calls.' },
     created_at: isoTime,
     finished_at: isoTime,
+    replay_of: { type: 'string', description: 'Replay runs only: the run replayed (a replay calls nothing and costs nothing).' },
   },
   required: ['run_id', 'workflow', 'version_id', 'status', 'namespace', 'cost', 'created_at'],
 } as const;

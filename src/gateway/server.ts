@@ -101,7 +101,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -302,6 +302,31 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return reply.code(202).header('location', `/runs/${id}`).send(runBody(run));
   });
 
+  // Replays execute in this process (their recordings are here), and answer once the replay run ended.
+  app.post('/runs/:id/replay', {
+    schema: {
+      summary: "Replays a finished run against a version of its workflow with its recorded model, HTTP and task outputs (nothing is called) and reports where the version's decisions differ.",
+      description: 'The replay is a new run `replay_…` (marked `replay_of`, cost 0). `version`: a version id, or the workflow name for its latest (default: the run\'s own version). `from`: keep the recorded outputs of the steps before that one. `live`: call for real the steps whose input has no recording (default: 422 BATON_REPLAY_NO_RECORDING naming the step). 409 BATON_RUN_STATE for a run not finished; 400 BATON_REPLAY_STEP_UNKNOWN / BATON_REPLAY_VERSION.',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
+      body: {
+        type: ['object', 'null'],
+        additionalProperties: false,
+        properties: {
+          version: { type: 'string', minLength: 1, description: 'Version id, or workflow name (its latest version).' },
+          from: { type: 'string', minLength: 1, description: 'A step id of that version: fork the replay there.' },
+          live: { type: 'boolean', description: 'Call for real what has no recording (default false).' },
+        },
+      },
+      response: { 200: { type: 'object', additionalProperties: true, description: 'The replay report (see README, "Replaying a run").' }, ...responses.problems },
+    },
+  }, async (req) => {
+    const { id } = req.params as { id: string };
+    const b = (req.body ?? {}) as { version?: string; from?: string; live?: boolean };
+    requireCap(keyOf(req), 'run', 'replay runs');
+    await visibleRun(req, id);
+    return baton.replay(id, { version: b.version, from: b.from, live: b.live });
+  });
+
   // A signal addressed to one run: wakes its steps waiting for the event, whatever their key.
   app.post('/runs/:id/signal', {
     schema: {
@@ -359,10 +384,11 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   return app;
 }
 
-function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string }) {
+function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string; replayOf?: string }) {
   return {
     run_id: r.id, workflow: r.workflow, version_id: r.versionId, status: r.status, namespace: r.namespace,
     output: r.output ?? null, error: r.error ?? null, cost: r.cost, created_at: iso(r.createdAt), finished_at: iso(r.finishedAt),
+    ...(r.replayOf ? { replay_of: r.replayOf } : {}),
   };
 }
 

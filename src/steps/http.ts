@@ -7,7 +7,7 @@
 import { BatonError } from '../errors.js';
 import { Template } from '../expr/expression.js';
 import type { HttpStepDoc } from '../spec/types.js';
-import type { StepKind } from './kind.js';
+import type { ExecContext, StepKind } from './kind.js';
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
@@ -43,19 +43,29 @@ export const httpKind: StepKind<HttpStepDoc> = {
     const headers = Object.entries(step.headers ?? {}).map(([k, v]) => [k, template(v, `headers.${k}`)] as const);
     const query = Object.entries(step.query ?? {}).map(([k, v]) => [k, template(v, `query.${k}`)] as const);
     const method = step.method ?? 'GET';
+    const build = async (x: ExecContext) => {
+      const where = `in step ${x.stepId}`;
+      const target = new URL(await url!.render(x.scope, `${where}: url`, (v) => encodeURIComponent(String(v))));
+      for (const [k, t] of query) target.searchParams.set(k, await t!.render(x.scope, `${where}: query.${k}`));
+      const h: Record<string, string> = { accept: 'application/json', 'idempotency-key': x.idempotencyKey };
+      for (const [k, t] of headers) h[k.toLowerCase()] = await t!.render(x.scope, `${where}: headers.${k}`);
+      let body: string | undefined;
+      if (method !== 'GET' && method !== 'HEAD' && x.input !== undefined) {
+        body = JSON.stringify(x.input);
+        h['content-type'] ??= 'application/json';
+      }
+      return { target, h, body };
+    };
     return {
       stepRefs: refs,
+      // The request as sent, less the idempotency key (it names the run and attempt, not the request).
+      async request(x) {
+        const { target, h, body } = await build(x);
+        const { 'idempotency-key': _key, ...rest } = h;
+        return { method, url: target.toString(), headers: rest, body, response: step.response ?? 'json' };
+      },
       async execute(x) {
-        const where = `in step ${x.stepId}`;
-        const target = new URL(await url!.render(x.scope, `${where}: url`, (v) => encodeURIComponent(String(v))));
-        for (const [k, t] of query) target.searchParams.set(k, await t!.render(x.scope, `${where}: query.${k}`));
-        const h: Record<string, string> = { accept: 'application/json', 'idempotency-key': x.idempotencyKey };
-        for (const [k, t] of headers) h[k.toLowerCase()] = await t!.render(x.scope, `${where}: headers.${k}`);
-        let body: string | undefined;
-        if (method !== 'GET' && method !== 'HEAD' && x.input !== undefined) {
-          body = JSON.stringify(x.input);
-          h['content-type'] ??= 'application/json';
-        }
+        const { target, h, body } = await build(x);
         const shown = `${target.origin}${target.pathname}`;
         let res: Response;
         try {

@@ -123,6 +123,12 @@ export interface PreparedStep {
   /** Step ids referenced by this kind's own expressions (beyond the common fields). */
   stepRefs: ReadonlySet<string>;
   execute(ctx: ExecContext): Promise<StepOutcome>;
+  /**
+   * What executing would send out (a model request, an HTTP request), as plain JSON: a replay
+   * (engine/replay.ts) reuses a recorded answer only for an equal request. Kinds without it are
+   * compared by their definition, their input and the outputs of the steps they read.
+   */
+  request?(ctx: ExecContext): Promise<unknown>;
 }
 
 export interface StepKind<D = Record<string, unknown>> {

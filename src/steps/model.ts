@@ -14,7 +14,7 @@ import type { ModelCall } from '../services/runtime.js';
 import type { ModelStepDoc } from '../spec/types.js';
 import { parseDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
-import type { StepKind } from './kind.js';
+import type { ExecContext, StepKind } from './kind.js';
 
 const OPERATIONS: ModelOperation[] = ['chat', 'embed', 'classify', 'sentiment', 'entities', 'retrieve', 'ocr', 'anomaly', 'infer'];
 
@@ -82,38 +82,49 @@ export const modelKind: StepKind<ModelStepDoc> = {
     }
     const cache = step.cache === true || typeof step.cache === 'object' ? { ttlMs: cacheTtl ?? 24 * 3_600_000 } : undefined;
 
+    const build = async (x: ExecContext): Promise<ModelCall> => {
+      const where = `in step ${x.stepKey}`;
+      const call: ModelCall = {
+        services: names,
+        strategy: step.strategy ?? 'fallback',
+        input: x.input,
+        repairAttempts: step.repair_attempts ?? 1,
+        run: { id: x.runId, workflow: x.workflow, stepKey: x.stepKey, attempt: x.attempt, idempotencyKey: x.idempotencyKey, budget: x.budget },
+        signal: x.signal,
+      };
+      if (step.operation) call.operation = step.operation;
+      if (system) call.system = await system.render(x.scope, `${where}: system`);
+      if (prompt) {
+        call.messages = [{ role: 'user', content: await prompt.render(x.scope, `${where}: prompt`) }];
+        // Non-chat services get the prompt text when the step has no input of its own.
+        if (call.input === undefined) call.input = call.messages[0].content;
+      }
+      if (messages) call.messages = checkMessages(await messages.evaluate(x.scope, `${where}: messages`), x.stepKey);
+      if (step.output_schema !== undefined) call.schema = step.output_schema as Record<string, unknown>;
+      if (validate) call.validate = validate;
+      if (guard) call.guard = { source: guard.source, check: async (output) => Boolean(await guard.evaluate({ ...x.scope, output }, `${where}: guard`)) };
+      if (step.max_tokens !== undefined) call.maxTokens = step.max_tokens;
+      if (step.temperature !== undefined) call.temperature = step.temperature;
+      if (step.stream) call.stream = true;
+      if (streamIdleMs !== undefined) call.streamIdleMs = streamIdleMs;
+      if (cache) call.cache = cache;
+      return call;
+    };
     return {
       stepRefs: refs,
       async execute(x) {
         const models = x.services.models;
         if (!models) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: step.service, known: '(no services are configured)' });
-        const where = `in step ${x.stepKey}`;
-        const call: ModelCall = {
-          services: names,
-          strategy: step.strategy ?? 'fallback',
-          input: x.input,
-          repairAttempts: step.repair_attempts ?? 1,
-          run: { id: x.runId, workflow: x.workflow, stepKey: x.stepKey, attempt: x.attempt, idempotencyKey: x.idempotencyKey, budget: x.budget },
-          signal: x.signal,
-        };
-        if (step.operation) call.operation = step.operation;
-        if (system) call.system = await system.render(x.scope, `${where}: system`);
-        if (prompt) {
-          call.messages = [{ role: 'user', content: await prompt.render(x.scope, `${where}: prompt`) }];
-          // Non-chat services get the prompt text when the step has no input of its own.
-          if (call.input === undefined) call.input = call.messages[0].content;
-        }
-        if (messages) call.messages = checkMessages(await messages.evaluate(x.scope, `${where}: messages`), x.stepKey);
-        if (step.output_schema !== undefined) call.schema = step.output_schema as Record<string, unknown>;
-        if (validate) call.validate = validate;
-        if (guard) call.guard = { source: guard.source, check: async (output) => Boolean(await guard.evaluate({ ...x.scope, output }, `${where}: guard`)) };
-        if (step.max_tokens !== undefined) call.maxTokens = step.max_tokens;
-        if (step.temperature !== undefined) call.temperature = step.temperature;
-        if (step.stream) call.stream = true;
-        if (streamIdleMs !== undefined) call.streamIdleMs = streamIdleMs;
-        if (cache) call.cache = cache;
-        const answer = await models.invoke(call);
+        const answer = await models.invoke(await build(x));
         return { type: 'done', output: answer.output };
+      },
+      // Everything that decides the answer; not the run's identity, the cache or the stream mode.
+      async request(x) {
+        const c = await build(x);
+        return {
+          services: c.services, strategy: c.strategy, operation: c.operation, system: c.system, messages: c.messages, input: c.input,
+          schema: c.schema, guard: c.guard?.source, maxTokens: c.maxTokens, temperature: c.temperature,
+        };
       },
     };
   },

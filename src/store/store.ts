@@ -50,6 +50,8 @@ export interface RunRecord {
   concurrencyKey?: string;
   /** How many times it was retried (`retryRun`): what a worker remembers of an earlier life is stale. */
   retries: number;
+  /** Set on a replay run (see engine/replay.ts): the run it replays. Replays call nothing and cost nothing. */
+  replayOf?: string;
 }
 
 export interface StepRecord {
@@ -122,6 +124,8 @@ export interface NewRun {
   priority?: number;
   /** Admitted `queued` (root steps unclaimed) while `limit` runs with the same key are active. */
   concurrency?: { key: string; limit: number };
+  /** A replay of this run (see engine/replay.ts). */
+  replayOf?: string;
   steps: NewStep[];
   events: NewEvent[];
 }

@@ -77,6 +77,15 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect((await store.getEvents('r2')).filter((e) => e.type === 'step.succeeded')).toHaveLength(1);
     });
 
+    it('keeps which run a replay run replays (and nothing for other runs)', async () => {
+      await store.admitRun(joinRun('orig'));
+      await store.admitRun({ ...joinRun('replay_1'), replayOf: 'orig' });
+      expect((await store.getRun('replay_1'))?.replayOf).toBe('orig');
+      expect((await store.getRun('orig'))?.replayOf).toBeUndefined();
+      const listed = await store.listRuns({ limit: 10 });
+      expect(Object.fromEntries(listed.map((r) => [r.id, r.replayOf ?? null]))).toEqual({ orig: null, replay_1: 'orig' });
+    });
+
     it('numbers each run\'s events 1, 2, 3… in order', async () => {
       await store.admitRun(joinRun('r3'));
       await store.commit(succeed('r3', 'a', 'w1'));

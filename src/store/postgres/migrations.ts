@@ -274,6 +274,10 @@ export const PG_MIGRATIONS: string[] = [
   CREATE INDEX approvals_open ON approvals (namespace, created_at) WHERE status IN ('pending', 'escalated');
   CREATE INDEX approvals_run ON approvals (run_id, step_key);
   `,
+  // 8: replay runs: the run each replays (engine/replay.ts)
+  `
+  ALTER TABLE runs ADD COLUMN replay_of TEXT;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

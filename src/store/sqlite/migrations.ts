@@ -266,4 +266,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   CREATE INDEX approvals_open ON approvals (namespace, created_at) WHERE status IN ('pending', 'escalated');
   CREATE INDEX approvals_run ON approvals (run_id, step_key);
   `,
+  // 10: replay runs: the run each replays (engine/replay.ts)
+  `
+  ALTER TABLE runs ADD COLUMN replay_of TEXT;
+  `,
 ];
