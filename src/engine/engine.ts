@@ -37,6 +37,10 @@ import { StoreLedger } from './ledger.js';
 import { crashPoint } from './crash-points.js';
 import { checkNamespace, DEFAULT_NAMESPACE, splitQualified, workflowOfVersion } from './namespaces.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
+import type { Telemetry, TelemetryOptions } from '../observability/telemetry.js';
+import { parseTraceparent, telemetryWanted } from '../observability/genai.js';
+import { BatonMetrics } from '../observability/metrics.js';
+import type { SerializedError as RunError } from '../errors.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -77,6 +81,14 @@ export interface BatonOptions {
    * turns it on with options (a clock for tests, sleep cap, misfire grace).
    */
   schedules?: boolean | SchedulerOptions;
+  /**
+   * OpenTelemetry traces (docs/observability.md): an OTLP endpoint and/or a span processor. Off
+   * unless given here or OTEL_EXPORTER_OTLP_ENDPOINT is set; `false` keeps it off whatever the
+   * environment says. The SDK is loaded only when on.
+   */
+  telemetry?: TelemetryOptions | false;
+  /** Prometheus metrics (`baton.metrics`, served at `GET /metrics`). Default on. */
+  metrics?: boolean;
 }
 
 /** `baton.schedules`: the cron schedules of registered workflows. */
@@ -106,6 +118,8 @@ export interface StartOptions {
   priority?: number;
   /** Overrides the workflow's `concurrency.key` for this run. */
   concurrencyKey?: string;
+  /** W3C `traceparent` of the caller: with tracing on, the run span becomes a child of that span. */
+  traceparent?: string;
 }
 
 /** The run's concurrency key from the workflow's expression over its input; a run without one is not limited. */
@@ -163,6 +177,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly models?: ServiceRuntime;
   /** External workers' side of `task` steps: poll, heartbeat, complete, fail, get. */
   readonly tasks: TaskQueue;
+  /** Tracing (undefined when off). */
+  readonly telemetry?: Telemetry;
+  /** Prometheus metrics of this engine (undefined with `metrics: false`). */
+  readonly metrics?: BatonMetrics;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
   private readonly loading = new Map<string, Promise<RunState | undefined>>();
@@ -175,17 +193,19 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly schedules: ScheduleControl;
   private closed = false;
 
-  private constructor(store: Store, blobs: BlobStore, opts: BatonOptions) {
+  private constructor(store: Store, blobs: BlobStore, opts: BatonOptions, telemetry?: Telemetry) {
     super();
     this.store = store;
+    this.telemetry = telemetry;
     this.blobs = blobs;
     this.workerId = `w_${process.pid}_${randomBytes(4).toString('hex')}`;
     for (const [name, fn] of Object.entries(opts.functions ?? {})) this.registerFunction(name, fn);
     const serviceConfigs = Array.isArray(opts.services) ? opts.services : parseServices(opts.services);
     if (serviceConfigs.length) {
       const shared = opts.sharedLimits ?? store.kind === 'postgres';
-      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'), shared ? store : undefined);
+      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'), shared ? store : undefined, telemetry?.tracer);
     }
+    if (opts.metrics !== false) this.metrics = new BatonMetrics({ store, models: this.models });
     const models = this.models;
     const catalog = models && {
       get: (name: string) => models.config(name),
@@ -235,6 +255,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       inlineLimit: (wf) => this.inlineLimit(wf),
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
       taskCreated: (type) => this.tasks.created(type),
+      telemetry,
+      metrics: this.metrics,
       dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
@@ -254,8 +276,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
   static async open(opts: BatonOptions = {}): Promise<Baton> {
     const dir = resolve(opts.dir ?? '.baton');
+    // The OpenTelemetry SDK is loaded only when tracing is on.
+    const telemetry = telemetryWanted(opts.telemetry) ? (await import('../observability/telemetry.js')).Telemetry.from(opts.telemetry) : undefined;
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
-    const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);
+    const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts, telemetry);
     await baton.worker?.start();
     if (baton.schedulesOn) baton.scheduler.start();
     return baton;
@@ -306,7 +330,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       throw new BatonError('BATON_USAGE', { detail: `budget must be a positive number of USD, got ${JSON.stringify(opts.budget)}.` });
     }
     const id = opts.id ?? newRunId();
-    const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost });
+    const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost, traceparent: opts.traceparent });
     run.namespace = namespace;
     run.priority = opts.priority ?? wf.doc.priority ?? 0;
     const key = opts.concurrencyKey ?? (wf.concurrencyKey ? await concurrencyKeyOf(wf.concurrencyKey, input) : undefined);
@@ -314,8 +338,9 @@ export class Baton extends EventEmitter<BatonEvents> {
     const { created, queued } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
+    this.metrics?.runStarted(run.workflow);
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0 }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, trace: run.trace }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -402,6 +427,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const children = (await this.store.getSteps(runId)).filter((s) => s.waitKey?.startsWith('run:')).map((s) => s.waitKey!.slice(4));
     const ok = await this.store.cancelRun(runId, [{ type: EventType.runCancelled, at: Date.now(), data: { reason } }]);
     if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'cancel' });
+    this.runEnded(r, 'cancelled', Date.now(), { code: 'BATON_CANCELLED', message: reason });
     for (const c of children) await this.cancel(c, `parent run ${runId} cancelled`).catch(() => undefined);
     const rs = this.runs.get(runId);
     if (rs) {
@@ -596,6 +622,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.tasks.close();
     await this.worker?.stop(opts.graceMs);
     await this.models?.close();
+    await this.telemetry?.close().catch((e) => this.onInternalError(e, 'telemetry shutdown'));
     await this.store.close();
   }
 
@@ -661,6 +688,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     else if (TERMINAL_RUN_STATES.has(rs.status) && this.runs.has(rs.id)) {
       // The attempt ended the run (a failure): waiters read the final record from the store.
       this.runs.delete(rs.id);
+      this.runEnded(rs, rs.status, Date.now());
       this.emit('run', { runId: rs.id, status: rs.status, at: Date.now() });
       this.notify(rs.id);
     }
@@ -764,6 +792,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       return;
     }
     this.emit('run', { runId: rs.id, status, at: fin.at, error });
+    this.runEnded(rs, status, fin.at, error);
     // A parent woken, or a queued run with the same concurrency key promoted: claimable now.
     if (rs.parentRunId || rs.concurrencyKey) this.worker?.poke();
     // A run that called models has its cost in the store (other workers may have added to it).
@@ -784,6 +813,13 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
   }
 
+  /** A run's end was recorded by this process: counted, and its run span emitted (tracing on). */
+  private runEnded(run: { id: string; workflow: string | CompiledWorkflow; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<RunError, 'code' | 'message'>): void {
+    const workflow = workflowOfVersion(run.versionId);
+    this.metrics?.runFinished(workflow, status);
+    this.telemetry?.endRun(run.trace, `baton.run ${workflow}`, run.createdAt, at, { 'baton.run_id': run.id, 'baton.workflow': workflow, 'baton.version_id': run.versionId, 'baton.run.status': status }, status === 'completed' ? undefined : error ?? { code: status });
+  }
+
   private notify(runId: string, final?: RunResult): void {
     const list = this.waiters.get(runId);
     if (!list) return;
@@ -791,7 +827,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     for (const f of list) f(final);
   }
 
-  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number; namespace?: string }): Promise<NewRun> {
+  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number; namespace?: string; traceparent?: string; parentSpan?: { traceId: string; spanId: string; sampled: boolean } }): Promise<NewRun> {
     const wf = await this.registry.get(versionId);
     const now = Date.now();
     const steps: NewStep[] = wf.order.map((id) => {
@@ -806,6 +842,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       id: o.id, versionId, workflow: workflowOfVersion(versionId), inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
       budget: o.budget ?? wf.doc.budget?.max_cost,
       namespace: o.namespace,
+      // Tracing on: the run span's ids, chosen now and stored with the run (see telemetry.ts).
+      trace: this.telemetry?.newRunTrace(o.parentSpan ?? parseTraceparent(o.traceparent)),
       events: [{ type: EventType.runCreated, at: now, dataJson: `{"version":${JSON.stringify(versionId)},"input":${inputJson}${o.parentRunId ? `,"parent_run":${JSON.stringify(o.parentRunId)}` : ''}}` }],
     };
   }

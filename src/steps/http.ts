@@ -1,10 +1,13 @@
 /**
  * `http`: calls any REST service. The body is the step `input` (JSON); the output is
  * `{ status, headers, body }`. Every request carries `Idempotency-Key: runId:stepKey:attempt`
- * so a service can drop the repeat that at-least-once execution may send after a crash.
+ * so a service can drop the repeat that at-least-once execution may send after a crash. With
+ * tracing on, it also carries the attempt span's W3C `traceparent`.
  * 5xx, 408 and 429 answers and network errors are retryable; other 4xx are not.
  */
+import { trace } from '@opentelemetry/api';
 import { BatonError } from '../errors.js';
+import { formatTraceparent } from '../observability/genai.js';
 import { Template } from '../expr/expression.js';
 import type { HttpStepDoc } from '../spec/types.js';
 import type { StepKind } from './kind.js';
@@ -51,6 +54,11 @@ export const httpKind: StepKind<HttpStepDoc> = {
         for (const [k, t] of query) target.searchParams.set(k, await t!.render(x.scope, `${where}: query.${k}`));
         const h: Record<string, string> = { accept: 'application/json', 'idempotency-key': x.idempotencyKey };
         for (const [k, t] of headers) h[k.toLowerCase()] = await t!.render(x.scope, `${where}: headers.${k}`);
+        // Tracing on: the service joins the run's trace under this attempt's span (unless the step sets its own).
+        if (x.span && h.traceparent === undefined) {
+          const sc = trace.getSpanContext(x.span);
+          if (sc) h.traceparent = formatTraceparent(sc.traceId, sc.spanId, (sc.traceFlags & 1) === 1);
+        }
         let body: string | undefined;
         if (method !== 'GET' && method !== 'HEAD' && x.input !== undefined) {
           body = JSON.stringify(x.input);

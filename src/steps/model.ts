@@ -112,6 +112,7 @@ export const modelKind: StepKind<ModelStepDoc> = {
         if (step.stream) call.stream = true;
         if (streamIdleMs !== undefined) call.streamIdleMs = streamIdleMs;
         if (cache) call.cache = cache;
+        if (x.span) call.trace = x.span;
         const answer = await models.invoke(call);
         return { type: 'done', output: answer.output };
       },

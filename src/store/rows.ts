@@ -29,6 +29,7 @@ export function toRun(r: Row): RunRecord {
     budget: (r.budget as number | null) ?? undefined, cost: Math.round(((r.cost_spent as number | null) ?? 0) * 1e9) / 1e9,
     namespace: (r.namespace as string | undefined) ?? 'default', priority: (r.priority as number | undefined) ?? 0,
     concurrencyKey: (r.concurrency_key as string | null) ?? undefined, retries: (r.retries as number | null | undefined) ?? 0,
+    ...(r.trace ? { trace: r.trace as string } : {}),
   };
 }
 

@@ -235,4 +235,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
   `,
+  // 9: the run's trace context (W3C traceparent of its run span, then the caller's span id): see observability/telemetry.ts
+  `
+  ALTER TABLE runs ADD COLUMN trace TEXT;
+  `,
 ];
