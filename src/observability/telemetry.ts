@@ -49,10 +49,8 @@ class ChosenIdGenerator implements IdGenerator {
     return this.next?.traceId ?? this.random.generateTraceId();
   }
   generateSpanId(): string {
-    const n = this.next;
-    if (!n) return this.random.generateSpanId();
-    this.next = undefined;
-    return n.spanId;
+    // Cleared by the caller once the span is started (the SDK draws the span id before the trace id).
+    return this.next?.spanId ?? this.random.generateSpanId();
   }
 }
 
