@@ -814,7 +814,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   /** A run's end was recorded by this process: counted, and its run span emitted (tracing on). */
-  private runEnded(run: { id: string; workflow: string | CompiledWorkflow; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<RunError, 'code' | 'message'>): void {
+  private runEnded(run: { id: string; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<RunError, 'code' | 'message'>): void {
     const workflow = workflowOfVersion(run.versionId);
     this.metrics?.runFinished(workflow, status);
     this.telemetry?.endRun(run.trace, `baton.run ${workflow}`, run.createdAt, at, { 'baton.run_id': run.id, 'baton.workflow': workflow, 'baton.version_id': run.versionId, 'baton.run.status': status }, status === 'completed' ? undefined : error ?? { code: status });

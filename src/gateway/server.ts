@@ -231,8 +231,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const own = splitQualified(versionId).namespace;
     const namespace = asked ?? (own !== DEFAULT_NAMESPACE ? own : namespaceOf(req, undefined, 'start runs'));
     // A caller's trace context makes the run span a child of the caller's span (tracing on).
-    const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
-    const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget, traceparent });
+    const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget, traceparent: traceparentOf(req) });
     runIds.set(req, id);
     if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
     const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
@@ -374,7 +373,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   registerOpenAiRoutes(app, baton, {
     startOptions: (req) => {
       requireCap(keyOf(req), 'run', 'start runs');
-      return {};
+      return { traceparent: traceparentOf(req) };
     },
     namespace: (req) => namespaceOf(req, undefined, 'use workflows'),
     reaches: (req, ns) => ns === DEFAULT_NAMESPACE || reaches(keyOf(req), ns),
@@ -401,6 +400,12 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   registerTriggerRoutes(app, baton, { keyOf });
 
   return app;
+}
+
+/** The caller's W3C trace context, if it sent one (a malformed one is ignored when the run starts). */
+export function traceparentOf(req: FastifyRequest): string | undefined {
+  const h = req.headers.traceparent;
+  return typeof h === 'string' ? h : undefined;
 }
 
 function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string }) {

@@ -47,7 +47,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
       const { input, id } = await triggerRun(hook, { body, headers, query }, body ?? {}, undefined);
-      const runId = await baton.start(hook.versionId, input, { id, namespace: hook.namespace });
+      const runId = await baton.start(hook.versionId, input, { id, namespace: hook.namespace, traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined });
       return reply.code(202).header('location', `/runs/${runId}`).send({ run_id: runId });
     });
 
