@@ -563,7 +563,7 @@ export class Baton extends EventEmitter<BatonEvents> {
    * so publishing the same event again starts nothing new; and, when the event has a `subject`,
    * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits).
    */
-  async publish(e: TriggerEvent, opts: { namespace?: string } = {}): Promise<PublishResult> {
+  async publish(e: TriggerEvent, opts: { namespace?: string; traceparent?: string } = {}): Promise<PublishResult> {
     const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
     const listening = (await latestTriggers(this.store, (v) => this.registry.get(v)))
       .filter((l): l is Listening<CloudEventTrigger> => l.trigger.kind === 'cloudevent')
@@ -574,7 +574,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       try {
         const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
         const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
-        runs.push({ runId: await this.start(l.versionId, input, { id, namespace }), workflow: l.workflow });
+        const traceparent = typeof e.traceparent === 'string' ? e.traceparent : opts.traceparent;
+        runs.push({ runId: await this.start(l.versionId, input, { id, namespace, traceparent }), workflow: l.workflow });
       } catch (err) {
         // One workflow refusing the event (its input schema, its expressions) does not stop the others.
         if (!(err instanceof BatonError) || err.retryable) throw err;

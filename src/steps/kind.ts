@@ -102,6 +102,8 @@ export interface PublishedEvent {
   time: string;
   datacontenttype: 'application/json';
   data: unknown;
+  /** Distributed-tracing extension: the emitting attempt's span (tracing on). */
+  traceparent?: string;
 }
 
 export type StepOutcome =

@@ -174,6 +174,43 @@ steps:
     for (const s of steps) expect(parentOf(s)).toBe(run.spanContext().spanId);
   });
 
+  it('a child run hangs under the workflow step that started it; a run started by an emitted event under the emit step', async () => {
+    const { b, exporter } = await traced();
+    await b.register('name: kid\nsteps:\n  - { id: twice, kind: transform, expression: "input.n * 2" }\n');
+    await b.register(`
+name: listener
+triggers:
+  - cloudevent: { type: obs.done }
+    input: "{ 'n': data.n }"
+steps:
+  - { id: heard, kind: transform, expression: "input.n" }
+`);
+    await b.register(`
+name: parent
+steps:
+  - { id: call, kind: workflow, workflow: kid, input: "{ 'n': 2 }" }
+  - { id: tell, kind: emit, type: obs.done, data: "{ 'n': steps.call.output }" }
+`);
+    const r = await b.run('parent', {}, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    const spans = await spansUntil(exporter, (s) => ['baton.run parent', 'baton.run kid', 'baton.run listener'].every((n) => s.some((x) => x.name === n)));
+    const byName = (n: string) => spans.filter((s) => s.name === n);
+    const parent = byName('baton.run parent')[0];
+    const kid = byName('baton.run kid')[0];
+    const listener = byName('baton.run listener')[0];
+    const traceId = parent.spanContext().traceId;
+    // The workflow step has two attempts (start the child, resume with its end): the child hangs under the first.
+    const callSteps = byName('baton.step call');
+    expect(callSteps).toHaveLength(2);
+    expect(callSteps.map((s) => s.spanContext().spanId)).toContain(parentOf(kid));
+    expect(kid.spanContext().traceId).toBe(traceId);
+    expect(byName('baton.step twice')[0].parentSpanContext?.spanId).toBe(kid.spanContext().spanId);
+    const tell = byName('baton.step tell')[0];
+    expect(listener.spanContext().traceId).toBe(traceId);
+    expect(parentOf(listener)).toBe(tell.spanContext().spanId);
+    expect((r.output as { traceparent?: string }).traceparent).toBe(`00-${traceId}-${tell.spanContext().spanId}-01`);
+  });
+
   it('with tracing off: no trace stored, no traceparent sent, no errors', async () => {
     const b = await suite.baton({ services: services(), telemetry: false });
     expect(b.telemetry).toBeUndefined();
