@@ -49,6 +49,13 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   });
 }
 
+function portOption(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new BatonError('BATON_USAGE', { detail: `${flag} must be a port number 0-65535, got "${v}".` });
+  return n;
+}
+
 function logLevel(v: string): LogLevel {
   if (!(LOG_LEVELS as string[]).includes(v)) throw new BatonError('BATON_USAGE', { detail: `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${v}".` });
   return v as LogLevel;
@@ -354,9 +361,12 @@ export function buildProgram(): Command {
       .description('run a worker only: claim and execute steps from the store until stopped (SIGTERM/SIGINT: finish or hand back what it holds)')
       .option('--concurrency <n>', 'step attempts in flight at once', '32')
       .option('--grace <duration>', 'how long a stop waits for attempts in flight before handing them back', '20s')
-      .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info'),
-  ).action(async (o: StoreOpts & { concurrency: string; grace: string; logLevel: string }) => {
+      .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info')
+      .option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this port, without API keys')
+      .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
+  ).action(async (o: StoreOpts & { concurrency: string; grace: string; logLevel: string; metricsPort?: string; metricsHost: string }) => {
     const level = logLevel(o.logLevel);
+    const metricsPort = portOption('--metrics-port', o.metricsPort);
     const concurrency = Number(o.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     let graceMs: number;
@@ -369,11 +379,14 @@ export function buildProgram(): Command {
     const baton = await openBaton(o, [], { concurrency }, false, true, { onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
+    const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
+    if (metricsServer) process.stderr.write(`baton worker: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
       process.once('SIGTERM', () => res('SIGTERM'));
       process.once('SIGINT', () => res('SIGINT'));
     });
     process.stderr.write(`baton worker: ${signal}, finishing what it holds (up to ${formatDuration(graceMs)})\n`);
+    metricsServer?.close();
     await baton.close({ graceMs });
     process.stderr.write('baton worker: stopped\n');
     // Attempts still running past the grace period were handed back (another worker runs them
@@ -392,11 +405,11 @@ export function buildProgram(): Command {
       .option('--grace <duration>', 'how long a stop waits for attempts in flight', '20s')
       .option('--auth <mode>', 'auto (keys required once any exists), required, or off', 'auto')
       .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info')
-      .option('--metrics-port <n>', 'also serve GET /metrics on this port, without API keys (for a Prometheus on a private network)'),
-  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string }) => {
+      .option('--metrics-port <n>', 'also serve GET /metrics on this port, without API keys (for a Prometheus on a private network)')
+      .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
+  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string; metricsHost: string }) => {
     const level = logLevel(o.logLevel);
-    const metricsPort = o.metricsPort === undefined ? undefined : Number(o.metricsPort);
-    if (metricsPort !== undefined && (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)) throw new BatonError('BATON_USAGE', { detail: `--metrics-port must be 0-65535, got "${o.metricsPort}".` });
+    const metricsPort = portOption('--metrics-port', o.metricsPort);
     if (!['auto', 'required', 'off'].includes(o.auth)) throw new BatonError('BATON_USAGE', { detail: `--auth must be auto, required or off, got "${o.auth}".` });
     const port = Number(o.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BatonError('BATON_USAGE', { detail: `--port must be 0-65535, got "${o.port}".` });
@@ -410,8 +423,8 @@ export function buildProgram(): Command {
     const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
-    const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.host);
-    if (metricsServer) process.stdout.write(`baton serve: metrics on http://${o.host}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
+    const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
+    if (metricsServer) process.stdout.write(`baton serve: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
       process.once('SIGTERM', () => res('SIGTERM'));
       process.once('SIGINT', () => res('SIGINT'));

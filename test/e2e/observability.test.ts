@@ -105,11 +105,37 @@ describe('baton serve observability', () => {
     }
   });
 
+  it('baton worker --metrics-port serves its metrics too', async () => {
+    const proc = spawn(process.execPath, [bin, 'worker', '--db', join(dir, 'store'), '--metrics-port', '0', '--log-level', 'warn'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } });
+    try {
+      let out = '';
+      const url = await new Promise<string>((res, rej) => {
+        const look = (d: Buffer) => {
+          out += d.toString();
+          const m = /metrics on (http:\/\/\S+)/.exec(out);
+          if (m) res(m[1]);
+        };
+        proc.stdout!.on('data', look);
+        proc.stderr!.on('data', look);
+        proc.on('exit', (code) => rej(new Error(`baton worker exited ${code}: ${out}`)));
+      });
+      const text = await (await fetch(url)).text();
+      expect(text).toMatch(/^baton_queue_depth 0$/m);
+      expect(text).toContain('# TYPE baton_step_duration_seconds histogram');
+      const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+      proc.kill('SIGTERM');
+      expect(await exit).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  });
+
   it('refuses a bad --log-level and --metrics-port before starting anything', async () => {
-    for (const args of [['--log-level', 'loud'], ['--metrics-port', 'x']]) {
-      const r = spawnSync(process.execPath, [bin, 'serve', '--db', join(dir, 'store2'), '--port', '0', ...args], { cwd: dir, encoding: 'utf8' });
+    for (const [cmd, ...args] of [['serve', '--log-level', 'loud'], ['serve', '--metrics-port', 'x'], ['worker', '--metrics-port', '70000']]) {
+      const r = spawnSync(process.execPath, [bin, cmd, '--db', join(dir, 'store2'), ...(cmd === 'serve' ? ['--port', '0'] : []), ...args], { cwd: dir, encoding: 'utf8' });
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain(args[0]);
+      expect(r.stderr).toContain(args[1]);
     }
   });
 });
