@@ -31,6 +31,19 @@ const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1,
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
+/** The store's approval list, where it has one (approvals are optional to this module). */
+type ApprovalLister = { listApprovals?(f: { status: string[]; limit?: number }): Promise<Array<{ createdAt: number; awaited?: boolean }>> };
+
+/** Pending approvals: `store.approvalStats()` when the store has it, else counted from `listApprovals`, else 0. */
+async function approvalStats(store: Store): Promise<{ pending: number; oldestCreatedAt?: number }> {
+  if (store.approvalStats) return store.approvalStats();
+  const lister = store as Store & ApprovalLister;
+  if (typeof lister.listApprovals !== 'function') return { pending: 0 };
+  // Those whose step stopped waiting (run cancelled) can no longer be decided: not pending.
+  const open = (await lister.listApprovals({ status: ['pending'], limit: 100_000 })).filter((a) => a.awaited !== false);
+  return open.length ? { pending: open.length, oldestCreatedAt: Math.min(...open.map((a) => a.createdAt)) } : { pending: 0 };
+}
+
 export class BatonMetrics {
   readonly registry = new Registry();
   private readonly runsStarted: Counter<'workflow'>;
@@ -87,7 +100,7 @@ export class BatonMetrics {
     const [queue, usage, approvals] = await Promise.all([
       store.queueStats(now),
       models ? store.costReport({ by: 'service' }) : Promise.resolve([]),
-      store.approvalStats ? store.approvalStats() : Promise.resolve({ pending: 0, oldestCreatedAt: undefined }),
+      approvalStats(store),
     ]);
     this.queueDepth.set(queue.ready);
     this.queueAge.set(queue.oldestDueAt === undefined ? 0 : Math.max(0, (now - queue.oldestDueAt) / 1000));

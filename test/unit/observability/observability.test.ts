@@ -52,6 +52,12 @@ describe('metrics registry', () => {
     const t2 = await m2.text();
     expect(t2).toMatch(/^baton_approvals_pending 3$/m);
     expect(t2).toMatch(/^baton_approvals_oldest_age_seconds 60$/m);
+    // A store that only lists approvals: pending ones still awaited are counted.
+    const listed = [{ createdAt: 31_000, awaited: true }, { createdAt: 1_000, awaited: false }];
+    const m3 = new BatonMetrics({ store: { ...store, listApprovals: async (f: { status: string[] }) => (f.status.includes('pending') ? listed : []) } as unknown as Store, now: () => 61_000 });
+    const t3 = await m3.text();
+    expect(t3).toMatch(/^baton_approvals_pending 1$/m);
+    expect(t3).toMatch(/^baton_approvals_oldest_age_seconds 30$/m);
   });
 
   it('keeps several engines apart (a registry each)', async () => {
