@@ -141,8 +141,11 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 
   // Prometheus scrape target. Behind the API keys like every other read (a `viewer` key is
   // enough); `baton serve --metrics-port` serves it on a separate port without keys instead.
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format 0.0.4). Needs a key with `read` (viewer or above) when auth is on.' } }, async (req, reply) => {
-    requireCap(keyOf(req), 'read', 'read metrics');
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format 0.0.4). Needs a key with `read` (viewer or above) reaching every namespace (`*`) when auth is on.' } }, async (req, reply) => {
+    const key = keyOf(req);
+    requireCap(key, 'read', 'read metrics');
+    // Labels name the workflows and services of every namespace: a key confined to some may not read them.
+    if (key && !key.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: key.id, role: key.role, action: 'read metrics (they cover every namespace; use a key with namespace *)' });
     if (!baton.metrics) throw new BatonError('BATON_USAGE', { detail: 'metrics are off in this engine (opened with metrics: false).' });
     return reply.type(METRICS_CONTENT_TYPE).send(await baton.metrics.text());
   });

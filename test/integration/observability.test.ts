@@ -229,6 +229,10 @@ steps:
     app = buildGateway(b, { auth: 'required' });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     expect((await fetch(`${url}/metrics`)).status).toBe(401);
+    const teamViewer = await createApiKey(b.store, { name: 'team', role: 'viewer', namespaces: ['team-a'] });
+    const denied = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${teamViewer.key}` } });
+    expect(denied.status).toBe(403);
+    expect(((await denied.json()) as { detail: string }).detail).toContain('namespace *');
     const viewer = await createApiKey(b.store, { name: 'prom', role: 'viewer', namespaces: ['*'] });
     const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${viewer.key}` } });
     expect(res.status).toBe(200);
