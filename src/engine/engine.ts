@@ -40,7 +40,6 @@ import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import type { Telemetry, TelemetryOptions } from '../observability/telemetry.js';
 import { parseTraceparent, telemetryWanted } from '../observability/genai.js';
 import { BatonMetrics } from '../observability/metrics.js';
-import type { SerializedError as RunError } from '../errors.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -815,7 +814,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   /** A run's end was recorded by this process: counted, and its run span emitted (tracing on). */
-  private runEnded(run: { id: string; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<RunError, 'code' | 'message'>): void {
+  private runEnded(run: { id: string; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<SerializedError, 'code' | 'message'>): void {
     const workflow = workflowOfVersion(run.versionId);
     this.metrics?.runFinished(workflow, status);
     this.telemetry?.endRun(run.trace, `baton.run ${workflow}`, run.createdAt, at, { 'baton.run_id': run.id, 'baton.workflow': workflow, 'baton.version_id': run.versionId, 'baton.run.status': status }, status === 'completed' ? undefined : error ?? { code: status });

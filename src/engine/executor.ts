@@ -127,7 +127,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   const track: Track = {};
   const span = tel?.startStep(rs.trace, `baton.step ${work.key}`, {
     'baton.run_id': rs.id, 'baton.workflow': rs.workflow.name, 'baton.step.key': work.key, 'baton.step.kind': kind,
-    'baton.step.attempt': work.attempt, 'baton.worker_id': host.workerId,
+    'baton.worker_id': host.workerId,
   });
   try {
     return await attempt(host, rs, work, span, track);
@@ -137,6 +137,8 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     throw e;
   } finally {
     if (span) {
+      // Read after the attempt: a step claimed without its row learns its attempt number from it.
+      span.setAttribute('baton.step.attempt', work.attempt);
       if (track.status) span.setAttribute('baton.step.outcome', track.status);
       if (track.error) {
         span.setAttribute('error.type', track.error.code ?? 'error');
