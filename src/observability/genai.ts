@@ -1,6 +1,7 @@
 /**
- * Light helpers of the tracing hooks, kept apart from telemetry.ts so that the engine loads the
- * OpenTelemetry SDK only when tracing is on (see Baton.open).
+ * Light helpers of the tracing hooks (GenAI attribute values, W3C trace context, the stored run
+ * context), kept apart from telemetry.ts so that the engine loads the OpenTelemetry SDK only
+ * when tracing is on (see Baton.open): this module imports nothing.
  */
 import type { TelemetryOptions } from './telemetry.js';
 
@@ -41,7 +42,6 @@ export function parseTraceparent(h: unknown): { traceId: string; spanId: string;
 export function formatTraceparent(traceId: string, spanId: string, sampled = true): string {
   return `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
 }
-
 
 /** A run's stored trace context: its span's ids, and the span it hangs under (a caller's, a parent step's). */
 export interface RunTrace {
