@@ -23,10 +23,15 @@ export function otlpEndpointOf(opts: TelemetryOptions | undefined, env: NodeJS.P
   return opts?.otlpEndpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? undefined;
 }
 
-/** Whether anything asks for spans: a span processor, or an OTLP endpoint (option or environment). `false` turns it off. */
+/**
+ * Whether anything asks for spans: a span processor, or an OTLP endpoint (option or
+ * environment). `false` turns it off, and so does OTEL_SDK_DISABLED=true for an endpoint that
+ * only the environment gave.
+ */
 export function telemetryWanted(opts: TelemetryOptions | false | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
   if (opts === false) return false;
-  return Boolean(opts?.spanProcessor || otlpEndpointOf(opts, env));
+  if (opts?.spanProcessor || opts?.otlpEndpoint) return true;
+  return env.OTEL_SDK_DISABLED?.toLowerCase() !== 'true' && Boolean(otlpEndpointOf(opts, env));
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;

@@ -90,6 +90,8 @@ describe('trace context', () => {
     expect(telemetryWanted(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' })).toBe(true);
     expect(telemetryWanted(false, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' })).toBe(false);
     expect(telemetryWanted({ otlpEndpoint: 'http://c:4318' }, {})).toBe(true);
+    expect(telemetryWanted(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' })).toBe(false);
+    expect(telemetryWanted(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: '' })).toBe(false);
   });
 });
 
