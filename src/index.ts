@@ -13,3 +13,6 @@ export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-stor
 export type { Store, RunRecord, StepRecord, EventRecord, VersionRecord, RunFilter, ScheduleRecord, TaskRecord, TaskStatus, ApprovalRecord, ApprovalStatus } from './store/store.js';
 export type { StepFunction, FunctionContext } from './steps/kind.js';
 export { workflow, WorkflowBuilder, expr, toJsonata, type Ctx, type ItemCtx, type Ref, type Expr, type HttpOutput, type Built, type EmittedEvent, type ApprovalAnswer } from './spec/builder.js';
+export type { TelemetryOptions } from './observability/telemetry.js';
+export { METRIC_NAMES, METRICS_CONTENT_TYPE, type BatonMetrics } from './observability/metrics.js';
+export { createLogger, logLifecycle, type LogLevel, type LoggerOptions } from './observability/logger.js';

@@ -9,6 +9,8 @@
  *   - ./functions.mjs      # every exported function becomes callable by its export name
  * services:                # model services (see src/services/config.ts for every field)
  *   intent: { provider: local-classifier, options: { examples_file: ./intents.yaml } }
+ * telemetry:               # OpenTelemetry traces (see src/observability/config.ts)
+ *   otlp_endpoint: http://localhost:4318
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -18,6 +20,8 @@ import { parse } from 'yaml';
 import { BatonError } from '../errors.js';
 import type { StepFunction } from '../steps/kind.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
+import { parseTelemetry } from '../observability/config.js';
+import type { TelemetryOptions } from '../observability/telemetry.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
@@ -25,6 +29,8 @@ export interface BatonConfig {
   store?: string;
   functions: string[];
   services: ServiceConfig[];
+  /** `telemetry:` (undefined when absent: OTEL_EXPORTER_OTLP_ENDPOINT may still turn tracing on). */
+  telemetry?: TelemetryOptions | false;
   /** Folder that relative paths in the config start from. */
   baseDir: string;
 }
@@ -60,14 +66,15 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  const known = new Set(['store', 'functions', 'services']);
+  const known = new Set(['store', 'functions', 'services', 'telemetry']);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
-  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services.` });
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry.` });
   return {
     file,
     store: c.store === undefined ? undefined : resolve(base, c.store as string),
     functions: (fns as string[]).map((f) => resolve(base, f)),
     services: parseServices(c.services, file),
+    telemetry: parseTelemetry(c.telemetry, file),
     baseDir: base,
   };
 }

@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { Baton, type RunResult } from '../engine/engine.js';
+import { Baton, type BatonOptions, type RunResult } from '../engine/engine.js';
 import type { ApprovalViewStatus } from '../engine/approvals.js';
 import { approvalBody } from '../gateway/approvals.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
@@ -16,6 +16,9 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
+import { createServer, type Server } from 'node:http';
+import { createLogger, logLifecycle, LOG_LEVELS, type LogLevel } from '../observability/logger.js';
+import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
 import { formatUsd, printCost, printReplay, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
 
 interface StoreOpts {
@@ -31,7 +34,7 @@ const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_
  * do; one-shot commands (`run`, `resume`…) do not, or they would start runs of other workflows
  * and then exit before finishing them.
  */
-async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true, server = false, schedules = false): Promise<Baton> {
+async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { concurrency?: number; leaseMs?: number } = true, server = false, schedules = false, extra: Partial<BatonOptions> = {}): Promise<Baton> {
   const config = findConfig(o.config, near);
   const functions = await loadFunctions(config.functions);
   const db = o.db ?? process.env.BATON_DB ?? config.store ?? '.baton';
@@ -43,7 +46,40 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
     schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,
+    telemetry: config.telemetry,
+    ...extra,
   });
+}
+
+function portOption(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new BatonError('BATON_USAGE', { detail: `${flag} must be a port number 0-65535, got "${v}".` });
+  return n;
+}
+
+function logLevel(v: string): LogLevel {
+  if (!(LOG_LEVELS as string[]).includes(v)) throw new BatonError('BATON_USAGE', { detail: `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${v}".` });
+  return v as LogLevel;
+}
+
+/** `--metrics-port`: GET /metrics alone, without keys, on its own port (keep it off the public network). */
+async function serveMetrics(baton: Baton, port: number, host: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
+      return;
+    }
+    baton.metrics!.text().then(
+      (text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text),
+      (e: unknown) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${(e as Error).message}\n`),
+    );
+  });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, host, () => res());
+  });
+  return server;
 }
 
 function isPostgresUrl(db: string): boolean {
@@ -348,8 +384,13 @@ export function buildProgram(): Command {
       .command('worker')
       .description('run a worker only: claim and execute steps from the store until stopped (SIGTERM/SIGINT: finish or hand back what it holds)')
       .option('--concurrency <n>', 'step attempts in flight at once', '32')
-      .option('--grace <duration>', 'how long a stop waits for attempts in flight before handing them back', '20s'),
-  ).action(async (o: StoreOpts & { concurrency: string; grace: string }) => {
+      .option('--grace <duration>', 'how long a stop waits for attempts in flight before handing them back', '20s')
+      .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info')
+      .option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this port, without API keys')
+      .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
+  ).action(async (o: StoreOpts & { concurrency: string; grace: string; logLevel: string; metricsPort?: string; metricsHost: string }) => {
+    const level = logLevel(o.logLevel);
+    const metricsPort = portOption('--metrics-port', o.metricsPort);
     const concurrency = Number(o.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     let graceMs: number;
@@ -358,13 +399,18 @@ export function buildProgram(): Command {
     } catch {
       throw new BatonError('BATON_USAGE', { detail: `--grace "${o.grace}" is not a duration; write e.g. 20s.` });
     }
-    const baton = await openBaton(o, [], { concurrency }, false, true);
+    const log = createLogger({ level, base: { component: 'worker' } });
+    const baton = await openBaton(o, [], { concurrency }, false, true, { onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
+    logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
+    const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
+    if (metricsServer) process.stderr.write(`baton worker: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
       process.once('SIGTERM', () => res('SIGTERM'));
       process.once('SIGINT', () => res('SIGINT'));
     });
     process.stderr.write(`baton worker: ${signal}, finishing what it holds (up to ${formatDuration(graceMs)})\n`);
+    metricsServer?.close();
     await baton.close({ graceMs });
     process.stderr.write('baton worker: stopped\n');
     // Attempts still running past the grace period were handed back (another worker runs them
@@ -381,24 +427,34 @@ export function buildProgram(): Command {
       .option('--no-worker', 'serve the API only; separate `baton worker` processes run the steps')
       .option('--concurrency <n>', 'step attempts in flight at once in this process', '32')
       .option('--grace <duration>', 'how long a stop waits for attempts in flight', '20s')
-      .option('--auth <mode>', 'auto (keys required once any exists), required, or off', 'auto'),
-  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string }) => {
+      .option('--auth <mode>', 'auto (keys required once any exists), required, or off', 'auto')
+      .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info')
+      .option('--metrics-port <n>', 'also serve GET /metrics on this port, without API keys (for a Prometheus on a private network)')
+      .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
+  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string; metricsHost: string }) => {
+    const level = logLevel(o.logLevel);
+    const metricsPort = portOption('--metrics-port', o.metricsPort);
     if (!['auto', 'required', 'off'].includes(o.auth)) throw new BatonError('BATON_USAGE', { detail: `--auth must be auto, required or off, got "${o.auth}".` });
     const port = Number(o.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BatonError('BATON_USAGE', { detail: `--port must be 0-65535, got "${o.port}".` });
     const concurrency = Number(o.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     const graceMs = parseDuration(o.grace);
-    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true);
+    const log = createLogger({ level, base: { component: 'serve' } });
+    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true, { onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
+    logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     const { createGateway } = await import('../gateway/server.js');
-    const app = await createGateway(baton, { auth: o.auth as 'auto' });
+    const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
+    const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
+    if (metricsServer) process.stdout.write(`baton serve: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
       process.once('SIGTERM', () => res('SIGTERM'));
       process.once('SIGINT', () => res('SIGINT'));
     });
     process.stderr.write(`baton serve: ${signal}, stopping\n`);
+    metricsServer?.close();
     await app.close();
     await baton.close({ graceMs });
     process.exit(0);

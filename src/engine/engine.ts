@@ -39,6 +39,9 @@ import { crashPoint } from './crash-points.js';
 import { checkNamespace, DEFAULT_NAMESPACE, splitQualified, workflowOfVersion } from './namespaces.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import { buildReport, ReplaySource, type ReplayReport } from './replay.js';
+import type { Telemetry, TelemetryOptions } from '../observability/telemetry.js';
+import { parseTraceparent, telemetryWanted } from '../observability/genai.js';
+import { BatonMetrics } from '../observability/metrics.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -79,6 +82,14 @@ export interface BatonOptions {
    * turns it on with options (a clock for tests, sleep cap, misfire grace).
    */
   schedules?: boolean | SchedulerOptions;
+  /**
+   * OpenTelemetry traces (docs/observability.md): an OTLP endpoint and/or a span processor. Off
+   * unless given here or OTEL_EXPORTER_OTLP_ENDPOINT is set; `false` keeps it off whatever the
+   * environment says. The SDK is loaded only when on.
+   */
+  telemetry?: TelemetryOptions | false;
+  /** Prometheus metrics (`baton.metrics`, served at `GET /metrics`). Default on. */
+  metrics?: boolean;
 }
 
 /** `baton.schedules`: the cron schedules of registered workflows. */
@@ -108,6 +119,8 @@ export interface StartOptions {
   priority?: number;
   /** Overrides the workflow's `concurrency.key` for this run. */
   concurrencyKey?: string;
+  /** W3C `traceparent` of the caller: with tracing on, the run span becomes a child of that span. */
+  traceparent?: string;
 }
 
 /** `baton.replay` options (see replay.ts). */
@@ -179,6 +192,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly tasks: TaskQueue;
   /** People's side of `approval` steps: list (inbox), get, decide; and the deadline/reminder sweep. */
   readonly approvals: ApprovalDesk;
+  /** Tracing (undefined when off). */
+  readonly telemetry?: Telemetry;
+  /** Prometheus metrics of this engine (undefined with `metrics: false`). */
+  readonly metrics?: BatonMetrics;
   private readonly functions = new Map<string, StepFunction>();
   private readonly runs = new Map<string, RunState>();
   private readonly loading = new Map<string, Promise<RunState | undefined>>();
@@ -193,17 +210,19 @@ export class Baton extends EventEmitter<BatonEvents> {
   readonly schedules: ScheduleControl;
   private closed = false;
 
-  private constructor(store: Store, blobs: BlobStore, opts: BatonOptions) {
+  private constructor(store: Store, blobs: BlobStore, opts: BatonOptions, telemetry?: Telemetry) {
     super();
     this.store = store;
+    this.telemetry = telemetry;
     this.blobs = blobs;
     this.workerId = `w_${process.pid}_${randomBytes(4).toString('hex')}`;
     for (const [name, fn] of Object.entries(opts.functions ?? {})) this.registerFunction(name, fn);
     const serviceConfigs = Array.isArray(opts.services) ? opts.services : parseServices(opts.services);
     if (serviceConfigs.length) {
       const shared = opts.sharedLimits ?? store.kind === 'postgres';
-      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'), shared ? store : undefined);
+      this.models = new ServiceRuntime(serviceConfigs, { ...PROVIDERS, ...opts.providers }, new StoreLedger(store), resolve(opts.baseDir ?? '.'), shared ? store : undefined, telemetry?.tracer);
     }
+    if (opts.metrics !== false) this.metrics = new BatonMetrics({ store, models: this.models });
     const models = this.models;
     const catalog = models && {
       get: (name: string) => models.config(name),
@@ -255,6 +274,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       taskCreated: (type) => this.tasks.created(type),
       approvalCreated: (dueAt) => this.approvals.created(dueAt),
       replay: (runId) => this.replays.get(runId),
+      telemetry,
+      metrics: this.metrics,
       dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
@@ -275,8 +296,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
   static async open(opts: BatonOptions = {}): Promise<Baton> {
     const dir = resolve(opts.dir ?? '.baton');
+    // The OpenTelemetry SDK is loaded only when tracing is on.
+    const telemetry = telemetryWanted(opts.telemetry) ? (await import('../observability/telemetry.js')).Telemetry.from(opts.telemetry) : undefined;
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
-    const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);
+    const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts, telemetry);
     await baton.worker?.start();
     if (baton.schedulesOn) baton.scheduler.start();
     // Deadlines and reminders are applied wherever a worker runs (each fires once, fenced in the store).
@@ -329,7 +352,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       throw new BatonError('BATON_USAGE', { detail: `budget must be a positive number of USD, got ${JSON.stringify(opts.budget)}.` });
     }
     const id = opts.id ?? newRunId();
-    const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost });
+    const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost, traceparent: opts.traceparent });
     run.namespace = namespace;
     run.priority = opts.priority ?? wf.doc.priority ?? 0;
     // A replay takes no concurrency slot from real traffic and spends no budget of its own.
@@ -342,8 +365,9 @@ export class Baton extends EventEmitter<BatonEvents> {
     const { created, queued } = await this.store.admitRun(run);
     if (!created) return id; // the same id was admitted before: starting twice is harmless
     crashPoint('after-admit');
+    this.metrics?.runStarted(run.workflow);
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf, trace: run.trace }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -430,6 +454,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const children = (await this.store.getSteps(runId)).filter((s) => s.waitKey?.startsWith('run:')).map((s) => s.waitKey!.slice(4));
     const ok = await this.store.cancelRun(runId, [{ type: EventType.runCancelled, at: Date.now(), data: { reason } }]);
     if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'cancel' });
+    this.runEnded(r, 'cancelled', Date.now(), { code: 'BATON_CANCELLED', message: reason });
     for (const c of children) await this.cancel(c, `parent run ${runId} cancelled`).catch(() => undefined);
     const rs = this.runs.get(runId);
     if (rs) {
@@ -625,7 +650,7 @@ export class Baton extends EventEmitter<BatonEvents> {
    * so publishing the same event again starts nothing new; and, when the event has a `subject`,
    * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits).
    */
-  async publish(e: TriggerEvent, opts: { namespace?: string } = {}): Promise<PublishResult> {
+  async publish(e: TriggerEvent, opts: { namespace?: string; traceparent?: string } = {}): Promise<PublishResult> {
     const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
     const listening = (await latestTriggers(this.store, (v) => this.registry.get(v)))
       .filter((l): l is Listening<CloudEventTrigger> => l.trigger.kind === 'cloudevent')
@@ -636,7 +661,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       try {
         const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
         const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
-        runs.push({ runId: await this.start(l.versionId, input, { id, namespace }), workflow: l.workflow });
+        const traceparent = typeof e.traceparent === 'string' ? e.traceparent : opts.traceparent;
+        runs.push({ runId: await this.start(l.versionId, input, { id, namespace, traceparent }), workflow: l.workflow });
       } catch (err) {
         // One workflow refusing the event (its input schema, its expressions) does not stop the others.
         if (!(err instanceof BatonError) || err.retryable) throw err;
@@ -685,6 +711,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     await this.approvals.close();
     await this.worker?.stop(opts.graceMs);
     await this.models?.close();
+    await this.telemetry?.close().catch((e) => this.onInternalError(e, 'telemetry shutdown'));
     await this.store.close();
   }
 
@@ -750,6 +777,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     else if (TERMINAL_RUN_STATES.has(rs.status) && this.runs.has(rs.id)) {
       // The attempt ended the run (a failure): waiters read the final record from the store.
       this.runs.delete(rs.id);
+      this.runEnded(rs, rs.status, Date.now());
       this.emit('run', { runId: rs.id, status: rs.status, at: Date.now() });
       this.notify(rs.id);
     }
@@ -853,6 +881,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       return;
     }
     this.emit('run', { runId: rs.id, status, at: fin.at, error });
+    this.runEnded(rs, status, fin.at, error);
     // A parent woken, or a queued run with the same concurrency key promoted: claimable now.
     if (rs.parentRunId || rs.concurrencyKey) this.worker?.poke();
     // A run that called models has its cost in the store (other workers may have added to it).
@@ -873,6 +902,13 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
   }
 
+  /** A run's end was recorded by this process: counted, and its run span emitted (tracing on). */
+  private runEnded(run: { id: string; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<SerializedError, 'code' | 'message'>): void {
+    const workflow = workflowOfVersion(run.versionId);
+    this.metrics?.runFinished(workflow, status);
+    this.telemetry?.endRun(run.trace, `baton.run ${workflow}`, run.createdAt, at, { 'baton.run_id': run.id, 'baton.workflow': workflow, 'baton.version_id': run.versionId, 'baton.run.status': status }, status === 'completed' ? undefined : error ?? { code: status });
+  }
+
   private notify(runId: string, final?: RunResult): void {
     const list = this.waiters.get(runId);
     if (!list) return;
@@ -880,7 +916,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     for (const f of list) f(final);
   }
 
-  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number; namespace?: string }): Promise<NewRun> {
+  private async newRun(versionId: string, input: unknown, o: { id: string; parentRunId?: string; parentStepKey?: string; budget?: number; namespace?: string; traceparent?: string; parentSpan?: { traceId: string; spanId: string; sampled: boolean } }): Promise<NewRun> {
     const wf = await this.registry.get(versionId);
     const now = Date.now();
     const steps: NewStep[] = wf.order.map((id) => {
@@ -895,6 +931,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       id: o.id, versionId, workflow: workflowOfVersion(versionId), inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
       budget: o.budget ?? wf.doc.budget?.max_cost,
       namespace: o.namespace,
+      // Tracing on: the run span's ids, chosen now and stored with the run (see telemetry.ts).
+      trace: this.telemetry?.newRunTrace(o.parentSpan ?? parseTraceparent(o.traceparent)),
       events: [{ type: EventType.runCreated, at: now, dataJson: `{"version":${JSON.stringify(versionId)},"input":${inputJson}${o.parentRunId ? `,"parent_run":${JSON.stringify(o.parentRunId)}` : ''}}` }],
     };
   }

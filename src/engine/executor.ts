@@ -18,6 +18,9 @@ import { parseKey, type RunState } from './run-state.js';
 import { workflowOfVersion } from './namespaces.js';
 import { crashPoint } from './crash-points.js';
 import { replayStep, type ReplaySource } from './replay.js';
+import { SpanStatusCode, trace, ROOT_CONTEXT, type Span } from '@opentelemetry/api';
+import type { Telemetry } from '../observability/telemetry.js';
+import type { BatonMetrics } from '../observability/metrics.js';
 
 /** A step this worker holds and is about to run. */
 export interface Work {
@@ -40,8 +43,12 @@ export interface ExecutorHost {
   readonly services: ExecServices;
   /** Bytes above which a value goes to the blob store instead of its row. */
   inlineLimit(wf: CompiledWorkflow): number;
-  /** Builds a child run's admission record (its first steps claimed by this worker). */
-  newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string; namespace: string }): Promise<NewRun>;
+  /** Builds a child run's admission record (its first steps claimed by this worker); `parentSpan`: the step attempt's span. */
+  newRun(versionId: string, input: unknown, opts: { id: string; parentRunId: string; parentStepKey: string; namespace: string; parentSpan?: { traceId: string; spanId: string; sampled: boolean } }): Promise<NewRun>;
+  /** Tracing, when on (step spans; model calls and http steps get the step's context). */
+  readonly telemetry?: Telemetry;
+  /** Step latency histogram, when metrics are on. */
+  readonly metrics?: BatonMetrics;
   emitStep(e: StepEvent): void;
   /** False when nobody listens: the hot path then builds no event objects. */
   wantsStepEvents(): boolean;
@@ -101,7 +108,54 @@ export interface AttemptResult {
 
 const EMPTY: AttemptResult = { ready: [], later: [], runIdle: false, childReady: [], poke: false };
 
+/** What an attempt ended as, for its span. */
+interface Track {
+  status?: StepEvent['status'];
+  error?: SerializedError;
+}
+
+/**
+ * Runs one attempt; with tracing or metrics on, inside a `baton.step <key>` span and timed for
+ * the step latency histogram. With both off this is a direct call.
+ */
 export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Work): Promise<AttemptResult> {
+  const tel = host.telemetry;
+  const metrics = host.metrics;
+  if (!tel && !metrics) return attempt(host, rs, work);
+  const { stepId, index } = parseKey(work.key);
+  const top = rs.workflow.steps.get(stepId);
+  const step = index === undefined ? top : top?.sub;
+  if (!step) return attempt(host, rs, work);
+  const kind = step.kind.name;
+  const service = (step.doc as { service?: unknown }).service;
+  const started = performance.now();
+  const track: Track = {};
+  const span = tel?.startStep(rs.trace, `baton.step ${work.key}`, {
+    'baton.run_id': rs.id, 'baton.workflow': rs.workflow.name, 'baton.step.key': work.key, 'baton.step.kind': kind,
+    'baton.worker_id': host.workerId,
+  });
+  try {
+    return await attempt(host, rs, work, span, track);
+  } catch (e) {
+    span?.recordException(e as Error);
+    span?.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error)?.message });
+    throw e;
+  } finally {
+    if (span) {
+      // Read after the attempt: a step claimed without its row learns its attempt number from it.
+      span.setAttribute('baton.step.attempt', work.attempt);
+      if (track.status) span.setAttribute('baton.step.outcome', track.status);
+      if (track.error) {
+        span.setAttribute('error.type', track.error.code ?? 'error');
+        span.setStatus({ code: SpanStatusCode.ERROR, message: track.error.message });
+      }
+      span.end();
+    }
+    metrics?.stepObserved(kind, typeof service === 'string' ? service : '', (performance.now() - started) / 1000);
+  }
+}
+
+async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span, track?: Track): Promise<AttemptResult> {
   const { stepId, index } = parseKey(work.key);
   const top = rs.workflow.steps.get(stepId);
   const step = index === undefined ? top : top?.sub;
@@ -124,6 +178,10 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   const where = `in step ${work.key}`;
   const listening = host.wantsStepEvents();
   const emit = (status: StepEvent['status'], extra?: Partial<StepEvent>) => {
+    if (track) {
+      track.status = status;
+      track.error = extra?.error;
+    }
     if (listening) host.emitStep({ runId: rs.id, key: work.key, stepId, status, attempt: work.attempt, at: Date.now(), ...extra });
   };
 
@@ -180,7 +238,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
           workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget,
-          now: Date.now, services: host.services,
+          now: Date.now, services: host.services, span: span && trace.setSpan(ROOT_CONTEXT, span),
         };
         // A replay's first execution of a step goes through its recordings; a resumed one (a map's items done) is the kind's own.
         return rs.replayOf === undefined || resumeState !== undefined ? step.prepared.execute(x) : replayStep(replay, rs.id, step, work.key, x);
@@ -281,7 +339,9 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
     }
     case 'child': {
       const childId = `${rs.id}.${work.key}.${work.attempt}`;
-      const child = await host.newRun(outcome.versionId, outcome.input, { id: childId, parentRunId: rs.id, parentStepKey: work.key, namespace: rs.namespace });
+      const sc = span?.spanContext();
+      const parentSpan = sc && { traceId: sc.traceId, spanId: sc.spanId, sampled: (sc.traceFlags & 1) === 1 };
+      const child = await host.newRun(outcome.versionId, outcome.input, { id: childId, parentRunId: rs.id, parentStepKey: work.key, namespace: rs.namespace, parentSpan });
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: `run:${childId}`, owner: null, state: wrapState(index, item, { ...(outcome.state as object), childRunId: childId }) },

@@ -37,6 +37,8 @@ export class RunState {
   readonly scope: Record<string, unknown>;
   /** Aborted when the run is cancelled: every attempt in flight here sees it (one per run, not per attempt). */
   readonly abort = new AbortController();
+  /** Trace context of the run span (see observability/telemetry.ts). */
+  readonly trace?: string;
   /** Set once every step's status has been loaded from the store. */
   loaded = false;
 
@@ -44,6 +46,7 @@ export class RunState {
     this.id = run.id;
     this.workflow = workflow;
     this.versionId = run.versionId;
+    this.trace = run.trace;
     this.status = run.status;
     this.input = input;
     this.parentRunId = run.parentRunId;

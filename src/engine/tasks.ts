@@ -9,6 +9,7 @@
  * `output_schema` before anything is written (a bad output is refused, the task stays leased),
  * and a retryable failure goes back to pending only while the step's retry policy allows.
  */
+import { runTraceparent } from '../observability/genai.js';
 import { randomBytes } from 'node:crypto';
 import { BatonError, type SerializedError } from '../errors.js';
 import type { CompiledStep } from '../spec/compile.js';
@@ -47,7 +48,12 @@ export interface TaskLeaseOptions {
 }
 
 /** A task as callers see it: `cancelled` when its step stopped waiting (timeout, run cancelled). */
-export type TaskView = Omit<TaskRecord, 'status' | 'leaseToken' | 'awaited'> & { status: TaskRecord['status'] | 'cancelled'; leaseToken?: string };
+export type TaskView = Omit<TaskRecord, 'status' | 'leaseToken' | 'awaited'> & {
+  status: TaskRecord['status'] | 'cancelled';
+  leaseToken?: string;
+  /** In the poll's answer, when the run is traced: W3C traceparent of the run span, for the worker's own spans. */
+  traceparent?: string;
+};
 
 export interface TaskHost {
   readonly store: Store;
@@ -82,7 +88,7 @@ export class TaskQueue {
     for (;;) {
       if (this.closed || o.signal?.aborted) return undefined;
       const t = await this.host.store.pollTask({ types: o.types, workerId: o.workerId, leaseMs: o.leaseMs, namespaces, token: randomBytes(18).toString('base64url'), now: Date.now() });
-      if (t && !(await this.usedUp(t))) return view(t, true);
+      if (t && !(await this.usedUp(t))) return withTrace(view(t, true), (await this.host.store.getRun(t.runId))?.trace);
       if (t) continue;
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
@@ -249,6 +255,11 @@ function lostReason(t: TaskRecord, lease: TaskLease, action: string): string {
   if (t.status === 'pending') return `worker ${lease.workerId} no longer holds its lease (it went back to pending)`;
   if (t.leaseOwner !== lease.workerId) return `worker ${lease.workerId} no longer holds its lease (it expired and the task was given to another worker)`;
   return `the lease token does not match worker ${lease.workerId}'s current lease (an expired lease was given out again)`;
+}
+
+function withTrace(v: TaskView, trace: string | undefined): TaskView {
+  const traceparent = runTraceparent(trace);
+  return traceparent ? { ...v, traceparent } : v;
 }
 
 function view(t: TaskRecord, withToken: boolean): TaskView {

@@ -33,6 +33,8 @@ export interface TriggerEvent {
   source: string;
   subject?: string;
   data?: unknown;
+  /** CloudEvents distributed-tracing extension: runs the event starts join this trace (tracing on). */
+  traceparent?: string;
 }
 
 /** Every trigger of the latest version of every workflow. */

@@ -15,6 +15,9 @@ import type { Baton } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
 import type { ApiKeyRecord, EventRecord } from '../store/store.js';
+import type { Logger } from 'pino';
+import { loggedUrl } from '../observability/logger.js';
+import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
@@ -34,6 +37,11 @@ export interface GatewayOptions {
   bodyLimit?: number;
   /** Longest a sync start may wait (default 30 s). */
   maxWaitMs?: number;
+  /**
+   * Structured logs (observability/logger.ts): one JSON line per request (method, path, status,
+   * ms, key id — never the key) and errors. Default: none.
+   */
+  logger?: Logger;
 }
 
 /** Reachable without a key: probes and documentation. */
@@ -43,7 +51,7 @@ const RUN_STATUSES: RunStatus[] = ['pending', 'queued', 'running', 'waiting', 'p
 
 /** Builds the gateway with its OpenAPI document (`/openapi.json`) and browsable docs (`/docs`). */
 export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
+  const app = newFastify(opts);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -58,10 +66,21 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
   return app;
 }
 
+function newFastify(opts: GatewayOptions): FastifyInstance {
+  const ajv = { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } };
+  const bodyLimit = opts.bodyLimit ?? 1024 * 1024;
+  // Fastify's own request lines would log the query string as is: ours (below) leave values out.
+  if (opts.logger) return Fastify({ bodyLimit, loggerInstance: opts.logger, disableRequestLogging: true, ajv }) as unknown as FastifyInstance;
+  return Fastify({ bodyLimit, logger: false, ajv });
+}
+
+/** Gateways built with a logger log internal errors there instead of stderr. */
+const LOGGING = new WeakSet<object>();
+
 export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: FastifyInstance): FastifyInstance {
   // Unknown fields are refused, not silently dropped, and types are not coerced: a client
   // that sends the wrong thing hears about it.
-  const app = given ?? Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
+  const app = given ?? newFastify(opts);
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
@@ -95,15 +114,42 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     if (!reaches(keyOf(req), run.namespace)) throw new BatonError('BATON_RUN_NOT_FOUND', { runId: id });
     return run;
   };
+  if (opts.logger) {
+    LOGGING.add(app);
+    const log = opts.logger;
+    // One line per request: never the key itself, nor query values (a token in a URL stays out).
+    app.addHook('onResponse', async (req, reply) => {
+      const runId = (req.params as { id?: string } | undefined)?.id ?? runIds.get(req);
+      const fields: Record<string, unknown> = { method: req.method, url: loggedUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
+      const key = keys.get(req);
+      if (key) fields.key_id = key.id;
+      if (runId && (req.url.startsWith('/runs') || runIds.has(req))) fields.run_id = runId;
+      if (reply.statusCode >= 500) log.error(fields, 'request failed');
+      else log.info(fields, 'request');
+    });
+  }
+  /** Runs started by a request (POST /runs), for its log line. */
+  const runIds = new WeakMap<FastifyRequest, string>();
   app.setNotFoundHandler((req, reply) => problem(reply, req, new BatonError('BATON_USAGE', { detail: `No route ${req.method} ${req.url}. See GET / for the routes.` }), 404));
 
   app.get('/', async () => ({
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
+
+  // Prometheus scrape target. Behind the API keys like every other read (a `viewer` key is
+  // enough); `baton serve --metrics-port` serves it on a separate port without keys instead.
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format 0.0.4). Needs a key with `read` (viewer or above) reaching every namespace (`*`) when auth is on.' } }, async (req, reply) => {
+    const key = keyOf(req);
+    requireCap(key, 'read', 'read metrics');
+    // Labels name the workflows and services of every namespace: a key confined to some may not read them.
+    if (key && !key.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: key.id, role: key.role, action: 'read metrics (they cover every namespace; use a key with namespace *)' });
+    if (!baton.metrics) throw new BatonError('BATON_USAGE', { detail: 'metrics are off in this engine (opened with metrics: false).' });
+    return reply.type(METRICS_CONTENT_TYPE).send(await baton.metrics.text());
+  });
   app.get('/ready', async (_req, reply) => {
     try {
       await baton.store.listRuns({ limit: 1 });
@@ -188,7 +234,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const versionId = await visibleVersion(req, b.workflow, asked ?? namespaceOf(req, undefined, 'start runs'));
     const own = splitQualified(versionId).namespace;
     const namespace = asked ?? (own !== DEFAULT_NAMESPACE ? own : namespaceOf(req, undefined, 'start runs'));
-    const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget });
+    // A caller's trace context makes the run span a child of the caller's span (tracing on).
+    const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget, traceparent: traceparentOf(req) });
+    runIds.set(req, id);
     if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
     const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
     return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
@@ -354,7 +402,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   registerOpenAiRoutes(app, baton, {
     startOptions: (req) => {
       requireCap(keyOf(req), 'run', 'start runs');
-      return {};
+      return { traceparent: traceparentOf(req) };
     },
     namespace: (req) => namespaceOf(req, undefined, 'use workflows'),
     reaches: (req, ns) => ns === DEFAULT_NAMESPACE || reaches(keyOf(req), ns),
@@ -384,6 +432,12 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   return app;
 }
 
+/** The caller's W3C trace context, if it sent one (a malformed one is ignored when the run starts). */
+export function traceparentOf(req: FastifyRequest): string | undefined {
+  const h = req.headers.traceparent;
+  return typeof h === 'string' ? h : undefined;
+}
+
 function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string; replayOf?: string }) {
   return {
     run_id: r.id, workflow: r.workflow, version_id: r.versionId, status: r.status, namespace: r.namespace,
@@ -409,7 +463,8 @@ export function problem(reply: FastifyReply, req: FastifyRequest, err: Error & {
     const code = err.statusCode === 413 ? 'BATON_REQUEST_TOO_LARGE' : err.statusCode === 415 ? 'BATON_UNSUPPORTED_MEDIA_TYPE' : 'BATON_REQUEST_INVALID';
     return problem(reply, req, new BatonError(code, { detail: err.message }));
   } else {
-    process.stderr.write(`baton serve: internal error on ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    if (LOGGING.has(req.server)) req.log.error({ method: req.method, url: loggedUrl(req.url), err: { message: err.message, stack: err.stack } }, 'internal error');
+    else process.stderr.write(`baton serve: internal error on ${req.method} ${loggedUrl(req.url)}: ${err.stack ?? err.message}\n`);
     return problem(reply, req, new BatonError('BATON_INTERNAL'));
   }
   if (body.code === 'BATON_RATE_LIMITED') reply.header('retry-after', String(Math.ceil(Number((body.details as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 1000) / 1000)));

@@ -33,6 +33,7 @@ export const taskSchema = {
     idempotency_key: { type: 'string', description: '`run:step:attempt`: pass it to systems the worker calls, so repeats are harmless.' },
     worker_id: { type: ['string', 'null'], description: 'Holder (or last holder) of the lease.' },
     lease_token: { type: 'string', description: 'Send it back with heartbeat, complete and fail.' },
+    traceparent: { type: 'string', description: "In the poll's answer, when tracing is on: W3C traceparent of the run's span; start your worker's spans under it." },
     lease_ms: { type: 'integer' },
     lease_expires_at: isoTime,
     output: {},
@@ -159,7 +160,7 @@ function taskBody(t: TaskView) {
   return {
     id: t.id, type: t.type, status: t.status, input: t.input ?? null, run_id: t.runId, step: t.stepKey, attempt: t.attempt, attempts: t.attempts,
     namespace: t.namespace, idempotency_key: `${t.runId}:${t.stepKey}:${t.attempt}`, worker_id: t.leaseOwner ?? null,
-    ...(t.leaseToken ? { lease_token: t.leaseToken } : {}), lease_ms: t.leaseMs, lease_expires_at: iso(t.leaseExpiresAt),
+    ...(t.leaseToken ? { lease_token: t.leaseToken } : {}), ...(t.traceparent ? { traceparent: t.traceparent } : {}), lease_ms: t.leaseMs, lease_expires_at: iso(t.leaseExpiresAt),
     output: t.output ?? null, error: t.error ?? null, created_at: iso(t.createdAt), updated_at: iso(t.updatedAt),
   };
 }

@@ -47,7 +47,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
       const { input, id } = await triggerRun(hook, { body, headers, query }, body ?? {}, undefined);
-      const runId = await baton.start(hook.versionId, input, { id, namespace: hook.namespace });
+      const runId = await baton.start(hook.versionId, input, { id, namespace: hook.namespace, traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined });
       return reply.code(202).header('location', `/runs/${runId}`).send({ run_id: runId });
     });
 
@@ -64,7 +64,8 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       let delivered = 0;
       let buffered = 0;
       for (const e of events) {
-        const r = await baton.publish(e);
+        // The event's own traceparent (extension attribute) wins over the request's header.
+        const r = await baton.publish(e, { traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined });
         for (const x of r.runs) runs.push({ run_id: x.runId, workflow: x.workflow, event_id: e.id });
         for (const f of r.failed) failed.push({ workflow: f.workflow, event_id: e.id, code: f.error.code, detail: f.error.message });
         delivered += r.delivered;

@@ -13,7 +13,9 @@
  * the chain moves on, so nothing truncated or off-schema flows downstream. Every call, failed
  * or not, is recorded through the `CallLedger` (the run's events and the cost tables).
  */
+import { SpanKind, SpanStatusCode, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import type { ValidateFunction } from 'ajv';
+import { genAiOperation, genAiProvider } from '../observability/genai.js';
 import { BatonError, serializeError } from '../errors.js';
 import type { ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory } from '../providers/provider.js';
 import { ServiceBreaker, type BreakerState } from '../resilience/breaker.js';
@@ -70,6 +72,8 @@ export interface ModelCall {
   cache?: { ttlMs: number };
   run: { id: string; workflow: string; stepKey: string; attempt: number; idempotencyKey: string; budget?: number };
   signal: AbortSignal;
+  /** The step attempt's trace context (tracing on): each model call gets a span under it. */
+  trace?: Context;
 }
 
 export interface ModelAnswer {
@@ -146,6 +150,8 @@ export class ServiceRuntime {
     baseDir: string,
     /** When given, rate and concurrency limits are kept here and shared by every worker using it. */
     shared?: SharedLimitStore,
+    /** Tracing on: a span per model call (GenAI semantic conventions). */
+    private readonly tracer?: Tracer,
   ) {
     const unknown = services.filter((s) => !providers[s.provider]);
     if (unknown.length) {
@@ -396,6 +402,7 @@ export class ServiceRuntime {
     let release: (() => void) | undefined;
     const started = Date.now();
     let response: ModelResponse | undefined;
+    const span = this.tracer && call.trace ? this.startCallSpan(st, call, request, hedged) : undefined;
     try {
       release = await st.limits.acquire(estTokens, signal);
       st.calls++;
@@ -417,16 +424,53 @@ export class ServiceRuntime {
       if (request.stream) record.stream = true;
       if (response.finishReason) record.finishReason = response.finishReason;
       if (response.model) record.servedBy = response.model;
+      if (span) {
+        span.setAttributes({
+          'gen_ai.response.model': response.model ?? cfg.model,
+          'gen_ai.usage.input_tokens': response.usage.inputTokens + response.usage.cachedInputTokens,
+          'gen_ai.usage.output_tokens': response.usage.outputTokens,
+          'baton.cost_usd': cost,
+        });
+        if (response.usage.cachedInputTokens) span.setAttribute('gen_ai.usage.cache_read.input_tokens', response.usage.cachedInputTokens);
+        if (response.finishReason) span.setAttribute('gen_ai.response.finish_reasons', [response.finishReason]);
+      }
       // Recorded by the caller once the answer is checked (ok or degraded).
       return { response, cost, record, reserved };
     } catch (e) {
+      if (span) {
+        const err = serializeError(e);
+        span.setAttribute('error.type', err.code ?? 'error');
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+      }
       if (blamesService(e)) st.failures++;
       const cancelled = signal.aborted;
       await this.ledger.record({ ...this.base(st, call, request.operation, hedged), latencyMs: Date.now() - started, outcome: cancelled ? 'cancelled' : 'error', error: serializeError(cancelled ? signal.reason : e), stream: request.stream || undefined }, reserved);
       throw e;
     } finally {
       release?.();
+      span?.end();
     }
+  }
+
+  /** `chat <model>` (or `embeddings <model>`…): the GenAI semantic conventions' client span. */
+  private startCallSpan(st: ServiceState, call: ModelCall, request: ModelRequest, hedged: boolean): Span {
+    const cfg = st.config;
+    const op = genAiOperation(request.operation);
+    const span = this.tracer!.startSpan(`${op} ${cfg.model}`, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'gen_ai.operation.name': op,
+        'gen_ai.provider.name': genAiProvider(cfg.provider),
+        'gen_ai.request.model': cfg.model,
+        'baton.service': cfg.name,
+        'baton.run_id': call.run.id,
+        'baton.step.key': call.run.stepKey,
+        ...(request.maxTokens !== undefined ? { 'gen_ai.request.max_tokens': request.maxTokens } : {}),
+        ...(request.temperature !== undefined ? { 'gen_ai.request.temperature': request.temperature } : {}),
+        ...(hedged ? { 'baton.hedge': true } : {}),
+      },
+    }, call.trace);
+    return span;
   }
 
   private base(st: ServiceState, call: ModelCall, operation: ModelOperation, hedged: boolean): CallRecord {

@@ -10,6 +10,8 @@
  * effect is idempotent on it (runs started get ids derived from it, a wait takes it once), so
  * dispatching twice is harmless. The step's output is the event.
  */
+import { trace } from '@opentelemetry/api';
+import { formatTraceparent } from '../observability/genai.js';
 import { CloudEvent, HTTP } from 'cloudevents';
 import { BatonError } from '../errors.js';
 import type { EmitStepDoc } from '../spec/types.js';
@@ -63,6 +65,11 @@ export const emitKind: StepKind<EmitStepDoc> = {
           datacontenttype: 'application/json',
           data: value ?? null,
         };
+        // Tracing on: the CloudEvents distributed-tracing extension, so runs this event starts join the trace.
+        if (x.span) {
+          const sc = trace.getSpanContext(x.span);
+          if (sc) event.traceparent = formatTraceparent(sc.traceId, sc.spanId, (sc.traceFlags & 1) === 1);
+        }
         if (step.sink) await postToSink(step.sink, step.sink_mode ?? 'structured', event, x.services.fetch, x.signal);
         return { type: 'done', output: event, publish: [event] };
       },

@@ -1,10 +1,13 @@
 /**
  * `http`: calls any REST service. The body is the step `input` (JSON); the output is
  * `{ status, headers, body }`. Every request carries `Idempotency-Key: runId:stepKey:attempt`
- * so a service can drop the repeat that at-least-once execution may send after a crash.
+ * so a service can drop the repeat that at-least-once execution may send after a crash. With
+ * tracing on, it also carries the attempt span's W3C `traceparent`.
  * 5xx, 408 and 429 answers and network errors are retryable; other 4xx are not.
  */
+import { trace } from '@opentelemetry/api';
 import { BatonError } from '../errors.js';
+import { formatTraceparent } from '../observability/genai.js';
 import { Template } from '../expr/expression.js';
 import type { HttpStepDoc } from '../spec/types.js';
 import type { ExecContext, StepKind } from './kind.js';
@@ -66,6 +69,12 @@ export const httpKind: StepKind<HttpStepDoc> = {
       },
       async execute(x) {
         const { target, h, body } = await build(x);
+        // Tracing on: the service joins the run's trace under this attempt's span (unless the step sets its own).
+        // Added here, not in build(): a replay compares requests without it.
+        if (x.span && h.traceparent === undefined) {
+          const sc = trace.getSpanContext(x.span);
+          if (sc) h.traceparent = formatTraceparent(sc.traceId, sc.spanId, (sc.traceFlags & 1) === 1);
+        }
         const shown = `${target.origin}${target.pathname}`;
         let res: Response;
         try {

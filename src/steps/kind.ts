@@ -7,6 +7,7 @@
  * tasks) returns a suspending outcome. The engine records it durably and calls `execute` again
  * with the saved `state` when the wait is over, on whatever worker picks the step up.
  */
+import type { Context } from '@opentelemetry/api';
 import type { ValidateFunction } from 'ajv';
 import type { Expression, ExpressionCache, Template } from '../expr/expression.js';
 import type { ServiceRuntime } from '../services/runtime.js';
@@ -74,6 +75,11 @@ export interface ExecContext {
   state: unknown;
   now(): number;
   services: ExecServices;
+  /**
+   * The OpenTelemetry context of this attempt's span, when tracing is on: model calls become its
+   * children and `http` steps send its `traceparent`.
+   */
+  span?: Context;
 }
 
 export interface ExecServices {
@@ -97,6 +103,8 @@ export interface PublishedEvent {
   time: string;
   datacontenttype: 'application/json';
   data: unknown;
+  /** Distributed-tracing extension: the emitting attempt's span (tracing on). */
+  traceparent?: string;
 }
 
 export type StepOutcome =

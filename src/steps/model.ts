@@ -115,7 +115,9 @@ export const modelKind: StepKind<ModelStepDoc> = {
       async execute(x) {
         const models = x.services.models;
         if (!models) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: step.service, known: '(no services are configured)' });
-        const answer = await models.invoke(await build(x));
+        const call = await build(x);
+        if (x.span) call.trace = x.span;
+        const answer = await models.invoke(call);
         return { type: 'done', output: answer.output };
       },
       // Everything that decides the answer; not the run's identity, the cache or the stream mode.

@@ -30,6 +30,7 @@ export function toRun(r: Row): RunRecord {
     namespace: (r.namespace as string | undefined) ?? 'default', priority: (r.priority as number | undefined) ?? 0,
     concurrencyKey: (r.concurrency_key as string | null) ?? undefined, retries: (r.retries as number | null | undefined) ?? 0,
     ...(r.replay_of ? { replayOf: r.replay_of as string } : {}),
+    ...(r.trace ? { trace: r.trace as string } : {}),
   };
 }
 

@@ -52,6 +52,8 @@ export interface RunRecord {
   retries: number;
   /** Set on a replay run (see engine/replay.ts): the run it replays. Replays call nothing and cost nothing. */
   replayOf?: string;
+  /** Trace context of the run span, when tracing was on at admission (see observability/telemetry.ts). */
+  trace?: string;
 }
 
 export interface StepRecord {
@@ -126,6 +128,8 @@ export interface NewRun {
   concurrency?: { key: string; limit: number };
   /** A replay of this run (see engine/replay.ts). */
   replayOf?: string;
+  /** Trace context of the run span (see observability/telemetry.ts). */
+  trace?: string;
   steps: NewStep[];
   events: NewEvent[];
 }
@@ -683,6 +687,16 @@ export interface Store {
   releaseClaims(workerId: string, keys?: Array<{ runId: string; key: string }>): Promise<void>;
   /** Earliest due time of unowned scheduled steps. */
   nextDueAt(): Promise<number | undefined>;
+  /**
+   * The shared queue, for metrics: steps due now that no worker has claimed yet (`ready`) and
+   * the earliest due time among them. Steps of paused or finished runs do not count.
+   */
+  queueStats(now: number): Promise<{ ready: number; oldestDueAt?: number }>;
+  /**
+   * Pending approvals, for metrics: optional, a store without approvals leaves it out (the
+   * gauges then read 0).
+   */
+  approvalStats?(): Promise<{ pending: number; oldestCreatedAt?: number }>;
   /** Marks a claimed step as running and records its start event (kinds that take time). */
   markStarted(fence: Fence, at: number, events: NewEvent[]): Promise<boolean>;
   /** The one transaction per step attempt. */

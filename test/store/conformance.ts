@@ -114,6 +114,26 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(await store.releaseDeadWorkers(Date.now() + 120_000, () => undefined)).toBe(2);
     });
 
+    it('counts the shared queue for metrics (due, unclaimed, of active runs) and keeps a run\'s trace context', async () => {
+      const t0 = Date.now();
+      expect(await store.queueStats(t0)).toEqual({ ready: 0 });
+      const run = { ...joinRun('rq'), trace: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01 ${'c'.repeat(16)}` };
+      for (const st of run.steps) if (st.status === 'scheduled') {
+        st.owner = undefined;
+        st.dueAt = t0 - 5_000;
+      }
+      await store.admitRun(run);
+      await store.admitRun(joinRun('rq2')); // claimed at admission: not waiting in the queue
+      expect((await store.getRun('rq'))!.trace).toBe(run.trace);
+      expect((await store.getRun('rq2'))!.trace).toBeUndefined();
+      expect(await store.queueStats(t0)).toEqual({ ready: 2, oldestDueAt: t0 - 5_000 });
+      await store.registerWorker({ id: 'w9', pid: process.pid, host: 'h', startedAt: 0 }, 60_000);
+      await store.claimSteps('w9', 1, t0);
+      expect((await store.queueStats(t0)).ready).toBe(1);
+      await store.setRunStatus('rq', ['running'], 'paused', []);
+      expect(await store.queueStats(t0)).toEqual({ ready: 0 });
+    });
+
     it('keeps a paused run\'s new steps unclaimed', async () => {
       await store.admitRun(joinRun('r5'));
       await store.commit(succeed('r5', 'a', 'w1'));

@@ -278,6 +278,10 @@ export const PG_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN replay_of TEXT;
   `,
+  // 9: the run's trace context (W3C traceparent of its run span, then the caller's span id): see observability/telemetry.ts
+  `
+  ALTER TABLE runs ADD COLUMN trace TEXT;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -318,11 +318,11 @@ export class PostgresStore implements Store {
     const s = run.steps;
     const sql = `WITH r AS (
         INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of)
+          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace)
         VALUES (${id}, ${p.add(run.versionId)}, ${p.add(run.workflow)}, ${status}, ${p.add(run.inputJson)}, ${p.add(run.parentRunId ?? null)},
           ${p.add(run.parentStepKey ?? null)}, ${p.add(run.createdAt)}, ${p.add(run.createdAt)}, ${p.add(run.budget ?? null)},
           ${p.add(run.namespace ?? 'default')}, ${p.add(run.priority ?? 0)}, ${p.add(run.concurrency?.key ?? null)},
-          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)})
+          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)})
         ON CONFLICT (id) DO NOTHING
         RETURNING id, status, namespace, priority),
       s AS (
@@ -699,6 +699,16 @@ export class PostgresStore implements Store {
        SELECT (SELECT COUNT(*) FROM nt) AS notified`,
       [workerId],
     );
+  }
+
+  async queueStats(now: number): Promise<{ ready: number; oldestDueAt?: number }> {
+    const r = await this.rows<{ n: string | number; oldest: number | null }>(
+      `SELECT COUNT(*) AS n, MIN(s.due_at) AS oldest FROM steps s JOIN runs r ON r.id = s.run_id
+       WHERE s.status = 'scheduled' AND s.owner IS NULL AND s.due_at <= $1 AND r.status IN ${ACTIVE_RUN}`,
+      [now],
+    );
+    const ready = Number(r[0].n);
+    return r[0].oldest === null ? { ready } : { ready, oldestDueAt: Number(r[0].oldest) };
   }
 
   async nextDueAt(): Promise<number | undefined> {

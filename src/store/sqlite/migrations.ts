@@ -270,4 +270,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN replay_of TEXT;
   `,
+  // 11: the run's trace context (W3C traceparent of its run span, then the caller's span id): see observability/telemetry.ts
+  `
+  ALTER TABLE runs ADD COLUMN trace TEXT;
+  `,
 ];

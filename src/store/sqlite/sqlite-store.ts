@@ -122,6 +122,7 @@ export class SqliteStore implements Store {
       parentRunId: run.parentRunId ?? null, parentStepKey: run.parentStepKey ?? null, createdAt: run.createdAt, budget: run.budget ?? null,
       namespace: fair.namespace, priority: fair.priority, concurrencyKey: run.concurrency?.key ?? null, concurrencyLimit: run.concurrency?.limit ?? null,
       replayOf: run.replayOf ?? null,
+      trace: run.trace ?? null,
     });
     if (res.changes === 0) return { created: false };
     for (const st of run.steps) this.insertStep(run.id, queued ? { ...st, owner: undefined } : st, fair);
@@ -344,6 +345,11 @@ export class SqliteStore implements Store {
       if (!keys) this.s.releaseAll.run(workerId);
       else for (const k of keys) this.s.releaseOne.run(k.runId, k.key, workerId);
     });
+  }
+
+  async queueStats(now: number): Promise<{ ready: number; oldestDueAt?: number }> {
+    const r = this.s.queueStats.get(now) as { n: number; oldest: number | null };
+    return r.oldest === null ? { ready: r.n } : { ready: r.n, oldestDueAt: r.oldest };
   }
 
   async nextDueAt(): Promise<number | undefined> {
@@ -920,13 +926,15 @@ function prepare(db: Database.Database) {
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
     insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-                    namespace, priority, concurrency_key, concurrency_limit, replay_of)
+                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace)
                   VALUES (@id, @versionId, @workflow, @status, @input, @parentRunId, @parentStepKey, @createdAt, @createdAt, @budget,
-                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf) ON CONFLICT (id) DO NOTHING`),
+                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace) ON CONFLICT (id) DO NOTHING`),
     activeWithKey: p(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = ? AND status IN ('running', 'waiting', 'paused', 'pending')`),
     oldestQueued: p(`SELECT id FROM runs WHERE concurrency_key = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT 1`),
     runKey: p('SELECT concurrency_key, concurrency_limit FROM runs WHERE id = ?'),
     runFairness: p('SELECT namespace, priority FROM runs WHERE id = ?'),
+    queueStats: p(`SELECT COUNT(*) AS n, MIN(s.due_at) AS oldest FROM steps s JOIN runs r ON r.id = s.run_id
+                   WHERE s.status = 'scheduled' AND s.owner IS NULL AND s.due_at <= ? AND r.status IN ('running', 'waiting', 'pending')`),
     firstReadyNamespace: p(`SELECT MIN(namespace) AS ns FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= ?`),
     nextReadyNamespace: p(`SELECT MIN(namespace) AS ns FROM steps WHERE status = 'scheduled' AND owner IS NULL AND due_at <= ? AND namespace > ?`),
     readyInNamespace: p(`SELECT s.run_id, s.key, s.attempt FROM steps s JOIN runs r ON r.id = s.run_id
