@@ -23,6 +23,8 @@ import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
 import { registerTriggerRoutes } from './triggers.js';
+import { registerConsoleApi } from './console-api.js';
+import { registerConsole } from './console.js';
 
 export interface GatewayOptions {
   /**
@@ -55,6 +57,7 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
   await app.register(swaggerUi, { routePrefix: '/docs' });
   buildGateway(baton, opts, app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await registerConsole(app);
   return app;
 }
 
@@ -82,7 +85,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0];
     // Webhooks prove who sent them by their HMAC signature, not an API key.
-    if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/')) return;
+    // The console's static files hold no data: the app signs in with a key for every API call.
+    if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/') || path === '/console' || path.startsWith('/console/')) return;
     if (!(await authOn())) return;
     const key = await authenticate(baton.store, req.headers.authorization);
     await rateLimit(baton.store, key);
@@ -355,6 +359,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 
   // Webhooks (POST /hooks/<path>) and CloudEvents (POST /cloudevents): src/gateway/triggers.ts.
   registerTriggerRoutes(app, baton, { keyOf });
+  registerConsoleApi(app, baton, keyOf);
 
   return app;
 }
