@@ -102,9 +102,13 @@ export function registerConsoleApi(app: FastifyInstance, baton: Baton, keyOf: (r
   });
 
   app.get('/console-api/services', { schema: { hide: true } }, async (req) => {
-    requireCap(keyOf(req), 'read', 'read service health');
+    const key = keyOf(req);
+    requireCap(key, 'read', 'read service health');
     // Latency and breaker state are this process's view (the service runtime); error rates
-    // come from the calls recorded in the store, so they cover every worker.
+    // come from the calls recorded in the store, so they cover every worker. A service's health
+    // is shared by every team, but its spending is not: only a key reaching every namespace
+    // sees a service's total cost (the costs charts give a narrower key its own share).
+    const everything = !key || key.namespaces.includes('*');
     const report = new Map((await baton.store.costReport({ by: 'service', since: Date.now() - 24 * 3600_000 })).map((l) => [l.key, l]));
     return (baton.models?.status() ?? []).map((s) => {
       const day = report.get(s.name);
@@ -113,7 +117,7 @@ export function registerConsoleApi(app: FastifyInstance, baton: Baton, keyOf: (r
         p50_ms: s.p50Ms ?? null, p95_ms: s.p95Ms ?? null,
         calls: s.calls, failures: s.failures,
         error_rate: s.calls > 0 ? s.failures / s.calls : null,
-        calls_24h: day?.calls ?? 0, error_rate_24h: day && day.calls > 0 ? day.failed / day.calls : null, cost_24h: day?.cost ?? 0,
+        calls_24h: day?.calls ?? 0, error_rate_24h: day && day.calls > 0 ? day.failed / day.calls : null, cost_24h: everything ? (day?.cost ?? 0) : null,
       };
     });
   });

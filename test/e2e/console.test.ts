@@ -24,6 +24,7 @@ import { engineSuite } from '../helpers/stores.js';
 const root = resolve(import.meta.dirname, '../..');
 const REFUND = readFileSync(resolve(root, 'examples/approvals/refund.yaml'), 'utf8');
 const RISKY = JSON.parse(readFileSync(resolve(root, 'examples/approvals/risky.json'), 'utf8')) as Record<string, unknown>;
+const SAFE = JSON.parse(readFileSync(resolve(root, 'examples/approvals/safe.json'), 'utf8')) as Record<string, unknown>;
 const SHOTS = process.env.BATON_SCREENSHOTS === '1';
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -187,7 +188,6 @@ describe('web console in Chromium', () => {
       await op.click('nav >> text=Runs');
       await op.selectOption('select[name=status]', 'completed');
       await op.waitForSelector(`[data-testid=runs] tr[data-run="${runId}"]`);
-      await shot(op, 'runs');
 
       // The workflow page: graph of the newest version, and the diff with the first.
       await op.goto(`${base}/console/workflows?name=refund-release`);
@@ -261,6 +261,16 @@ describe('web console in Chromium', () => {
       expect(rows.find((r) => r.startsWith('primary'))).toContain('100.0%');
       expect(rows.find((r) => r.startsWith('backup'))).toContain('closed');
       await shot(op, 'costs');
+
+      // The runs list: every run of the key's namespaces, newest first, with its cost.
+      for (const _ of [1, 2]) expect((await api('POST', '/runs', 'olga', { workflow: 'refund-release', input: SAFE, wait: 20 })).body.status).toBe('completed');
+      await op.click('nav >> text=Runs');
+      await op.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-run]').length === 4);
+      await op.selectOption('select[name=status]', 'cancelled');
+      await op.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-run]').length === 0);
+      await op.selectOption('select[name=status]', '');
+      await op.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-run]').length === 4);
+      await shot(op, 'runs');
     } finally {
       await close();
     }

@@ -15,7 +15,7 @@ export function Gantt({ order, attempts, calls, now, onSelect }: { order: string
   const t0 = Math.min(...attempts.map((a) => a.start));
   const t1 = Math.max(now, ...attempts.map((a) => a.end ?? now));
   const span = Math.max(t1 - t0, 1);
-  const width = 760;
+  const width = 1120;
   const x = (t: number) => LABEL + ((t - t0) / span) * (width - LABEL - 10);
   const height = lanes.length * LANE + 24;
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => ({ f, t: span * f }));

@@ -8,7 +8,7 @@ interface Costs { by: string; lines: CostLine[]; truncated: boolean }
 interface Service {
   name: string; provider: string; model: string; version: string | null; status: string; breaker: string;
   p50_ms: number | null; p95_ms: number | null; calls: number; failures: number; error_rate: number | null;
-  calls_24h: number; error_rate_24h: number | null; cost_24h: number;
+  calls_24h: number; error_rate_24h: number | null; cost_24h: number | null;
 }
 
 const RANGES: Record<string, number | null> = { '24h': 86400_000, '7d': 7 * 86400_000, '30d': 30 * 86400_000, all: null };
@@ -68,7 +68,7 @@ export function CostsPage() {
                   <td className="num">{pct(s.error_rate)}</td>
                   <td className="num">{s.calls_24h}</td>
                   <td className="num">{pct(s.error_rate_24h)}</td>
-                  <td className="num">{fmtCost(s.cost_24h)}</td>
+                  <td className="num">{s.cost_24h === null ? '—' : fmtCost(s.cost_24h)}</td>
                 </tr>
               ))}
             </tbody>

@@ -54,14 +54,14 @@ export function WorkflowsPage({ me }: { me: Whoami }) {
         <div>
           {!current ? <p className="muted">Select a workflow.</p> : (
             <>
-              <div className="panel">
+              <div className="panel pickers">
                 <label>Version{' '}
                   <select name="version" value={selected ?? ''} onChange={(e) => go({ name, version: e.target.value, diff: against })}>
                     {current.map((v) => <option key={v.version_id} value={v.version_id}>v{v.seq} · {v.version_id} · {fmtTime(v.created_at)}</option>)}
                   </select>
                 </label>
                 {current.length > 1 && (
-                  <label>{'  '}Compare with{' '}
+                  <label>Compare with{' '}
                     <select name="diff" value={against ?? ''} onChange={(e) => go({ name, version: selected, diff: e.target.value })}>
                       <option value="">—</option>
                       {current.filter((v) => v.version_id !== selected).map((v) => <option key={v.version_id} value={v.version_id}>v{v.seq} · {v.version_id}</option>)}
