@@ -105,7 +105,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
