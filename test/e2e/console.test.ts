@@ -38,8 +38,12 @@ steps:
     fallback: [backup]
     prompt: "Classify: {{ input.text }}"
     output_schema: { type: object }
+  - id: cool_off
+    kind: wait
+    duration: 400ms
   - id: route
     kind: transform
+    needs: [cool_off]
     expression: '{ "queue": steps.classify.output.label }'
 `;
 
@@ -156,7 +160,7 @@ describe('web console in Chromium', () => {
       expect(await op.isVisible('[data-testid=cancel]')).toBe(true);
       expect(await op.isVisible('[data-testid=to-inbox]')).toBe(false);
       // The timeline has a bar for each step that ran; the detail panel shows the fraud score.
-      expect(await op.locator('svg.gantt .lane').count()).toBeGreaterThanOrEqual(2);
+      await expect.poll(() => op.locator('svg.gantt .lane').count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
       await op.click('svg.graph [data-step=fraud]');
       await op.waitForSelector('[data-testid=step-detail] :text("0.9")');
 
@@ -239,7 +243,7 @@ describe('web console in Chromium', () => {
       await op.click('[data-testid=retry-from]');
       await op.waitForSelector('[data-testid=run-status]:has-text("waiting")', { timeout: 20_000 });
       await op.waitForSelector('svg.graph [data-step=review][data-state=waiting]');
-      expect(await op.locator('svg.gantt .lane[data-step=fraud] rect').count()).toBeGreaterThanOrEqual(2);
+      await expect.poll(() => op.locator('svg.gantt .lane[data-step=fraud] rect').count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
       const events = await b.getEvents(runId);
       expect(events.filter((e) => e.type === 'run.retried')).toHaveLength(1);
 
@@ -251,6 +255,15 @@ describe('web console in Chromium', () => {
       await op.click('svg.graph [data-step=classify]');
       await op.waitForSelector('[data-testid=step-detail] td:has-text("primary")');
       await op.waitForSelector('[data-testid=step-detail] td:has-text("backup")');
+      // The timeline shows the two branches side by side: their bars overlap in time.
+      const span = async (step: string) => {
+        const box = (await op.locator(`svg.gantt .lane[data-step="${step}"] rect`).first().boundingBox())!;
+        return [box.x, box.x + box.width];
+      };
+      const [c0, c1] = await span('classify');
+      const [w0, w1] = await span('cool_off');
+      expect(c0 < w1 && w0 < c1).toBe(true);
+      await shot(op, 'run-model');
 
       await op.click('nav >> text=Costs');
       await op.waitForSelector('[data-testid=cost-service] text:has-text("backup")');

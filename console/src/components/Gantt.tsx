@@ -8,12 +8,26 @@ import { STATE_COLORS } from './Graph';
 
 const LABEL = 150;
 const LANE = 34;
+const MAX_ITEMS = 20;
+
+const index = (key: string) => Number(/\[(\d+)\]$/.exec(key)?.[1] ?? 0);
 
 export function Gantt({ order, attempts, calls, now, onSelect }: { order: string[]; attempts: Attempt[]; calls: ModelCall[]; now: number; onSelect?: (step: string) => void }) {
-  const lanes = order.filter((s) => attempts.some((a) => a.step === s));
+  // A map step's items (`id[0]`, `id[1]`…) get lanes under it, so their parallelism shows.
+  const items = new Map<string, string[]>();
+  for (const a of attempts) {
+    const m = /^(.*)\[(\d+)\]$/.exec(a.step);
+    if (m && !(items.get(m[1]) ?? []).includes(a.step)) items.set(m[1], [...(items.get(m[1]) ?? []), a.step]);
+  }
+  const lanes = order.flatMap((s) => {
+    const own = attempts.some((a) => a.step === s) ? [s] : [];
+    const its = (items.get(s) ?? []).sort((a, b) => index(a) - index(b)).slice(0, MAX_ITEMS);
+    return [...own, ...its];
+  });
   if (!lanes.length) return <p className="muted">No step has started yet.</p>;
-  const t0 = Math.min(...attempts.map((a) => a.start));
-  const t1 = Math.max(now, ...attempts.map((a) => a.end ?? now));
+  const shown = attempts.filter((a) => lanes.includes(a.step));
+  const t0 = Math.min(...shown.map((a) => a.start));
+  const t1 = Math.max(now, ...shown.map((a) => a.end ?? now));
   const span = Math.max(t1 - t0, 1);
   const width = 1120;
   const x = (t: number) => LABEL + ((t - t0) / span) * (width - LABEL - 10);

@@ -55,13 +55,25 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
     const ac = new AbortController();
     setEvents([]);
     const seen = new Set<number>();
+    // Events arrive in bursts (a run's history at first, a map's items): render them in batches.
+    let batch: RunEvent[] = [];
+    let flush: ReturnType<typeof setTimeout> | undefined;
     followEvents(id, (e) => {
       if (seen.has(e.id)) return;
       seen.add(e.id);
-      setEvents((es) => [...es, e]);
+      batch.push(e);
+      flush ??= setTimeout(() => {
+        const add = batch;
+        batch = [];
+        flush = undefined;
+        setEvents((es) => [...es, ...add]);
+      }, 60);
       if (e.type.startsWith('run.') || e.type === 'step.succeeded' || e.type === 'step.failed' || e.type === 'step.waiting') reload.current();
     }, ac.signal).catch((e) => setError((e as Error).message));
-    return () => ac.abort();
+    return () => {
+      ac.abort();
+      if (flush) clearTimeout(flush);
+    };
   }, [id, streamGen]);
 
   const h = useMemo(() => fold(events), [events]);
