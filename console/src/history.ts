@@ -36,6 +36,8 @@ export interface History {
   inputs: Record<string, unknown>;
   errors: Record<string, unknown>;
   runStatus?: string;
+  /** As recorded in `run.created` (a large one may be a blob reference). */
+  runInput?: unknown;
   start?: number;
   end?: number;
 }
@@ -69,6 +71,7 @@ export function fold(events: RunEvent[]): History {
       open.clear();
       continue;
     }
+    if (e.type === 'run.created') { h.runInput = d.input; continue; }
     if (e.type === 'run.retried') { h.runStatus = 'running'; h.end = undefined; continue; }
     if (e.type === 'run.paused') { h.runStatus = 'paused'; continue; }
     if (e.type === 'run.resumed' || e.type === 'run.started') { h.runStatus = 'running'; continue; }

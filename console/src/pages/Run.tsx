@@ -190,7 +190,10 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
           </tbody>
         </table>
       </details>
-      {run.output != null && <div className="panel"><h3>Run output</h3><Json value={run.output} /></div>}
+      <div className="run-grid">
+        <div className="panel"><h3>Run input</h3><Json value={h.runInput} /></div>
+        <div className="panel"><h3>Run output</h3><Json value={run.output} /></div>
+      </div>
     </section>
   );
 }
