@@ -170,6 +170,12 @@ describe('web console in Chromium', () => {
       await ana.waitForSelector(`[data-testid=inbox] li:has-text("refund-release")`);
       await ana.waitForSelector('[data-testid=approval-detail] :text("A-1001")');
       expect(await ana.textContent('[data-testid=approval-detail] h3')).toContain('Refund 420 for order A-1001');
+      // An answer that breaks the form is refused field by field, and changes nothing.
+      await ana.fill('[data-testid=approval-detail] input[name=amount]', '-5');
+      await ana.click('[data-testid=approve]');
+      await ana.waitForSelector('[data-testid=approval-detail] [role=alert]:has-text("amount")');
+      expect(await ana.textContent('[data-testid=approval-status]')).toBe('pending');
+      expect(await op.getAttribute('svg.graph [data-step=review]', 'data-state')).toBe('waiting');
       await ana.fill('[data-testid=approval-detail] input[name=amount]', '400');
       await ana.fill('[data-testid=approval-detail] input[name=note]', 'partial refund');
       await shot(ana, 'approvals');

@@ -94,8 +94,10 @@ function ApprovalDetail({ id, me, onDecided }: { id: string; me: Whoami; onDecid
       setA(await api<Approval>(`/approvals/${encodeURIComponent(id)}`, { method: 'POST', body }));
       onDecided();
     } catch (e) {
-      const p = e instanceof ApiError ? e.problem : undefined;
-      setError(`${(e as Error).message}${p?.problems ? ` ${p.problems.map((x) => `${(x as { pointer?: string }).pointer ?? x.path ?? ''} ${x.message}`).join('; ')}` : ''}`);
+      // A 422 lists each field that breaks the form by JSON pointer.
+      const p = e instanceof ApiError ? (e.problem as { details?: { errors?: Array<{ pointer: string; message: string }> } }) : undefined;
+      const fieldErrors = p?.details?.errors?.map((x) => `${x.pointer.replace(/^\//, '') || 'answer'} ${x.message}`) ?? [];
+      setError([(e as Error).message, ...fieldErrors].join(' · '));
     } finally {
       setBusy(false);
     }
