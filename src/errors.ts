@@ -102,6 +102,7 @@ export const ERRORS = {
   BATON_INTERNAL: { status: 500, retryable: true, message: 'Internal error; see the server log.' },
   BATON_UNAUTHENTICATED: { status: 401, retryable: false, message: '{detail} Send `Authorization: Bearer <key>` with a key from `baton keys create`.' },
   BATON_FORBIDDEN: { status: 403, retryable: false, message: 'This key ({key}, role {role}) may not {action}.' },
+  BATON_CONSOLE_NOT_BUILT: { status: 503, retryable: false, message: 'The web console is not built ({path} is missing). Run `npm run build`, then restart `baton serve`.' },
   BATON_WEBHOOK_NOT_FOUND: { status: 404, retryable: false, message: 'No workflow listens on webhook path "{path}". Declare `triggers: [{ webhook: { path: {path}, secret: env:NAME } }]` in the latest version of a workflow (a namespaced workflow listens on /hooks/<namespace>/<path>).' },
   BATON_WEBHOOK_CONFLICT: { status: 409, retryable: false, message: 'Webhook path "{path}" is declared by more than one workflow ({workflows}); nothing was started. Give each workflow its own path.' },
   BATON_WEBHOOK_SIGNATURE: { status: 401, retryable: false, message: 'Webhook "{path}": {detail} Sign the raw body with HMAC-{algorithm} and the shared secret, and send the hex digest (or `{algorithm}=<hex>`) in header {header}.' },

@@ -26,6 +26,8 @@ import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
 import { registerTriggerRoutes } from './triggers.js';
+import { registerConsoleApi } from './console-api.js';
+import { registerConsole } from './console.js';
 
 export interface GatewayOptions {
   /**
@@ -63,6 +65,7 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
   await app.register(swaggerUi, { routePrefix: '/docs' });
   buildGateway(baton, opts, app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await registerConsole(app);
   return app;
 }
 
@@ -101,7 +104,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0];
     // Webhooks prove who sent them by their HMAC signature, not an API key.
-    if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/')) return;
+    // The console's static files hold no data: the app signs in with a key for every API call.
+    if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/') || path === '/console' || path.startsWith('/console/')) return;
     if (!(await authOn())) return;
     const key = await authenticate(baton.store, req.headers.authorization);
     await rateLimit(baton.store, key);
@@ -136,7 +140,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
 
@@ -428,6 +432,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 
   // Webhooks (POST /hooks/<path>) and CloudEvents (POST /cloudevents): src/gateway/triggers.ts.
   registerTriggerRoutes(app, baton, { keyOf });
+  registerConsoleApi(app, baton, keyOf);
 
   return app;
 }
