@@ -9,6 +9,8 @@
  *   - ./functions.mjs      # every exported function becomes callable by its export name
  * services:                # model services (see src/services/config.ts for every field)
  *   intent: { provider: local-classifier, options: { examples_file: ./intents.yaml } }
+ * policies:                # governance rules checked at validation (see src/services/policies.ts)
+ *   - { id: pii-eu-only, when: { workflow_tags: [pii] }, require: { service: { data_residency: eu } } }
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { parse } from 'yaml';
 import { BatonError } from '../errors.js';
 import type { StepFunction } from '../steps/kind.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
+import { parsePolicies, type Policy } from '../services/policies.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
@@ -25,6 +28,8 @@ export interface BatonConfig {
   store?: string;
   functions: string[];
   services: ServiceConfig[];
+  /** Governance policies checked when workflows are validated (see src/services/policies.ts). */
+  policies: Policy[];
   /** Folder that relative paths in the config start from. */
   baseDir: string;
 }
@@ -42,7 +47,7 @@ export function findConfig(explicit: string | undefined, near: string[]): BatonC
       if (existsSync(f)) return loadConfig(f);
     }
   }
-  return { functions: [], services: [], baseDir: process.cwd() };
+  return { functions: [], services: [], policies: [], baseDir: process.cwd() };
 }
 
 function loadConfig(file: string): BatonConfig {
@@ -60,14 +65,15 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  const known = new Set(['store', 'functions', 'services']);
+  const known = new Set(['store', 'functions', 'services', 'policies']);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
-  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services.` });
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, policies.` });
   return {
     file,
     store: c.store === undefined ? undefined : resolve(base, c.store as string),
     functions: (fns as string[]).map((f) => resolve(base, f)),
     services: parseServices(c.services, file),
+    policies: parsePolicies(c.policies, file),
     baseDir: base,
   };
 }

@@ -22,7 +22,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_STAGE_EMPTY', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING']);
 
 /**
  * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
@@ -37,7 +37,7 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   // A PostgreSQL URL is a cluster store; anything else is the folder of the embedded SQLite store.
   const store = isPostgresUrl(db) ? await openPostgres(db) : undefined;
   return Baton.open({
-    dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, baseDir: config.baseDir,
+    dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, policies: config.policies, baseDir: config.baseDir,
     schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,
@@ -102,7 +102,7 @@ export function buildProgram(): Command {
           const functions = config.functions.length ? new Set(Object.keys(await loadFunctions(config.functions))) : undefined;
           // Services are always checked against the config: no config means no services.
           const services = new Map(config.services.map((c) => [c.name, c]));
-          const r = compileWorkflow(src.value, { source: src, functions, services: { get: (n) => services.get(n), names: () => [...services.keys()] } });
+          const r = compileWorkflow(src.value, { source: src, functions, services: { get: (n) => services.get(n), names: () => [...services.keys()] }, policies: config.policies });
           for (const p of r.problems) process.stderr.write(`${formatProblem(p)}\n`);
           const warnings = r.problems.filter((p) => p.severity === 'warning').length;
           const errors = r.problems.length - warnings;

@@ -168,7 +168,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
         step.prepared.execute({
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
-          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget,
+          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget, configHash: rs.configHash,
           now: Date.now, services: host.services,
         }),
       // Suspending kinds (wait, map, workflow) are limited by their own deadlines, not here.

@@ -29,6 +29,8 @@ export class RunState {
   readonly concurrencyKey?: string;
   /** The run's `retries` when loaded: a claim of a later life means this view is stale. */
   readonly retries: number;
+  /** The pinned AI configuration (services snapshot hash). */
+  readonly configHash?: string;
   /** Step id → what expressions see as `steps.<id>`. Mutated in place as steps finish. */
   readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
   /** The expression scope shared by every step of this run. */
@@ -52,6 +54,7 @@ export class RunState {
     this.priority = run.priority;
     this.concurrencyKey = run.concurrencyKey;
     this.retries = run.retries;
+    this.configHash = run.configHash;
     this.scope = {
       input,
       steps: this.steps,
