@@ -129,7 +129,7 @@ export function toLineage(rows: Row[]): LineageRecord[] {
     const id = r.run_id as string;
     let rec = out.get(id);
     if (!rec) {
-      rec = { runId: id, workflow: r.workflow as string, versionId: r.version_id as string, status: r.status as RunStatus, createdAt: Number(r.created_at), calls: 0, versions: [], models: [], firstCallAt: Number(r.first_at), lastCallAt: Number(r.last_at) };
+      rec = { runId: id, workflow: r.workflow as string, versionId: r.version_id as string, status: r.status as RunStatus, namespace: (r.namespace as string | null) ?? 'default', createdAt: Number(r.created_at), calls: 0, versions: [], models: [], firstCallAt: Number(r.first_at), lastCallAt: Number(r.last_at) };
       out.set(id, rec);
     }
     rec.calls += Number(r.calls);

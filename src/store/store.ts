@@ -539,6 +539,7 @@ export interface LineageRecord {
   workflow: string;
   versionId: string;
   status: RunStatus;
+  namespace: string;
   createdAt: number;
   /** Calls the run made to the service (matching the version, when asked). */
   calls: number;

@@ -1312,10 +1312,10 @@ export class PostgresStore implements Store {
     const ver = q.version !== undefined ? ` AND m.version = $${args.push(q.version)}` : '';
     const since = q.since !== undefined ? ` AND m.at >= $${args.push(q.since)}` : '';
     const lim = `$${args.push(q.limit ?? 1000)}`;
-    return toLineage(await this.rows(`SELECT m.run_id, r.workflow, r.version_id, r.status, r.created_at, m.version, m.model, COUNT(*) AS calls, MIN(m.at) AS first_at, MAX(m.at) AS last_at
+    return toLineage(await this.rows(`SELECT m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model, COUNT(*) AS calls, MIN(m.at) AS first_at, MAX(m.at) AS last_at
        FROM model_calls m JOIN runs r ON r.id = m.run_id
        WHERE m.service = $1${ver}${since}
-       GROUP BY m.run_id, r.workflow, r.version_id, r.status, r.created_at, m.version, m.model
+       GROUP BY m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model
        ORDER BY r.created_at DESC, m.run_id DESC LIMIT ${lim}`, args));
   }
 
