@@ -14,6 +14,7 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
+import { addGovernanceCommands } from './governance.js';
 import { formatUsd, printCost, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
 
 interface StoreOpts {
@@ -122,7 +123,7 @@ export function buildProgram(): Command {
   storeOptions(
     program
       .command('run')
-      .description('run a workflow file and print its result')
+      .description('run a workflow file (or a registered one: name, name@production, a version id) and print its result')
       .argument('<file>')
       .option('-i, --input <json|@file|file>', 'run input: JSON text, @file.json or a file path')
       .option('--json', 'print only the final result as JSON (for machines)')
@@ -130,14 +131,18 @@ export function buildProgram(): Command {
       .option('--budget <usd>', 'the most this run may spend on model calls, in USD (overrides the workflow\'s budget)')
       .option('--namespace <ns>', 'register the workflow in this namespace (a team) and run it there'),
   ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string; budget?: string; namespace?: string }) => {
+    // `name@production` (or a name / version id that is not a file): a registered version, not a document.
+    const registered = !existsSync(file) && !/\.(ya?ml|json)$/i.test(file);
     // Document and input problems are the user's to fix: report them before touching the store.
-    readSource(file);
+    if (!registered) readSource(file);
     const input = parseInput(o.input);
     const budget = o.budget === undefined ? undefined : Number(o.budget);
     if (budget !== undefined && !(budget > 0)) throw new BatonError('BATON_USAGE', { detail: `--budget must be a positive number of USD, got "${o.budget}".` });
-    const baton = await openBaton(o, [dirname(resolve(file))]);
+    const baton = await openBaton(o, registered ? [] : [dirname(resolve(file))]);
     try {
-      const version = await baton.registerFile(file, { namespace: o.namespace });
+      const version = registered
+        ? { ...(await baton.store.getVersion(await baton.registry.resolve(file, o.namespace)))!, warnings: [] }
+        : await baton.registerFile(file, { namespace: o.namespace });
       for (const p of version.warnings) process.stderr.write(`${formatProblem(p)}\n`);
       const wf = await baton.registry.get(version.versionId);
       const view = o.json ? undefined : new LiveView(process.stdout, `${wf.name} ${version.versionId.split('@')[1]}`, wf.order);
@@ -308,16 +313,7 @@ export function buildProgram(): Command {
     }
   });
 
-  program
-    .command('services')
-    .description('the model services in baton.config.yaml: provider, model, version, price, owner and status')
-    .option('--config <file>')
-    .option('--json')
-    .action((o: StoreOpts & { json?: boolean }) => {
-      const config = findConfig(o.config, []);
-      if (o.json) process.stdout.write(`${JSON.stringify(config.services, null, 2)}\n`);
-      else printServices(config.services);
-    });
+  addGovernanceCommands(program, { open: (o) => openBaton(o, [], false), storeOptions, whoAmI });
 
   storeOptions(
     program
