@@ -123,7 +123,7 @@ export function checkPolicies(
         const why = p.when.stepRisk ? ` has risk ${st.risk ?? 'low'} and` : '';
         out.push({
           path: st.risk !== undefined ? [...st.path, 'risk'] : st.path,
-          message: `${prefix}: step "${st.id}"${why} has no step of kind ${p.require.downstreamKind} downstream. Add a \`${p.require.downstreamKind}\` step that needs "${st.id}" (directly or through other steps).`,
+          message: `${prefix}: step "${st.id}"${why} has no step of kind ${p.require.downstreamKind} downstream. Add a step of kind \`${p.require.downstreamKind}\` that needs "${st.id}" (directly or through other steps).`,
         });
       }
     }
