@@ -85,6 +85,8 @@ export function buildProgram(): Command {
   const program = new Command('baton')
     .description('Durable AI orchestration: run workflows that chain models, services and people.')
     .version('0.1.0')
+    // `baton lineage --version Y` is the lineage's option: the program's own options come before the command.
+    .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride();
   const storeOptions = (c: Command) => c.option('--db <path>', 'store folder (default: .baton, or `store:` in baton.config.yaml)').option('--config <file>', 'config file (default: baton.config.yaml beside the workflow or here)');
