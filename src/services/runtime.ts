@@ -143,6 +143,8 @@ export class ServiceRuntime {
   private readonly fingerprints = new Map<string, string>();
   /** Services as pinned by runs admitted under another configuration: `name#fingerprint`. */
   private readonly pinnedStates = new Map<string, ServiceState>();
+  /** Fingerprints of pinned snapshots' services (the engine caches snapshots, so each is computed once). */
+  private readonly pinPrints = new WeakMap<PinnedService, string>();
   /** Recorded status changes (latest per service): they override the config file's status. */
   private overrides = new Map<string, ServiceStatusRecord>();
   /** Loads a run's pinned snapshot by hash (set by the engine). */
@@ -244,7 +246,8 @@ export class ServiceRuntime {
       if (!current) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: name, known: [...this.states.keys()].join(', ') || '(none)' });
       return current;
     }
-    const fp = fingerprint(pin);
+    let fp = this.pinPrints.get(pin);
+    if (fp === undefined) this.pinPrints.set(pin, (fp = fingerprint(pin)));
     if (current && this.fingerprints.get(name) === fp) return current;
     const key = `${name}#${fp}`;
     let st = this.pinnedStates.get(key);
