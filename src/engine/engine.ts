@@ -276,6 +276,8 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
   static async open(opts: BatonOptions = {}): Promise<Baton> {
+    // A bad policy list is refused before anything is opened.
+    if (!isParsedPolicies(opts.policies)) opts = { ...opts, policies: parsePolicies(opts.policies) };
     const dir = resolve(opts.dir ?? '.baton');
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
     const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts);

@@ -202,4 +202,30 @@ steps:
     expect(await b2.lineage({ service: 'chat', since: Date.now() + 60_000 })).toEqual([]);
     expect(await b2.lineage({ service: 'nobody' })).toEqual([]);
   });
+  it('diff shows the service differences between the configurations two versions ran under', async () => {
+    vendor.reset();
+    vendor.model('*', { reply: (r) => `answer from ${r.model}` });
+    const b1 = await baton({ services: { chat: chat('model-a', '1') } });
+    const v1 = await b1.register('name: d\nsteps:\n  - { id: ask, kind: model, service: chat, prompt: "one" }\n');
+    await b1.run(v1);
+    await b1.close();
+    const b2 = await baton({ services: { chat: chat('model-b', '2', { timeout: '5s' }) } });
+    const v2 = await b2.register('name: d\nsteps:\n  - { id: ask, kind: model, service: chat, prompt: "two" }\n');
+    await b2.run(v2);
+    const d = await b2.diff(v1.versionId, v2.versionId);
+    expect(d.steps).toEqual([{ id: 'ask', change: 'changed', kind: 'model', fields: [{ field: 'prompt', from: 'one', to: 'two' }], texts: [{ field: 'prompt', lines: ['- one', '+ two'] }] }]);
+    expect(d.services).toEqual([{ service: 'chat', change: 'changed', fields: [{ field: 'model', from: 'model-a', to: 'model-b' }, { field: 'timeoutMs', from: 60000, to: 5000 }, { field: 'version', from: '1', to: '2' }] }]);
+  });
+
+  it('policies from the config are checked at registration with line and column', async () => {
+    const b = await baton({
+      services: { us: chat('m', '1', { data_residency: 'us' }), eu: chat('m', '1', { data_residency: 'eu' }) },
+      policies: [{ id: 'pii-eu-only', when: { workflow_tags: ['pii'] }, require: { service: { data_residency: 'eu' } }, message: 'PII stays in the EU' }],
+    });
+    const e = await rejects(b.register('name: p\ntags: [pii]\nsteps:\n  - { id: a, kind: model, service: us, fallback: [eu], prompt: hi }\n', 'p.yaml'));
+    expect(e.code).toBe('BATON_DOC_INVALID');
+    expect(e.message).toContain('p.yaml:4:36: policy "pii-eu-only" (PII stays in the EU): step "a" may call service "us", whose data_residency is "us"');
+    expect((await b.register('name: p\ntags: [pii]\nsteps:\n  - { id: a, kind: model, service: eu, prompt: hi }\n')).versionId).toMatch(/^p@/);
+    await expect(Baton.open({ dir: suite.dir, policies: [{ id: 'x', require: {} }] })).rejects.toThrow(/policies\.0\.require/);
+  });
 });
