@@ -6,7 +6,6 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import type { Baton } from '../engine/engine.js';
-import { splitQualified } from '../engine/namespaces.js';
 import { BatonError } from '../errors.js';
 import type { ServiceChange } from '../services/governance.js';
 import type { WorkflowDiff } from '../spec/diff.js';
@@ -165,6 +164,5 @@ export function formatDiff(d: WorkflowDiff & { a: string; b: string; services: S
     if (s.change !== 'changed') out.push(`  ${s.change === 'added' ? '+' : '-'} ${s.service}`);
     else for (const f of s.fields ?? []) out.push(`  ~ ${s.service}.${f.field}: ${show(f.from)} → ${show(f.to)}`);
   }
-  void splitQualified;
   return `${out.join('\n')}\n`;
 }
