@@ -218,12 +218,11 @@ export class ServiceRuntime {
     const all = call.services.map((n) => this.stateFor(n, pinned?.[n]));
     // A service blocked since the run started is passed over; the step fails only when none is left.
     const chain = all.filter((st) => this.statusOf(st.config.name).status !== 'blocked');
-    if (chain.length === 0) {
-      const n = call.services[0];
-      const s = this.statusOf(n);
-      const why = [s.reason, s.by && `blocked by ${s.by}`].filter(Boolean).join('; ');
-      throw new BatonError('BATON_SERVICE_BLOCKED', { service: n, reason: why ? ` (${why})` : '' });
+    for (const st of all.filter((x) => !chain.includes(x))) {
+      // Recorded (never called) so that the run's history says why the service was passed over.
+      await this.ledger.record({ ...this.base(st, call, call.operation ?? 'chat', false), outcome: 'skipped', error: serializeError(this.blocked(st.config.name)) }, 0);
     }
+    if (chain.length === 0) throw this.blocked(call.services[0]);
     if (call.strategy === 'cascade') {
       // Cheapest first for this request; ties keep the written order (sort is stable).
       const cost = new Map(chain.map((s) => [s, maxCallCost(this.request(s, call), s.config.price, this.maxTokens(s, call))]));
@@ -233,6 +232,12 @@ export class ServiceRuntime {
     const failures: Array<{ service: string; error: unknown }> = [];
     const answer = await this.from(chain, 0, call, call.signal, failures, counter, false);
     return { ...answer, calls: counter.n };
+  }
+
+  private blocked(name: string): BatonError {
+    const s = this.statusOf(name);
+    const why = [s.reason, s.by && `blocked by ${s.by}`].filter(Boolean).join('; ');
+    return new BatonError('BATON_SERVICE_BLOCKED', { service: name, reason: why ? ` (${why})` : '' });
   }
 
   /**

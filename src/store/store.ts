@@ -724,7 +724,7 @@ export interface Store {
   putServiceStatus(r: Omit<ServiceStatusRecord, 'seq'>): Promise<ServiceStatusRecord>;
   /** Status changes, oldest first (of one service, or all). */
   serviceStatusHistory(service?: string): Promise<ServiceStatusRecord[]>;
-  /** Runs that called `service` (matching `version`), newest first. */
+  /** Runs that called `service` (matching `version`), newest first; calls skipped before reaching it (open breaker, blocked) do not count. */
   lineage(q: LineageQuery): Promise<LineageRecord[]>;
 
   close(): Promise<void>;

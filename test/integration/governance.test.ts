@@ -176,6 +176,10 @@ steps:
     expect(failed.error?.code).toBe('BATON_SERVICE_BLOCKED');
     const ok = await b.wait(spared, { timeoutMs: 20_000 });
     expect(ok.output).toBe('answer from model-s');
+    const spentCalls = await b.store.getModelCalls(spared);
+    expect(spentCalls.map((c) => `${c.service}:${c.outcome}:${c.error?.code ?? ''}`)).toEqual(['chat:skipped:BATON_SERVICE_BLOCKED', 'spare:ok:']);
+    // Lineage counts calls that reached the service only.
+    expect((await b.lineage({ service: 'chat' })).map((l) => l.runId)).not.toContain(spared);
     expect(vendor.requests('model-a')).toHaveLength(0);
 
     const history = await b.serviceHistory('chat');

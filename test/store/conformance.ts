@@ -464,6 +464,10 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       await call('g1', 'v1', 100);
       await call('g1', 'v1', 110);
       await call('g2', 'v2', 120);
+      await store.recordModelCall({
+        runId: 'g2', workflow: 'wf', stepKey: 'a', attempt: 1, service: 'chat', provider: 'openai', model: 'm', version: 'v3', operation: 'chat', outcome: 'skipped',
+        inputTokens: 0, outputTokens: 0, cachedTokens: 0, cost: 0, latencyMs: 0, at: 130,
+      }, 0);
       const all = await store.lineage({ service: 'chat' });
       expect(all.map((l) => [l.runId, l.calls, l.versions])).toEqual(expect.arrayContaining([['g1', 2, ['v1']], ['g2', 1, ['v2']]]));
       expect(all).toHaveLength(2);

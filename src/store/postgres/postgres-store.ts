@@ -1314,7 +1314,7 @@ export class PostgresStore implements Store {
     const lim = `$${args.push(q.limit ?? 1000)}`;
     return toLineage(await this.rows(`SELECT m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model, COUNT(*) AS calls, MIN(m.at) AS first_at, MAX(m.at) AS last_at
        FROM model_calls m JOIN runs r ON r.id = m.run_id
-       WHERE m.service = $1${ver}${since}
+       WHERE m.outcome <> 'skipped' AND m.service = $1${ver}${since}
        GROUP BY m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model
        ORDER BY r.created_at DESC, m.run_id DESC LIMIT ${lim}`, args));
   }

@@ -793,7 +793,7 @@ export class SqliteStore implements Store {
     if (q.since !== undefined) args.push(q.since);
     const sql = `SELECT m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model, COUNT(*) AS calls, MIN(m.at) AS first_at, MAX(m.at) AS last_at
        FROM model_calls m JOIN runs r ON r.id = m.run_id
-       WHERE m.service = ?${q.version !== undefined ? ' AND m.version = ?' : ''}${q.since !== undefined ? ' AND m.at >= ?' : ''}
+       WHERE m.outcome <> 'skipped' AND m.service = ?${q.version !== undefined ? ' AND m.version = ?' : ''}${q.since !== undefined ? ' AND m.at >= ?' : ''}
        GROUP BY m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model
        ORDER BY r.created_at DESC, m.run_id DESC LIMIT ?`;
     return toLineage(this.db.prepare(sql).all(...args, q.limit ?? 1000) as Row[]);
