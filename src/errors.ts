@@ -24,6 +24,7 @@ export const ERRORS = {
   BATON_UNKNOWN_KIND: { status: 400, retryable: false, message: 'Unknown step kind "{kind}". Use one of: {kinds}.' },
   BATON_VERSION_CONFLICT: { status: 409, retryable: false, message: 'Version id {versionId} is already registered for a different document (hash collision). Rename the workflow.' },
   BATON_WORKFLOW_NOT_FOUND: { status: 404, retryable: false, message: 'No workflow version "{ref}" is registered. Register it first or check the name.' },
+  BATON_STAGE_EMPTY: { status: 404, retryable: false, message: 'No version of workflow "{name}" is in stage {stage}. Promote one first: `baton workflows promote <version-id> --stage {stage}` (POST /workflows/{name}/promote).' },
   BATON_UNKNOWN_FUNCTION: { status: 400, retryable: false, message: 'Function "{name}" is not registered. Register it with baton.registerFunction() or list its module under `functions:` in baton.config.yaml.' },
 
   // --- expressions ----------------------------------------------------------------------

@@ -11,6 +11,8 @@
  *   intent: { provider: local-classifier, options: { examples_file: ./intents.yaml } }
  * telemetry:               # OpenTelemetry traces (see src/observability/config.ts)
  *   otlp_endpoint: http://localhost:4318
+ * policies:                # governance rules checked at validation (see src/services/policies.ts)
+ *   - { id: pii-eu-only, when: { workflow_tags: [pii] }, require: { service: { data_residency: eu } } }
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ import type { StepFunction } from '../steps/kind.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
 import { parseTelemetry } from '../observability/config.js';
 import type { TelemetryOptions } from '../observability/telemetry.js';
+import { parsePolicies, type Policy } from '../services/policies.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
@@ -31,6 +34,8 @@ export interface BatonConfig {
   services: ServiceConfig[];
   /** `telemetry:` (undefined when absent: OTEL_EXPORTER_OTLP_ENDPOINT may still turn tracing on). */
   telemetry?: TelemetryOptions | false;
+  /** Governance policies checked when workflows are validated (see src/services/policies.ts). */
+  policies: Policy[];
   /** Folder that relative paths in the config start from. */
   baseDir: string;
 }
@@ -48,7 +53,7 @@ export function findConfig(explicit: string | undefined, near: string[]): BatonC
       if (existsSync(f)) return loadConfig(f);
     }
   }
-  return { functions: [], services: [], baseDir: process.cwd() };
+  return { functions: [], services: [], policies: [], baseDir: process.cwd() };
 }
 
 function loadConfig(file: string): BatonConfig {
@@ -66,15 +71,16 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  const known = new Set(['store', 'functions', 'services', 'telemetry']);
+  const known = new Set(['store', 'functions', 'services', 'telemetry', 'policies']);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
-  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry.` });
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry, policies.` });
   return {
     file,
     store: c.store === undefined ? undefined : resolve(base, c.store as string),
     functions: (fns as string[]).map((f) => resolve(base, f)),
     services: parseServices(c.services, file),
     telemetry: parseTelemetry(c.telemetry, file),
+    policies: parsePolicies(c.policies, file),
     baseDir: base,
   };
 }

@@ -16,6 +16,7 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
+import { addGovernanceCommands } from './governance.js';
 import { createServer, type Server } from 'node:http';
 import { createLogger, logLifecycle, LOG_LEVELS, type LogLevel } from '../observability/logger.js';
 import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
@@ -27,7 +28,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_REPLAY_STEP_UNKNOWN', 'BATON_REPLAY_VERSION', 'BATON_REPLAY_NO_RECORDING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_STAGE_EMPTY', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_REPLAY_STEP_UNKNOWN', 'BATON_REPLAY_VERSION', 'BATON_REPLAY_NO_RECORDING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
 
 /**
  * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
@@ -42,7 +43,7 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   // A PostgreSQL URL is a cluster store; anything else is the folder of the embedded SQLite store.
   const store = isPostgresUrl(db) ? await openPostgres(db) : undefined;
   return Baton.open({
-    dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, baseDir: config.baseDir,
+    dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, policies: config.policies, baseDir: config.baseDir,
     schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,
@@ -122,7 +123,7 @@ export function buildProgram(): Command {
   const program = new Command('baton')
     .description('Durable AI orchestration: run workflows that chain models, services and people.')
     .version('0.1.0')
-    // `baton --version` is the program's; after a command, `--version` is that command's (`runs replay --version V`).
+    // `baton --version` is the program's; after a command, `--version` is that command's (`runs replay --version V`, `lineage --version Y`).
     .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride();
@@ -142,7 +143,7 @@ export function buildProgram(): Command {
           const functions = config.functions.length ? new Set(Object.keys(await loadFunctions(config.functions))) : undefined;
           // Services are always checked against the config: no config means no services.
           const services = new Map(config.services.map((c) => [c.name, c]));
-          const r = compileWorkflow(src.value, { source: src, functions, services: { get: (n) => services.get(n), names: () => [...services.keys()] } });
+          const r = compileWorkflow(src.value, { source: src, functions, services: { get: (n) => services.get(n), names: () => [...services.keys()] }, policies: config.policies });
           for (const p of r.problems) process.stderr.write(`${formatProblem(p)}\n`);
           const warnings = r.problems.filter((p) => p.severity === 'warning').length;
           const errors = r.problems.length - warnings;
@@ -162,7 +163,7 @@ export function buildProgram(): Command {
   storeOptions(
     program
       .command('run')
-      .description('run a workflow file and print its result')
+      .description('run a workflow file (or a registered one: name, name@production, a version id) and print its result')
       .argument('<file>')
       .option('-i, --input <json|@file|file>', 'run input: JSON text, @file.json or a file path')
       .option('--json', 'print only the final result as JSON (for machines)')
@@ -170,14 +171,18 @@ export function buildProgram(): Command {
       .option('--budget <usd>', 'the most this run may spend on model calls, in USD (overrides the workflow\'s budget)')
       .option('--namespace <ns>', 'register the workflow in this namespace (a team) and run it there'),
   ).action(async (file: string, o: StoreOpts & { input?: string; json?: boolean; id?: string; budget?: string; namespace?: string }) => {
+    // `name@production` (or a name / version id that is not a file): a registered version, not a document.
+    const registered = !existsSync(file) && !/\.(ya?ml|json)$/i.test(file);
     // Document and input problems are the user's to fix: report them before touching the store.
-    readSource(file);
+    if (!registered) readSource(file);
     const input = parseInput(o.input);
     const budget = o.budget === undefined ? undefined : Number(o.budget);
     if (budget !== undefined && !(budget > 0)) throw new BatonError('BATON_USAGE', { detail: `--budget must be a positive number of USD, got "${o.budget}".` });
-    const baton = await openBaton(o, [dirname(resolve(file))]);
+    const baton = await openBaton(o, registered ? [] : [dirname(resolve(file))]);
     try {
-      const version = await baton.registerFile(file, { namespace: o.namespace });
+      const version = registered
+        ? { ...(await baton.store.getVersion(await baton.registry.resolve(file, o.namespace)))!, warnings: [] }
+        : await baton.registerFile(file, { namespace: o.namespace });
       for (const p of version.warnings) process.stderr.write(`${formatProblem(p)}\n`);
       const wf = await baton.registry.get(version.versionId);
       const view = o.json ? undefined : new LiveView(process.stdout, `${wf.name} ${version.versionId.split('@')[1]}`, wf.order);
@@ -368,16 +373,7 @@ export function buildProgram(): Command {
     }
   });
 
-  program
-    .command('services')
-    .description('the model services in baton.config.yaml: provider, model, version, price, owner and status')
-    .option('--config <file>')
-    .option('--json')
-    .action((o: StoreOpts & { json?: boolean }) => {
-      const config = findConfig(o.config, []);
-      if (o.json) process.stdout.write(`${JSON.stringify(config.services, null, 2)}\n`);
-      else printServices(config.services);
-    });
+  addGovernanceCommands(program, { open: (o) => openBaton(o, [], false), storeOptions, whoAmI });
 
   storeOptions(
     program

@@ -7,7 +7,7 @@ import { formatDuration } from '../util/duration.js';
 
 const w = (s: string) => process.stdout.write(s);
 
-function table(rows: string[][]): string {
+export function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()).join('\n');
 }
@@ -127,7 +127,7 @@ export function printServices(list: ServiceConfig[]): void {
   }
   const rows = [['SERVICE', 'PROVIDER', 'MODEL', 'VERSION', 'STATUS', 'OWNER', 'PRICE IN/OUT PER MTOK', 'PER CALL']];
   for (const c of list) {
-    rows.push([c.name, c.provider, c.model, c.version ?? '', c.status + (c.statusReason ? ` (${c.statusReason})` : ''), c.owner ?? '', `${formatUsd(c.price.inputPerMTok)}/${formatUsd(c.price.outputPerMTok)}`, formatUsd(c.price.perCall)]);
+    rows.push([c.name, c.provider, c.model, c.version ?? '', c.status + ([c.statusReason, c.statusBy && `by ${c.statusBy}`].some(Boolean) ? ` (${[c.statusReason, c.statusBy && `by ${c.statusBy}`].filter(Boolean).join('; ')})` : ''), c.owner ?? '', `${formatUsd(c.price.inputPerMTok)}/${formatUsd(c.price.outputPerMTok)}`, formatUsd(c.price.perCall)]);
   }
   w(`${table(rows)}\n`);
 }

@@ -15,14 +15,14 @@ import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
-import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
+import type { EventRecord, FinishRun, LineageQuery, LineageRecord, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, ServiceStatusRecord, StageRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
 import { cloudEventMatches, derivedRunId, latestTriggers, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
-import { WorkflowRegistry } from './registry.js';
+import { STAGES, WorkflowRegistry } from './registry.js';
 import { planRetry } from './retry.js';
 import { suggest } from '../util/suggest.js';
 import { RunState, parseKey } from './run-state.js';
@@ -33,6 +33,10 @@ import { ApprovalDesk } from './approvals.js';
 import { PROVIDERS } from '../providers/index.js';
 import type { ProviderFactory } from '../providers/provider.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
+import { parsePolicies, type Policy } from '../services/policies.js';
+import { diffServices, latestStatuses, parseSnapshot, SERVICE_STATUSES, servicesOf, snapshotOf, type PinnedService, type ServiceChange } from '../services/governance.js';
+import { diffWorkflows, type WorkflowDiff } from '../spec/diff.js';
+import { blockedWhy } from '../steps/model.js';
 import { ServiceRuntime } from '../services/runtime.js';
 import { StoreLedger } from './ledger.js';
 import { crashPoint } from './crash-points.js';
@@ -65,6 +69,11 @@ export interface BatonOptions {
    * Workflows are validated against them (unknown and blocked services are refused).
    */
   services?: ServiceConfig[] | Record<string, unknown>;
+  /**
+   * Governance policies, checked whenever a workflow is validated: parsed ones, or the
+   * `policies:` list as written in baton.config.yaml (see src/services/policies.ts).
+   */
+  policies?: readonly Policy[] | unknown[];
   /** Extra providers by name, beside the built-in ones (`openai`, `anthropic`, `oip`, `http`, `onnx`, `local-*`). */
   providers?: Record<string, ProviderFactory>;
   /** Where relative paths in service options start (the config file's folder). Default: the working directory. */
@@ -209,6 +218,14 @@ export class Baton extends EventEmitter<BatonEvents> {
   private readonly schedulesOn: boolean;
   readonly schedules: ScheduleControl;
   private closed = false;
+  /** Governance policies checked at validation. */
+  readonly policies: readonly Policy[];
+  /** Per version: its services snapshot (null: it calls no configured service). */
+  private readonly snapshots = new Map<string, { hash: string; json: string } | null>();
+  private readonly storedSnapshots = new Set<string>();
+  private readonly pinCache = new Map<string, Record<string, PinnedService>>();
+  private governanceAt = 0;
+  private governanceLoading?: Promise<void>;
 
   private constructor(store: Store, blobs: BlobStore, opts: BatonOptions, telemetry?: Telemetry) {
     super();
@@ -228,9 +245,15 @@ export class Baton extends EventEmitter<BatonEvents> {
       get: (name: string) => models.config(name),
       names: () => models.list().map((c) => c.name),
     };
+    this.policies = isParsedPolicies(opts.policies) ? opts.policies : parsePolicies(opts.policies);
+    if (models) {
+      // Runs keep calling what they were pinned to; status changes made elsewhere are seen within a second.
+      models.pins = (hash) => this.pinnedServices(hash);
+      models.beforeInvoke = () => this.refreshGovernance();
+    }
     this.registry = new WorkflowRegistry(
       store,
-      () => ({ functions: new Set(this.functions.keys()), services: catalog ?? EMPTY_CATALOG }),
+      () => ({ functions: new Set(this.functions.keys()), services: catalog ?? EMPTY_CATALOG, policies: this.policies }),
       // Every registration keeps the schedule rows in step, whether or not this process fires them.
       (rec, wf) => this.scheduler.sync(rec, wf),
     );
@@ -295,11 +318,14 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
   static async open(opts: BatonOptions = {}): Promise<Baton> {
+    // A bad policy list is refused before anything is opened.
+    if (!isParsedPolicies(opts.policies)) opts = { ...opts, policies: parsePolicies(opts.policies) };
     const dir = resolve(opts.dir ?? '.baton');
     // The OpenTelemetry SDK is loaded only when tracing is on.
     const telemetry = telemetryWanted(opts.telemetry) ? (await import('../observability/telemetry.js')).Telemetry.from(opts.telemetry) : undefined;
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
     const baton = new Baton(store, new BlobStore(join(dir, 'blobs')), opts, telemetry);
+    await baton.refreshGovernance(true);
     await baton.worker?.start();
     if (baton.schedulesOn) baton.scheduler.start();
     // Deadlines and reminders are applied wherever a worker runs (each fires once, fenced in the store).
@@ -326,10 +352,12 @@ export class Baton extends EventEmitter<BatonEvents> {
       source = parseSource(doc, file ?? '<input>');
       doc = source.value;
     }
+    await this.refreshGovernance();
     return this.registry.register(doc, source, checkNamespace(opts.namespace));
   }
 
   async registerFile(file: string, opts: { namespace?: string } = {}): Promise<VersionRecord & { warnings: Problem[] }> {
+    await this.refreshGovernance();
     return this.registry.registerFile(file, checkNamespace(opts.namespace));
   }
 
@@ -344,6 +372,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const versionId = typeof ref === 'string' ? await this.registry.resolve(ref, checkNamespace(opts.namespace)) : ref.versionId;
     const namespace = runNamespace(versionId, opts.namespace);
     const wf = await this.registry.get(versionId);
+    if (wf.callsModels) await this.checkNotBlocked(wf);
     if (wf.inputValidator && !wf.inputValidator(input)) {
       const detail = (wf.inputValidator.errors ?? []).slice(0, 8).map((e) => `${e.instancePath || '(input)'} ${e.message}`).join('; ');
       throw new BatonError('BATON_INPUT_INVALID', { detail, errors: wf.inputValidator.errors });
@@ -367,7 +396,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     crashPoint('after-admit');
     this.metrics?.runStarted(run.workflow);
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf, trace: run.trace }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf, trace: run.trace, configHash: run.configHash }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -715,6 +744,135 @@ export class Baton extends EventEmitter<BatonEvents> {
     await this.store.close();
   }
 
+  // ------------------------------------------------------------------ governance
+
+  /**
+   * Promotes a version (a version id, or `name@stage`) to `stage` of its workflow, recording who
+   * and why. Rollback is promoting an older version. BATON_WORKFLOW_NOT_FOUND, BATON_USAGE.
+   */
+  async promote(ref: string, stage: string, opts: { by?: string; reason?: string; namespace?: string } = {}): Promise<StageRecord> {
+    if (!(STAGES as readonly string[]).includes(stage)) throw new BatonError('BATON_USAGE', { detail: `stage must be one of ${STAGES.join(', ')}, got "${stage}".` });
+    if (stage === 'draft') throw new BatonError('BATON_USAGE', { detail: 'every registered version is a draft already; promote to staging or production.' });
+    const versionId = await this.registry.resolve(ref, checkNamespace(opts.namespace));
+    const rec = await this.store.getVersion(versionId);
+    if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref });
+    return this.store.promoteVersion({ name: rec.name, stage, versionId, by: opts.by, reason: opts.reason, at: Date.now() });
+  }
+
+  /** Every version of a workflow with the stages it holds now, oldest first. */
+  async versions(name: string): Promise<Array<VersionRecord & { stages: string[] }>> {
+    const list = await this.store.listVersions(name);
+    const holding = new Map<string, string[]>();
+    for (const st of STAGES.slice(1)) {
+      const r = await this.store.stageVersion(name, st);
+      if (r) holding.set(r.versionId, [...(holding.get(r.versionId) ?? []), st]);
+    }
+    return list.map((v) => ({ ...v, stages: holding.get(v.versionId) ?? ['draft'] }));
+  }
+
+  stageHistory(name: string): Promise<StageRecord[]> {
+    return this.store.stageHistory(name);
+  }
+
+  /**
+   * What changed from version `a` to `b` (version ids or `name@stage`): steps added, removed
+   * and changed field by field, prompt texts line by line, and the services their newest runs
+   * were pinned to (the current configuration for a version without runs).
+   */
+  async diff(a: string, b: string, opts: { namespace?: string } = {}): Promise<WorkflowDiff & { a: string; b: string; services: ServiceChange[] }> {
+    const ns = checkNamespace(opts.namespace);
+    const [va, vb] = [await this.registry.resolve(a, ns), await this.registry.resolve(b, ns)];
+    const [ra, rb] = [(await this.store.getVersion(va))!, (await this.store.getVersion(vb))!];
+    const d = diffWorkflows(JSON.parse(ra.document), JSON.parse(rb.document));
+    const pinned = async (v: string) => {
+      const hash = await this.store.lastRunConfig(v);
+      const snap = hash ? await this.pinnedServices(hash) : undefined;
+      if (snap) return snap;
+      const wf = await this.registry.get(v);
+      return snapshotOf(servicesOf(wf).map((n) => this.models?.config(n)).filter((c): c is ServiceConfig => c !== undefined)).services;
+    };
+    return { a: va, b: vb, ...d, services: diffServices(await pinned(va), await pinned(vb)) };
+  }
+
+  /**
+   * Records a governance status change of a configured service (who and why); it overrides the
+   * config file's status from now on, in every process using this store.
+   */
+  async setServiceStatus(service: string, status: string, opts: { reason?: string; by?: string } = {}): Promise<ServiceStatusRecord> {
+    if (!this.models?.config(service)) throw new BatonError('BATON_SERVICE_UNKNOWN', { service, known: this.models?.list().map((c) => c.name).join(', ') || '(none)' });
+    if (!(SERVICE_STATUSES as readonly string[]).includes(status)) throw new BatonError('BATON_USAGE', { detail: `status must be one of ${SERVICE_STATUSES.join(', ')}, got "${status}".` });
+    if (status !== 'approved' && !opts.reason?.trim()) throw new BatonError('BATON_USAGE', { detail: `give a reason when a service is ${status} (--reason, or "reason" in the body): it is shown to everyone whose workflow uses "${service}".` });
+    const rec = await this.store.putServiceStatus({ service, status: status as ServiceStatusRecord['status'], reason: opts.reason?.trim() || undefined, by: opts.by, at: Date.now() });
+    await this.refreshGovernance(true);
+    return rec;
+  }
+
+  /** Configured services with the status in force and where it comes from. */
+  async serviceList(): Promise<Array<ServiceConfig & { statusSource: 'config' | 'recorded' }>> {
+    await this.refreshGovernance(true);
+    return (this.models?.list() ?? []).map((c) => ({ ...c, statusSource: c.statusAt !== undefined ? 'recorded' : 'config' }));
+  }
+
+  serviceHistory(service?: string): Promise<ServiceStatusRecord[]> {
+    return this.store.serviceStatusHistory(service);
+  }
+
+  /** Runs that called `service` (of `version`), newest first: what a model recall must look at. */
+  lineage(q: LineageQuery): Promise<LineageRecord[]> {
+    if (!q.service) throw new BatonError('BATON_USAGE', { detail: 'lineage needs a service name.' });
+    return this.store.lineage(q);
+  }
+
+  /** The pinned snapshot of a run (by its config hash). */
+  async pinnedServices(hash: string): Promise<Record<string, PinnedService> | undefined> {
+    const hit = this.pinCache.get(hash);
+    if (hit) return hit;
+    const json = await this.store.getServiceConfig(hash);
+    if (json === undefined) return undefined;
+    const snap = parseSnapshot(json);
+    this.pinCache.set(hash, snap);
+    return snap;
+  }
+
+  /** Reloads recorded status changes (at most once a second unless forced). */
+  private async refreshGovernance(force = false): Promise<void> {
+    if (!this.models || (!force && Date.now() - this.governanceAt < 1000)) return;
+    if (this.governanceLoading && !force) return this.governanceLoading;
+    const load = (async () => {
+      const at = Date.now();
+      this.models!.setStatusOverrides(latestStatuses(await this.store.serviceStatusHistory()));
+      this.governanceAt = at;
+    })();
+    this.governanceLoading = load.finally(() => (this.governanceLoading = undefined));
+    return load;
+  }
+
+  /** A new run is refused when a service its model steps use is blocked (since it was registered). */
+  private async checkNotBlocked(wf: CompiledWorkflow): Promise<void> {
+    if (!this.models) return;
+    await this.refreshGovernance();
+    for (const n of servicesOf(wf)) {
+      const c = this.models.config(n);
+      if (c?.status === 'blocked') throw new BatonError('BATON_SERVICE_BLOCKED', { service: n, reason: blockedWhy(c) });
+    }
+  }
+
+  /** Stores (once per process) and returns the hash of the services snapshot a run of `versionId` is pinned to. */
+  private async pinConfig(versionId: string, wf: CompiledWorkflow): Promise<string | undefined> {
+    let snap = this.snapshots.get(versionId);
+    if (snap === undefined) {
+      const configs = servicesOf(wf).map((n) => this.models?.config(n)).filter((c): c is ServiceConfig => c !== undefined);
+      snap = configs.length ? snapshotOf(configs) : null;
+      this.snapshots.set(versionId, snap);
+    }
+    if (!snap) return undefined;
+    if (!this.storedSnapshots.has(snap.hash)) {
+      await this.store.putServiceConfig(snap.hash, snap.json, Date.now());
+      this.storedSnapshots.add(snap.hash);
+    }
+    return snap.hash;
+  }
+
   // ------------------------------------------------------------------ internals
 
   private scheduleControl(): ScheduleControl {
@@ -927,7 +1085,9 @@ export class Baton extends EventEmitter<BatonEvents> {
       return { key: id, stepId: id, status: 'pending', pendingDeps: s.deps.length };
     });
     const inputJson = encodeValue(input ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
+    const configHash = wf.callsModels ? await this.pinConfig(versionId, wf) : undefined;
     return {
+      configHash,
       id: o.id, versionId, workflow: workflowOfVersion(versionId), inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
       budget: o.budget ?? wf.doc.budget?.max_cost,
       namespace: o.namespace,
@@ -949,6 +1109,10 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (isBlobRef(v)) return decodeValue(JSON.stringify(v), this.blobs);
     return v;
   }
+}
+
+function isParsedPolicies(p: BatonOptions['policies']): p is readonly Policy[] {
+  return Array.isArray(p) && p.every((x) => x && typeof x === 'object' && typeof (x as Policy).require === 'object' && 'downstreamKind' in (x as Policy).require);
 }
 
 function notRetryable(runId: string, status: RunStatus, extra = ''): BatonError {

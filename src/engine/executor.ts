@@ -237,7 +237,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
         const x: ExecContext = {
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
-          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget,
+          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget, configHash: rs.configHash,
           now: Date.now, services: host.services, span: span && trace.setSpan(ROOT_CONTEXT, span),
         };
         // A replay's first execution of a step goes through its recordings; a resumed one (a map's items done) is the kind's own.

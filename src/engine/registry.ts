@@ -16,6 +16,11 @@ import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
 
+/** The stages a version can be promoted through; every registered version starts in draft. */
+export const STAGES = ['draft', 'staging', 'production'] as const;
+export type Stage = (typeof STAGES)[number];
+const STAGE_REF = /^(.+)@(draft|staging|production)$/;
+
 /**
  * How long a name's latest version is remembered. Starting by name is the gateway's hot path;
  * a version registered in this process is seen at once, one registered by another process of
@@ -30,7 +35,7 @@ export class WorkflowRegistry {
   constructor(
     private readonly store: Store,
     /** What documents are checked against: registered functions, configured services. */
-    private readonly known: () => Pick<CompileOptions, 'functions' | 'services'>,
+    private readonly known: () => Pick<CompileOptions, 'functions' | 'services' | 'policies'>,
     /** Called after each registration (children included): keeps schedules in step with the document. */
     private readonly onRegistered?: (rec: VersionRecord, wf: CompiledWorkflow) => Promise<void>,
   ) {}
@@ -73,10 +78,25 @@ export class WorkflowRegistry {
   }
 
   /**
-   * `name` (latest version), `namespace/name` or a version id (`name@hash`) to a version id.
-   * A plain name is looked up in `namespace` first, then in the shared default namespace.
+   * `name` (latest version), `namespace/name`, a version id (`name@hash`) or `name@stage`
+   * (`name@production`: the version promoted to that stage; `name@draft`: the latest) to a
+   * version id. A plain name is looked up in `namespace` first, then in the shared default
+   * namespace; so is the name of `name@stage`.
    */
   async resolve(ref: string, namespace = DEFAULT_NAMESPACE): Promise<string> {
+    const staged = STAGE_REF.exec(ref);
+    if (staged) {
+      const [, name, stage] = staged;
+      if (stage === 'draft') return this.resolve(name, namespace);
+      const names = name.includes('/') || namespace === DEFAULT_NAMESPACE ? [name] : [qualifiedName(namespace, name), name];
+      for (const n of names) {
+        const rec = await this.store.stageVersion(n, stage);
+        if (rec) return rec.versionId;
+      }
+      // Say "nothing promoted" only when the workflow exists at all.
+      await this.resolve(name, namespace);
+      throw new BatonError('BATON_STAGE_EMPTY', { name, stage });
+    }
     if (ref.includes('@')) {
       // Versions are immutable: one compiled here exists.
       if (this.compiled.has(ref)) return ref;

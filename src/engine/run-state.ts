@@ -31,6 +31,8 @@ export class RunState {
   readonly retries: number;
   /** Set on a replay run: the run it replays (see replay.ts). */
   readonly replayOf?: string;
+  /** The pinned AI configuration (services snapshot hash). */
+  readonly configHash?: string;
   /** Step id → what expressions see as `steps.<id>`. Mutated in place as steps finish. */
   readonly steps: Record<string, StepView> = Object.create(null) as Record<string, StepView>;
   /** The expression scope shared by every step of this run. */
@@ -58,6 +60,7 @@ export class RunState {
     this.concurrencyKey = run.concurrencyKey;
     this.retries = run.retries;
     this.replayOf = run.replayOf;
+    this.configHash = run.configHash;
     this.scope = {
       input,
       steps: this.steps,

@@ -4,7 +4,7 @@
  * "base URL" setting) can call a Baton workflow without knowing Baton exists.
  *
  * Model ids: `workflow/<name>` runs the latest version of a workflow; `workflow/<name>@<hash>`
- * a pinned version. A response names the version that actually ran (`model:
+ * a pinned version; `workflow/<name>@production` (or `@staging`) the version promoted to that stage. A response names the version that actually ran (`model:
  * workflow/<name>@<hash>`), as OpenAI answers `gpt-4o` with a dated model.
  *
  * Input contract — the run's input is:
@@ -378,6 +378,7 @@ async function resolveModel(baton: Baton, model: string, scope: { namespace: str
     return { versionId };
   } catch (e) {
     if (e instanceof BatonError && e.code === 'BATON_WORKFLOW_NOT_FOUND') throw notFound();
+    if (e instanceof BatonError && e.code === 'BATON_STAGE_EMPTY') throw new OpenAiError(404, 'invalid_request_error', 'model_not_found', `The model \`${model}\` does not exist: ${e.message}`, 'model');
     throw e;
   }
 }

@@ -21,6 +21,7 @@ import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
+import { registerGovernanceRoutes } from './governance.js';
 import { registerScheduleRoutes } from './schedules.js';
 import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
@@ -140,7 +141,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
+    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'GET /workflows/{name}/versions', 'GET /workflows/{name}/history', 'GET /workflows/diff', 'POST /workflows/{name}/promote', 'GET /services', 'POST /services/{name}/status', 'GET /services/{name}/history', 'GET /lineage', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
 
@@ -218,7 +219,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
         required: ['workflow'],
         additionalProperties: false,
         properties: {
-          workflow: { type: 'string', minLength: 1, description: 'A workflow name (its latest version) or a version id.' },
+          workflow: { type: 'string', minLength: 1, description: 'A workflow name (its latest version), name@staging / name@production (the promoted version) or a version id.' },
           input: {},
           id: { type: 'string', minLength: 1, maxLength: 200 },
           namespace: { type: 'string' },
@@ -401,6 +402,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 
   // Cron schedules of registered workflows: list, pause, resume, fire now.
   registerScheduleRoutes(app, baton, keyOf);
+  registerGovernanceRoutes(app, baton, keyOf);
 
   // Workflows as models: `POST /v1/chat/completions` with `model: "workflow/<name>"`.
   registerOpenAiRoutes(app, baton, {

@@ -20,7 +20,12 @@
  *     hedge: { after: p95 }            # start the next service when this one is slower than its p95
  *     owner: support-platform
  *     status: approved                 # approved | deprecated | blocked
+ *     data_residency: eu               # where data sent to it is processed (read by policies)
+ *     labels: { tier: gold }           # free-form, read by policies
  * ```
+ *
+ * `baton services set-status` records a status change in the store (who, why, when); the
+ * latest such change overrides `status` here (see src/services/governance.ts).
  *
  * Parsed with zod so that every problem names its path (`services.intent-fast.price.input_per_mtok`).
  */
@@ -80,6 +85,10 @@ const ServiceSchema = z.strictObject({
   status: z.enum(['approved', 'deprecated', 'blocked']).optional(),
   /** Why a service is deprecated or blocked; shown in validation messages. */
   status_reason: z.string().optional(),
+  /** Where data sent to the service is processed (`eu`, `us`…); read by policies. */
+  data_residency: z.string().min(1).optional(),
+  /** Free-form labels read by policies (`require: { service: { tier: gold } }`). */
+  labels: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
   options: z.record(z.string(), z.unknown()).optional(),
 });
 
@@ -113,6 +122,12 @@ export interface ServiceConfig {
   owner?: string;
   status: 'approved' | 'deprecated' | 'blocked';
   statusReason?: string;
+  /** Who set the status, when it comes from a recorded change (not the config file). */
+  statusBy?: string;
+  /** When the recorded status change was made (epoch ms). */
+  statusAt?: number;
+  dataResidency?: string;
+  labels: Record<string, string>;
   options: Record<string, unknown>;
 }
 
@@ -180,6 +195,8 @@ function toConfig(name: string, s: z.output<typeof ServiceSchema>): ServiceConfi
     owner: s.owner,
     status: s.status ?? 'approved',
     statusReason: s.status_reason,
+    dataResidency: s.data_residency,
+    labels: s.labels ?? {},
     options: s.options ?? {},
   };
 }

@@ -24,8 +24,9 @@ import { sleep } from '../resilience/limits.js';
 import { LocalLimits, SharedLimits, type ServiceLimiter } from '../resilience/service-limits.js';
 import { backoffDelay } from '../resilience/retry.js';
 import { canonicalJson, contentHash } from '../spec/canonical.js';
-import type { ModelCallRecord, Store } from '../store/store.js';
+import type { ModelCallRecord, ServiceStatusRecord, Store } from '../store/store.js';
 import type { ServiceConfig } from './config.js';
+import { fingerprint, withStatus, type PinnedService } from './governance.js';
 import { callCost, estimateInputTokens, maxCallCost, roundUsd } from './pricing.js';
 import { parseJsonAnswer, repairPrompt, schemaProblems } from './structured.js';
 import { suggest } from '../util/suggest.js';
@@ -70,7 +71,7 @@ export interface ModelCall {
   /** Re-asks after an answer that is not valid JSON or breaks the schema. */
   repairAttempts: number;
   cache?: { ttlMs: number };
-  run: { id: string; workflow: string; stepKey: string; attempt: number; idempotencyKey: string; budget?: number };
+  run: { id: string; workflow: string; stepKey: string; attempt: number; idempotencyKey: string; budget?: number; configHash?: string };
   signal: AbortSignal;
   /** The step attempt's trace context (tracing on): each model call gets a span under it. */
   trace?: Context;
@@ -142,14 +143,26 @@ const STOPS_THE_CHAIN = new Set(['BATON_BUDGET_EXCEEDED', 'BATON_CANCELLED', 'BA
 
 export class ServiceRuntime {
   private readonly states = new Map<string, ServiceState>();
+  /** Fingerprints of the configured services' pinned parts (see governance.ts). */
+  private readonly fingerprints = new Map<string, string>();
+  /** Services as pinned by runs admitted under another configuration: `name#fingerprint`. */
+  private readonly pinnedStates = new Map<string, ServiceState>();
+  /** Fingerprints of pinned snapshots' services (the engine caches snapshots, so each is computed once). */
+  private readonly pinPrints = new WeakMap<PinnedService, string>();
+  /** Recorded status changes (latest per service): they override the config file's status. */
+  private overrides = new Map<string, ServiceStatusRecord>();
+  /** Loads a run's pinned snapshot by hash (set by the engine). */
+  pins?: (hash: string) => Promise<Record<string, PinnedService> | undefined>;
+  /** Called before each step's calls (the engine refreshes status changes made elsewhere). */
+  beforeInvoke?: () => Promise<void>;
 
   constructor(
     services: ServiceConfig[],
-    providers: Readonly<Record<string, ProviderFactory>>,
+    private readonly providers: Readonly<Record<string, ProviderFactory>>,
     private readonly ledger: CallLedger,
-    baseDir: string,
+    private readonly baseDir: string,
     /** When given, rate and concurrency limits are kept here and shared by every worker using it. */
-    shared?: SharedLimitStore,
+    private readonly shared?: SharedLimitStore,
     /** Tracing on: a span per model call (GenAI semantic conventions). */
     private readonly tracer?: Tracer,
   ) {
@@ -159,20 +172,38 @@ export class ServiceRuntime {
         detail: unknown.map((s) => `services.${s.name}.provider: unknown provider "${s.provider}"${suggest(s.provider, Object.keys(providers))}; use one of: ${Object.keys(providers).sort().join(', ')}`).join('\n'),
       });
     }
-    for (const s of services) this.states.set(s.name, new ServiceState(s, providers[s.provider], baseDir, shared));
+    for (const s of services) {
+      this.states.set(s.name, new ServiceState(s, providers[s.provider], baseDir, shared));
+      this.fingerprints.set(s.name, fingerprint(s));
+    }
   }
 
+  /** A service's configuration as validation sees it: the file's, with any recorded status change applied. */
   config(name: string): ServiceConfig | undefined {
-    return this.states.get(name)?.config;
+    const c = this.states.get(name)?.config;
+    return c && withStatus(c, this.overrides.get(name));
   }
 
   list(): ServiceConfig[] {
-    return [...this.states.values()].map((s) => s.config);
+    return [...this.states.keys()].map((n) => this.config(n)!);
+  }
+
+  /** Replaces the recorded status changes in force (latest per service). */
+  setStatusOverrides(latest: Map<string, ServiceStatusRecord>): void {
+    this.overrides = latest;
+  }
+
+  /** The status in force: a recorded change, else the config file's, else (a service only pinned) approved. */
+  statusOf(name: string): { status: ServiceConfig['status']; reason?: string; by?: string } {
+    const o = this.overrides.get(name);
+    if (o) return { status: o.status, reason: o.reason, by: o.by };
+    const c = this.states.get(name)?.config;
+    return c ? { status: c.status, reason: c.statusReason } : { status: 'approved' };
   }
 
   status(): ServiceStatus[] {
     return [...this.states.values()].map((s) => ({
-      name: s.config.name, provider: s.config.provider, model: s.config.model, version: s.config.version, status: s.config.status,
+      name: s.config.name, provider: s.config.provider, model: s.config.model, version: s.config.version, status: this.statusOf(s.config.name).status,
       breaker: s.breaker.state, calls: s.calls, failures: s.failures, cacheHits: s.cacheHits, cacheMisses: s.cacheMisses,
       p50Ms: s.latency.percentile(50), p95Ms: s.latency.percentile(95),
     }));
@@ -183,17 +214,21 @@ export class ServiceRuntime {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.states.values()].map((s) => s.provider?.close?.().catch(() => undefined)));
+    await Promise.all([...this.states.values(), ...this.pinnedStates.values()].map((s) => s.provider?.close?.().catch(() => undefined)));
   }
 
   /** Runs the chain for one step attempt. */
   async invoke(call: ModelCall): Promise<ModelAnswer> {
-    const chain = call.services.map((n) => {
-      const st = this.states.get(n);
-      if (!st) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: n, known: [...this.states.keys()].join(', ') || '(none)' });
-      if (st.config.status === 'blocked') throw new BatonError('BATON_SERVICE_BLOCKED', { service: n, reason: st.config.statusReason ? ` (${st.config.statusReason})` : '' });
-      return st;
-    });
+    await this.beforeInvoke?.();
+    const pinned = call.run.configHash && this.pins ? await this.pins(call.run.configHash) : undefined;
+    const all = call.services.map((n) => this.stateFor(n, pinned?.[n]));
+    // A service blocked since the run started is passed over; the step fails only when none is left.
+    const chain = all.filter((st) => this.statusOf(st.config.name).status !== 'blocked');
+    for (const st of all.filter((x) => !chain.includes(x))) {
+      // Recorded (never called) so that the run's history says why the service was passed over.
+      await this.ledger.record({ ...this.base(st, call, call.operation ?? 'chat', false), outcome: 'skipped', error: serializeError(this.blocked(st.config.name)) }, 0);
+    }
+    if (chain.length === 0) throw this.blocked(call.services[0]);
     if (call.strategy === 'cascade') {
       // Cheapest first for this request; ties keep the written order (sort is stable).
       const cost = new Map(chain.map((s) => [s, maxCallCost(this.request(s, call), s.config.price, this.maxTokens(s, call))]));
@@ -203,6 +238,37 @@ export class ServiceRuntime {
     const failures: Array<{ service: string; error: unknown }> = [];
     const answer = await this.from(chain, 0, call, call.signal, failures, counter, false);
     return { ...answer, calls: counter.n };
+  }
+
+  private blocked(name: string): BatonError {
+    const s = this.statusOf(name);
+    const why = [s.reason, s.by && `blocked by ${s.by}`].filter(Boolean).join('; ');
+    return new BatonError('BATON_SERVICE_BLOCKED', { service: name, reason: why ? ` (${why})` : '' });
+  }
+
+  /**
+   * The state a call to `name` uses: the configured service when the run is not pinned or its
+   * pin matches the config; otherwise one built from the pinned snapshot (its own provider,
+   * breaker and limits), so a run keeps calling what it started with.
+   */
+  private stateFor(name: string, pin: PinnedService | undefined): ServiceState {
+    const current = this.states.get(name);
+    if (!pin) {
+      if (!current) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: name, known: [...this.states.keys()].join(', ') || '(none)' });
+      return current;
+    }
+    let fp = this.pinPrints.get(pin);
+    if (fp === undefined) this.pinPrints.set(pin, (fp = fingerprint(pin)));
+    if (current && this.fingerprints.get(name) === fp) return current;
+    const key = `${name}#${fp}`;
+    let st = this.pinnedStates.get(key);
+    if (!st) {
+      const factory = this.providers[pin.provider];
+      if (!factory) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: name, known: `(this run is pinned to provider "${pin.provider}", which this process does not have)` });
+      st = new ServiceState({ ...pin, status: 'approved' }, factory, this.baseDir, this.shared);
+      this.pinnedStates.set(key, st);
+    }
+    return st;
   }
 
   /**

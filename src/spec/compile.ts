@@ -18,6 +18,7 @@ import { suggest } from '../util/suggest.js';
 import { buildWorkflowSchema, COMMON_STEP_FIELDS } from './schema.js';
 import { formatPath, type DocPath, type SourceDocument } from './parse.js';
 import { compileTriggers, type CompiledTrigger } from './triggers.js';
+import { checkPolicies, type Policy, type PolicyStep } from '../services/policies.js';
 import type { JsonSchema, OnErrorDoc, StepDoc, SubStepDoc, WorkflowDocument } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
@@ -90,6 +91,8 @@ export interface CompileOptions {
   functions?: ReadonlySet<string>;
   /** Configured model services; when given, unknown and blocked ones are problems, deprecated ones warnings. */
   services?: ServiceCatalog;
+  /** Governance policies (baton.config.yaml `policies:`); violations are problems at the offending step. */
+  policies?: readonly Policy[];
   source?: SourceDocument;
 }
 
@@ -299,6 +302,25 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   // Pass 3: cycles.
   for (const cycle of findCycles(order, (id) => steps.get(id)!.deps)) {
     add(pathOf.get(cycle[0])!, `dependency cycle: ${[...cycle, cycle[0]].join(' → ')}. Steps form a directed acyclic graph; remove one of these dependencies.`);
+  }
+
+  // Pass 4: governance policies (they read the graph, so they come after it is known).
+  if (opts.policies?.length) {
+    const byId = new Map<string, PolicyStep>();
+    for (const id of order) {
+      const c = steps.get(id)!;
+      const d = c.doc as StepDoc;
+      const services: PolicyStep['services'] = [];
+      const collect = (x: StepDoc | SubStepDoc | undefined, base: Array<string | number>) => {
+        if (x?.kind !== 'model') return;
+        services.push({ name: x.service, field: [...base, 'service'] });
+        x.fallback?.forEach((f, j) => services.push({ name: f, field: [...base, 'fallback', j] }));
+      };
+      collect(d, []);
+      if (d.kind === 'map') collect(d.step, ['step']);
+      byId.set(id, { id, kind: d.kind, path: pathOf.get(id)!, risk: d.risk, services, dependents: c.dependents });
+    }
+    for (const v of checkPolicies(opts.policies, doc.tags ?? [], byId, (n) => opts.services?.get(n))) add(v.path, v.message);
   }
 
   const inputValidator = compileSchema(doc.input, ['input']);

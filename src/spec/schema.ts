@@ -51,6 +51,7 @@ export const COMMON_STEP_FIELDS: Record<string, unknown> = {
   retry: { $ref: '#/$defs/retry' },
   timeout: { $ref: '#/$defs/duration' },
   on_error: { $ref: '#/$defs/onError' },
+  risk: { enum: ['low', 'medium', 'high'], description: 'Risk level, read by governance policies in baton.config.yaml (e.g. high-risk steps need an approval step downstream).' },
 };
 
 export interface KindSchema {
@@ -141,6 +142,7 @@ export function buildWorkflowSchema(kinds: KindSchema[]): Record<string, unknown
         },
       },
       priority: { type: 'integer', minimum: -1000, maximum: 1000, description: 'Default priority of its runs within their namespace (higher first; a run option overrides it).' },
+      tags: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, description: 'Labels read by governance policies in baton.config.yaml (e.g. `pii`).' },
       triggers: TRIGGERS_SCHEMA,
       defaults: {
         type: 'object',

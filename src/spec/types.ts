@@ -43,6 +43,8 @@ export interface StepCommonDoc {
   retry?: RetryPolicyDoc;
   timeout?: Duration;
   on_error?: OnErrorDoc;
+  /** Risk level, read by governance policies (e.g. high-risk steps need an approval step downstream). */
+  risk?: 'low' | 'medium' | 'high';
 }
 
 export interface FunctionStepDoc extends StepCommonDoc {
@@ -201,6 +203,8 @@ export interface WorkflowDocument {
   concurrency?: { key: Expression; limit?: number };
   /** Default priority of its runs within their namespace (higher first). */
   priority?: number;
+  /** Labels read by governance policies (e.g. `pii`: only services with `data_residency: eu`). */
+  tags?: string[];
   /** What starts runs besides an explicit start: schedules, webhooks, CloudEvents (see triggers.ts). */
   triggers?: TriggerDoc[];
   /** Defaults applied to every step that does not set its own. */

@@ -48,9 +48,22 @@ export interface PrepareContext {
   path: string;
 }
 
+/** What validation (and policies) need to know of one configured service. */
+export interface CatalogService {
+  status: 'approved' | 'deprecated' | 'blocked';
+  statusReason?: string;
+  statusBy?: string;
+  provider: string;
+  model?: string;
+  version?: string;
+  owner?: string;
+  dataResidency?: string;
+  labels?: Record<string, string>;
+}
+
 /** What validation needs to know of the services registry. */
 export interface ServiceCatalog {
-  get(name: string): { status: 'approved' | 'deprecated' | 'blocked'; statusReason?: string; provider: string } | undefined;
+  get(name: string): CatalogService | undefined;
   names(): string[];
 }
 
@@ -71,6 +84,8 @@ export interface ExecContext {
   namespace: string;
   /** The run's cost budget in USD, when it has one. */
   budget?: number;
+  /** The run's pinned AI configuration (services snapshot hash), when it has one. */
+  configHash?: string;
   /** Resume state saved by a previous suspending outcome; undefined on first execution. */
   state: unknown;
   now(): number;

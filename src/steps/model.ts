@@ -63,7 +63,7 @@ export const modelKind: StepKind<ModelStepDoc> = {
         const where = i === 0 ? 'service' : `fallback.${i - 1}`;
         const s = ctx.services!.get(n);
         if (!s) ctx.problem(where, `names service "${n}", which is not configured${suggest(n, ctx.services!.names()) || ` (configured: ${ctx.services!.names().join(', ') || 'none'})`}. Declare it under \`services:\` in baton.config.yaml.`);
-        else if (s.status === 'blocked') ctx.problem(where, `service "${n}" is blocked${s.statusReason ? ` (${s.statusReason})` : ''}; choose an approved service.`);
+        else if (s.status === 'blocked') ctx.problem(where, `service "${n}" is blocked${blockedWhy(s)}; choose an approved service.`);
         else if (s.status === 'deprecated') ctx.warn(where, `service "${n}" is deprecated${s.statusReason ? ` (${s.statusReason})` : ''}; plan a move to an approved one.`);
       });
     }
@@ -89,7 +89,7 @@ export const modelKind: StepKind<ModelStepDoc> = {
         strategy: step.strategy ?? 'fallback',
         input: x.input,
         repairAttempts: step.repair_attempts ?? 1,
-        run: { id: x.runId, workflow: x.workflow, stepKey: x.stepKey, attempt: x.attempt, idempotencyKey: x.idempotencyKey, budget: x.budget },
+        run: { id: x.runId, workflow: x.workflow, stepKey: x.stepKey, attempt: x.attempt, idempotencyKey: x.idempotencyKey, budget: x.budget, configHash: x.configHash },
         signal: x.signal,
       };
       if (step.operation) call.operation = step.operation;
@@ -136,4 +136,10 @@ function checkMessages(v: unknown, step: string): Array<{ role: 'user' | 'assist
   const ok = Array.isArray(v) && v.length > 0 && v.every((m) => m && typeof m === 'object' && (m.role === 'user' || m.role === 'assistant') && typeof m.content === 'string');
   if (!ok) throw new BatonError('BATON_EXPR_EVAL', { where: `in step ${step}: messages`, detail: 'must give a non-empty array of { role: "user" | "assistant", content: string }' });
   return v as Array<{ role: 'user' | 'assistant'; content: string }>;
+}
+
+/** ` (reason; by who)` for a blocked or deprecated service's message. */
+export function blockedWhy(s: { statusReason?: string; statusBy?: string }): string {
+  const parts = [s.statusReason, s.statusBy && `set by ${s.statusBy}`].filter(Boolean);
+  return parts.length ? ` (${parts.join('; ')})` : '';
 }

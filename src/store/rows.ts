@@ -4,7 +4,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
-import type { ApiKeyRecord, ApprovalChange, ApprovalOpResult, ApprovalRecord, ApprovalStatus, ApproverRule, EventRecord, RunRecord, ScheduleRecord, StepRecord, TaskLease, TaskOpResult, TaskRecord, TaskStatus, VersionRecord } from './store.js';
+import type { ApiKeyRecord, ApprovalChange, ApprovalOpResult, ApprovalRecord, ApprovalStatus, ApproverRule, EventRecord, LineageRecord, RunRecord, ScheduleRecord, ServiceStatusRecord, StageRecord, StepRecord, TaskLease, TaskOpResult, TaskRecord, TaskStatus, VersionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -31,6 +31,7 @@ export function toRun(r: Row): RunRecord {
     concurrencyKey: (r.concurrency_key as string | null) ?? undefined, retries: (r.retries as number | null | undefined) ?? 0,
     ...(r.replay_of ? { replayOf: r.replay_of as string } : {}),
     ...(r.trace ? { trace: r.trace as string } : {}),
+    ...(r.config_hash ? { configHash: r.config_hash as string } : {}),
   };
 }
 
@@ -143,4 +144,37 @@ export function approvalChangeValues(ch: ApprovalChange): Record<string, unknown
     setReminder: keep(ch.nextReminderAt), reminder: ch.nextReminderAt ?? null,
     now: ch.now, id: ch.id,
   };
+}
+
+export function toStage(r: Row): StageRecord {
+  return {
+    seq: Number(r.seq), name: r.name as string, stage: r.stage as string, versionId: r.version_id as string,
+    ...(r.promoted_by != null ? { by: r.promoted_by as string } : {}), ...(r.reason != null ? { reason: r.reason as string } : {}), at: Number(r.at),
+  };
+}
+
+export function toServiceStatus(r: Row): ServiceStatusRecord {
+  return {
+    seq: Number(r.seq), service: r.service as string, status: r.status as ServiceStatusRecord['status'],
+    ...(r.reason != null ? { reason: r.reason as string } : {}), ...(r.changed_by != null ? { by: r.changed_by as string } : {}), at: Number(r.at),
+  };
+}
+
+/** Lineage rows: one per (run, call version, model), folded into one per run, newest run first. */
+export function toLineage(rows: Row[]): LineageRecord[] {
+  const out = new Map<string, LineageRecord>();
+  for (const r of rows) {
+    const id = r.run_id as string;
+    let rec = out.get(id);
+    if (!rec) {
+      rec = { runId: id, workflow: r.workflow as string, versionId: r.version_id as string, status: r.status as RunStatus, namespace: (r.namespace as string | null) ?? 'default', createdAt: Number(r.created_at), calls: 0, versions: [], models: [], firstCallAt: Number(r.first_at), lastCallAt: Number(r.last_at) };
+      out.set(id, rec);
+    }
+    rec.calls += Number(r.calls);
+    if (r.version != null && !rec.versions.includes(r.version as string)) rec.versions.push(r.version as string);
+    if (!rec.models.includes(r.model as string)) rec.models.push(r.model as string);
+    rec.firstCallAt = Math.min(rec.firstCallAt, Number(r.first_at));
+    rec.lastCallAt = Math.max(rec.lastCallAt, Number(r.last_at));
+  }
+  return [...out.values()].sort((a, b) => b.createdAt - a.createdAt || (a.runId < b.runId ? 1 : -1));
 }

@@ -54,6 +54,8 @@ export interface RunRecord {
   replayOf?: string;
   /** Trace context of the run span, when tracing was on at admission (see observability/telemetry.ts). */
   trace?: string;
+  /** Hash of the `service_configs` snapshot the run is pinned to (undefined: it calls no model services). */
+  configHash?: string;
 }
 
 export interface StepRecord {
@@ -130,6 +132,8 @@ export interface NewRun {
   replayOf?: string;
   /** Trace context of the run span (see observability/telemetry.ts). */
   trace?: string;
+  /** The pinned AI configuration (`putServiceConfig` first). */
+  configHash?: string;
   steps: NewStep[];
   events: NewEvent[];
 }
@@ -620,6 +624,54 @@ export interface WorkerInfo {
   startedAt: number;
 }
 
+/** A promotion of a workflow version to a stage (`draft`, `staging`, `production`). */
+export interface StageRecord {
+  seq: number;
+  /** Qualified workflow name (`ns/name` outside the default namespace). */
+  name: string;
+  stage: string;
+  versionId: string;
+  by?: string;
+  reason?: string;
+  at: number;
+}
+
+/** A governance status change of a model service; the latest per service overrides the config file. */
+export interface ServiceStatusRecord {
+  seq: number;
+  service: string;
+  status: 'approved' | 'deprecated' | 'blocked';
+  reason?: string;
+  by?: string;
+  at: number;
+}
+
+/** One run that called a service (lineage, e.g. for a model recall). */
+export interface LineageRecord {
+  runId: string;
+  workflow: string;
+  versionId: string;
+  status: RunStatus;
+  namespace: string;
+  createdAt: number;
+  /** Calls the run made to the service (matching the version, when asked). */
+  calls: number;
+  /** Service versions it called (as recorded per call). */
+  versions: string[];
+  models: string[];
+  firstCallAt: number;
+  lastCallAt: number;
+}
+
+export interface LineageQuery {
+  service: string;
+  version?: string;
+  /** Calls at or after (epoch ms). */
+  since?: number;
+  /** Default 1000. */
+  limit?: number;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Where the store lives, for messages. */
@@ -789,6 +841,25 @@ export interface Store {
   updateSchedule(id: string, patch: SchedulePatch, now: number, owner?: string): Promise<boolean>;
   /** When the scheduler should look next: the earliest unpaused next fire (past a live lease). */
   nextScheduleAt(): Promise<number | undefined>;
+
+  // --- governance (versions, stages, pinned configuration, service status, lineage) ---
+  /** Stores a pinned configuration snapshot under its content hash (a second put of the same hash changes nothing). */
+  putServiceConfig(hash: string, configJson: string, at: number): Promise<void>;
+  getServiceConfig(hash: string): Promise<string | undefined>;
+  /** The config hash of the newest run of a version that has one. */
+  lastRunConfig(versionId: string): Promise<string | undefined>;
+  /** Appends a promotion; the latest per (name, stage) holds the stage. */
+  promoteVersion(p: Omit<StageRecord, 'seq'>): Promise<StageRecord>;
+  /** The promotion holding `stage` of `name` now. */
+  stageVersion(name: string, stage: string): Promise<StageRecord | undefined>;
+  /** Every promotion of `name`, oldest first. */
+  stageHistory(name: string): Promise<StageRecord[]>;
+  /** Appends a service status change. */
+  putServiceStatus(r: Omit<ServiceStatusRecord, 'seq'>): Promise<ServiceStatusRecord>;
+  /** Status changes, oldest first (of one service, or all). */
+  serviceStatusHistory(service?: string): Promise<ServiceStatusRecord[]>;
+  /** Runs that called `service` (matching `version`), newest first; calls skipped before reaching it (open breaker, blocked) do not count. */
+  lineage(q: LineageQuery): Promise<LineageRecord[]>;
 
   close(): Promise<void>;
 }

@@ -521,5 +521,47 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect((await good).ok).toBe(true);
       expect(await store.getRun('r8')).toBeUndefined();
     });
+    it('keeps pinned configurations, stage promotions, service status changes and lineage', async () => {
+      await store.putServiceConfig('h1', '{"services":{}}', 1);
+      await store.putServiceConfig('h1', '{"other":true}', 2); // content-addressed: the first stays
+      expect(await store.getServiceConfig('h1')).toBe('{"services":{}}');
+      expect(await store.getServiceConfig('nope')).toBeUndefined();
+      await store.admitRun({ ...joinRun('g1'), configHash: 'h1' });
+      await store.admitRun(joinRun('g2'));
+      expect((await store.getRun('g1'))!.configHash).toBe('h1');
+      expect((await store.getRun('g2'))!.configHash).toBeUndefined();
+      expect(await store.lastRunConfig('wf@1')).toBe('h1');
+
+      const p1 = await store.promoteVersion({ name: 'wf', stage: 'production', versionId: 'wf@1', by: 'ann', reason: 'first', at: 10 });
+      await store.promoteVersion({ name: 'wf', stage: 'production', versionId: 'wf@2', at: 20 });
+      await store.promoteVersion({ name: 'other', stage: 'production', versionId: 'other@1', at: 30 });
+      expect(p1).toMatchObject({ name: 'wf', stage: 'production', versionId: 'wf@1', by: 'ann', reason: 'first', at: 10 });
+      expect((await store.stageVersion('wf', 'production'))!.versionId).toBe('wf@2');
+      expect(await store.stageVersion('wf', 'staging')).toBeUndefined();
+      expect((await store.stageHistory('wf')).map((r) => [r.versionId, r.by ?? null])).toEqual([['wf@1', 'ann'], ['wf@2', null]]);
+
+      await store.putServiceStatus({ service: 's', status: 'blocked', reason: 'recall', by: 'bo', at: 5 });
+      await store.putServiceStatus({ service: 't', status: 'deprecated', at: 6 });
+      expect((await store.serviceStatusHistory('s')).map((r) => [r.status, r.reason, r.by, r.at])).toEqual([['blocked', 'recall', 'bo', 5]]);
+      expect((await store.serviceStatusHistory()).map((r) => r.service)).toEqual(['s', 't']);
+
+      const call = (runId: string, version: string | undefined, at: number) => store.recordModelCall({
+        runId, workflow: 'wf', stepKey: 'a', attempt: 1, service: 'chat', provider: 'openai', model: 'm', version, operation: 'chat', outcome: 'ok',
+        inputTokens: 1, outputTokens: 1, cachedTokens: 0, cost: 0, latencyMs: 1, at,
+      }, 0);
+      await call('g1', 'v1', 100);
+      await call('g1', 'v1', 110);
+      await call('g2', 'v2', 120);
+      await store.recordModelCall({
+        runId: 'g2', workflow: 'wf', stepKey: 'a', attempt: 1, service: 'chat', provider: 'openai', model: 'm', version: 'v3', operation: 'chat', outcome: 'skipped',
+        inputTokens: 0, outputTokens: 0, cachedTokens: 0, cost: 0, latencyMs: 0, at: 130,
+      }, 0);
+      const all = await store.lineage({ service: 'chat' });
+      expect(all.map((l) => [l.runId, l.calls, l.versions])).toEqual(expect.arrayContaining([['g1', 2, ['v1']], ['g2', 1, ['v2']]]));
+      expect(all).toHaveLength(2);
+      expect((await store.lineage({ service: 'chat', version: 'v1' })).map((l) => [l.runId, l.workflow, l.versionId, l.namespace, l.firstCallAt, l.lastCallAt])).toEqual([['g1', 'wf', 'wf@1', 'default', 100, 110]]);
+      expect((await store.lineage({ service: 'chat', since: 115 })).map((l) => l.runId)).toEqual(['g2']);
+      expect(await store.lineage({ service: 'none' })).toEqual([]);
+    });
   });
 }

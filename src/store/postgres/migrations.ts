@@ -282,6 +282,40 @@ export const PG_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN trace TEXT;
   `,
+  // 10: governance — pinned AI configuration per run, workflow stages, service status history, lineage index
+  `
+  -- Content-addressed snapshots of the services a run depends on (no credentials, only their env names).
+  CREATE TABLE service_configs (
+    hash TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  ALTER TABLE runs ADD COLUMN config_hash TEXT;
+  CREATE INDEX runs_version ON runs (version_id, created_at);
+  -- Promotions of versions through stages (append-only: the latest row per name and stage holds it).
+  CREATE TABLE workflow_stages (
+    seq BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    promoted_by TEXT,
+    reason TEXT,
+    at BIGINT NOT NULL
+  );
+  CREATE INDEX workflow_stages_name ON workflow_stages (name, stage, seq);
+  -- Governance status changes of services (append-only: the latest row per service wins over the config file).
+  CREATE TABLE service_status (
+    seq BIGSERIAL PRIMARY KEY,
+    service TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    changed_by TEXT,
+    at BIGINT NOT NULL
+  );
+  CREATE INDEX service_status_service ON service_status (service, seq);
+  -- Lineage: which runs called service X (version Y).
+  CREATE INDEX model_calls_lineage ON model_calls (service, version, at);
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

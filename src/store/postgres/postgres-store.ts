@@ -29,11 +29,11 @@ import pg from 'pg';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RetryRun, RunFilter,
+  ApiKeyRecord, ClaimedStep, LineageQuery, LineageRecord, ServiceStatusRecord, StageRecord, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, RetryRun, RunFilter,
   ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -318,11 +318,11 @@ export class PostgresStore implements Store {
     const s = run.steps;
     const sql = `WITH r AS (
         INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace)
+          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash)
         VALUES (${id}, ${p.add(run.versionId)}, ${p.add(run.workflow)}, ${status}, ${p.add(run.inputJson)}, ${p.add(run.parentRunId ?? null)},
           ${p.add(run.parentStepKey ?? null)}, ${p.add(run.createdAt)}, ${p.add(run.createdAt)}, ${p.add(run.budget ?? null)},
           ${p.add(run.namespace ?? 'default')}, ${p.add(run.priority ?? 0)}, ${p.add(run.concurrency?.key ?? null)},
-          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)})
+          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)})
         ON CONFLICT (id) DO NOTHING
         RETURNING id, status, namespace, priority),
       s AS (
@@ -1356,6 +1356,58 @@ export class PostgresStore implements Store {
 
   async revokeApiKey(id: string, at: number): Promise<boolean> {
     return (await this.rows('UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id', [at, id])).length === 1;
+  }
+
+  // ---------------------------------------------------------------- governance
+
+  async putServiceConfig(hash: string, configJson: string, at: number): Promise<void> {
+    await this.rows('INSERT INTO service_configs (hash, config, created_at) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING', [hash, configJson, at]);
+  }
+
+  async getServiceConfig(hash: string): Promise<string | undefined> {
+    return (await this.rows<{ config: string }>('SELECT config FROM service_configs WHERE hash = $1', [hash]))[0]?.config;
+  }
+
+  async lastRunConfig(versionId: string): Promise<string | undefined> {
+    return (await this.rows<{ config_hash: string }>('SELECT config_hash FROM runs WHERE version_id = $1 AND config_hash IS NOT NULL ORDER BY created_at DESC LIMIT 1', [versionId]))[0]?.config_hash;
+  }
+
+  async promoteVersion(p: Omit<StageRecord, 'seq'>): Promise<StageRecord> {
+    const r = await this.rows('INSERT INTO workflow_stages (name, stage, version_id, promoted_by, reason, at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *', [p.name, p.stage, p.versionId, p.by ?? null, p.reason ?? null, p.at]);
+    return toStage(r[0]);
+  }
+
+  async stageVersion(name: string, stage: string): Promise<StageRecord | undefined> {
+    const r = (await this.rows('SELECT * FROM workflow_stages WHERE name = $1 AND stage = $2 ORDER BY seq DESC LIMIT 1', [name, stage]))[0];
+    return r && toStage(r);
+  }
+
+  async stageHistory(name: string): Promise<StageRecord[]> {
+    return (await this.rows('SELECT * FROM workflow_stages WHERE name = $1 ORDER BY seq', [name])).map(toStage);
+  }
+
+  async putServiceStatus(r: Omit<ServiceStatusRecord, 'seq'>): Promise<ServiceStatusRecord> {
+    const row = await this.rows('INSERT INTO service_status (service, status, reason, changed_by, at) VALUES ($1, $2, $3, $4, $5) RETURNING *', [r.service, r.status, r.reason ?? null, r.by ?? null, r.at]);
+    return toServiceStatus(row[0]);
+  }
+
+  async serviceStatusHistory(service?: string): Promise<ServiceStatusRecord[]> {
+    const rows = service === undefined
+      ? await this.rows('SELECT * FROM service_status ORDER BY seq')
+      : await this.rows('SELECT * FROM service_status WHERE service = $1 ORDER BY seq', [service]);
+    return rows.map(toServiceStatus);
+  }
+
+  async lineage(q: LineageQuery): Promise<LineageRecord[]> {
+    const args: unknown[] = [q.service];
+    const ver = q.version !== undefined ? ` AND m.version = $${args.push(q.version)}` : '';
+    const since = q.since !== undefined ? ` AND m.at >= $${args.push(q.since)}` : '';
+    const lim = `$${args.push(q.limit ?? 1000)}`;
+    return toLineage(await this.rows(`SELECT m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model, COUNT(*) AS calls, MIN(m.at) AS first_at, MAX(m.at) AS last_at
+       FROM model_calls m JOIN runs r ON r.id = m.run_id
+       WHERE m.outcome <> 'skipped' AND m.service = $1${ver}${since}
+       GROUP BY m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model
+       ORDER BY r.created_at DESC, m.run_id DESC LIMIT ${lim}`, args));
   }
 
   // ---------------------------------------------------------------- cron schedules

@@ -11,11 +11,11 @@ import { dirname } from 'node:path';
 import { BatonError } from '../../errors.js';
 import type { RunStatus, StepStatus } from '../../engine/states.js';
 import type {
-  ApiKeyRecord, ClaimedStep, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RetryRun, RunFilter,
+  ApiKeyRecord, ClaimedStep, LineageQuery, LineageRecord, ServiceStatusRecord, StageRecord, CommitResult, CostLine, CostQuery, DeliveryResult, EventDelivery, EventRecord, OutboxRecord, Fence, FinishRun, ModelCallRecord, NewEvent, NewRun, NewStep, RetryRun, RunFilter,
   ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -123,6 +123,7 @@ export class SqliteStore implements Store {
       namespace: fair.namespace, priority: fair.priority, concurrencyKey: run.concurrency?.key ?? null, concurrencyLimit: run.concurrency?.limit ?? null,
       replayOf: run.replayOf ?? null,
       trace: run.trace ?? null,
+      configHash: run.configHash ?? null,
     });
     if (res.changes === 0) return { created: false };
     for (const st of run.steps) this.insertStep(run.id, queued ? { ...st, owner: undefined } : st, fair);
@@ -812,6 +813,64 @@ export class SqliteStore implements Store {
     return this.write(() => this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1);
   }
 
+  // ---------------------------------------------------------------- governance
+
+  async putServiceConfig(hash: string, configJson: string, at: number): Promise<void> {
+    this.write(() => this.db.prepare('INSERT INTO service_configs (hash, config, created_at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING').run(hash, configJson, at));
+  }
+
+  async getServiceConfig(hash: string): Promise<string | undefined> {
+    const r = this.db.prepare('SELECT config FROM service_configs WHERE hash = ?').get(hash) as { config: string } | undefined;
+    return r?.config;
+  }
+
+  async lastRunConfig(versionId: string): Promise<string | undefined> {
+    const r = this.db.prepare('SELECT config_hash FROM runs WHERE version_id = ? AND config_hash IS NOT NULL ORDER BY created_at DESC LIMIT 1').get(versionId) as { config_hash: string } | undefined;
+    return r?.config_hash;
+  }
+
+  async promoteVersion(p: Omit<StageRecord, 'seq'>): Promise<StageRecord> {
+    return this.write(() => {
+      const res = this.db.prepare('INSERT INTO workflow_stages (name, stage, version_id, promoted_by, reason, at) VALUES (?, ?, ?, ?, ?, ?)').run(p.name, p.stage, p.versionId, p.by ?? null, p.reason ?? null, p.at);
+      return { ...p, seq: Number(res.lastInsertRowid) };
+    });
+  }
+
+  async stageVersion(name: string, stage: string): Promise<StageRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM workflow_stages WHERE name = ? AND stage = ? ORDER BY seq DESC LIMIT 1').get(name, stage) as Row | undefined;
+    return r && toStage(r);
+  }
+
+  async stageHistory(name: string): Promise<StageRecord[]> {
+    return (this.db.prepare('SELECT * FROM workflow_stages WHERE name = ? ORDER BY seq').all(name) as Row[]).map(toStage);
+  }
+
+  async putServiceStatus(r: Omit<ServiceStatusRecord, 'seq'>): Promise<ServiceStatusRecord> {
+    return this.write(() => {
+      const res = this.db.prepare('INSERT INTO service_status (service, status, reason, changed_by, at) VALUES (?, ?, ?, ?, ?)').run(r.service, r.status, r.reason ?? null, r.by ?? null, r.at);
+      return { ...r, seq: Number(res.lastInsertRowid) };
+    });
+  }
+
+  async serviceStatusHistory(service?: string): Promise<ServiceStatusRecord[]> {
+    const rows = service === undefined
+      ? this.db.prepare('SELECT * FROM service_status ORDER BY seq').all()
+      : this.db.prepare('SELECT * FROM service_status WHERE service = ? ORDER BY seq').all(service);
+    return (rows as Row[]).map(toServiceStatus);
+  }
+
+  async lineage(q: LineageQuery): Promise<LineageRecord[]> {
+    const args: unknown[] = [q.service];
+    if (q.version !== undefined) args.push(q.version);
+    if (q.since !== undefined) args.push(q.since);
+    const sql = `SELECT m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model, COUNT(*) AS calls, MIN(m.at) AS first_at, MAX(m.at) AS last_at
+       FROM model_calls m JOIN runs r ON r.id = m.run_id
+       WHERE m.outcome <> 'skipped' AND m.service = ?${q.version !== undefined ? ' AND m.version = ?' : ''}${q.since !== undefined ? ' AND m.at >= ?' : ''}
+       GROUP BY m.run_id, r.workflow, r.version_id, r.status, r.namespace, r.created_at, m.version, m.model
+       ORDER BY r.created_at DESC, m.run_id DESC LIMIT ?`;
+    return toLineage(this.db.prepare(sql).all(...args, q.limit ?? 1000) as Row[]);
+  }
+
   // ---------------------------------------------------------------- cron schedules
 
   async syncSchedules(workflow: string, versionId: string, schedules: NewSchedule[], now: number): Promise<boolean> {
@@ -926,9 +985,9 @@ function prepare(db: Database.Database) {
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
     insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace)
+                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace, config_hash)
                   VALUES (@id, @versionId, @workflow, @status, @input, @parentRunId, @parentStepKey, @createdAt, @createdAt, @budget,
-                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace) ON CONFLICT (id) DO NOTHING`),
+                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace, @configHash) ON CONFLICT (id) DO NOTHING`),
     activeWithKey: p(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = ? AND status IN ('running', 'waiting', 'paused', 'pending')`),
     oldestQueued: p(`SELECT id FROM runs WHERE concurrency_key = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT 1`),
     runKey: p('SELECT concurrency_key, concurrency_limit FROM runs WHERE id = ?'),
