@@ -9,6 +9,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
+import type { AnchorRecord, AuditEventRow, PurgedRunRecord } from './audit-chain.js';
 
 export interface VersionRecord {
   versionId: string;
@@ -347,6 +348,8 @@ export interface RunFilter {
   before?: number;
   /** Only runs in these namespaces (an API key's reach). */
   namespaces?: string[];
+  /** Only runs that ended before this time (retention). */
+  finishedBefore?: number;
 }
 
 /**
@@ -655,6 +658,21 @@ export interface Store {
   updateSchedule(id: string, patch: SchedulePatch, now: number, owner?: string): Promise<boolean>;
   /** When the scheduler should look next: the earliest unpaused next fire (past a live lease). */
   nextScheduleAt(): Promise<number | undefined>;
+
+  // --- audit trail (store/audit-chain.ts) ---
+  /** A run's events as stored (data as its exact text, with each row's hash), in seq order. */
+  auditEvents(runId: string): Promise<AuditEventRow[]>;
+  /** The anchor chain, in seq order. */
+  auditAnchors(): Promise<AnchorRecord[]>;
+  /** Every run id in the store. */
+  auditRunIds(): Promise<string[]>;
+  /**
+   * Deletes ended runs whole (steps, events, model calls, tasks, outbox rows) in one transaction,
+   * keeping their anchors and recording each in `audit_purged`. A run not ended is left alone.
+   * Returns the ids purged.
+   */
+  purgeRuns(runs: Array<{ runId: string; mode: 'purge' | 'archive'; archive?: string }>, at: number): Promise<string[]>;
+  listPurged(): Promise<PurgedRunRecord[]>;
 
   close(): Promise<void>;
 }

@@ -235,4 +235,28 @@ export const SQLITE_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
   `,
+  // 9 (audit): hash-chained events, the store-wide anchor chain, runs purged by retention
+  `
+  ALTER TABLE events ADD COLUMN hash TEXT;
+  -- One row per run end: the run's last event hash, chained store-wide (see store/audit-chain.ts).
+  CREATE TABLE audit_anchors (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    run_final_hash TEXT NOT NULL,
+    prev_anchor_hash TEXT NOT NULL,
+    anchor_hash TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX audit_anchors_run ON audit_anchors (run_id);
+  -- Runs removed by a retention policy: their anchors stay, so verification still passes.
+  CREATE TABLE audit_purged (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    final_hash TEXT,
+    purged_at INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    archive TEXT
+  );
+  CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];
