@@ -18,6 +18,7 @@ import { parse } from 'yaml';
 import { BatonError } from '../errors.js';
 import type { StepFunction } from '../steps/kind.js';
 import { parseServices, type ServiceConfig } from '../services/config.js';
+import { parseRetention, type RetentionPolicy } from '../audit/retention.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
@@ -27,6 +28,8 @@ export interface BatonConfig {
   services: ServiceConfig[];
   /** Folder that relative paths in the config start from. */
   baseDir: string;
+  /** Store-wide retention for workflows that set none (`baton audit purge`). */
+  retention?: RetentionPolicy & { archiveDir?: string };
 }
 
 const NAMES = ['baton.config.yaml', 'baton.config.yml', 'baton.config.json'];
@@ -60,15 +63,19 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  const known = new Set(['store', 'functions', 'services']);
+  const known = new Set(['store', 'functions', 'services', 'retention']);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
-  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services.` });
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, retention.` });
+  const retention = parseRetention(c.retention, file);
+  const archiveDir = (c.retention as { archive_dir?: unknown } | undefined)?.archive_dir;
+  if (archiveDir !== undefined && typeof archiveDir !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`retention.archive_dir\` must be a folder path.` });
   return {
     file,
     store: c.store === undefined ? undefined : resolve(base, c.store as string),
     functions: (fns as string[]).map((f) => resolve(base, f)),
     services: parseServices(c.services, file),
     baseDir: base,
+    ...(retention ? { retention: { ...retention, ...(archiveDir ? { archiveDir: resolve(base, archiveDir) } : {}) } } : {}),
   };
 }
 

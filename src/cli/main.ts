@@ -178,9 +178,12 @@ export function buildProgram(): Command {
   storeOptions(runs.command('show').description("a run's steps, outputs and event history").argument('<runId>').option('--json')).action(async (runId: string, o: StoreOpts & { json?: boolean }) => {
     const baton = await openBaton(o, [], false);
     try {
-      const run = await baton.getRun(runId);
-      const steps = await baton.getSteps(runId);
-      const events = await baton.getEvents(runId);
+      // Sensitive fields stay `***` here: `baton audit export --reveal` shows them, on the record.
+      const { present, presentEvents } = await import('../audit/redaction.js');
+      const raw = await baton.getRun(runId);
+      const run = { ...raw, input: present(raw.input), output: present(raw.output) };
+      const steps = (await baton.getSteps(runId)).map((s) => ({ ...s, output: present(s.output) }));
+      const events = presentEvents(await baton.getEvents(runId));
       const calls = await baton.store.getModelCalls(runId);
       if (o.json) process.stdout.write(`${JSON.stringify({ run, steps, events, model_calls: calls }, null, 2)}\n`);
       else printRunDetail(run, steps, events, calls);
@@ -367,7 +370,7 @@ export function buildProgram(): Command {
     const graceMs = parseDuration(o.grace);
     const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true);
     const { createGateway } = await import('../gateway/server.js');
-    const app = await createGateway(baton, { auth: o.auth as 'auto' });
+    const app = await createGateway(baton, { auth: o.auth as 'auto', retention: findConfig(o.config, []).retention });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
@@ -469,6 +472,74 @@ export function buildProgram(): Command {
     const baton = await openBaton(o, [], false);
     try {
       process.stdout.write(`${await baton.schedules.trigger(id)}\n`);
+    } finally {
+      await baton.close();
+    }
+  });
+
+  const audit = program.command('audit').description('tamper-evident history: verify the hash chains, export a run\'s audit report, apply retention');
+  storeOptions(audit.command('verify').description('recompute every run\'s event hash chain and the anchor chain; exit 1 naming the first altered or missing event or anchor')
+    .argument('[runId]', 'only this run (with its anchors)').option('--json')).action(async (runId: string | undefined, o: StoreOpts & { json?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const { verifyStore, describeProblem } = await import('../audit/verify.js');
+      if (runId) await baton.getRun(runId).catch(async (e: unknown) => {
+        // A purged run is gone but verifies through its anchor.
+        if (!(await baton.store.listPurged()).some((p) => p.runId === runId)) throw e;
+      });
+      const r = await verifyStore(baton.store, runId);
+      if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else if (r.ok) {
+        process.stdout.write(`OK: ${r.runs} run${r.runs === 1 ? '' : 's'}, ${r.events} events, ${r.anchors} anchors verified\n`);
+        for (const p of r.purged) process.stdout.write(`  ${p.runId}: purged ${p.purgedAt} (${p.mode}), anchor kept\n`);
+      } else {
+        process.stdout.write(`TAMPERED: ${describeProblem(r.problem!)}\n`);
+        for (const p of r.problems.slice(1)) process.stdout.write(`  also: ${describeProblem(p)}\n`);
+      }
+      if (!r.ok) process.exitCode = 1;
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(audit.command('export').description('a run\'s self-contained audit report: workflow version, input, steps, model calls, costs, decisions, hash chain (JSON; HTML with --html)')
+    .argument('<runId>').option('--out <file>', 'write the JSON here (default: stdout)').option('--html <file>', 'also write a readable one-file HTML report')
+    .option('--reveal', 'decrypt sensitive fields (needs BATON_ENCRYPTION_KEY; recorded as an audit.revealed event)')).action(async (runId: string, o: StoreOpts & { out?: string; html?: string; reveal?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const { exportForReader } = await import('../audit/redaction.js');
+      const { renderAuditHtml } = await import('../audit/export.js');
+      const report = await exportForReader(baton, runId, { reveal: !!o.reveal, by: `cli:${userInfo().username}` });
+      const text = `${JSON.stringify(report, null, 2)}\n`;
+      const { writeFileSync } = await import('node:fs');
+      if (o.out) writeFileSync(o.out, text);
+      else if (!o.html) process.stdout.write(text);
+      if (o.html) writeFileSync(o.html, renderAuditHtml(report));
+      if (o.out || o.html) process.stderr.write(`${report.chain.summary}\n`);
+      if (!report.chain.verification.ok) process.exitCode = 1;
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(audit.command('purge').description('remove (or archive, then remove) ended runs older than their retention policy; anchors are kept')
+    .option('--dry-run', 'list what would be removed, change nothing').option('--days <n>', 'default policy for workflows without retention: (overrides the config)')
+    .option('--mode <mode>', 'purge | archive, with --days').option('--archive-dir <dir>', 'where archived runs\' reports go').option('--json')).action(async (o: StoreOpts & { dryRun?: boolean; days?: string; mode?: string; archiveDir?: string; json?: boolean }) => {
+    const config = findConfig(o.config, []);
+    let policy = config.retention ? { days: config.retention.days, mode: config.retention.mode } : undefined;
+    if (o.days !== undefined) {
+      const days = Number(o.days);
+      if (!(days > 0)) throw new BatonError('BATON_USAGE', { detail: `--days must be a number of days above 0, got "${o.days}".` });
+      if (o.mode !== undefined && o.mode !== 'purge' && o.mode !== 'archive') throw new BatonError('BATON_USAGE', { detail: `--mode must be purge or archive, got "${o.mode}".` });
+      policy = { days, mode: (o.mode as 'purge' | 'archive' | undefined) ?? 'purge' };
+    } else if (o.mode !== undefined) throw new BatonError('BATON_USAGE', { detail: '--mode goes with --days.' });
+    const baton = await openBaton(o, [], false);
+    try {
+      const { purgeExpired } = await import('../audit/retention.js');
+      const r = await purgeExpired(baton, { defaultPolicy: policy, archiveDir: o.archiveDir ?? config.retention?.archiveDir, dryRun: o.dryRun });
+      if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else {
+        for (const c of r.candidates) process.stdout.write(`${r.dryRun ? 'would ' : ''}${c.mode} ${c.runId} (${c.workflow}, ended ${c.finishedAt}, ${c.policy} policy)${c.archive ? ` -> ${c.archive}` : ''}\n`);
+        process.stdout.write(r.dryRun ? `${r.candidates.length} run(s) would be removed (dry run: nothing changed)\n` : `${r.purged.length} run(s) removed; their anchors are kept\n`);
+      }
     } finally {
       await baton.close();
     }

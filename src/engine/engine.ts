@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
+import { checkKeyFor, scrub, sealInput, sealRunOutput, sealStepOutput, sensitiveSpec, sensitiveValues, unseal } from '../audit/redaction.js';
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
@@ -217,7 +218,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       fetch: opts.fetch ?? fetch,
       childOutputs: async (runId, parentKey) => {
         const rows = (await this.store.getSteps(runId)).filter((s) => s.parentKey === parentKey).sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
-        return rows.map((r) => ({ status: r.status, output: this.decode(r.output), error: r.error }));
+        return rows.map((r) => ({ status: r.status, output: unseal(this.decode(r.output)), error: r.error }));
       },
       resolveWorkflow: (ref) => this.registry.resolve(ref),
       models: this.models,
@@ -236,6 +237,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       afterFinish: (rs, fin) => this.afterFinish(rs, fin, true),
       taskCreated: (type) => this.tasks.created(type),
       dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
+      sealOutput: (rs, stepId, output) => (this.isSensitive(rs.workflow) ? sealStepOutput(rs.workflow.doc, stepId, output, this.sensitiveSteps(rs.workflow)) : output),
+      recordedInput: (rs, input) => (this.isSensitive(rs.workflow) ? scrub(input, sensitiveValues(rs.workflow.doc, rs.scope, this.sensitiveSteps(rs.workflow))) : input),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
     if (opts.worker !== false) {
@@ -684,7 +687,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const r = await this.store.getRun(runId);
     if (!r || TERMINAL_RUN_STATES.has(r.status)) return undefined;
     const wf = await this.registry.get(r.versionId);
-    const rs = new RunState(r, wf, this.decode(r.input));
+    const rs = new RunState(r, wf, unseal(this.decode(r.input)));
     await this.refresh(rs);
     const other = this.runs.get(runId);
     if (other) return other;
@@ -696,7 +699,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   private async refresh(rs: RunState): Promise<void> {
     for (const st of await this.store.getSteps(rs.id)) {
       if (st.parentKey !== undefined) continue;
-      if (st.status === 'succeeded' || st.status === 'failed' || st.status === 'skipped') rs.record(st.stepId, st.status, this.decode(st.output), st.error);
+      if (st.status === 'succeeded' || st.status === 'failed' || st.status === 'skipped') rs.record(st.stepId, st.status, unseal(this.decode(st.output)), st.error);
     }
     rs.loaded = true;
   }
@@ -733,7 +736,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       error = serializeError(e);
     }
     const now = Date.now();
-    const outputJson = encodeValue(output ?? null, this.blobs, this.inlineLimit(wf));
+    const stored = this.isSensitive(wf) ? sealRunOutput(wf.doc, output ?? null, this.sensitiveSteps(wf)) : output;
+    const outputJson = encodeValue(stored ?? null, this.blobs, this.inlineLimit(wf));
     const record: FinishRun = {
       runId: rs.id,
       status,
@@ -801,7 +805,10 @@ export class Baton extends EventEmitter<BatonEvents> {
       if (s.deps.length === 0) return { key: id, stepId: id, status: 'scheduled', pendingDeps: 0, owner: this.worker ? this.workerId : undefined, dueAt: now };
       return { key: id, stepId: id, status: 'pending', pendingDeps: s.deps.length };
     });
-    const inputJson = encodeValue(input ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
+    // Sensitive fields are sealed before anything is stored; a run that needs the key and has none is refused here.
+    if (this.isSensitive(wf)) checkKeyFor(wf.doc, this.sensitiveSteps(wf));
+    const sealed = this.isSensitive(wf) ? sealInput(wf.doc, input ?? null, this.sensitiveSteps(wf)) : input;
+    const inputJson = encodeValue(sealed ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
     return {
       id: o.id, versionId, workflow: workflowOfVersion(versionId), inputJson, parentRunId: o.parentRunId, parentStepKey: o.parentStepKey, createdAt: now, steps,
       budget: o.budget ?? wf.doc.budget?.max_cost,
@@ -816,6 +823,26 @@ export class Baton extends EventEmitter<BatonEvents> {
    */
   private inlineLimit(wf: CompiledWorkflow): number {
     return this.store.kind === 'postgres' ? Infinity : wf.inlineOutputBytes;
+  }
+
+  private readonly sensitiveStepsOf = new WeakMap<CompiledWorkflow, string[]>();
+
+  /** Model steps whose services mark their outputs sensitive (`sensitive_output: true`). */
+  private sensitiveSteps(wf: CompiledWorkflow): string[] {
+    let ids = this.sensitiveStepsOf.get(wf);
+    if (!ids) {
+      ids = [];
+      for (const s of wf.doc.steps as Array<{ id: string; kind: string; service?: string; fallback?: string[] }>) {
+        if (s.kind !== 'model' || !this.models) continue;
+        if ([s.service, ...(s.fallback ?? [])].some((n) => n !== undefined && this.models!.config(n)?.sensitiveOutput)) ids.push(s.id);
+      }
+      this.sensitiveStepsOf.set(wf, ids);
+    }
+    return ids;
+  }
+
+  private isSensitive(wf: CompiledWorkflow): boolean {
+    return sensitiveSpec(wf.doc, this.sensitiveSteps(wf)) !== undefined;
   }
 
   private decode(v: unknown): unknown {

@@ -19,6 +19,8 @@ import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
 import { registerScheduleRoutes } from './schedules.js';
+import { registerAuditRoutes, wantsReveal, whoIs, type AuditRouteOptions } from './audit.js';
+import { present, presentEvents, recordReveal } from '../audit/redaction.js';
 import { registerTaskRoutes } from './tasks.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
 import { registerTriggerRoutes } from './triggers.js';
@@ -33,6 +35,8 @@ export interface GatewayOptions {
   bodyLimit?: number;
   /** Longest a sync start may wait (default 30 s). */
   maxWaitMs?: number;
+  /** Store-wide retention (baton.config.yaml `retention:`), for `POST /audit/purge`. */
+  retention?: AuditRouteOptions['retention'];
 }
 
 /** Reachable without a key: probes and documentation. */
@@ -100,7 +104,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
+    routes: ['GET /health', 'GET /ready', 'GET /workflows', 'POST /workflows', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/signal', 'GET /runs/{id}/audit', 'GET /runs/{id}/audit.html', 'GET /audit/verify', 'POST /audit/purge', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_req, reply) => {
@@ -213,14 +217,23 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return (await baton.listRuns({ status, workflow: q.workflow, limit, namespaces: keyOf(req)?.namespaces })).map(runBody);
   });
 
-  app.get('/runs/:id', { schema: { summary: 'A run with its steps, their outputs and errors.', response: responses.runWithSteps } }, async (req) => {
+  app.get('/runs/:id', {
+    schema: {
+      summary: 'A run with its steps, their outputs and errors. Sensitive fields are `***`; an admin may ask `?reveal=true` (recorded as an `audit.revealed` event).',
+      querystring: { type: 'object', additionalProperties: false, properties: { reveal: { enum: ['true', 'false'] } } },
+      response: responses.runWithSteps,
+    },
+  }, async (req) => {
     const { id } = req.params as { id: string };
     requireCap(keyOf(req), 'read', 'read runs');
     const run = await visibleRun(req, id);
+    const reveal = wantsReveal(req, keyOf(req));
+    if (reveal) await recordReveal(baton, id, whoIs(keyOf(req)), 'GET /runs/{id}');
     const steps = await baton.getSteps(id);
+    const v = { reveal };
     return {
-      ...runBody(run),
-      steps: steps.map((s) => ({ key: s.key, status: s.status, attempt: s.attempt, output: s.output, error: s.error, started_at: iso(s.startedAt), finished_at: iso(s.finishedAt) })),
+      ...runBody({ ...run, output: present(run.output, v) }),
+      steps: steps.map((s) => ({ key: s.key, status: s.status, attempt: s.attempt, output: present(s.output, v), error: s.error, started_at: iso(s.startedAt), finished_at: iso(s.finishedAt) })),
     };
   });
 
@@ -243,7 +256,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     let open = true;
     req.raw.on('close', () => (open = false));
     let quiet = 0;
-    const send = (e: EventRecord) => {
+    const send = (raw: EventRecord) => {
+      const [e] = presentEvents([raw]);
       res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify({ id: e.id, type: e.type, step: e.stepKey ?? null, at: new Date(e.at).toISOString(), data: e.data ?? null })}\n\n`);
       last = e.id;
     };
@@ -323,6 +337,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 
   // Cron schedules of registered workflows: list, pause, resume, fire now.
   registerScheduleRoutes(app, baton, keyOf);
+  registerAuditRoutes(app, baton, { keyOf, retention: opts.retention });
 
   // Workflows as models: `POST /v1/chat/completions` with `model: "workflow/<name>"`.
   registerOpenAiRoutes(app, baton, {
@@ -360,7 +375,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
 function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string }) {
   return {
     run_id: r.id, workflow: r.workflow, version_id: r.versionId, status: r.status, namespace: r.namespace,
-    output: r.output ?? null, error: r.error ?? null, cost: r.cost, created_at: iso(r.createdAt), finished_at: iso(r.finishedAt),
+    output: present(r.output ?? null), error: r.error ?? null, cost: r.cost, created_at: iso(r.createdAt), finished_at: iso(r.finishedAt),
   };
 }
 
