@@ -490,7 +490,7 @@ export function buildProgram(): Command {
       const r = await verifyStore(baton.store, runId);
       if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       else if (r.ok) {
-        process.stdout.write(`OK: ${r.runs} run${r.runs === 1 ? '' : 's'}, ${r.events} events, ${r.anchors} anchors verified\n`);
+        process.stdout.write(`OK: ${r.runs} run${r.runs === 1 ? '' : 's'}, ${r.events} events, ${r.anchors} anchor${r.anchors === 1 ? '' : 's'} verified\n`);
         for (const p of r.purged) process.stdout.write(`  ${p.runId}: purged ${p.purgedAt} (${p.mode}), anchor kept\n`);
       } else {
         process.stdout.write(`TAMPERED: ${describeProblem(r.problem!)}\n`);
