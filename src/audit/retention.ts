@@ -83,6 +83,8 @@ export async function purgeExpired(baton: Baton, opts: PurgeOptions = {}): Promi
     throw new BatonError('BATON_USAGE', { detail: 'a retention policy archives runs, but no archive folder is set: pass --archive-dir or set retention.archive_dir in baton.config.yaml.' });
   }
   if (opts.dryRun || candidates.length === 0) return { dryRun: !!opts.dryRun, candidates, purged: [] };
+  // A run is anchored before it goes (stores that anchor in batches may not have yet).
+  while (((await baton.store.anchorPending?.()) ?? 0) > 0);
   const purged: string[] = [];
   for (const c of candidates) {
     if (c.mode === 'archive') {

@@ -82,6 +82,8 @@ export async function verifyRun(store: Store, runId: string, anchoredHashes: str
 
 /** Verifies one run (with its anchors) or, without `runId`, every run and the anchor chain. */
 export async function verifyStore(store: Store, runId?: string): Promise<AuditReport> {
+  // Runs that ended since the last sweep are anchored first (stores that anchor in batches).
+  while (((await store.anchorPending?.()) ?? 0) > 0);
   const anchors = await store.auditAnchors();
   const purged = await store.listPurged();
   const purgedIds = new Set(purged.map((p) => p.runId));

@@ -246,7 +246,11 @@ export class Baton extends EventEmitter<BatonEvents> {
         {
           store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w),
           // Emitted events whose process died before dispatching them (a fresh one is being dispatched by its worker).
-          sweep: () => this.sweepOutbox(Date.now() - 5_000),
+          sweep: async () => {
+            await this.sweepOutbox(Date.now() - 5_000);
+            // Run ends since the last sweep join the audit anchor chain (stores that batch it).
+            await this.store.anchorPending?.();
+          },
         },
         this.workerId,
         { concurrency: opts.concurrency ?? 64, pollIntervalMs: opts.pollIntervalMs ?? 200, leaseMs: opts.leaseMs ?? 30_000 },

@@ -673,6 +673,12 @@ export interface Store {
    */
   purgeRuns(runs: Array<{ runId: string; mode: 'purge' | 'archive'; archive?: string }>, at: number): Promise<string[]>;
   listPurged(): Promise<PurgedRunRecord[]>;
+  /**
+   * Stores that anchor run ends in batches (PostgreSQL: the anchor chain's lock would otherwise
+   * serialise every run end cluster-wide) anchor the pending ones; returns how many. Stores that
+   * anchor in the ending transaction (SQLite) omit it.
+   */
+  anchorPending?(limit?: number): Promise<number>;
 
   close(): Promise<void>;
 }

@@ -274,14 +274,17 @@ export const PG_MIGRATIONS: string[] = [
     at BIGINT NOT NULL
   );
   CREATE INDEX audit_anchors_run ON audit_anchors (run_id);
-  -- The anchor chain's head: its row lock serialises appends cluster-wide (held to COMMIT).
+  -- The anchor chain's head. Its row lock serialises appends cluster-wide; held to COMMIT,
+  -- so run ends are anchored in batches by a sweep (anchorPending), not each in its own
+  -- transaction: one lock and one commit per batch instead of per run.
   CREATE TABLE audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq BIGINT NOT NULL,
-    hash TEXT NOT NULL,
-    -- (scratch) the head before the last append: RETURNING sees only the new row
-    prev TEXT NOT NULL DEFAULT ''
+    hash TEXT NOT NULL
   );
+  -- Set by the statement that ends a run, cleared by the sweep that anchors it.
+  ALTER TABLE runs ADD COLUMN anchor_pending BOOLEAN NOT NULL DEFAULT FALSE;
+  CREATE INDEX runs_anchor_pending ON runs (finished_at) WHERE anchor_pending;
   INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
   CREATE TABLE audit_purged (
     run_id TEXT PRIMARY KEY,

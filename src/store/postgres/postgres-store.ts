@@ -33,7 +33,7 @@ import type {
   NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { chainHashes, eventContentHash, eventDataText, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
+import { anchorHash, chainHashes, eventContentHash, eventDataText, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
 import { checkLease, parseJsonColumn, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toRun, toSchedule, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
@@ -142,14 +142,6 @@ function chainSql(p: Params, events: NewEvent[]): { set: string; ret: string } {
     ret: `baton_chain(runs.chain_base, runs.id, runs.last_seq - ${n}, ${chs}) AS hashes`,
   };
 }
-
-/** Appends run `runIdExpr`'s chain head to the anchor chain (lock on `audit_head`, held to COMMIT). */
-const ANCHOR_SQL = `WITH run AS (SELECT COALESCE(last_hash, '') AS h FROM runs WHERE id = $1),
-  h AS (UPDATE audit_head SET seq = seq + 1, prev = hash,
-          hash = encode(sha256(convert_to(hash || '|' || (seq + 1)::text || '|' || $1 || '|' || (SELECT h FROM run) || '|' || $2::bigint::text, 'UTF8')), 'hex')
-        WHERE id = 1 AND EXISTS (SELECT 1 FROM run) RETURNING seq, prev, hash)
-  INSERT INTO audit_anchors (seq, run_id, run_final_hash, prev_anchor_hash, anchor_hash, at)
-  SELECT h.seq, $1, (SELECT h FROM run), h.prev, h.hash, $2 FROM h`;
 
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
@@ -483,7 +475,6 @@ export class PostgresStore implements Store {
       const ended = await this.endRun(c, runId, 'cancelled', null, null, events, now, true, true);
       if (!ended) return false;
       if (ended.key && (await this.promoteQueued(c, runId, ended.key, ended.limit ?? 1, now)) > 0) a.notify = true;
-      await this.anchorRun(c, runId, now);
       return true;
     });
   }
@@ -498,17 +489,7 @@ export class PostgresStore implements Store {
     if (!ended) return false;
     if (f.parent && (await this.wake(c, f.parent.runId, f.parent.key, f.parent.state, f.parent.events, now))) a.notify = true;
     if (ended.key && (await this.promoteQueued(c, f.runId, ended.key, ended.limit ?? 1, now)) > 0) a.notify = true;
-    await this.anchorRun(c, f.runId, now);
     return true;
-  }
-
-  /**
-   * Anchors a run that ended in this transaction. Last, after every other run row this
-   * transaction locks (parent, queued runs), so the anchor head's lock, which serialises every
-   * run end cluster-wide, is held only for this statement and the COMMIT.
-   */
-  private async anchorRun(c: Q, runId: string, now: number): Promise<void> {
-    await c.query(ANCHOR_SQL, [runId, now]);
   }
 
   /** Records a run's end (and cancels its active steps) in one statement; undefined if it had ended. */
@@ -522,7 +503,7 @@ export class PostgresStore implements Store {
     const ch = chainSql(p, events);
     const r = await c.query(
       `WITH r AS (UPDATE runs SET status = ${p.add(status)}, output = ${p.add(output)}, error = ${p.add(error)}, updated_at = ${nowP}, finished_at = ${nowP},
-                    last_seq = last_seq + ${n}, ${ch.set}
+                    last_seq = last_seq + ${n}, ${ch.set}, anchor_pending = TRUE
                   WHERE id = ${id} ${onlyIfActive ? `AND status NOT IN ${NOT_FINISHED}` : ''}
                   RETURNING last_seq - ${n} AS base, concurrency_key, concurrency_limit, ${ch.ret}),
        c AS (UPDATE steps SET status = 'cancelled', owner = NULL, wait_key = NULL, finished_at = ${nowP}
@@ -940,7 +921,6 @@ export class PostgresStore implements Store {
       const ended = await this.endRun(cl, fence.runId, fr.status, null, fr.error ? JSON.stringify(fr.error) : null, fr.events, now, true, false);
       if (fr.parent && (await this.wake(cl, fr.parent.runId, fr.parent.key, fr.parent.state, fr.parent.events, now))) a.notify = true;
       if (ended?.key && (await this.promoteQueued(cl, fence.runId, ended.key, ended.limit ?? 1, now)) > 0) a.notify = true;
-      if (ended) await this.anchorRun(cl, fence.runId, now);
       return { ok: true, ready: [], runIdle: false };
     }
     let runIdle = false;
@@ -1423,6 +1403,40 @@ export class PostgresStore implements Store {
         );
       }
       return ids;
+    });
+  }
+
+  /**
+   * Anchors runs that ended since the last sweep, oldest first, in one transaction: the anchor
+   * head is locked once per batch (runs another transaction holds are skipped, for the next
+   * sweep). Called by workers' periodic sweep and before `audit verify`.
+   */
+  async anchorPending(limit = 500): Promise<number> {
+    return this.run(async (c) => {
+      const head = (await c.query('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0] as { seq: number; hash: string };
+      const runs = (await c.query(
+        `SELECT id, COALESCE(last_hash, '') AS h FROM runs WHERE anchor_pending ORDER BY finished_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit],
+      )).rows as Array<{ id: string; h: string }>;
+      if (runs.length === 0) return 0;
+      const now = Date.now();
+      let prev = head.hash;
+      let seq = head.seq;
+      const rows = runs.map((r) => {
+        seq++;
+        const h = anchorHash(prev, seq, r.id, r.h, now);
+        const row = { seq, runId: r.id, final: r.h, prev, hash: h };
+        prev = h;
+        return row;
+      });
+      await c.query(
+        `INSERT INTO audit_anchors (seq, run_id, run_final_hash, prev_anchor_hash, anchor_hash, at)
+         SELECT t.seq, t.run_id, t.final, t.prev, t.hash, $6 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(seq, run_id, final, prev, hash)`,
+        [rows.map((r) => r.seq), rows.map((r) => r.runId), rows.map((r) => r.final), rows.map((r) => r.prev), rows.map((r) => r.hash), now],
+      );
+      await c.query('UPDATE runs SET anchor_pending = FALSE WHERE id = ANY($1::text[])', [runs.map((r) => r.id)]);
+      await c.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prev]);
+      return rows.length;
     });
   }
 
