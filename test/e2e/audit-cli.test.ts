@@ -16,8 +16,8 @@ const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'bin/baton.js');
 let dir: string;
 
-function baton(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+function baton(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...env } });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -31,6 +31,12 @@ name: audited
 steps:
   - { id: a, kind: transform, expression: "{ 'n': input.n + 1, 'who': input.who }" }
   - { id: b, kind: transform, needs: [a], expression: "{ 'n': steps.a.output.n * 2 }" }
+`);
+  writeFileSync(join(dir, 'kyc.yaml'), `
+name: kyc
+sensitive: [input.ssn]
+steps:
+  - { id: a, kind: transform, expression: "{ 'tail': $substring(input.ssn, 7) }" }
 `);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,6 +96,30 @@ describe.each(STORE_KINDS)('baton audit on %s', (k) => {
     r = baton(['audit', 'verify', id, '--db', store, '--json']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.out).problem).toMatchObject({ kind: 'altered_event', runId: id });
+  });
+
+  it('masks sensitive fields in runs show and the export; --reveal shows them and is recorded; no key: refused', () => {
+    const key = { BATON_ENCRYPTION_KEY: Buffer.alloc(32, 3).toString('hex') };
+    let r = baton(['run', 'kyc.yaml', '--input', '{"ssn":"123-45-6789"}', '--json', '--db', store], key);
+    expect(r.code).toBe(0);
+    const res = JSON.parse(r.out);
+    expect(res.output).toEqual({ tail: '6789' });
+    r = baton(['runs', 'show', res.run_id, '--json', '--db', store], key);
+    expect(r.code).toBe(0);
+    expect(r.out).not.toContain('123-45-6789');
+    expect(JSON.parse(r.out).run.input).toEqual({ ssn: '***' });
+    r = baton(['audit', 'export', res.run_id, '--db', store], key);
+    expect(r.out).not.toContain('123-45-6789');
+    r = baton(['audit', 'export', res.run_id, '--reveal', '--db', store], key);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.out);
+    expect(rep.run.input).toEqual({ ssn: '123-45-6789' });
+    expect(rep.decisions).toContainEqual(expect.objectContaining({ type: 'audit.revealed', data: expect.objectContaining({ by: expect.stringMatching(/^cli:/) }) }));
+    // Without the key: a new run is refused (exit 2, the fix named), nothing is stored.
+    r = baton(['run', 'kyc.yaml', '--input', '{"ssn":"987-65-4321"}', '--db', store], { BATON_ENCRYPTION_KEY: '' });
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/error\[BATON_ENCRYPTION_KEY_MISSING\]: .*BATON_ENCRYPTION_KEY is not set/);
+    expect(baton(['audit', 'verify', '--db', store]).out).toMatch(/^OK: 1 run,/);
   });
 
   it('purges ended runs past a policy (dry run first), keeps their anchors, and still verifies', () => {
