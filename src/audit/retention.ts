@@ -11,6 +11,7 @@ import type { Baton } from '../engine/engine.js';
 import { BatonError } from '../errors.js';
 import type { RetentionDoc, WorkflowDocument } from '../spec/types.js';
 import { buildAuditExport } from './export.js';
+import { BLOB_KEY, isBlobRef, type BlobRef } from '../store/blobs.js';
 
 export interface RetentionPolicy {
   days: number;
@@ -40,6 +41,24 @@ export interface PurgeResult {
   dryRun: boolean;
   candidates: PurgeCandidate[];
   purged: string[];
+  /** Blob files deleted because no remaining row refers to them. */
+  blobsDeleted?: number;
+}
+
+/** Every blob reference in a run's stored values (input, output, step outputs, event data). */
+async function blobRefsOf(baton: Baton, runId: string): Promise<BlobRef[]> {
+  const out = new Map<string, BlobRef>();
+  const walk = (v: unknown): void => {
+    if (isBlobRef(v)) out.set(v[BLOB_KEY], v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  const run = await baton.store.getRun(runId);
+  walk(run?.input);
+  walk(run?.output);
+  for (const s of await baton.store.getSteps(runId)) walk(s.output);
+  for (const e of await baton.store.getEvents(runId)) walk(e.data);
+  return [...out.values()];
 }
 
 const DAY = 86_400_000;
@@ -86,6 +105,7 @@ export async function purgeExpired(baton: Baton, opts: PurgeOptions = {}): Promi
   // A run is anchored before it goes (stores that anchor in batches may not have yet).
   while (((await baton.store.anchorPending?.()) ?? 0) > 0);
   const purged: string[] = [];
+  let blobs = 0;
   for (const c of candidates) {
     if (c.mode === 'archive') {
       // Written (atomically) before anything is deleted: a crash in between leaves the run and its archive.
@@ -96,7 +116,13 @@ export async function purgeExpired(baton: Baton, opts: PurgeOptions = {}): Promi
       renameSync(`${file}.tmp`, file);
       c.archive = file;
     }
-    purged.push(...(await baton.store.purgeRuns([{ runId: c.runId, mode: c.mode, archive: c.archive }], now)));
+    const refs = await blobRefsOf(baton, c.runId);
+    const gone = await baton.store.purgeRuns([{ runId: c.runId, mode: c.mode, archive: c.archive }], now);
+    purged.push(...gone);
+    // Blobs are shared by content: one goes only when no remaining row refers to it.
+    if (gone.length && baton.store.blobReferenced) {
+      for (const ref of refs) if (!(await baton.store.blobReferenced(ref[BLOB_KEY]))) { baton.blobs.delete(ref); blobs++; }
+    }
   }
-  return { dryRun: false, candidates, purged };
+  return { dryRun: false, candidates, purged, blobsDeleted: blobs };
 }

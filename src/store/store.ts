@@ -679,6 +679,8 @@ export interface Store {
    * anchor in the ending transaction (SQLite) omit it.
    */
   anchorPending?(limit?: number): Promise<number>;
+  /** Whether any stored row still refers to this blob (`sha256:<hex>`); stores that never write blobs omit it. */
+  blobReferenced?(ref: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

@@ -252,6 +252,42 @@ steps:
     expect((await fetch(`${url}/audit/verify`)).status).toBe(200);
   });
 
+  it.runIf(k === 'sqlite')('deletes the blobs of purged runs that no remaining row refers to', async () => {
+    const b = await suite.baton();
+    await b.register(`
+name: big
+retention: { days: 1 }
+limits: { inline_output_bytes: 64 }
+steps:
+  - { id: a, kind: transform, expression: "{ 'text': input.text }" }
+`);
+    const mine = 'x'.repeat(500);
+    const shared = 'y'.repeat(500);
+    const old = await b.run('big', { text: mine });
+    const old2 = await b.run('big', { text: shared });
+    const blobFiles = () => (b.blobs as unknown as { dir: string }).dir;
+    const { readdirSync } = await import('node:fs');
+    const count = () => readdirSync(blobFiles(), { recursive: true }).filter((f) => !String(f).includes('.tmp') && String(f).length > 10).length;
+    const before = count();
+    // Input and output are the same JSON, so one blob each (content-addressed).
+    expect(before).toBe(2);
+    const later = Date.now() + 2 * 86_400_000;
+    // A newer run (not expired) shares old2's content: its blobs stay.
+    await b.register(`
+name: big-kept
+limits: { inline_output_bytes: 64 }
+steps:
+  - { id: a, kind: transform, expression: "{ 'text': input.text }" }
+`);
+    await b.run('big-kept', { text: shared });
+    const r = await purgeExpired(b, { now: later });
+    expect(r.purged.sort()).toEqual([old.id, old2.id].sort());
+    expect(r.blobsDeleted).toBe(1);
+    const kept = (await b.store.listRuns())[0];
+    expect((await b.getRun(kept.id)).input).toEqual({ text: shared });
+    expect(count()).toBe(1);
+  });
+
   it('answers 409 naming the altered event when the store was tampered with, and requires admin', async () => {
     const { b, url } = await serve({}, 'required');
     const admin = await createApiKey(b.store, { name: 'root', role: 'admin', namespaces: ['*'] });

@@ -857,6 +857,16 @@ export class SqliteStore implements Store {
     });
   }
 
+  async blobReferenced(ref: string): Promise<boolean> {
+    // A retention-time scan (rare, batch): blob references are JSON text inside these columns.
+    const like = `%${ref.replace(/[%_]/g, '')}%`;
+    const sql = `SELECT 1 FROM runs WHERE input LIKE @like OR output LIKE @like
+      UNION ALL SELECT 1 FROM steps WHERE output LIKE @like OR state LIKE @like
+      UNION ALL SELECT 1 FROM events WHERE data LIKE @like
+      UNION ALL SELECT 1 FROM tasks WHERE input LIKE @like OR output LIKE @like LIMIT 1`;
+    return this.db.prepare(sql).get({ like }) !== undefined;
+  }
+
   async listPurged(): Promise<PurgedRunRecord[]> {
     return (this.db.prepare('SELECT * FROM audit_purged ORDER BY purged_at, run_id').all() as Row[]).map(toPurged);
   }
