@@ -103,7 +103,7 @@ export async function purgeExpired(baton: Baton, opts: PurgeOptions = {}): Promi
   }
   if (opts.dryRun || candidates.length === 0) return { dryRun: !!opts.dryRun, candidates, purged: [] };
   // A run is anchored before it goes (stores that anchor in batches may not have yet).
-  while (((await baton.store.anchorPending?.()) ?? 0) > 0);
+  for (let i = 0; i < 20 && ((await baton.store.anchorPending?.()) ?? 0) > 0; i++);
   const purged: string[] = [];
   let blobs = 0;
   for (const c of candidates) {

@@ -83,7 +83,8 @@ export async function verifyRun(store: Store, runId: string, anchoredHashes: str
 /** Verifies one run (with its anchors) or, without `runId`, every run and the anchor chain. */
 export async function verifyStore(store: Store, runId?: string): Promise<AuditReport> {
   // Runs that ended since the last sweep are anchored first (stores that anchor in batches).
-  while (((await store.anchorPending?.()) ?? 0) > 0);
+  // (Bounded: under a steady stream of run ends this would otherwise never stop.)
+  for (let i = 0; i < 20 && ((await store.anchorPending?.()) ?? 0) > 0; i++);
   const anchors = await store.auditAnchors();
   const purged = await store.listPurged();
   const purgedIds = new Set(purged.map((p) => p.runId));

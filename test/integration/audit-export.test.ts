@@ -199,6 +199,25 @@ steps:
     expect(await dump(b2)).not.toContain(SSN);
   });
 
+  it('seals the answers of a service marked sensitive_output, still passing them downstream', async () => {
+    const { b, url } = await serve({
+      providers: { m: () => ({ name: 'm', defaultOperation: 'chat', async call() { return { output: 'the secret answer', usage: { inputTokens: 1, outputTokens: 1, cachedInputTokens: 0 } }; } }) },
+      services: { vault: { provider: 'm', sensitive_output: true } },
+    });
+    await b.register(`
+name: vaulted
+steps:
+  - { id: ask, kind: model, service: vault, prompt: "tell me" }
+  - { id: len, kind: transform, needs: [ask], expression: "$length(steps.ask.output)" }
+`);
+    const r = await b.run('vaulted', {});
+    expect(r.status).toBe('completed');
+    expect(r.output).toBe('the secret answer'.length);
+    expect(await dump(b)).not.toContain('the secret answer');
+    const body = await (await fetch(`${url}/runs/${r.id}`)).json();
+    expect(body.steps.find((s: { key: string }) => s.key === 'ask').output).toBe('***');
+  });
+
   it('refuses to start a run of a workflow with mask fields when no key is set, storing nothing', async () => {
     const b = await suite.baton();
     await b.register(KYC);
