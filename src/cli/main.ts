@@ -38,6 +38,8 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   const store = isPostgresUrl(db) ? await openPostgres(db) : undefined;
   return Baton.open({
     dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, baseDir: config.baseDir,
+    // Long-running processes (serve, worker) also apply the config's retention policy on their sweeps.
+    retention: schedules && config.retention ? { policy: { days: config.retention.days, mode: config.retention.mode }, archiveDir: config.retention.archiveDir } : undefined,
     schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,

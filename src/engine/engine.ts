@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
+import { purgeExpired, type RetentionPolicy } from '../audit/retention.js';
 import { checkKeyFor, scrub, sealInput, sealRunOutput, sealStepOutput, sensitiveSpec, sensitiveValues, unseal } from '../audit/redaction.js';
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
@@ -78,6 +79,12 @@ export interface BatonOptions {
    * turns it on with options (a clock for tests, sleep cap, misfire grace).
    */
   schedules?: boolean | SchedulerOptions;
+  /**
+   * Apply retention from this process's worker (`baton worker` / `baton serve` do, with
+   * baton.config.yaml `retention:`): every `everyMs` (default 1 h), one worker of the cluster at
+   * a time purges or archives ended runs past their policy (audit/retention.ts).
+   */
+  retention?: { policy?: RetentionPolicy; archiveDir?: string; everyMs?: number };
 }
 
 /** `baton.schedules`: the cron schedules of registered workflows. */
@@ -178,6 +185,7 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   private constructor(store: Store, blobs: BlobStore, opts: BatonOptions) {
     super();
+    this.retention = opts.retention;
     this.store = store;
     this.blobs = blobs;
     this.workerId = `w_${process.pid}_${randomBytes(4).toString('hex')}`;
@@ -250,6 +258,7 @@ export class Baton extends EventEmitter<BatonEvents> {
             await this.sweepOutbox(Date.now() - 5_000);
             // Run ends since the last sweep join the audit anchor chain (stores that batch it).
             await this.store.anchorPending?.();
+            await this.applyRetention();
           },
         },
         this.workerId,
@@ -583,6 +592,24 @@ export class Baton extends EventEmitter<BatonEvents> {
       } catch (e) {
         this.onInternalError(e, `dispatching event ${row.id}`);
       }
+    }
+  }
+
+  private retentionAt = 0;
+  private retention?: BatonOptions['retention'];
+
+  /** Retention on the worker's sweep, at most every `everyMs`, by one worker of the cluster at a time. */
+  private async applyRetention(): Promise<void> {
+    const r = this.retention;
+    if (!r || this.closed) return;
+    const now = Date.now();
+    if (now < this.retentionAt) return;
+    this.retentionAt = now + (r.everyMs ?? 3_600_000);
+    if (!(await this.store.acquireSlot('baton:retention', 1, this.workerId, now, now + 10 * 60_000))) return;
+    try {
+      await purgeExpired(this, { defaultPolicy: r.policy, archiveDir: r.archiveDir });
+    } finally {
+      await this.store.releaseSlot('baton:retention', this.workerId);
     }
   }
 

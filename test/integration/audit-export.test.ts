@@ -307,6 +307,20 @@ steps:
     expect(count()).toBe(1);
   });
 
+  it('a worker applies retention on its own sweep (BatonOptions.retention)', async () => {
+    const b = await suite.baton({ leaseMs: 300, retention: { policy: { days: 1e-9, mode: 'purge' }, everyMs: 50 } });
+    await b.register(`
+name: brief
+steps:
+  - { id: a, kind: transform, expression: "input" }
+`);
+    const r = await b.run('brief', { n: 1 });
+    for (let i = 0; i < 200 && (await b.store.getRun(r.id)); i++) await new Promise((res) => setTimeout(res, 25));
+    expect(await b.store.getRun(r.id)).toBeUndefined();
+    expect((await b.store.listPurged()).map((p) => p.runId)).toEqual([r.id]);
+    expect((await verifyStore(b.store)).ok).toBe(true);
+  });
+
   it('answers 409 naming the altered event when the store was tampered with, and requires admin', async () => {
     const { b, url } = await serve({}, 'required');
     const admin = await createApiKey(b.store, { name: 'root', role: 'admin', namespaces: ['*'] });
