@@ -14,6 +14,7 @@ import { readSource } from '../spec/parse.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findConfig, loadFunctions } from './config.js';
 import { LiveView } from './live-view.js';
+import { present } from '../audit/redaction.js';
 import { formatUsd, printCost, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
 
 interface StoreOpts {
@@ -624,7 +625,9 @@ async function waitActive(baton: Baton, runId: string, timeoutMs: number): Promi
   }
 }
 
-function printResult(r: RunResult, json: boolean): void {
+function printResult(raw: RunResult, json: boolean): void {
+  // Sensitive output fields print as *** (the store holds them sealed).
+  const r = { ...raw, output: present(raw.output) };
   if (json) {
     process.stdout.write(`${JSON.stringify({ run_id: r.id, status: r.status, output: r.output ?? null, error: r.error ?? null, cost: r.cost }, null, 2)}\n`);
     return;
