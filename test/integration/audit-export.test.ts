@@ -315,7 +315,7 @@ steps:
   - { id: a, kind: transform, expression: "input" }
 `);
     const r = await b.run('brief', { n: 1 });
-    for (let i = 0; i < 200 && (await b.store.getRun(r.id)); i++) await new Promise((res) => setTimeout(res, 25));
+    for (let i = 0; i < 800 && (await b.store.getRun(r.id)); i++) await new Promise((res) => setTimeout(res, 25));
     expect(await b.store.getRun(r.id)).toBeUndefined();
     expect((await b.store.listPurged()).map((p) => p.runId)).toEqual([r.id]);
     expect((await verifyStore(b.store)).ok).toBe(true);
