@@ -781,7 +781,8 @@ export class Baton extends EventEmitter<BatonEvents> {
         ? {
             runId: rs.parentRunId,
             key: rs.parentStepKey!,
-            state: { child: { runId: rs.id, status, output: output ?? null, error } },
+            // As stored: sealed sensitive fields stay sealed in the parent's step state (its step unseals them in memory).
+            state: { child: { runId: rs.id, status, output: stored ?? null, error } },
             events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status } }],
           }
         : undefined,

@@ -8,6 +8,7 @@
  */
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
+import { unseal } from '../audit/redaction.js';
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
 import type { FinishRun, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
 import type { ExecServices, StepOutcome } from '../steps/kind.js';
@@ -197,13 +198,16 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
   switch (outcome.type) {
     case 'done': {
       const outputJson = encodeValue(host.sealOutput(rs, stepId, outcome.output ?? null), host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
+      // A child run's output arrives as stored (its sensitive fields sealed) and is stored so;
+      // this run's own steps see the real values.
+      const real = step.kind.name === 'workflow' ? unseal(outcome.output) : outcome.output;
       // One event per attempt on the fast path: a start that was not recorded on its own is
       // folded in (started_at, input). The output's stored JSON is spliced in, not re-encoded.
       const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${inputJson(recorded)}`}`;
       const dataJson = `{"attempt":${work.attempt},"duration_ms":${now - started}${startedPart},"output":${outputJson}}`;
       // When this looks like the run's last step, its end is prepared now and written in the
       // same transaction if the store agrees nothing else is active (saves a transaction per run).
-      const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: outcome.output ?? null }) : undefined;
+      const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: real ?? null }) : undefined;
       const outbox: OutboxEntry[] | undefined = outcome.publish?.length ? outcome.publish.map((e) => ({ id: e.id, runId: rs.id, namespace: rs.namespace, eventJson: JSON.stringify(e) })) : undefined;
       const res = await commit(host, rs, work, {
         fence,
@@ -218,7 +222,7 @@ export async function executeAttempt(host: ExecutorHost, rs: RunState, work: Wor
           : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
         finishIfIdle: fin?.record,
       });
-      if (res && index === undefined) rs.record(stepId, 'succeeded', outcome.output ?? null);
+      if (res && index === undefined) rs.record(stepId, 'succeeded', real ?? null);
       if (res) emit('succeeded', { durationMs: now - started });
       // Recorded: dispatched now (a crash before this leaves it to the next sweep).
       if (res && outbox?.length) await host.dispatch(outbox);

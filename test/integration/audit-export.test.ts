@@ -218,6 +218,27 @@ steps:
     expect(body.steps.find((s: { key: string }) => s.key === 'ask').output).toBe('***');
   });
 
+  it('keeps the sensitive output of a child run sealed in the parent, while the parent steps use it', async () => {
+    const b = await suite.baton();
+    await b.register(`
+name: child-secret
+sensitive: [output.token, steps.mint.output.token]
+steps:
+  - { id: mint, kind: transform, expression: "{ 'token': 'tok-' & input.who & '-5555' }" }
+output: "steps.mint.output"
+`);
+    await b.register(`
+name: parent-of-secret
+steps:
+  - { id: kid, kind: workflow, workflow: child-secret, input: "{ 'who': input.who }" }
+  - { id: use, kind: transform, needs: [kid], expression: "{ 'len': $length(steps.kid.output.token) }" }
+`);
+    const r = await b.run('parent-of-secret', { who: 'zed' });
+    expect(r.status).toBe('completed');
+    expect(r.output).toEqual({ len: 'tok-zed-5555'.length });
+    expect(await dump(b)).not.toContain('tok-zed-5555');
+  });
+
   it('refuses to start a run of a workflow with mask fields when no key is set, storing nothing', async () => {
     const b = await suite.baton();
     await b.register(KYC);
