@@ -273,7 +273,6 @@ export const PG_MIGRATIONS: string[] = [
     anchor_hash TEXT NOT NULL,
     at BIGINT NOT NULL
   );
-  CREATE INDEX audit_anchors_run ON audit_anchors (run_id);
   -- The anchor chain's head. Its row lock serialises appends cluster-wide; held to COMMIT,
   -- so run ends are anchored in batches by a sweep (anchorPending), not each in its own
   -- transaction: one lock and one commit per batch instead of per run.

@@ -247,7 +247,6 @@ export const SQLITE_MIGRATIONS: string[] = [
     anchor_hash TEXT NOT NULL,
     at INTEGER NOT NULL
   );
-  CREATE INDEX audit_anchors_run ON audit_anchors (run_id);
   -- Runs removed by a retention policy: their anchors stay, so verification still passes.
   CREATE TABLE audit_purged (
     run_id TEXT PRIMARY KEY,

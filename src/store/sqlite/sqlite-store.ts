@@ -154,8 +154,8 @@ export class SqliteStore implements Store {
    * Appends in order at the run's next seqs, each hash-chained to the one before (audit-chain.ts);
    * the caller holds the write lock, so reading the last event (seq and hash, one index seek) is race-free.
    */
-  private insertEvents(runId: string, events: NewEvent[]): void {
-    if (events.length === 0) return;
+  private insertEvents(runId: string, events: NewEvent[]): string | undefined {
+    if (events.length === 0) return undefined;
     const last = this.s.lastEvent.get(runId) as { seq: number; hash: string | null } | undefined;
     let seq = last?.seq ?? 0;
     let h = last?.hash ?? '';
@@ -164,15 +164,15 @@ export class SqliteStore implements Store {
       h = linkHash(h, runId, ++seq, eventContentHash(e.type, e.stepKey, e.at, data));
       this.s.insertEvent.run(runId, seq, e.type, e.stepKey ?? null, e.at, data, h);
     }
+    return h;
   }
 
   /** Appends the run's chain head to the store-wide anchor chain (the run just ended, in this transaction). */
-  private anchorRun(runId: string, at: number): void {
-    const last = this.s.lastEvent.get(runId) as { seq: number; hash: string | null } | undefined;
-    const head = this.s.anchorHead.get() as { seq: number; anchor_hash: string } | undefined;
-    const seq = (head?.seq ?? 0) + 1;
-    const prev = head?.anchor_hash ?? '';
-    const final = last?.hash ?? '';
+  private anchorRun(runId: string, at: number, head?: string): void {
+    const final = head ?? (this.s.lastEvent.get(runId) as { hash: string | null } | undefined)?.hash ?? '';
+    const top = this.s.anchorHead.get() as { seq: number; anchor_hash: string } | undefined;
+    const seq = (top?.seq ?? 0) + 1;
+    const prev = top?.anchor_hash ?? '';
     this.s.insertAnchor.run(seq, runId, final, prev, anchorHash(prev, seq, runId, final, at), at);
   }
 
@@ -254,8 +254,7 @@ export class SqliteStore implements Store {
       const now = Date.now();
       this.s.finishRunRow.run('cancelled', null, null, now, now, runId);
       this.s.cancelSteps.run(now, runId);
-      this.insertEvents(runId, events);
-      this.anchorRun(runId, now);
+      this.anchorRun(runId, now, this.insertEvents(runId, events));
       this.promoteQueued(runId, now);
       return true;
     });
@@ -271,8 +270,7 @@ export class SqliteStore implements Store {
     const now = Date.now();
     this.s.finishRunRow.run(f.status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, now, now, f.runId);
     if (f.status === 'failed') this.s.cancelSteps.run(now, f.runId);
-    this.insertEvents(f.runId, f.events);
-    this.anchorRun(f.runId, now);
+    this.anchorRun(f.runId, now, this.insertEvents(f.runId, f.events));
     if (f.parent) this.wake(f.parent.runId, f.parent.key, f.parent.state, f.parent.events);
     this.promoteQueued(f.runId, now);
     return true;
@@ -526,8 +524,7 @@ export class SqliteStore implements Store {
     if (c.finishRun) {
       this.s.finishRunRow.run(c.finishRun.status, null, c.finishRun.error ? JSON.stringify(c.finishRun.error) : null, now, now, fence.runId);
       this.s.cancelSteps.run(now, fence.runId);
-      this.insertEvents(fence.runId, c.finishRun.events);
-      this.anchorRun(fence.runId, now);
+      this.anchorRun(fence.runId, now, this.insertEvents(fence.runId, c.finishRun.events));
       if (c.finishRun.parent) this.wake(c.finishRun.parent.runId, c.finishRun.parent.key, c.finishRun.parent.state, c.finishRun.parent.events);
       this.promoteQueued(fence.runId, now);
       return { ok: true, ready: [], runIdle: false };
