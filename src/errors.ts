@@ -70,6 +70,10 @@ export const ERRORS = {
   BATON_APPROVAL_REJECTED: { status: 422, retryable: false, message: 'Approval {approvalId} of step {step} was rejected by {by}{reason}.' },
   BATON_APPROVAL_EXPIRED: { status: 504, retryable: false, message: 'Approval {approvalId} of step {step}: nobody decided before its deadline ({deadline}).' },
 
+  // --- audit trail and sensitive data ------------------------------------------------------
+  BATON_ENCRYPTION_KEY_MISSING: { status: 400, retryable: false, message: 'Workflow {workflow} marks sensitive fields to store encrypted ({fields}), but BATON_ENCRYPTION_KEY is not set. Set it to 32 random bytes, base64 or hex (e.g. `openssl rand -base64 32`), in every worker and gateway, or mark the fields `mode: hash`.' },
+  BATON_ENCRYPTION_KEY_INVALID: { status: 500, retryable: false, message: 'BATON_ENCRYPTION_KEY is not 32 bytes in base64 or hex, or is not the key these values were encrypted with. Set the key the store was written with (e.g. from `openssl rand -base64 32`).' },
+
   // --- models and services ---------------------------------------------------------------
   BATON_SERVICE_UNKNOWN: { status: 400, retryable: false, message: 'No service named "{service}" is configured. Known services: {known}. Declare it under `services:` in baton.config.yaml.' },
   BATON_SERVICE_BLOCKED: { status: 403, retryable: false, message: 'Service "{service}" is blocked by governance{reason}. Use an approved service.' },

@@ -25,6 +25,7 @@ import { parseServices, type ServiceConfig } from '../services/config.js';
 import { parseTelemetry } from '../observability/config.js';
 import type { TelemetryOptions } from '../observability/telemetry.js';
 import { parsePolicies, type Policy } from '../services/policies.js';
+import { parseRetention, type RetentionPolicy } from '../audit/retention.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
@@ -38,6 +39,8 @@ export interface BatonConfig {
   policies: Policy[];
   /** Folder that relative paths in the config start from. */
   baseDir: string;
+  /** Store-wide retention for workflows that set none (`baton audit purge`). */
+  retention?: RetentionPolicy & { archiveDir?: string };
 }
 
 const NAMES = ['baton.config.yaml', 'baton.config.yml', 'baton.config.json'];
@@ -71,9 +74,12 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  const known = new Set(['store', 'functions', 'services', 'telemetry', 'policies']);
+  const known = new Set(['store', 'functions', 'services', 'telemetry', 'policies', 'retention']);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
-  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry, policies.` });
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry, policies, retention.` });
+  const retention = parseRetention(c.retention, file);
+  const archiveDir = (c.retention as { archive_dir?: unknown } | undefined)?.archive_dir;
+  if (archiveDir !== undefined && typeof archiveDir !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`retention.archive_dir\` must be a folder path.` });
   return {
     file,
     store: c.store === undefined ? undefined : resolve(base, c.store as string),
@@ -82,6 +88,7 @@ function loadConfig(file: string): BatonConfig {
     telemetry: parseTelemetry(c.telemetry, file),
     policies: parsePolicies(c.policies, file),
     baseDir: base,
+    ...(retention ? { retention: { ...retention, ...(archiveDir ? { archiveDir: resolve(base, archiveDir) } : {}) } } : {}),
   };
 }
 

@@ -21,6 +21,7 @@ import { createServer, type Server } from 'node:http';
 import { createLogger, logLifecycle, LOG_LEVELS, type LogLevel } from '../observability/logger.js';
 import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
 import { formatUsd, printCost, printReplay, printRunList, printRunDetail, printSchedules, printServices } from './print.js';
+import { present } from '../audit/redaction.js';
 
 interface StoreOpts {
   db?: string;
@@ -28,7 +29,7 @@ interface StoreOpts {
 }
 
 /** Exit code for a failure that is the user's to fix (document, input, usage). */
-const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_STAGE_EMPTY', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_REPLAY_STEP_UNKNOWN', 'BATON_REPLAY_VERSION', 'BATON_REPLAY_NO_RECORDING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
+const USER_CODES = new Set(['BATON_DOC_SYNTAX', 'BATON_DOC_INVALID', 'BATON_DOC_NOT_FOUND', 'BATON_UNKNOWN_KIND', 'BATON_INPUT_INVALID', 'BATON_INPUT_PARSE', 'BATON_USAGE', 'BATON_CONFIG_INVALID', 'BATON_WORKFLOW_NOT_FOUND', 'BATON_STAGE_EMPTY', 'BATON_RUN_NOT_FOUND', 'BATON_SCHEDULE_NOT_FOUND', 'BATON_RUN_STATE', 'BATON_RUN_NOT_RETRYABLE', 'BATON_RETRY_STEP_UNKNOWN', 'BATON_SIGNAL_NO_TARGET', 'BATON_UNKNOWN_FUNCTION', 'BATON_VERSION_CONFLICT', 'BATON_SERVICE_UNKNOWN', 'BATON_SERVICE_BLOCKED', 'BATON_CREDENTIAL_MISSING', 'BATON_ENCRYPTION_KEY_MISSING', 'BATON_REPLAY_STEP_UNKNOWN', 'BATON_REPLAY_VERSION', 'BATON_REPLAY_NO_RECORDING', 'BATON_APPROVAL_NOT_FOUND', 'BATON_APPROVAL_CLOSED', 'BATON_APPROVAL_NOT_ALLOWED', 'BATON_APPROVAL_FORM']);
 
 /**
  * `schedules`: fire cron schedules from this process — the long-running `serve` and `worker`
@@ -44,6 +45,8 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
   const store = isPostgresUrl(db) ? await openPostgres(db) : undefined;
   return Baton.open({
     dir: store ? undefined : db, store, functions, worker: worker !== false, services: config.services, policies: config.policies, baseDir: config.baseDir,
+    // Long-running processes (serve, worker) also apply the config's retention policy on their sweeps.
+    retention: schedules && config.retention ? { policy: { days: config.retention.days, mode: config.retention.mode }, archiveDir: config.retention.archiveDir } : undefined,
     schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,
@@ -223,9 +226,12 @@ export function buildProgram(): Command {
   storeOptions(runs.command('show').description("a run's steps, outputs and event history").argument('<runId>').option('--json')).action(async (runId: string, o: StoreOpts & { json?: boolean }) => {
     const baton = await openBaton(o, [], false);
     try {
-      const run = await baton.getRun(runId);
-      const steps = await baton.getSteps(runId);
-      const events = await baton.getEvents(runId);
+      // Sensitive fields stay `***` here: `baton audit export --reveal` shows them, on the record.
+      const { present, presentEvents } = await import('../audit/redaction.js');
+      const raw = await baton.getRun(runId);
+      const run = { ...raw, input: present(raw.input), output: present(raw.output) };
+      const steps = (await baton.getSteps(runId)).map((s) => ({ ...s, output: present(s.output) }));
+      const events = presentEvents(await baton.getEvents(runId));
       const calls = await baton.store.getModelCalls(runId);
       if (o.json) process.stdout.write(`${JSON.stringify({ run, steps, events, model_calls: calls }, null, 2)}\n`);
       else printRunDetail(run, steps, events, calls);
@@ -440,7 +446,7 @@ export function buildProgram(): Command {
     const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true, { onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     const { createGateway } = await import('../gateway/server.js');
-    const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log });
+    const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
@@ -608,6 +614,74 @@ export function buildProgram(): Command {
     }
   });
 
+  const audit = program.command('audit').description('tamper-evident history: verify the hash chains, export a run\'s audit report, apply retention');
+  storeOptions(audit.command('verify').description('recompute every run\'s event hash chain and the anchor chain; exit 1 naming the first altered or missing event or anchor')
+    .argument('[runId]', 'only this run (with its anchors)').option('--json')).action(async (runId: string | undefined, o: StoreOpts & { json?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const { verifyStore, describeProblem } = await import('../audit/verify.js');
+      if (runId) await baton.getRun(runId).catch(async (e: unknown) => {
+        // A purged run is gone but verifies through its anchor.
+        if (!(await baton.store.listPurged()).some((p) => p.runId === runId)) throw e;
+      });
+      const r = await verifyStore(baton.store, runId);
+      if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else if (r.ok) {
+        process.stdout.write(`OK: ${r.runs} run${r.runs === 1 ? '' : 's'}, ${r.events} events, ${r.anchors} anchor${r.anchors === 1 ? '' : 's'} verified\n`);
+        for (const p of r.purged) process.stdout.write(`  ${p.runId}: purged ${p.purgedAt} (${p.mode}), anchor kept\n`);
+      } else {
+        process.stdout.write(`TAMPERED: ${describeProblem(r.problem!)}\n`);
+        for (const p of r.problems.slice(1)) process.stdout.write(`  also: ${describeProblem(p)}\n`);
+      }
+      if (!r.ok) process.exitCode = 1;
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(audit.command('export').description('a run\'s self-contained audit report: workflow version, input, steps, model calls, costs, decisions, hash chain (JSON; HTML with --html)')
+    .argument('<runId>').option('--out <file>', 'write the JSON here (default: stdout)').option('--html <file>', 'also write a readable one-file HTML report')
+    .option('--reveal', 'decrypt sensitive fields (needs BATON_ENCRYPTION_KEY; recorded as an audit.revealed event)')).action(async (runId: string, o: StoreOpts & { out?: string; html?: string; reveal?: boolean }) => {
+    const baton = await openBaton(o, [], false);
+    try {
+      const { exportForReader } = await import('../audit/redaction.js');
+      const { renderAuditHtml } = await import('../audit/export.js');
+      const report = await exportForReader(baton, runId, { reveal: !!o.reveal, by: `cli:${userInfo().username}` });
+      const text = `${JSON.stringify(report, null, 2)}\n`;
+      const { writeFileSync } = await import('node:fs');
+      if (o.out) writeFileSync(o.out, text);
+      else if (!o.html) process.stdout.write(text);
+      if (o.html) writeFileSync(o.html, renderAuditHtml(report));
+      if (o.out || o.html) process.stderr.write(`${report.chain.summary}\n`);
+      if (!report.chain.verification.ok) process.exitCode = 1;
+    } finally {
+      await baton.close();
+    }
+  });
+  storeOptions(audit.command('purge').description('remove (or archive, then remove) ended runs older than their retention policy; anchors are kept')
+    .option('--dry-run', 'list what would be removed, change nothing').option('--days <n>', 'default policy for workflows without retention: (overrides the config)')
+    .option('--mode <mode>', 'purge | archive, with --days').option('--archive-dir <dir>', 'where archived runs\' reports go').option('--json')).action(async (o: StoreOpts & { dryRun?: boolean; days?: string; mode?: string; archiveDir?: string; json?: boolean }) => {
+    const config = findConfig(o.config, []);
+    let policy = config.retention ? { days: config.retention.days, mode: config.retention.mode } : undefined;
+    if (o.days !== undefined) {
+      const days = Number(o.days);
+      if (!(days > 0)) throw new BatonError('BATON_USAGE', { detail: `--days must be a number of days above 0, got "${o.days}".` });
+      if (o.mode !== undefined && o.mode !== 'purge' && o.mode !== 'archive') throw new BatonError('BATON_USAGE', { detail: `--mode must be purge or archive, got "${o.mode}".` });
+      policy = { days, mode: (o.mode as 'purge' | 'archive' | undefined) ?? 'purge' };
+    } else if (o.mode !== undefined) throw new BatonError('BATON_USAGE', { detail: '--mode goes with --days.' });
+    const baton = await openBaton(o, [], false);
+    try {
+      const { purgeExpired } = await import('../audit/retention.js');
+      const r = await purgeExpired(baton, { defaultPolicy: policy, archiveDir: o.archiveDir ?? config.retention?.archiveDir, dryRun: o.dryRun });
+      if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else {
+        for (const c of r.candidates) process.stdout.write(`${r.dryRun ? 'would ' : ''}${c.mode} ${c.runId} (${c.workflow}, ended ${c.finishedAt}, ${c.policy} policy)${c.archive ? ` -> ${c.archive}` : ''}\n`);
+        process.stdout.write(r.dryRun ? `${r.candidates.length} run(s) would be removed (dry run: nothing changed)\n` : `${r.purged.length} run(s) removed; their anchors are kept\n`);
+      }
+    } finally {
+      await baton.close();
+    }
+  });
+
   program
     .command('migrate')
     .description('bring a PostgreSQL store\'s schema up to this version of Baton (workers also do it when they start)')
@@ -685,7 +759,9 @@ async function waitActive(baton: Baton, runId: string, timeoutMs: number): Promi
   }
 }
 
-function printResult(r: RunResult, json: boolean): void {
+function printResult(raw: RunResult, json: boolean): void {
+  // Sensitive output fields print as *** (the store holds them sealed).
+  const r = { ...raw, output: present(raw.output) };
   if (json) {
     process.stdout.write(`${JSON.stringify({ run_id: r.id, status: r.status, output: r.output ?? null, error: r.error ?? null, cost: r.cost }, null, 2)}\n`);
     return;

@@ -14,6 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
+import { purgeExpired, type RetentionPolicy } from '../audit/retention.js';
+import { checkKeyFor, scrub, sealInput, sealRunOutput, sealStepOutput, sensitiveSpec, sensitiveValues, unseal } from '../audit/redaction.js';
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-store.js';
 import type { EventRecord, FinishRun, LineageQuery, LineageRecord, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, ServiceStatusRecord, StageRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
@@ -99,6 +101,12 @@ export interface BatonOptions {
   telemetry?: TelemetryOptions | false;
   /** Prometheus metrics (`baton.metrics`, served at `GET /metrics`). Default on. */
   metrics?: boolean;
+  /**
+   * Apply retention from this process's worker (`baton worker` / `baton serve` do, with
+   * baton.config.yaml `retention:`): every `everyMs` (default 1 h), one worker of the cluster at
+   * a time purges or archives ended runs past their policy (audit/retention.ts).
+   */
+  retention?: { policy?: RetentionPolicy; archiveDir?: string; everyMs?: number };
 }
 
 /** `baton.schedules`: the cron schedules of registered workflows. */
@@ -229,6 +237,7 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   private constructor(store: Store, blobs: BlobStore, opts: BatonOptions, telemetry?: Telemetry) {
     super();
+    this.retention = opts.retention;
     this.store = store;
     this.telemetry = telemetry;
     this.blobs = blobs;
@@ -277,7 +286,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       fetch: opts.fetch ?? fetch,
       childOutputs: async (runId, parentKey) => {
         const rows = (await this.store.getSteps(runId)).filter((s) => s.parentKey === parentKey).sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
-        return rows.map((r) => ({ status: r.status, output: this.decode(r.output), error: r.error }));
+        return rows.map((r) => ({ status: r.status, output: unseal(this.decode(r.output)), error: r.error }));
       },
       resolveWorkflow: (ref) => this.registry.resolve(ref),
       models: this.models,
@@ -300,6 +309,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       telemetry,
       metrics: this.metrics,
       dispatch: (entries) => this.dispatch(entries.map((e) => ({ id: e.id, runId: e.runId, namespace: e.namespace, event: JSON.parse(e.eventJson) as unknown }))),
+      sealOutput: (rs, stepId, output) => (this.isSensitive(rs.workflow) ? sealStepOutput(rs.workflow.doc, stepId, output, this.sensitiveSteps(rs.workflow)) : output),
+      recordedInput: (rs, input) => (this.isSensitive(rs.workflow) ? scrub(input, sensitiveValues(rs.workflow.doc, rs.scope, this.sensitiveSteps(rs.workflow))) : input),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
     this.approvals = new ApprovalDesk({ store, poke: () => this.worker?.poke(), fetch: opts.fetch ?? fetch, onError: (e, w) => this.onInternalError(e, w) });
@@ -308,7 +319,12 @@ export class Baton extends EventEmitter<BatonEvents> {
         {
           store, runWork: (w) => this.runWork(w), finishIdleRuns: () => this.finishIdleRuns(), onError: (e, w) => this.onInternalError(e, w),
           // Emitted events whose process died before dispatching them (a fresh one is being dispatched by its worker).
-          sweep: () => this.sweepOutbox(Date.now() - 5_000),
+          sweep: async () => {
+            await this.sweepOutbox(Date.now() - 5_000);
+            // Run ends since the last sweep join the audit anchor chain (stores that batch it).
+            await this.store.anchorPending?.();
+            await this.applyRetention();
+          },
         },
         this.workerId,
         { concurrency: opts.concurrency ?? 64, pollIntervalMs: opts.pollIntervalMs ?? 200, leaseMs: opts.leaseMs ?? 30_000 },
@@ -722,6 +738,24 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
   }
 
+  private retentionAt = 0;
+  private retention?: BatonOptions['retention'];
+
+  /** Retention on the worker's sweep, at most every `everyMs`, by one worker of the cluster at a time. */
+  private async applyRetention(): Promise<void> {
+    const r = this.retention;
+    if (!r || this.closed) return;
+    const now = Date.now();
+    if (now < this.retentionAt) return;
+    this.retentionAt = now + (r.everyMs ?? 3_600_000);
+    if (!(await this.store.acquireSlot('baton:retention', 1, this.workerId, now, now + 10 * 60_000))) return;
+    try {
+      await purgeExpired(this, { defaultPolicy: r.policy, archiveDir: r.archiveDir });
+    } finally {
+      await this.store.releaseSlot('baton:retention', this.workerId);
+    }
+  }
+
   private async sweepOutbox(before: number): Promise<void> {
     if (this.closed) return;
     const rows = await this.store.pendingOutbox(before, 100);
@@ -959,7 +993,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const r = await this.store.getRun(runId);
     if (!r || TERMINAL_RUN_STATES.has(r.status)) return undefined;
     const wf = await this.registry.get(r.versionId);
-    const rs = new RunState(r, wf, this.decode(r.input));
+    const rs = new RunState(r, wf, unseal(this.decode(r.input)));
     await this.refresh(rs);
     const other = this.runs.get(runId);
     if (other) return other;
@@ -971,7 +1005,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   private async refresh(rs: RunState): Promise<void> {
     for (const st of await this.store.getSteps(rs.id)) {
       if (st.parentKey !== undefined) continue;
-      if (st.status === 'succeeded' || st.status === 'failed' || st.status === 'skipped') rs.record(st.stepId, st.status, this.decode(st.output), st.error);
+      if (st.status === 'succeeded' || st.status === 'failed' || st.status === 'skipped') rs.record(st.stepId, st.status, unseal(this.decode(st.output)), st.error);
     }
     rs.loaded = true;
   }
@@ -1008,7 +1042,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       error = serializeError(e);
     }
     const now = Date.now();
-    const outputJson = encodeValue(output ?? null, this.blobs, this.inlineLimit(wf));
+    const stored = this.isSensitive(wf) ? sealRunOutput(wf.doc, output ?? null, this.sensitiveSteps(wf)) : output;
+    const outputJson = encodeValue(stored ?? null, this.blobs, this.inlineLimit(wf));
     const record: FinishRun = {
       runId: rs.id,
       status,
@@ -1021,7 +1056,8 @@ export class Baton extends EventEmitter<BatonEvents> {
         ? {
             runId: rs.parentRunId,
             key: rs.parentStepKey!,
-            state: { child: { runId: rs.id, status, output: output ?? null, error } },
+            // As stored: sealed sensitive fields stay sealed in the parent's step state (its step unseals them in memory).
+            state: { child: { runId: rs.id, status, output: stored ?? null, error } },
             events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status } }],
           }
         : undefined,
@@ -1084,7 +1120,10 @@ export class Baton extends EventEmitter<BatonEvents> {
       if (s.deps.length === 0) return { key: id, stepId: id, status: 'scheduled', pendingDeps: 0, owner: this.worker ? this.workerId : undefined, dueAt: now };
       return { key: id, stepId: id, status: 'pending', pendingDeps: s.deps.length };
     });
-    const inputJson = encodeValue(input ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
+    // Sensitive fields are sealed before anything is stored; a run that needs the key and has none is refused here.
+    if (this.isSensitive(wf)) checkKeyFor(wf.doc, this.sensitiveSteps(wf));
+    const sealed = this.isSensitive(wf) ? sealInput(wf.doc, input ?? null, this.sensitiveSteps(wf)) : input;
+    const inputJson = encodeValue(sealed ?? null, this.blobs, this.inlineLimit(wf)) ?? 'null';
     const configHash = wf.callsModels ? await this.pinConfig(versionId, wf) : undefined;
     return {
       configHash,
@@ -1103,6 +1142,26 @@ export class Baton extends EventEmitter<BatonEvents> {
    */
   private inlineLimit(wf: CompiledWorkflow): number {
     return this.store.kind === 'postgres' ? Infinity : wf.inlineOutputBytes;
+  }
+
+  private readonly sensitiveStepsOf = new WeakMap<CompiledWorkflow, string[]>();
+
+  /** Model steps whose services mark their outputs sensitive (`sensitive_output: true`). */
+  private sensitiveSteps(wf: CompiledWorkflow): string[] {
+    let ids = this.sensitiveStepsOf.get(wf);
+    if (!ids) {
+      ids = [];
+      for (const s of wf.doc.steps as Array<{ id: string; kind: string; service?: string; fallback?: string[] }>) {
+        if (s.kind !== 'model' || !this.models) continue;
+        if ([s.service, ...(s.fallback ?? [])].some((n) => n !== undefined && this.models!.config(n)?.sensitiveOutput)) ids.push(s.id);
+      }
+      this.sensitiveStepsOf.set(wf, ids);
+    }
+    return ids;
+  }
+
+  private isSensitive(wf: CompiledWorkflow): boolean {
+    return sensitiveSpec(wf.doc, this.sensitiveSteps(wf)) !== undefined;
   }
 
   private decode(v: unknown): unknown {

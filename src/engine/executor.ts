@@ -8,6 +8,7 @@
  */
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import { encodeValue, type BlobStore } from '../store/blobs.js';
+import { unseal } from '../audit/redaction.js';
 import type { CompiledStep, CompiledWorkflow } from '../spec/compile.js';
 import type { FinishRun, NewApproval, NewEvent, NewRun, OutboxEntry, StepCommit, Store } from '../store/store.js';
 import type { ExecContext, ExecServices, StepOutcome } from '../steps/kind.js';
@@ -66,6 +67,10 @@ export interface ExecutorHost {
   replay?(runId: string): ReplaySource | undefined;
   /** Dispatches CloudEvents a commit just recorded (never throws: what fails stays for the sweep). */
   dispatch(entries: OutboxEntry[]): Promise<void>;
+  /** A step's output as stored: its sensitive fields sealed (audit/redaction.ts); the value itself otherwise. */
+  sealOutput(rs: RunState, stepId: string, output: unknown): unknown;
+  /** A step's input as recorded in events: sensitive values of the run masked. */
+  recordedInput(rs: RunState, input: unknown): unknown;
 }
 
 export interface PreparedFinish {
@@ -227,7 +232,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
   try {
     input = step.input ? await step.input.evaluate(scope, `${where}: input`) : undefined;
     if (step.kind.recordsStart && resumeState === undefined) {
-      const ok = await host.store.markStarted(fence, started, [startEvent(work, input, started)]);
+      const ok = await host.store.markStarted(fence, started, [startEvent(work, host.recordedInput(rs, input), started)]);
       if (!ok) return EMPTY;
     }
     emit('running');
@@ -255,22 +260,26 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
     }
   } catch (e) {
     if (rs.abort.signal.aborted && isCancel(rs.abort.signal.reason)) return EMPTY;
-    return fail(host, rs, work, step, top, fence, started, e, emit, input);
+    return fail(host, rs, work, step, top, fence, started, e, emit, input === undefined ? undefined : host.recordedInput(rs, input));
   }
   crashPoint('after-execute');
 
   const now = Date.now();
-  const withStart = (events: NewEvent[]) => (step.kind.recordsStart || resumeState !== undefined ? events : [startEvent(work, input, started), ...events]);
+  const recorded = input === undefined ? undefined : host.recordedInput(rs, input);
+  const withStart = (events: NewEvent[]) => (step.kind.recordsStart || resumeState !== undefined ? events : [startEvent(work, recorded, started), ...events]);
   switch (outcome.type) {
     case 'done': {
-      const outputJson = encodeValue(outcome.output ?? null, host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
+      const outputJson = encodeValue(host.sealOutput(rs, stepId, outcome.output ?? null), host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
+      // A child run's output arrives as stored (its sensitive fields sealed) and is stored so;
+      // this run's own steps see the real values.
+      const real = step.kind.name === 'workflow' ? unseal(outcome.output) : outcome.output;
       // One event per attempt on the fast path: a start that was not recorded on its own is
       // folded in (started_at, input). The output's stored JSON is spliced in, not re-encoded.
-      const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${inputJson(input)}`}`;
+      const startedPart = step.kind.recordsStart || resumeState !== undefined ? '' : `,"started_at":${started}${input === undefined ? '' : `,"input":${inputJson(recorded)}`}`;
       const dataJson = `{"attempt":${work.attempt},"duration_ms":${now - started}${startedPart},"output":${outputJson}}`;
       // When this looks like the run's last step, its end is prepared now and written in the
       // same transaction if the store agrees nothing else is active (saves a transaction per run).
-      const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: outcome.output ?? null }) : undefined;
+      const fin = index === undefined && looksLast(rs, stepId) ? await host.prepareFinish(rs, { stepId, output: real ?? null }) : undefined;
       const outbox: OutboxEntry[] | undefined = outcome.publish?.length ? outcome.publish.map((e) => ({ id: e.id, runId: rs.id, namespace: rs.namespace, eventJson: JSON.stringify(e) })) : undefined;
       const res = await commit(host, rs, work, {
         fence,
@@ -285,7 +294,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
           : { decrement: [{ key: stepId, live: true }], startNextChildOf: stepId }),
         finishIfIdle: fin?.record,
       });
-      if (res && index === undefined) rs.record(stepId, 'succeeded', outcome.output ?? null);
+      if (res && index === undefined) rs.record(stepId, 'succeeded', real ?? null);
       if (res) emit('succeeded', { durationMs: now - started });
       // Recorded: dispatched now (a crash before this leaves it to the next sweep).
       if (res && outbox?.length) await host.dispatch(outbox);
@@ -420,7 +429,7 @@ async function fail(
         return failRun(host, rs, work, fence, serializeError(e2), [...startEv, failEvent(true)], emit, now - started);
       }
     }
-    const outputJson = encodeValue(value ?? null, host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
+    const outputJson = encodeValue(host.sealOutput(rs, stepId, value ?? null), host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
     const res = await commit(host, rs, work, {
       fence,
       update: { status: 'failed', outputJson, error, owner: null, finishedAt: now },

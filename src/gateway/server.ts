@@ -23,6 +23,8 @@ import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
 import { registerGovernanceRoutes } from './governance.js';
 import { registerScheduleRoutes } from './schedules.js';
+import { registerAuditRoutes, wantsReveal, whoIs, type AuditRouteOptions } from './audit.js';
+import { present, presentEvents, recordReveal } from '../audit/redaction.js';
 import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
@@ -45,6 +47,8 @@ export interface GatewayOptions {
    * ms, key id — never the key) and errors. Default: none.
    */
   logger?: Logger;
+  /** Store-wide retention (baton.config.yaml `retention:`), for `POST /audit/purge`. */
+  retention?: AuditRouteOptions['retention'];
 }
 
 /** Reachable without a key: probes and documentation. */
@@ -141,7 +145,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
-    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'GET /workflows/{name}/versions', 'GET /workflows/{name}/history', 'GET /workflows/diff', 'POST /workflows/{name}/promote', 'GET /services', 'POST /services/{name}/status', 'GET /services/{name}/history', 'GET /lineage', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
+    routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'GET /workflows/{name}/versions', 'GET /workflows/{name}/history', 'GET /workflows/diff', 'POST /workflows/{name}/promote', 'GET /services', 'POST /services/{name}/status', 'GET /services/{name}/history', 'GET /lineage', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'GET /runs/{id}/audit', 'GET /runs/{id}/audit.html', 'GET /audit/verify', 'POST /audit/purge', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
 
@@ -267,14 +271,23 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return (await baton.listRuns({ status, workflow: q.workflow, limit, namespaces: keyOf(req)?.namespaces })).map(runBody);
   });
 
-  app.get('/runs/:id', { schema: { summary: 'A run with its steps, their outputs and errors.', response: responses.runWithSteps } }, async (req) => {
+  app.get('/runs/:id', {
+    schema: {
+      summary: 'A run with its steps, their outputs and errors. Sensitive fields are `***`; an admin may ask `?reveal=true` (recorded as an `audit.revealed` event).',
+      querystring: { type: 'object', additionalProperties: false, properties: { reveal: { enum: ['true', 'false'] } } },
+      response: responses.runWithSteps,
+    },
+  }, async (req) => {
     const { id } = req.params as { id: string };
     requireCap(keyOf(req), 'read', 'read runs');
     const run = await visibleRun(req, id);
+    const reveal = wantsReveal(req, keyOf(req));
+    if (reveal) await recordReveal(baton, id, whoIs(keyOf(req)), 'GET /runs/{id}');
     const steps = await baton.getSteps(id);
+    const v = { reveal };
     return {
-      ...runBody(run),
-      steps: steps.map((s) => ({ key: s.key, status: s.status, attempt: s.attempt, output: s.output, error: s.error, started_at: iso(s.startedAt), finished_at: iso(s.finishedAt) })),
+      ...runBody({ ...run, output: present(run.output, v) }),
+      steps: steps.map((s) => ({ key: s.key, status: s.status, attempt: s.attempt, output: present(s.output, v), error: s.error, started_at: iso(s.startedAt), finished_at: iso(s.finishedAt) })),
     };
   });
 
@@ -297,7 +310,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     let open = true;
     req.raw.on('close', () => (open = false));
     let quiet = 0;
-    const send = (e: EventRecord) => {
+    const send = (raw: EventRecord) => {
+      const [e] = presentEvents([raw]);
       res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify({ id: e.id, type: e.type, step: e.stepKey ?? null, at: new Date(e.at).toISOString(), data: e.data ?? null })}\n\n`);
       last = e.id;
     };
@@ -403,6 +417,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   // Cron schedules of registered workflows: list, pause, resume, fire now.
   registerScheduleRoutes(app, baton, keyOf);
   registerGovernanceRoutes(app, baton, keyOf);
+  registerAuditRoutes(app, baton, { keyOf, retention: opts.retention });
 
   // Workflows as models: `POST /v1/chat/completions` with `model: "workflow/<name>"`.
   registerOpenAiRoutes(app, baton, {
@@ -448,7 +463,7 @@ export function traceparentOf(req: FastifyRequest): string | undefined {
 function runBody(r: { id: string; versionId: string; workflow: string; status: string; output?: unknown; error?: unknown; createdAt: number; finishedAt?: number; cost: number; namespace: string; replayOf?: string }) {
   return {
     run_id: r.id, workflow: r.workflow, version_id: r.versionId, status: r.status, namespace: r.namespace,
-    output: r.output ?? null, error: r.error ?? null, cost: r.cost, created_at: iso(r.createdAt), finished_at: iso(r.finishedAt),
+    output: present(r.output ?? null), error: r.error ?? null, cost: r.cost, created_at: iso(r.createdAt), finished_at: iso(r.finishedAt),
     ...(r.replayOf ? { replay_of: r.replayOf } : {}),
   };
 }

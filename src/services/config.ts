@@ -82,6 +82,8 @@ const ServiceSchema = z.strictObject({
   max_tokens: z.number().int().positive().optional(),
   cache: z.union([z.boolean(), z.strictObject({ ttl: duration.optional() })]).optional(),
   owner: z.string().optional(),
+  /** Its answers hold personal data or secrets: stored encrypted like a workflow's `sensitive:` mask fields. */
+  sensitive_output: z.boolean().optional(),
   status: z.enum(['approved', 'deprecated', 'blocked']).optional(),
   /** Why a service is deprecated or blocked; shown in validation messages. */
   status_reason: z.string().optional(),
@@ -120,6 +122,8 @@ export interface ServiceConfig {
   maxTokens?: number;
   cache?: { ttlMs: number };
   owner?: string;
+  /** Outputs of model steps using it are sensitive (stored encrypted, masked for readers). */
+  sensitiveOutput?: boolean;
   status: 'approved' | 'deprecated' | 'blocked';
   statusReason?: string;
   /** Who set the status, when it comes from a recorded change (not the config file). */
@@ -193,6 +197,7 @@ function toConfig(name: string, s: z.output<typeof ServiceSchema>): ServiceConfi
     maxTokens: s.max_tokens,
     cache: s.cache === undefined || s.cache === false ? undefined : { ttlMs: s.cache === true || s.cache.ttl === undefined ? SERVICE_DEFAULTS.cacheTtlMs : parseDuration(s.cache.ttl) },
     owner: s.owner,
+    ...(s.sensitive_output ? { sensitiveOutput: true } : {}),
     status: s.status ?? 'approved',
     statusReason: s.status_reason,
     dataResidency: s.data_residency,

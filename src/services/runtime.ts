@@ -358,7 +358,8 @@ export class ServiceRuntime {
     const provider = await this.providerFor(st, call, hedged);
     const operation = call.operation ?? provider.defaultOperation;
     const request = this.request(st, call, operation);
-    const cache = call.cache ?? cfg.cache;
+    // A service whose answers are sensitive is never cached: the cache would keep them in clear.
+    const cache = cfg.sensitiveOutput ? undefined : (call.cache ?? cfg.cache);
     const key = cache ? cacheKey(cfg, request) : undefined;
     if (key) {
       const hit = await this.ledger.cacheGet(key);

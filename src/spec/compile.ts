@@ -329,6 +329,11 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
   const triggers = compileTriggers(doc.triggers, (p, m) => add(p, m), compileExpr);
   for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+  (doc.sensitive ?? []).forEach((f, i) => {
+    const path = typeof f === 'string' ? f : f?.path;
+    const m = typeof path === 'string' ? /^steps\.([^.]+)\.output/.exec(path) : null;
+    if (m && !pathOf.has(m[1])) add(['sensitive', i], `marks steps.${m[1]}.output sensitive, but there is no step with that id${suggest(m[1], pathOf.keys())}.`);
+  });
 
   if (problems.some((p) => p.severity !== 'warning')) return result();
   const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0);

@@ -143,6 +143,34 @@ export function buildWorkflowSchema(kinds: KindSchema[]): Record<string, unknown
       },
       priority: { type: 'integer', minimum: -1000, maximum: 1000, description: 'Default priority of its runs within their namespace (higher first; a run option overrides it).' },
       tags: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, description: 'Labels read by governance policies in baton.config.yaml (e.g. `pii`).' },
+      sensitive: {
+        type: 'array',
+        description: 'Fields holding personal data or secrets (input.x.y, steps.<id>.output.x, output.x): stored encrypted (mask, needs BATON_ENCRYPTION_KEY) or as a sha256 (hash), shown as *** to readers without access.',
+        items: {
+          oneOf: [
+            { type: 'string', pattern: '^(input|output|steps\\.[A-Za-z0-9_-]+\\.output)(\\.[A-Za-z0-9_-]+)*$' },
+            {
+              type: 'object',
+              additionalProperties: false,
+              required: ['path'],
+              properties: {
+                path: { type: 'string', pattern: '^(input|output|steps\\.[A-Za-z0-9_-]+\\.output)(\\.[A-Za-z0-9_-]+)*$' },
+                mode: { enum: ['mask', 'hash'], description: 'mask (default): encrypted, revealed to admins who ask; hash: sha256 only, irreversible.' },
+              },
+            },
+          ],
+        },
+      },
+      retention: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['days'],
+        description: 'How long ended runs are kept before `baton audit purge` removes them (their final hash stays anchored).',
+        properties: {
+          days: { type: 'number', exclusiveMinimum: 0 },
+          mode: { enum: ['purge', 'archive'], description: 'purge (default) deletes; archive writes the audit export to the archive folder first.' },
+        },
+      },
       triggers: TRIGGERS_SCHEMA,
       defaults: {
         type: 'object',

@@ -187,6 +187,18 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 
 import type { TriggerDoc } from './triggers.js';
 
+export interface SensitiveFieldDoc {
+  path: string;
+  mode?: 'mask' | 'hash';
+}
+
+export interface RetentionDoc {
+  /** Ended runs older than this many days are removed. */
+  days: number;
+  /** `purge` (default): deleted; `archive`: their audit export is written to the archive folder first. */
+  mode?: 'purge' | 'archive';
+}
+
 export interface WorkflowDocument {
   /** The workflow's name: letters, digits, `-`, `_`, `.`. */
   name: string;
@@ -205,6 +217,14 @@ export interface WorkflowDocument {
   priority?: number;
   /** Labels read by governance policies (e.g. `pii`: only services with `data_residency: eu`). */
   tags?: string[];
+  /**
+   * Fields holding personal data or secrets: `input.customer.ssn`, `steps.kyc.output.document_number`,
+   * `output.token`. `mask` (default) stores them encrypted (AES-256-GCM, key BATON_ENCRYPTION_KEY)
+   * and shows `***` to readers without access; `hash` stores only their sha256 (irreversible).
+   */
+  sensitive?: Array<string | SensitiveFieldDoc>;
+  /** How long its ended runs are kept (`baton audit purge`); the store-wide default otherwise. */
+  retention?: RetentionDoc;
   /** What starts runs besides an explicit start: schedules, webhooks, CloudEvents (see triggers.ts). */
   triggers?: TriggerDoc[];
   /** Defaults applied to every step that does not set its own. */

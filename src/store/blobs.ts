@@ -4,7 +4,7 @@
  * document flows through a workflow without bloating rows or hitting a payload limit.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, existsSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { mkdirSync, existsSync, writeFileSync, renameSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatonError } from '../errors.js';
 
@@ -42,6 +42,14 @@ export class BlobStore {
     } catch {
       throw new BatonError('BATON_BLOB_MISSING', { hash, dir: this.dir });
     }
+  }
+
+  /** Deletes a blob (retention, once no row refers to it); true if it existed. */
+  delete(ref: BlobRef): boolean {
+    const file = this.pathOf(ref[BLOB_KEY].replace(/^sha256:/, ''));
+    if (!existsSync(file)) return false;
+    rmSync(file, { force: true });
+    return true;
   }
 
   private pathOf(hash: string): string {

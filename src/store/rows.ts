@@ -4,6 +4,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
+import type { AnchorRecord, AuditEventRow, PurgedRunRecord } from './audit-chain.js';
 import type { ApiKeyRecord, ApprovalChange, ApprovalOpResult, ApprovalRecord, ApprovalStatus, ApproverRule, EventRecord, LineageRecord, RunRecord, ScheduleRecord, ServiceStatusRecord, StageRecord, StepRecord, TaskLease, TaskOpResult, TaskRecord, TaskStatus, VersionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
@@ -50,6 +51,27 @@ export function toEvent(r: Row): EventRecord {
   return {
     id: r.seq as number, runId: r.run_id as string, type: r.type as string, stepKey: (r.step_key as string | null) ?? undefined,
     at: r.at as number, data: parseJsonColumn(r.data),
+  };
+}
+
+export function toAuditEvent(r: Row): AuditEventRow {
+  return {
+    seq: Number(r.seq), type: r.type as string, stepKey: (r.step_key as string | null) ?? undefined, at: Number(r.at),
+    dataText: (r.data as string | null) ?? null, hash: (r.hash as string | null) ?? null,
+  };
+}
+
+export function toAnchor(r: Row): AnchorRecord {
+  return {
+    seq: Number(r.seq), runId: r.run_id as string, runFinalHash: r.run_final_hash as string, prevAnchorHash: r.prev_anchor_hash as string,
+    anchorHash: r.anchor_hash as string, at: Number(r.at),
+  };
+}
+
+export function toPurged(r: Row): PurgedRunRecord {
+  return {
+    runId: r.run_id as string, workflow: r.workflow as string, finalHash: (r.final_hash as string | null) ?? undefined, purgedAt: Number(r.purged_at),
+    mode: r.mode as PurgedRunRecord['mode'], archive: (r.archive as string | null) ?? undefined,
   };
 }
 

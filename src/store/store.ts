@@ -9,6 +9,7 @@
  */
 import type { RunStatus, StepStatus } from '../engine/states.js';
 import type { SerializedError } from '../errors.js';
+import type { AnchorRecord, AuditEventRow, PurgedRunRecord } from './audit-chain.js';
 
 export interface VersionRecord {
   versionId: string;
@@ -464,6 +465,8 @@ export interface RunFilter {
   before?: number;
   /** Only runs in these namespaces (an API key's reach). */
   namespaces?: string[];
+  /** Only runs that ended before this time (retention). */
+  finishedBefore?: number;
 }
 
 /**
@@ -860,6 +863,28 @@ export interface Store {
   serviceStatusHistory(service?: string): Promise<ServiceStatusRecord[]>;
   /** Runs that called `service` (matching `version`), newest first; calls skipped before reaching it (open breaker, blocked) do not count. */
   lineage(q: LineageQuery): Promise<LineageRecord[]>;
+  // --- audit trail (store/audit-chain.ts) ---
+  /** A run's events as stored (data as its exact text, with each row's hash), in seq order. */
+  auditEvents(runId: string): Promise<AuditEventRow[]>;
+  /** The anchor chain, in seq order. */
+  auditAnchors(): Promise<AnchorRecord[]>;
+  /** Every run id in the store. */
+  auditRunIds(): Promise<string[]>;
+  /**
+   * Deletes ended runs whole (steps, events, model calls, tasks, approvals, outbox rows) in one transaction,
+   * keeping their anchors and recording each in `audit_purged`. A run not ended is left alone.
+   * Returns the ids purged.
+   */
+  purgeRuns(runs: Array<{ runId: string; mode: 'purge' | 'archive'; archive?: string }>, at: number): Promise<string[]>;
+  listPurged(): Promise<PurgedRunRecord[]>;
+  /**
+   * Stores that anchor run ends in batches (PostgreSQL: the anchor chain's lock would otherwise
+   * serialise every run end cluster-wide) anchor the pending ones; returns how many. Stores that
+   * anchor in the ending transaction (SQLite) omit it.
+   */
+  anchorPending?(limit?: number): Promise<number>;
+  /** Whether any stored row still refers to this blob (`sha256:<hex>`); stores that never write blobs omit it. */
+  blobReferenced?(ref: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

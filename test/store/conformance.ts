@@ -12,6 +12,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NewRun, NewSchedule, StepCommit, Store } from '../../src/store/store.js';
+import { verifyStore } from '../../src/audit/verify.js';
 
 export interface StoreFactory {
   /** A fresh, empty store. */
@@ -562,6 +563,44 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect((await store.lineage({ service: 'chat', version: 'v1' })).map((l) => [l.runId, l.workflow, l.versionId, l.namespace, l.firstCallAt, l.lastCallAt])).toEqual([['g1', 'wf', 'wf@1', 'default', 100, 110]]);
       expect((await store.lineage({ service: 'chat', since: 115 })).map((l) => l.runId)).toEqual(['g2']);
       expect(await store.lineage({ service: 'none' })).toEqual([]);
+    });
+
+    it('hash-chains the events of every write path, concurrent ones included, and anchors the run end; purge keeps the anchor', async () => {
+      await store.admitRun(joinRun('ha'));
+      // Concurrent writers to one run: two commits and several appends race for the next seqs.
+      await Promise.all([
+        store.commit(succeed('ha', 'a', 'w1')),
+        store.commit(succeed('ha', 'b', 'w1')),
+        ...Array.from({ length: 6 }, (_, i) => store.appendEvents('ha', [{ type: 'note', at: Date.now(), data: { i, text: 'ünïcødé \u2028 "q"' } }, { type: 'note2', at: Date.now() }])),
+        store.recordModelCall({ runId: 'ha', workflow: 'wf', stepKey: 'a', attempt: 1, service: 's', provider: 'p', model: 'm', operation: 'chat', outcome: 'ok',
+          inputTokens: 1, outputTokens: 1, cachedTokens: 0, cost: 0.001, latencyMs: 5, at: Date.now() }, 0),
+      ]);
+      const join = (await store.claimSteps('w1', 10, Date.now())).find((c) => c.key === 'join');
+      const fence = { runId: 'ha', key: 'join', owner: 'w1', attempt: join?.attempt ?? 1 };
+      const ended = await store.commit({ ...succeed('ha', 'join', 'w1'), fence, finishIfIdle: { runId: 'ha', status: 'completed', outputJson: '"done"', events: [{ type: 'run.completed', at: Date.now() }] } });
+      expect(ended.runFinished).toBe(true);
+      const rows = await store.auditEvents('ha');
+      expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+      expect(rows.length).toBe(1 + 2 + 12 + 1 + 1 + 1);
+      expect(rows.every((r) => /^[0-9a-f]{64}$/.test(r.hash ?? ''))).toBe(true);
+      const report = await verifyStore(store);
+      expect(report).toMatchObject({ ok: true, runs: 1, anchors: 1, events: rows.length });
+      expect((await store.auditAnchors())[0]).toMatchObject({ seq: 1, runId: 'ha', runFinalHash: rows.at(-1)!.hash });
+
+      // A second run ends by cancellation; both are anchored in order of their ends.
+      await store.admitRun(joinRun('hb'));
+      expect(await store.cancelRun('hb', [{ type: 'run.cancelled', at: Date.now() }])).toBe(true);
+      expect((await verifyStore(store)).anchors).toBe(2);
+
+      // Purge: gone whole, anchors stay, the store still verifies; a running run is not purged.
+      await store.admitRun(joinRun('hc'));
+      expect(await store.purgeRuns([{ runId: 'ha', mode: 'purge' }, { runId: 'hc', mode: 'purge' }], Date.now())).toEqual(['ha']);
+      expect(await store.getRun('ha')).toBeUndefined();
+      expect(await store.auditEvents('ha')).toEqual([]);
+      expect(await store.getRun('hc')).toBeDefined();
+      const after = await verifyStore(store);
+      expect(after).toMatchObject({ ok: true, anchors: 2, purged: [expect.objectContaining({ runId: 'ha', mode: 'purge', finalHash: rows.at(-1)!.hash })] });
+      expect(await store.listRuns({ finishedBefore: Date.now() + 1 })).toEqual([expect.objectContaining({ id: 'hb' })]);
     });
   });
 }

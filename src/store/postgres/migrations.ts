@@ -316,6 +316,57 @@ export const PG_MIGRATIONS: string[] = [
   -- Lineage: which runs called service X (version Y).
   CREATE INDEX model_calls_lineage ON model_calls (service, version, at);
   `,
+  // 11: audit: hash-chained events (computed in the statement that allocates seqs), the anchor chain, purged runs
+  `
+  ALTER TABLE events ADD COLUMN hash TEXT;
+  -- The run's chain head, and (scratch) the head before the statement's append, which the
+  -- statement's RETURNING needs to hash its events (UPDATE ... RETURNING sees only new values).
+  ALTER TABLE runs ADD COLUMN last_hash TEXT;
+  ALTER TABLE runs ADD COLUMN chain_base TEXT;
+  -- The event chain link of store/audit-chain.ts: hashes of events base+1.. after prev.
+  CREATE FUNCTION baton_chain(prev TEXT, run_id TEXT, base BIGINT, contents TEXT[]) RETURNS TEXT[]
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
+  DECLARE
+    h TEXT := COALESCE(prev, '');
+    out TEXT[] := '{}';
+  BEGIN
+    FOR i IN 1 .. COALESCE(cardinality(contents), 0) LOOP
+      h := encode(sha256(convert_to(h || '|' || run_id || '|' || (base + i)::text || '|' || contents[i], 'UTF8')), 'hex');
+      out := out || h;
+    END LOOP;
+    RETURN out;
+  END
+  $fn$;
+  CREATE TABLE audit_anchors (
+    seq BIGINT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    run_final_hash TEXT NOT NULL,
+    prev_anchor_hash TEXT NOT NULL,
+    anchor_hash TEXT NOT NULL,
+    at BIGINT NOT NULL
+  );
+  -- The anchor chain's head. Its row lock serialises appends cluster-wide; held to COMMIT,
+  -- so run ends are anchored in batches by a sweep (anchorPending), not each in its own
+  -- transaction: one lock and one commit per batch instead of per run.
+  CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  -- Set by the statement that ends a run, cleared by the sweep that anchors it.
+  ALTER TABLE runs ADD COLUMN anchor_pending BOOLEAN NOT NULL DEFAULT FALSE;
+  CREATE INDEX runs_anchor_pending ON runs (finished_at) WHERE anchor_pending;
+  INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '');
+  CREATE TABLE audit_purged (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    final_hash TEXT,
+    purged_at BIGINT NOT NULL,
+    mode TEXT NOT NULL,
+    archive TEXT
+  );
+  CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

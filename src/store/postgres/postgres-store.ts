@@ -33,7 +33,8 @@ import type {
   ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
-import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { anchorHash, chainHashes, eventContentHash, eventDataText, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -117,13 +118,31 @@ function eventArrays(events: NewEvent[]): [string[], Array<string | null>, numbe
   ];
 }
 
-/** `INSERT INTO events` numbering `events` from `baseExpr` + 1, for each row of `fromSql`. */
-function eventsInsert(p: Params, runIdExpr: string, baseExpr: string, fromSql: string, events: NewEvent[]): string {
+/**
+ * `INSERT INTO events` numbering `events` from `baseExpr` + 1, for each row of `fromSql`, with
+ * the hashes in the text[] `hashesExpr` (by default `r.hashes`, from `chainSql`'s RETURNING).
+ */
+function eventsInsert(p: Params, runIdExpr: string, baseExpr: string, fromSql: string, events: NewEvent[], hashesExpr = 'r.hashes'): string {
   const [types, keys, ats, datas] = eventArrays(events);
-  return `INSERT INTO events (run_id, seq, type, step_key, at, data)
-    SELECT ${runIdExpr}, ${baseExpr} + t.n, t.type, t.step_key, t.at, t.data
+  return `INSERT INTO events (run_id, seq, type, step_key, at, data, hash)
+    SELECT ${runIdExpr}, ${baseExpr} + t.n, t.type, t.step_key, t.at, t.data, (${hashesExpr})[t.n]
     FROM ${fromSql}, unnest(${p.add(types)}::text[], ${p.add(keys)}::text[], ${p.add(ats)}::bigint[], ${p.add(datas)}::text[])
       WITH ORDINALITY AS t(type, step_key, at, data, n)`;
+}
+
+/**
+ * The hash chain of `events` (store/audit-chain.ts), for the UPDATE of runs that allocates their
+ * seqs: `set` moves `last_hash` on (SET reads the old row: old last_hash and last_seq) and keeps
+ * the old head in `chain_base`; `ret` (RETURNING sees the new row) gives the events' hashes.
+ * The content hashes are computed here; the links by `baton_chain` in the same statement.
+ */
+function chainSql(p: Params, events: NewEvent[]): { set: string; ret: string } {
+  const chs = `${p.add(events.map((e) => eventContentHash(e.type, e.stepKey, e.at, eventDataText(e))))}::text[]`;
+  const n = events.length;
+  return {
+    set: `chain_base = runs.last_hash, last_hash = COALESCE((baton_chain(runs.last_hash, runs.id, runs.last_seq, ${chs}))[${n}], runs.last_hash)`,
+    ret: `baton_chain(runs.chain_base, runs.id, runs.last_seq - ${n}, ${chs}) AS hashes`,
+  };
 }
 
 export class PostgresStore implements Store {
@@ -316,13 +335,14 @@ export class PostgresStore implements Store {
                   >= ${p.add(run.concurrency.limit)} THEN 'queued' ELSE 'running' END`;
     }
     const s = run.steps;
+    const hashes = chainHashes('', run.id, 0, run.events);
     const sql = `WITH r AS (
         INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash)
+          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash, last_hash)
         VALUES (${id}, ${p.add(run.versionId)}, ${p.add(run.workflow)}, ${status}, ${p.add(run.inputJson)}, ${p.add(run.parentRunId ?? null)},
           ${p.add(run.parentStepKey ?? null)}, ${p.add(run.createdAt)}, ${p.add(run.createdAt)}, ${p.add(run.budget ?? null)},
           ${p.add(run.namespace ?? 'default')}, ${p.add(run.priority ?? 0)}, ${p.add(run.concurrency?.key ?? null)},
-          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)})
+          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)}, ${p.add(hashes.at(-1) ?? null)})
         ON CONFLICT (id) DO NOTHING
         RETURNING id, status, namespace, priority),
       s AS (
@@ -335,7 +355,7 @@ export class PostgresStore implements Store {
           ${p.add(s.map((x) => (x.state === undefined ? null : JSON.stringify(x.state))))}::text[])
           AS t(key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state)
         RETURNING status, owner),
-      e AS (${eventsInsert(p, 'r.id', '0', 'r', run.events)}),
+      e AS (${eventsInsert(p, 'r.id', '0', 'r', run.events, `${p.add(hashes)}::text[]`)}),
       nt AS (SELECT pg_notify('${CHANNEL}', '') FROM r WHERE ${notifyInline ? 'TRUE' : 'FALSE'} AND r.status = 'running'
                AND EXISTS (SELECT 1 FROM s WHERE s.status = 'scheduled' AND s.owner IS NULL))
       SELECT r.status, (SELECT COUNT(*) FROM nt) AS notified,
@@ -358,11 +378,13 @@ export class PostgresStore implements Store {
          SELECT id FROM runs WHERE concurrency_key = $1 AND status = 'queued' ORDER BY created_at, ord
          LIMIT GREATEST(0, $2::int - (SELECT COUNT(*) FROM runs WHERE concurrency_key = $1 AND status IN ('running', 'waiting', 'paused', 'pending')))
          FOR UPDATE),
-       u AS (UPDATE runs SET status = 'running', updated_at = $3, last_seq = last_seq + 1 FROM q WHERE runs.id = q.id AND runs.status = 'queued'
-             RETURNING runs.id, runs.last_seq),
-       e AS (INSERT INTO events (run_id, seq, type, step_key, at, data) SELECT id, last_seq, 'run.dequeued', NULL, $3, $4 FROM u)
+       u AS (UPDATE runs SET status = 'running', updated_at = $3, last_seq = last_seq + 1,
+               last_hash = (baton_chain(runs.last_hash, runs.id, runs.last_seq, ARRAY[$5::text]))[1]
+             FROM q WHERE runs.id = q.id AND runs.status = 'queued'
+             RETURNING runs.id, runs.last_seq, runs.last_hash),
+       e AS (INSERT INTO events (run_id, seq, type, step_key, at, data, hash) SELECT id, last_seq, 'run.dequeued', NULL, $3, $4, last_hash FROM u)
        SELECT COUNT(*) AS n FROM u`,
-      [key, limit, now, JSON.stringify({ after: runId })],
+      [key, limit, now, JSON.stringify({ after: runId }), eventContentHash('run.dequeued', null, now, JSON.stringify({ after: runId }))],
     );
     return r.rows[0].n as number;
   }
@@ -378,6 +400,7 @@ export class PostgresStore implements Store {
     if (f.status?.length) where.push(`status = ANY(${p.add(f.status)}::text[])`);
     if (f.workflow) where.push(`workflow = ${p.add(f.workflow)}`);
     if (f.before !== undefined) where.push(`created_at < ${p.add(f.before)}`);
+    if (f.finishedBefore !== undefined) where.push(`finished_at IS NOT NULL AND finished_at < ${p.add(f.finishedBefore)}`);
     if (f.namespaces && !f.namespaces.includes('*')) where.push(`namespace = ANY(${p.add(f.namespaces)}::text[])`);
     const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ${p.add(f.limit ?? 50)}`;
     return (await this.rows(sql, p.values)).map(toRun);
@@ -420,8 +443,9 @@ export class PostgresStore implements Store {
     const p = new Params();
     const id = `${p.add(runId)}::text`;
     const n = `${p.add(events.length)}::int`;
+    const ch = chainSql(p, events);
     await c.query(
-      `WITH r AS (UPDATE runs SET last_seq = last_seq + ${n} WHERE id = ${id} RETURNING last_seq - ${n} AS base)
+      `WITH r AS (UPDATE runs SET last_seq = last_seq + ${n}, ${ch.set} WHERE id = ${id} RETURNING last_seq - ${n} AS base, ${ch.ret})
        ${eventsInsert(p, id, 'r.base', 'r', events)}`,
       p.values,
     );
@@ -434,9 +458,10 @@ export class PostgresStore implements Store {
       const p = new Params();
       const id = `${p.add(runId)}::text`;
       const n = `${p.add(events.length)}::int`;
+      const ch = chainSql(p, events);
       const r = await c.query(
-        `WITH r AS (UPDATE runs SET status = ${p.add(to)}, updated_at = ${p.add(Date.now())}, last_seq = last_seq + ${n}
-                    WHERE id = ${id} AND status = ANY(${p.add(from)}::text[]) RETURNING last_seq - ${n} AS base),
+        `WITH r AS (UPDATE runs SET status = ${p.add(to)}, updated_at = ${p.add(Date.now())}, last_seq = last_seq + ${n}, ${ch.set}
+                    WHERE id = ${id} AND status = ANY(${p.add(from)}::text[]) RETURNING last_seq - ${n} AS base, ${ch.ret}),
          e AS (${eventsInsert(p, id, 'r.base', 'r', events)}),
          nt AS (SELECT pg_notify('${CHANNEL}', '') FROM r WHERE ${to === 'running' ? 'TRUE' : 'FALSE'})
          SELECT COUNT(*) AS n, (SELECT COUNT(*) FROM nt) AS notified FROM r`,
@@ -477,11 +502,12 @@ export class PostgresStore implements Store {
     const id = `${p.add(runId)}::text`;
     const n = `${p.add(events.length)}::int`;
     const nowP = `${p.add(now)}::bigint`;
+    const ch = chainSql(p, events);
     const r = await c.query(
       `WITH r AS (UPDATE runs SET status = ${p.add(status)}, output = ${p.add(output)}, error = ${p.add(error)}, updated_at = ${nowP}, finished_at = ${nowP},
-                    last_seq = last_seq + ${n}
+                    last_seq = last_seq + ${n}, ${ch.set}, anchor_pending = TRUE
                   WHERE id = ${id} ${onlyIfActive ? `AND status NOT IN ${NOT_FINISHED}` : ''}
-                  RETURNING last_seq - ${n} AS base, concurrency_key, concurrency_limit),
+                  RETURNING last_seq - ${n} AS base, concurrency_key, concurrency_limit, ${ch.ret}),
        c AS (UPDATE steps SET status = 'cancelled', owner = NULL, wait_key = NULL, finished_at = ${nowP}
              WHERE run_id = ${id} AND ${cancelSteps ? 'TRUE' : 'FALSE'} AND status IN ('pending', 'scheduled', 'running', 'waiting') AND EXISTS (SELECT 1 FROM r)),
        e AS (${eventsInsert(p, id, 'r.base', 'r', events)})
@@ -723,11 +749,12 @@ export class PostgresStore implements Store {
     const p = new Params();
     const id = `${p.add(fence.runId)}::text`;
     const n = `${p.add(events.length)}::int`;
+    const ch = chainSql(p, events);
     const r = await this.rows<{ ok: number }>(
       `WITH f AS (UPDATE steps SET status = 'running', started_at = ${p.add(at)}
                   WHERE run_id = ${id} AND key = ${p.add(fence.key)} AND owner = ${p.add(fence.owner)} AND attempt = ${p.add(fence.attempt)} AND status = 'scheduled'
                   RETURNING 1),
-       r AS (UPDATE runs SET last_seq = last_seq + ${n} WHERE id = ${id} AND ${n} > 0 AND EXISTS (SELECT 1 FROM f) RETURNING last_seq - ${n} AS base),
+       r AS (UPDATE runs SET last_seq = last_seq + ${n}, ${ch.set} WHERE id = ${id} AND ${n} > 0 AND EXISTS (SELECT 1 FROM f) RETURNING last_seq - ${n} AS base, ${ch.ret}),
        e AS (${eventsInsert(p, id, 'r.base', 'r', events)})
        SELECT COUNT(*) AS ok FROM f`,
       p.values,
@@ -783,12 +810,13 @@ export class PostgresStore implements Store {
     const dec = groupDecrements(c.decrement);
     const decInline = dec.keys.length > 0 && !c.insert?.length;
     const n = `${p.add(c.events.length)}::int`;
+    const ch = chainSql(p, c.events);
     const sql = `WITH r0 AS (SELECT status FROM runs WHERE id = ${id} FOR UPDATE),
       f AS (UPDATE steps SET ${set}
             WHERE run_id = ${id} AND key = ${p.add(fence.key)} AND owner = ${owner} AND attempt = ${p.add(fence.attempt)}
               AND status IN ('scheduled', 'running', 'waiting') AND EXISTS (SELECT 1 FROM r0)
             RETURNING 1),
-      r AS (UPDATE runs SET last_seq = last_seq + ${n} WHERE id = ${id} AND ${n} > 0 AND EXISTS (SELECT 1 FROM f) RETURNING last_seq - ${n} AS base),
+      r AS (UPDATE runs SET last_seq = last_seq + ${n}, ${ch.set} WHERE id = ${id} AND ${n} > 0 AND EXISTS (SELECT 1 FROM f) RETURNING last_seq - ${n} AS base, ${ch.ret}),
       e AS (${eventsInsert(p, id, 'r.base', 'r', c.events)})
       ${decInline ? `, d AS (${decrementSql(p, id, owner, `${p.add(now)}::bigint`, dec, '(SELECT status FROM r0)', 'EXISTS (SELECT 1 FROM f)')})` : ''}
       SELECT (SELECT status FROM r0) AS run_status, (SELECT COUNT(*) FROM f) AS ok
@@ -1212,14 +1240,15 @@ export class PostgresStore implements Store {
     const id = `${p.add(runId)}::text`;
     const n = `${p.add(events.length)}::int`;
     const nowP = `${p.add(now)}::bigint`;
+    const ch = chainSql(p, events);
     const r = await c.query(
       `WITH r0 AS (SELECT 1 FROM runs WHERE id = ${id} FOR UPDATE),
        w AS (UPDATE steps SET status = 'scheduled', state = ${p.add(JSON.stringify(state ?? null))}, wait_key = NULL, owner = NULL, due_at = ${nowP}
              WHERE run_id = ${id} AND key = ${p.add(key)} AND status = 'waiting' AND EXISTS (SELECT 1 FROM r0)
                ${waitKey === undefined ? '' : `AND wait_key = ${p.add(waitKey)}`} RETURNING 1),
        r AS (UPDATE runs SET status = CASE WHEN status = 'waiting' THEN 'running' ELSE status END,
-               updated_at = CASE WHEN status = 'waiting' THEN ${nowP} ELSE updated_at END, last_seq = last_seq + ${n}
-             WHERE id = ${id} AND EXISTS (SELECT 1 FROM w) RETURNING last_seq - ${n} AS base),
+               updated_at = CASE WHEN status = 'waiting' THEN ${nowP} ELSE updated_at END, last_seq = last_seq + ${n}, ${ch.set}
+             WHERE id = ${id} AND EXISTS (SELECT 1 FROM w) RETURNING last_seq - ${n} AS base, ${ch.ret}),
        e AS (${eventsInsert(p, id, 'r.base', 'r', events)})
        SELECT COUNT(*) AS n FROM w`,
       p.values,
@@ -1247,17 +1276,19 @@ export class PostgresStore implements Store {
 
   async recordModelCall(call: ModelCallRecord, release: number): Promise<void> {
     const { runId, stepKey, at, ...rest } = call;
+    const data = JSON.stringify(rest);
     // Event, model_calls row and the cost settlement in one statement.
     await this.rows(
-      `WITH r AS (UPDATE runs SET last_seq = last_seq + 1, cost_spent = cost_spent + $15, cost_reserved = GREATEST(0, cost_reserved - $18)
-                  WHERE id = $1 RETURNING last_seq),
-       e AS (INSERT INTO events (run_id, seq, type, step_key, at, data) SELECT $1, r.last_seq, 'model.call', $3, $17, $19 FROM r)
+      `WITH r AS (UPDATE runs SET last_seq = last_seq + 1, cost_spent = cost_spent + $15, cost_reserved = GREATEST(0, cost_reserved - $18),
+                    last_hash = (baton_chain(last_hash, id, last_seq, ARRAY[$20::text]))[1]
+                  WHERE id = $1 RETURNING last_seq, last_hash),
+       e AS (INSERT INTO events (run_id, seq, type, step_key, at, data, hash) SELECT $1, r.last_seq, 'model.call', $3, $17, $19, r.last_hash FROM r)
        INSERT INTO model_calls (run_id, seq, workflow, step_key, attempt, service, provider, model, version, operation, outcome,
          error_code, input_tokens, output_tokens, cached_tokens, cost, latency_ms, at)
        SELECT $1, r.last_seq, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM r`,
       [runId, call.workflow, stepKey, call.attempt, call.service, call.provider, call.model, call.version ?? null, call.operation, call.outcome,
         call.error?.code ?? null, call.inputTokens, call.outputTokens, call.cachedTokens, call.cost, Math.round(call.latencyMs), at, release,
-        JSON.stringify(rest)],
+        data, eventContentHash('model.call', stepKey, at, data)],
     );
   }
 
@@ -1477,6 +1508,83 @@ export class PostgresStore implements Store {
   async nextScheduleAt(): Promise<number | undefined> {
     const r = (await this.rows<{ at: number | null }>('SELECT MIN(GREATEST(next_fire_at, COALESCE(lease_until, 0))) AS at FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL'))[0];
     return r?.at ?? undefined;
+  }
+
+  // ---------------------------------------------------------------- audit trail
+
+  async auditEvents(runId: string): Promise<AuditEventRow[]> {
+    return (await this.rows('SELECT seq, type, step_key, at, data, hash FROM events WHERE run_id = $1 ORDER BY seq', [runId])).map(toAuditEvent);
+  }
+
+  async auditAnchors(): Promise<AnchorRecord[]> {
+    return (await this.rows('SELECT * FROM audit_anchors ORDER BY seq')).map(toAnchor);
+  }
+
+  async auditRunIds(): Promise<string[]> {
+    return (await this.rows<{ id: string }>('SELECT id FROM runs ORDER BY created_at, id')).map((r) => r.id);
+  }
+
+  async purgeRuns(runs: Array<{ runId: string; mode: 'purge' | 'archive'; archive?: string }>, at: number): Promise<string[]> {
+    if (runs.length === 0) return [];
+    return this.run(async (c) => {
+      // Locked and re-checked here: only runs still ended are purged.
+      const ended = (await c.query(
+        `SELECT id, workflow, last_hash FROM runs WHERE id = ANY($1::text[]) AND status IN ${NOT_FINISHED} ORDER BY id FOR UPDATE`,
+        [runs.map((x) => x.runId)],
+      )).rows as Array<{ id: string; workflow: string; last_hash: string | null }>;
+      const ids = ended.map((r) => r.id);
+      if (ids.length === 0) return [];
+      for (const t of ['model_calls', 'events', 'steps', 'tasks', 'approvals', 'event_outbox']) await c.query(`DELETE FROM ${t} WHERE run_id = ANY($1::text[])`, [ids]);
+      await c.query('DELETE FROM runs WHERE id = ANY($1::text[])', [ids]);
+      const byId = new Map(runs.map((x) => [x.runId, x]));
+      for (const r of ended) {
+        const x = byId.get(r.id)!;
+        await c.query(
+          `INSERT INTO audit_purged (run_id, workflow, final_hash, purged_at, mode, archive) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (run_id) DO UPDATE SET final_hash = excluded.final_hash, purged_at = excluded.purged_at, mode = excluded.mode, archive = excluded.archive`,
+          [r.id, r.workflow, r.last_hash, at, x.mode, x.archive ?? null],
+        );
+      }
+      return ids;
+    });
+  }
+
+  /**
+   * Anchors runs that ended since the last sweep, oldest first, in one transaction: the anchor
+   * head is locked once per batch (runs another transaction holds are skipped, for the next
+   * sweep). Called by workers' periodic sweep and before `audit verify`.
+   */
+  async anchorPending(limit = 500): Promise<number> {
+    return this.run(async (c) => {
+      const head = (await c.query('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0] as { seq: number; hash: string };
+      const runs = (await c.query(
+        `SELECT id, COALESCE(last_hash, '') AS h FROM runs WHERE anchor_pending ORDER BY finished_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit],
+      )).rows as Array<{ id: string; h: string }>;
+      if (runs.length === 0) return 0;
+      const now = Date.now();
+      let prev = head.hash;
+      let seq = head.seq;
+      const rows = runs.map((r) => {
+        seq++;
+        const h = anchorHash(prev, seq, r.id, r.h, now);
+        const row = { seq, runId: r.id, final: r.h, prev, hash: h };
+        prev = h;
+        return row;
+      });
+      await c.query(
+        `INSERT INTO audit_anchors (seq, run_id, run_final_hash, prev_anchor_hash, anchor_hash, at)
+         SELECT t.seq, t.run_id, t.final, t.prev, t.hash, $6 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(seq, run_id, final, prev, hash)`,
+        [rows.map((r) => r.seq), rows.map((r) => r.runId), rows.map((r) => r.final), rows.map((r) => r.prev), rows.map((r) => r.hash), now],
+      );
+      await c.query('UPDATE runs SET anchor_pending = FALSE WHERE id = ANY($1::text[])', [runs.map((r) => r.id)]);
+      await c.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prev]);
+      return rows.length;
+    });
+  }
+
+  async listPurged(): Promise<PurgedRunRecord[]> {
+    return (await this.rows('SELECT * FROM audit_purged ORDER BY purged_at, run_id')).map(toPurged);
   }
 
   async close(): Promise<void> {

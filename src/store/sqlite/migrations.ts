@@ -308,4 +308,27 @@ export const SQLITE_MIGRATIONS: string[] = [
   -- Lineage: which runs called service X (version Y).
   CREATE INDEX model_calls_lineage ON model_calls (service, version, at);
   `,
+  // 13: audit: hash-chained events, the store-wide anchor chain, runs purged by retention
+  `
+  ALTER TABLE events ADD COLUMN hash TEXT;
+  -- One row per run end: the run's last event hash, chained store-wide (see store/audit-chain.ts).
+  CREATE TABLE audit_anchors (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    run_final_hash TEXT NOT NULL,
+    prev_anchor_hash TEXT NOT NULL,
+    anchor_hash TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  -- Runs removed by a retention policy: their anchors stay, so verification still passes.
+  CREATE TABLE audit_purged (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    final_hash TEXT,
+    purged_at INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    archive TEXT
+  );
+  CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];

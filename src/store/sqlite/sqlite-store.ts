@@ -15,7 +15,8 @@ import type {
   ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toApiKey, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { anchorHash, eventContentHash, eventDataText, linkHash, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -152,11 +153,30 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Appends in order at the run's next seqs; the caller holds the write lock, so reading the last seq is race-free. */
-  private insertEvents(runId: string, events: NewEvent[]): void {
-    if (events.length === 0) return;
-    let seq = (this.s.lastSeq.get(runId) as { seq: number | null }).seq ?? 0;
-    for (const e of events) this.s.insertEvent.run(runId, ++seq, e.type, e.stepKey ?? null, e.at, e.dataJson ?? (e.data === undefined ? null : JSON.stringify(e.data)));
+  /**
+   * Appends in order at the run's next seqs, each hash-chained to the one before (audit-chain.ts);
+   * the caller holds the write lock, so reading the last event (seq and hash, one index seek) is race-free.
+   */
+  private insertEvents(runId: string, events: NewEvent[]): string | undefined {
+    if (events.length === 0) return undefined;
+    const last = this.s.lastEvent.get(runId) as { seq: number; hash: string | null } | undefined;
+    let seq = last?.seq ?? 0;
+    let h = last?.hash ?? '';
+    for (const e of events) {
+      const data = eventDataText(e);
+      h = linkHash(h, runId, ++seq, eventContentHash(e.type, e.stepKey, e.at, data));
+      this.s.insertEvent.run(runId, seq, e.type, e.stepKey ?? null, e.at, data, h);
+    }
+    return h;
+  }
+
+  /** Appends the run's chain head to the store-wide anchor chain (the run just ended, in this transaction). */
+  private anchorRun(runId: string, at: number, head?: string): void {
+    const final = head ?? (this.s.lastEvent.get(runId) as { hash: string | null } | undefined)?.hash ?? '';
+    const top = this.s.anchorHead.get() as { seq: number; anchor_hash: string } | undefined;
+    const seq = (top?.seq ?? 0) + 1;
+    const prev = top?.anchor_hash ?? '';
+    this.s.insertAnchor.run(seq, runId, final, prev, anchorHash(prev, seq, runId, final, at), at);
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
@@ -178,6 +198,10 @@ export class SqliteStore implements Store {
     if (f.before !== undefined) {
       where.push('created_at < ?');
       args.push(f.before);
+    }
+    if (f.finishedBefore !== undefined) {
+      where.push('finished_at IS NOT NULL AND finished_at < ?');
+      args.push(f.finishedBefore);
     }
     if (f.namespaces && !f.namespaces.includes('*')) {
       where.push(`namespace IN (${f.namespaces.map(() => '?').join(',') || "''"})`);
@@ -233,7 +257,7 @@ export class SqliteStore implements Store {
       const now = Date.now();
       this.s.finishRunRow.run('cancelled', null, null, now, now, runId);
       this.s.cancelSteps.run(now, runId);
-      this.insertEvents(runId, events);
+      this.anchorRun(runId, now, this.insertEvents(runId, events));
       this.promoteQueued(runId, now);
       return true;
     });
@@ -249,7 +273,7 @@ export class SqliteStore implements Store {
     const now = Date.now();
     this.s.finishRunRow.run(f.status, f.outputJson ?? null, f.error ? JSON.stringify(f.error) : null, now, now, f.runId);
     if (f.status === 'failed') this.s.cancelSteps.run(now, f.runId);
-    this.insertEvents(f.runId, f.events);
+    this.anchorRun(f.runId, now, this.insertEvents(f.runId, f.events));
     if (f.parent) this.wake(f.parent.runId, f.parent.key, f.parent.state, f.parent.events);
     this.promoteQueued(f.runId, now);
     return true;
@@ -516,7 +540,7 @@ export class SqliteStore implements Store {
     if (c.finishRun) {
       this.s.finishRunRow.run(c.finishRun.status, null, c.finishRun.error ? JSON.stringify(c.finishRun.error) : null, now, now, fence.runId);
       this.s.cancelSteps.run(now, fence.runId);
-      this.insertEvents(fence.runId, c.finishRun.events);
+      this.anchorRun(fence.runId, now, this.insertEvents(fence.runId, c.finishRun.events));
       if (c.finishRun.parent) this.wake(c.finishRun.parent.runId, c.finishRun.parent.key, c.finishRun.parent.state, c.finishRun.parent.events);
       this.promoteQueued(fence.runId, now);
       return { ok: true, ready: [], runIdle: false };
@@ -722,8 +746,9 @@ export class SqliteStore implements Store {
     const { runId, stepKey, at, ...rest } = call;
     const data = JSON.stringify(rest);
     return this.batched(() => {
-      const seq = ((this.s.lastSeq.get(runId) as { seq: number | null }).seq ?? 0) + 1;
-      this.s.insertEvent.run(runId, seq, 'model.call', stepKey, at, data);
+      const last = this.s.lastEvent.get(runId) as { seq: number; hash: string | null } | undefined;
+      const seq = (last?.seq ?? 0) + 1;
+      this.s.insertEvent.run(runId, seq, 'model.call', stepKey, at, data, linkHash(last?.hash ?? '', runId, seq, eventContentHash('model.call', stepKey, at, data)));
       this.s.insertCall.run({
         runId, seq, workflow: call.workflow, stepKey, attempt: call.attempt, service: call.service, provider: call.provider, model: call.model,
         version: call.version ?? null, operation: call.operation, outcome: call.outcome, errorCode: call.error?.code ?? null,
@@ -928,6 +953,52 @@ export class SqliteStore implements Store {
     return r.at ?? undefined;
   }
 
+  // ---------------------------------------------------------------- audit trail
+
+  async auditEvents(runId: string): Promise<AuditEventRow[]> {
+    const rows = this.db.prepare('SELECT seq, type, step_key, at, data, hash FROM events WHERE run_id = ? ORDER BY seq').all(runId) as Row[];
+    return rows.map(toAuditEvent);
+  }
+
+  async auditAnchors(): Promise<AnchorRecord[]> {
+    return (this.db.prepare('SELECT * FROM audit_anchors ORDER BY seq').all() as Row[]).map(toAnchor);
+  }
+
+  async auditRunIds(): Promise<string[]> {
+    return (this.db.prepare('SELECT id FROM runs ORDER BY created_at, id').all() as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  async purgeRuns(runs: Array<{ runId: string; mode: 'purge' | 'archive'; archive?: string }>, at: number): Promise<string[]> {
+    return this.write(() => {
+      const done: string[] = [];
+      for (const x of runs) {
+        const r = this.db.prepare(`SELECT workflow, status FROM runs WHERE id = ?`).get(x.runId) as { workflow: string; status: string } | undefined;
+        if (!r || !['completed', 'failed', 'cancelled'].includes(r.status)) continue;
+        const last = this.s.lastEvent.get(x.runId) as { hash: string | null } | undefined;
+        for (const t of ['model_calls', 'events', 'steps', 'tasks', 'approvals', 'event_outbox']) this.db.prepare(`DELETE FROM ${t} WHERE run_id = ?`).run(x.runId);
+        this.db.prepare('DELETE FROM runs WHERE id = ?').run(x.runId);
+        this.db.prepare('INSERT OR REPLACE INTO audit_purged (run_id, workflow, final_hash, purged_at, mode, archive) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(x.runId, r.workflow, last?.hash ?? null, at, x.mode, x.archive ?? null);
+        done.push(x.runId);
+      }
+      return done;
+    });
+  }
+
+  async blobReferenced(ref: string): Promise<boolean> {
+    // A retention-time scan (rare, batch): blob references are JSON text inside these columns.
+    const like = `%${ref.replace(/[%_]/g, '')}%`;
+    const sql = `SELECT 1 FROM runs WHERE input LIKE @like OR output LIKE @like
+      UNION ALL SELECT 1 FROM steps WHERE output LIKE @like OR state LIKE @like
+      UNION ALL SELECT 1 FROM events WHERE data LIKE @like
+      UNION ALL SELECT 1 FROM tasks WHERE input LIKE @like OR output LIKE @like LIMIT 1`;
+    return this.db.prepare(sql).get({ like }) !== undefined;
+  }
+
+  async listPurged(): Promise<PurgedRunRecord[]> {
+    return (this.db.prepare('SELECT * FROM audit_purged ORDER BY purged_at, run_id').all() as Row[]).map(toPurged);
+  }
+
   async close(): Promise<void> {
     clearInterval(this.checkpointTimer);
     if (this.pending.length) await new Promise((r) => setImmediate(r));
@@ -1023,8 +1094,10 @@ function prepare(db: Database.Database) {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at`),
     insertStep: p(`INSERT INTO steps (run_id, key, step_id, idx, parent_key, status, due_at, owner, pending_deps, state, namespace, priority)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
-    lastSeq: p('SELECT MAX(seq) AS seq FROM events WHERE run_id = ?'),
+    insertEvent: p('INSERT INTO events (run_id, seq, type, step_key, at, data, hash) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    lastEvent: p('SELECT seq, hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1'),
+    anchorHead: p('SELECT seq, anchor_hash FROM audit_anchors ORDER BY seq DESC LIMIT 1'),
+    insertAnchor: p('INSERT INTO audit_anchors (seq, run_id, run_final_hash, prev_anchor_hash, anchor_hash, at) VALUES (?, ?, ?, ?, ?, ?)'),
     succeedStep: p(`UPDATE steps SET status = 'succeeded', output = ?, owner = NULL, due_at = 0, wait_key = NULL, started_at = ?, finished_at = ?
                     WHERE run_id = ? AND key = ? AND owner = ? AND attempt = ? AND status IN ('scheduled', 'running', 'waiting')`),
     getRun: p('SELECT * FROM runs WHERE id = ?'),
