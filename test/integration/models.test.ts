@@ -188,13 +188,17 @@ steps:
         providers: { slow: slow.factory, fast: fast.factory },
         services: { primary: { provider: 'slow', hedge: { after: '100ms' } }, secondary: { provider: 'fast' } },
       });
-      const t0 = Date.now();
       const r = await b.run(await b.register('{ "name": "hedged", "steps": [{ "id": "a", "kind": "model", "service": "primary", "fallback": ["secondary"], "prompt": "x" }] }'));
       expect(r.status).toBe('completed');
+      // The fast answer won, so the run did not wait for the slow one (which would answer 'slow answer').
       expect(r.output).toBe('fast answer');
-      expect(Date.now() - t0).toBeLessThan(1500);
       expect(primaryAborted).toBe(true);
-      const cs = await calls(b, r.id);
+      // The aborted primary's call is recorded as it unwinds, which may be just after the run ends.
+      let cs = await calls(b, r.id);
+      for (let i = 0; i < 100 && !cs.some((c) => c.service === 'primary'); i++) {
+        await new Promise((res) => setTimeout(res, 20));
+        cs = await calls(b, r.id);
+      }
       expect(cs.find((c) => c.service === 'secondary')).toMatchObject({ outcome: 'ok', hedge: true });
       expect(cs.find((c) => c.service === 'primary')).toMatchObject({ outcome: 'cancelled' });
       // A cancelled hedge says nothing about the primary's health.
