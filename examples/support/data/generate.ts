@@ -7,8 +7,8 @@
  *
  *   npx tsx examples/support/data/generate.ts      # rewrites tickets.jsonl
  *
- * The classifier's training examples (intents.yaml) are held out: the script refuses to write a
- * ticket that contains one of them.
+ * The classifier's training examples (intents.yaml, data/training.yaml) are held out: the script
+ * refuses to write a ticket that contains one of them.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -247,7 +247,9 @@ function fill(s: string): string {
     .replaceAll('{version}', () => `4.${Math.floor(rand() * 9)}.${Math.floor(rand() * 9)}`);
 }
 
-const held = Object.values(parse(readFileSync(join(here, '..', 'intents.yaml'), 'utf8')) as Record<string, string[]>).flat().map((s) => s.toLowerCase());
+const held = [join(here, '..', 'intents.yaml'), join(here, 'training.yaml')]
+  .flatMap((f) => Object.values(parse(readFileSync(f, 'utf8')) as Record<string, string[]>).flat())
+  .map((s) => s.toLowerCase());
 const tickets: object[] = [];
 let n = 0;
 for (const [article, [intent, phrasings]] of Object.entries(PHRASINGS)) {
@@ -266,7 +268,7 @@ for (const [article, [intent, phrasings]] of Object.entries(PHRASINGS)) {
       const t = { id: `T-${String(++n).padStart(4, '0')}`, customer, tier: pick(TIERS), subject: fill(subject), body: text.charAt(0).toUpperCase() + text.slice(1), intent, articles: [article], tone };
       const lower = `${t.subject} ${t.body}`.toLowerCase();
       const leak = held.find((h) => lower.includes(h));
-      if (leak) throw new Error(`ticket ${t.id} contains the training example "${leak}" from intents.yaml; rephrase it`);
+      if (leak) throw new Error(`ticket ${t.id} contains the training example "${leak}" from the training examples; rephrase one or the other`);
       tickets.push(t);
     }
   }
