@@ -209,7 +209,7 @@ export default async function main(args: string[]): Promise<number> {
   if (json) process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
   else {
     process.stdout.write(formatReport(report));
-    process.stdout.write(`\nrouting thresholds (vars of workflow.yaml), replayed on the recorded scores:\n${thresholdSweep(results)}\n`);
+    process.stdout.write(`\nrouting thresholds (vars of workflow.yaml), replayed on the scores recorded in the outputs (confidence rounded to 2 decimals):\n${thresholdSweep(results)}\n`);
     const misses = results.filter((c) => c.intent !== c.ticket.intent).slice(0, 5);
     if (misses.length) process.stdout.write(`\nsome misclassified tickets:\n${misses.map((c) => `  ${c.ticket.id} ${c.ticket.intent} → ${c.intent} (${c.confidence}): ${c.ticket.subject}`).join('\n')}\n`);
   }
