@@ -49,6 +49,8 @@ export interface Report {
   hitAt1: number;
   hitAt3: number;
   sentToPerson: number;
+  /** Approvals the simulated agent decided (equals the tickets sent to a person). */
+  approvalsDecided: number;
   /** Share of angry tickets that reached a person. */
   angryReviewed: number;
   /** Share of wrongly classified tickets that reached a person. */
@@ -131,6 +133,7 @@ export async function evaluate(tickets: Ticket[], opts: { concurrency?: number }
       hitAt1: share((c) => c.ticket.articles.includes(c.articles[0])),
       hitAt3: share((c) => c.articles.slice(0, 3).some((a) => c.ticket.articles.includes(a))),
       sentToPerson: share(human),
+      approvalsDecided: reviewed,
       angryReviewed: share(human, angry),
       wrongIntentReviewed: share(human, wrong),
       perIntent,
@@ -143,7 +146,6 @@ export async function evaluate(tickets: Ticket[], opts: { concurrency?: number }
   } finally {
     await baton.close();
     rmSync(dir, { recursive: true, force: true });
-    if (reviewed < 0) throw new Error('unreachable');
   }
 }
 
@@ -156,7 +158,7 @@ export function formatReport(r: Report): string {
     ['intent accuracy after review', pct(r.intentAccuracyAfterReview)],
     ['retrieval hit rate @1', pct(r.hitAt1)],
     ['retrieval hit rate @3', pct(r.hitAt3)],
-    ['sent to a person', pct(r.sentToPerson)],
+    ['sent to a person', `${pct(r.sentToPerson)} (${r.approvalsDecided} approvals decided)`],
     ['  of angry tickets', pct(r.angryReviewed)],
     ['  of misclassified tickets', pct(r.wrongIntentReviewed)],
     ...Object.entries(r.perIntent).map(([k, v]): [string, string] => [`  accuracy: ${k}`, `${pct(v.correct / v.n)} of ${v.n}`]),

@@ -133,6 +133,7 @@ describe('support example: the labelled set', () => {
     expect(r.hitAt3).toBeGreaterThanOrEqual(0.9);
     expect(r.angryReviewed).toBe(1);
     expect(r.sentToPerson).toBeGreaterThan(0);
+    expect(r.approvalsDecided).toBe(Math.round(r.sentToPerson * 30));
     expect(r.sentToPerson).toBeLessThan(0.6);
     expect(r.totalCost).toBeGreaterThan(0);
     expect(thresholdSweep(r.results)).toContain('angry_below');
