@@ -3,6 +3,11 @@
  * negation and emphasis handling (`its.sentiment`, -1..1). It is deterministic, runs in well
  * under a millisecond per sentence and needs no data beyond the installed model, which is all
  * a routing/triage step needs. Scores inside ±`options.neutral` (default 0.05) are neutral.
+ *
+ * `options.aggregate`: `document` (default) scores the text as a whole, which averages one angry
+ * sentence away among polite ones ("This is unacceptable, I am furious. Thanks."); `worst_sentence`
+ * scores each sentence and takes the most negative one when any is negative (else the
+ * document's score) — what an escalation rule for upset customers wants.
  */
 import type { Provider, ProviderFactory, ProviderSetup } from '../provider.js';
 import { describe, localError, textModel } from './common.js';
@@ -16,9 +21,16 @@ export interface Sentiment {
   confidence: number;
 }
 
-export function scoreSentiment(text: string, neutral: number): Sentiment {
+export type Aggregate = 'document' | 'worst_sentence';
+
+export function scoreSentiment(text: string, neutral: number, aggregate: Aggregate = 'document'): Sentiment {
   const nlp = wink();
-  const raw = Number(nlp.readDoc(text).out(nlp.its.sentiment));
+  const doc = nlp.readDoc(text);
+  let raw = Number(doc.out(nlp.its.sentiment));
+  if (aggregate === 'worst_sentence') {
+    const worst = Math.min(...(doc.sentences().out(nlp.its.sentiment) as unknown as number[]).map(Number).filter(Number.isFinite));
+    if (worst < -neutral) raw = worst;
+  }
   const score = Number.isFinite(raw) ? Math.max(-1, Math.min(1, raw)) : 0;
   const magnitude = Math.abs(score);
   if (magnitude <= neutral) {
@@ -40,6 +52,10 @@ export const createSentiment: ProviderFactory = (setup: ProviderSetup): Provider
   if (typeof neutral !== 'number' || !(neutral >= 0 && neutral < 1)) {
     throw localError(setup, `options.neutral must be a number from 0 to below 1 (the half-width of the neutral band around 0; default 0.05), got ${describe(neutral)}`);
   }
+  const aggregate = setup.options.aggregate ?? 'document';
+  if (aggregate !== 'document' && aggregate !== 'worst_sentence') {
+    throw localError(setup, `options.aggregate must be "document" (score the whole text, the default) or "worst_sentence" (the most negative sentence), got ${describe(aggregate)}`);
+  }
   wink(); // load the model now, not on the first request
-  return textModel(setup, NAME, 'sentiment', (text) => scoreSentiment(text, neutral));
+  return textModel(setup, NAME, 'sentiment', (text) => scoreSentiment(text, neutral, aggregate));
 };

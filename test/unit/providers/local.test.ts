@@ -204,6 +204,20 @@ describe('local-sentiment', () => {
     expect(wide.score).toBe(narrow.score);
   });
 
+  it('options.aggregate worst_sentence: one angry sentence among polite ones is not averaged away', async () => {
+    const text = 'Hello team, hope you are well. I was charged twice and I am furious, this is unacceptable. Thanks so much, have a lovely day!';
+    const doc = await run(await make('local-sentiment', {}), 'sentiment', text);
+    const worst = await run(await make('local-sentiment', { aggregate: 'worst_sentence' }), 'sentiment', text);
+    expect(worst.label).toBe('negative');
+    expect(worst.score).toBeLessThan(doc.score);
+    // No negative sentence: the document's score, as with the default.
+    const calm = 'The parcel was delivered on Tuesday. Thanks, great work!';
+    expect(await run(await make('local-sentiment', { aggregate: 'worst_sentence' }), 'sentiment', calm)).toEqual(await run(await make('local-sentiment', {}), 'sentiment', calm));
+    const err = await caught(() => make('local-sentiment', { aggregate: 'min' }));
+    expect(err.code).toBe('BATON_MODEL_LOCAL');
+    expect(err.message).toContain('options.aggregate must be');
+  });
+
   it('a bad neutral band throws BATON_MODEL_LOCAL', async () => {
     const err = await caught(() => make('local-sentiment', { neutral: 'wide' }));
     expect(err.code).toBe('BATON_MODEL_LOCAL');
