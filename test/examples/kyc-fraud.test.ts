@@ -13,9 +13,30 @@ import { buildGateway } from '../../src/gateway/server.js';
 import { findConfig, loadFunctions } from '../../src/cli/config.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 import { ANALYST, WORKFLOW, evaluate, loadCases, openBaton, type Outcome } from '../../examples/kyc-fraud/eval.js';
+import { lookupCustomer, matchIdentity, nameScore, screenSanctions } from '../../examples/kyc-fraud/functions.mjs';
 
 const cases = loadCases();
 const byId = (id: string) => cases.find((c) => c.transaction.id === id)!;
+
+describe('kyc-fraud functions', () => {
+  it('the identity match tolerates OCR slips and word order, not another name or birth date', () => {
+    const c = lookupCustomer({ customer_id: 'C001' }); // Olivia Bennett, 1989-01-20
+    const card = (name: string, dob: string) => `IDENTITY CARD\nNAME ${name}\nDOB ${dob}\nID 53034560`;
+    expect(matchIdentity({ text: card('OLIVIA BENNETT', '1989-01-20'), customer: c })).toMatchObject({ match: true, name_score: 1, dob_read: '1989-01-20' });
+    expect(matchIdentity({ text: card('0LIVIA BENNET', '1989-01-20'), customer: c }).match).toBe(true);
+    expect(matchIdentity({ text: card('BENNETT OLIVIA', '1989 01 20'), customer: c }).match).toBe(true);
+    expect(matchIdentity({ text: card('OLIVIA BRENNAN', '1989-01-20'), customer: c }).match).toBe(false);
+    expect(matchIdentity({ text: card('OLIVIA BENNETT', '1998-01-20'), customer: c })).toMatchObject({ match: false, dob_match: false });
+    expect(matchIdentity({ text: '', customer: c })).toMatchObject({ match: false, dob_read: null });
+    expect(nameScore('Erik Holmquist', 'Erik Holmqvist')).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('sanctions screening: a respelled listed name hits, word order does not matter, an ordinary name does not', () => {
+    expect(screenSanctions({ name: 'Pavel Vargo' })).toMatchObject({ hit: true, entry: { name: 'Pavel Vargov' } });
+    expect(screenSanctions({ name: 'Malenko Viktor' })).toMatchObject({ hit: true, entry: { id: 'SL-0001' } });
+    expect(screenSanctions({ name: 'Pavel Morales' })).toMatchObject({ hit: false, possible: false, entry: null });
+  });
+});
 
 describe('kyc-fraud example (SQLite)', () => {
   let dir: string;
