@@ -17,15 +17,15 @@ import { deflateSync } from 'node:zlib';
  * downwards, 0 = top, 10 = baseline); `arc(cx, cy, rx, ry, from, to)` gives points of an
  * ellipse between two angles in degrees (0 = right, 90 = bottom, -90 = top).
  */
-type Pt = [number, number];
-function arc(cx: number, cy: number, rx: number, ry: number, from: number, to: number): Pt[] {
+export type Pt = [number, number];
+export function arc(cx: number, cy: number, rx: number, ry: number, from: number, to: number): Pt[] {
   const steps = Math.max(4, Math.ceil(Math.abs(to - from) / 10));
   return Array.from({ length: steps + 1 }, (_, i) => {
     const t = ((from + ((to - from) * i) / steps) * Math.PI) / 180;
     return [cx + rx * Math.cos(t), cy + ry * Math.sin(t)] as Pt;
   });
 }
-const GLYPHS: Record<string, { width: number; strokes: Pt[][] }> = {
+export const GLYPHS: Record<string, { width: number; strokes: Pt[][] }> = {
   A: { width: 7, strokes: [[[0, 10], [3.5, 0], [7, 10]], [[1.3, 6.5], [5.7, 6.5]]] },
   C: { width: 6.5, strokes: [arc(3.6, 5, 3.6, 5, -40, -320)] },
   E: { width: 5.8, strokes: [[[5.8, 0], [0, 0], [0, 10], [5.8, 10]], [[0, 5], [5, 5]]] },
