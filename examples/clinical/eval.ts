@@ -17,6 +17,7 @@ import { findConfig, loadFunctions } from '../../src/cli/config.js';
 
 const here = import.meta.dirname;
 const TYPES = ['MEDICATION', 'DOSE', 'CONDITION'] as const;
+const IN_FLIGHT = 3;
 
 export interface Note {
   id: string;
@@ -101,23 +102,31 @@ export async function evaluate(notes: Note[], opts: { onNote?: (r: NoteResult, i
   const started = Date.now();
   try {
     const version = await baton.registerFile(join(here, 'workflow.yaml'));
-    // All notes start at once; the OCR model reads them one at a time, the rest overlaps.
-    const runIds = await Promise.all(notes.map((n) => baton.start(version, { note_id: n.id, path: `data/${n.image}` })));
-    const pending = new Set(runIds);
-    const decided = new Set<string>();
-    while (pending.size) {
-      for (const a of await baton.approvals.list({ status: 'pending' })) {
-        if (decided.has(a.id)) continue;
-        decided.add(a.id);
-        toPerson++;
-        await baton.approvals.decide(a.id, { decision: 'approve', reason: 'simulated clinician (eval)' }, clinician);
+    // A few notes in flight at a time: the OCR model reads one image at a time, the other steps
+    // (and the clinician) overlap with it; starting all at once would only queue them on the OCR.
+    const runIds: string[] = new Array(notes.length);
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < notes.length) {
+        const i = next++;
+        const n = notes[i];
+        const id = await baton.start(version, { note_id: n.id, path: `data/${n.image}` });
+        runIds[i] = id;
+        for (;;) {
+          const r = await baton.getRun(id);
+          if (['completed', 'failed', 'cancelled'].includes(r.status)) break;
+          const [a] = await baton.approvals.list({ runId: id, status: 'pending' });
+          if (a) {
+            toPerson++;
+            await baton.approvals.decide(a.id, { decision: 'approve', reason: 'simulated clinician (eval)' }, clinician);
+            await baton.wait(id);
+            break;
+          }
+          await new Promise((res) => setTimeout(res, 25));
+        }
       }
-      for (const id of [...pending]) {
-        const r = await baton.getRun(id);
-        if (['completed', 'failed', 'cancelled'].includes(r.status)) pending.delete(id);
-      }
-      if (pending.size) await new Promise((r) => setTimeout(r, 50));
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, notes.length) }, lane));
     for (const [i, n] of notes.entries()) {
       const run = await baton.getRun(runIds[i]);
       cost += run.cost ?? 0;
