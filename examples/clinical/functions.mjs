@@ -24,6 +24,11 @@ const pairKey = (a, b) => [a, b].sort().join('+');
  * split from the clinical body, and the text with the identifiers replaced, for reviewers.
  */
 export function parseHeader({ text }) {
+  // The OCR text is stored hashed (workflow `sensitive:`): a run resumed between `ocr` and this
+  // step reads back only its sha256. Say so, rather than parse a hash into an empty note.
+  if (/^sha256:[0-9a-f]{64}$/.test(text)) {
+    throw new Error('the OCR text was stored hashed and is gone after a restart; re-read the image: baton runs retry <run> --from ocr');
+  }
   const m = /PATIENT\s*[:;.,]?\s*(.+?)\s+MRN\s*[:;.,]?\s*(\d+)\s+DOB\s*[:;.,]?\s*([\d/]+)/i.exec(text);
   const lines = text.split('\n').filter((l) => l.trim());
   const body = lines.filter((l) => !/PATIENT\s*[:;.,]/i.test(l) && !/\bMRN\b/i.test(l)).join('\n');

@@ -79,6 +79,27 @@ describe.each(STORE_KINDS)('clinical example on %s', (k) => {
       expect(stored).toContain('sha256:');
     }
   }, 120_000);
+
+  it('a run resumed by another engine after ocr cannot read the hashed OCR text back: header fails saying so, retry --from ocr recovers', async () => {
+    const config = findConfig(join(app, 'baton.config.yaml'), []);
+    const functions = await loadFunctions(config.functions);
+    const opts = { services: config.services, baseDir: config.baseDir, leaseMs: 400 };
+    // The first engine stops inside `header` (its function never returns), as a killed process would.
+    const b1 = await suite.baton({ ...opts, functions: { ...functions, parseHeader: () => new Promise(() => {}) } });
+    const v = await b1.registerFile(join(app, 'workflow.yaml'));
+    const n = note('note-002');
+    const id = await b1.start(v, { note_id: n.id, path: `data/${n.image}` });
+    await until(async () => (await b1.getSteps(id)).find((s) => s.stepId === 'ocr' && s.status === 'succeeded'), 'ocr to finish');
+    await new Promise((r) => setTimeout(r, 100)); // header is then called (and never returns)
+    await b1.close({ graceMs: 0 });
+    const b2 = await suite.baton({ ...opts, functions });
+    const failed = await b2.wait(id, { timeoutMs: 60_000 });
+    expect(failed.status).toBe('failed');
+    expect(JSON.stringify((await b2.getSteps(id)).find((s) => s.stepId === 'header'))).toContain('stored hashed');
+    await b2.retry(id, { from: 'ocr' });
+    const a = await approvalOf(b2, id);
+    expect((a.evidence as { medications: { name: string }[] }).medications.map((m) => m.name)).toEqual(['warfarin', 'naproxen', 'atorvastatin', 'metformin']);
+  }, 120_000);
 });
 
 describe('clinical labelled set (first 20 notes, SQLite)', () => {
