@@ -25,16 +25,35 @@ export function arc(cx: number, cy: number, rx: number, ry: number, from: number
     return [cx + rx * Math.cos(t), cy + ry * Math.sin(t)] as Pt;
   });
 }
+const O_ARC = arc(3.7, 5, 3.7, 5, 0, 360);
+const P_BOWL: Pt[] = [[0, 10], [0, 0], [3.8, 0], ...arc(3.8, 2.7, 2.7, 2.7, -90, 90), [0, 5.4]];
 export const GLYPHS: Record<string, { width: number; strokes: Pt[][] }> = {
   A: { width: 7, strokes: [[[0, 10], [3.5, 0], [7, 10]], [[1.3, 6.5], [5.7, 6.5]]] },
+  B: { width: 6.8, strokes: [[[0, 0], [0, 10]], [[0, 0], [3.8, 0], ...arc(3.8, 2.5, 2.5, 2.5, -90, 90), [0, 5]], [[0, 5], [4.2, 5], ...arc(4.2, 7.5, 2.6, 2.5, -90, 90), [0, 10]]] },
   C: { width: 6.5, strokes: [arc(3.6, 5, 3.6, 5, -40, -320)] },
+  D: { width: 6.5, strokes: [[[0, 0], [0, 10]], [[0, 0], [2.5, 0], ...arc(2.5, 5, 4, 5, -90, 90), [0, 10]]] },
   E: { width: 5.8, strokes: [[[5.8, 0], [0, 0], [0, 10], [5.8, 10]], [[0, 5], [5, 5]]] },
+  F: { width: 5.5, strokes: [[[5.5, 0], [0, 0], [0, 10]], [[0, 5], [4.5, 5]]] },
+  G: { width: 7.4, strokes: [arc(3.7, 5, 3.7, 5, -45, -360), [[7.4, 5], [4, 5]]] },
+  H: { width: 6.5, strokes: [[[0, 0], [0, 10]], [[6.5, 0], [6.5, 10]], [[0, 5], [6.5, 5]]] },
   I: { width: 0, strokes: [[[0, 0], [0, 10]]] },
+  J: { width: 5, strokes: [[[5, 0], [5, 7], ...arc(2.5, 7, 2.5, 3, 0, 180)]] },
+  K: { width: 6, strokes: [[[0, 0], [0, 10]], [[6, 0], [0, 6.5]], [[2, 4.8], [6, 10]]] },
   L: { width: 5.5, strokes: [[[0, 0], [0, 10], [5.5, 10]]] },
+  M: { width: 8, strokes: [[[0, 10], [0, 0], [4, 7], [8, 0], [8, 10]]] },
   N: { width: 6.5, strokes: [[[0, 10], [0, 0], [6.5, 10], [6.5, 0]]] },
-  O: { width: 7.4, strokes: [arc(3.7, 5, 3.7, 5, 0, 360)] },
+  O: { width: 7.4, strokes: [O_ARC] },
+  P: { width: 6.5, strokes: [P_BOWL] },
+  Q: { width: 7.4, strokes: [O_ARC, [[4.5, 7], [7.6, 10.5]]] },
+  R: { width: 6.5, strokes: [P_BOWL, [[3, 5.4], [6.5, 10]]] },
+  S: { width: 6.2, strokes: [[...arc(3, 2.5, 3, 2.5, -30, -270), ...arc(3, 7.5, 3.2, 2.5, -90, 150)]] },
   T: { width: 7, strokes: [[[0, 0], [7, 0]], [[3.5, 0], [3.5, 10]]] },
+  U: { width: 6.5, strokes: [[[0, 0], [0, 6.5], ...arc(3.25, 6.5, 3.25, 3.5, 180, 0), [6.5, 0]]] },
   V: { width: 7, strokes: [[[0, 0], [3.5, 10], [7, 0]]] },
+  W: { width: 9, strokes: [[[0, 0], [2.2, 10], [4.5, 2], [6.8, 10], [9, 0]]] },
+  X: { width: 6.5, strokes: [[[0, 0], [6.5, 10]], [[6.5, 0], [0, 10]]] },
+  Y: { width: 7, strokes: [[[0, 0], [3.5, 5], [7, 0]], [[3.5, 5], [3.5, 10]]] },
+  Z: { width: 6.5, strokes: [[[0, 0], [6.5, 0], [0, 10], [6.5, 10]]] },
   '0': { width: 6, strokes: [arc(3, 5, 3, 5, 0, 360)] },
   '1': { width: 4, strokes: [[[0.5, 2], [3, 0], [3, 10]]] },
   '2': { width: 6, strokes: [[...arc(3, 3, 3, 3, -165, 35), [0, 10], [6.2, 10]]] },
@@ -45,39 +64,69 @@ export const GLYPHS: Record<string, { width: number; strokes: Pt[][] }> = {
   '7': { width: 6, strokes: [[[0, 0], [6, 0], [2, 10]]] },
   '8': { width: 6.4, strokes: [arc(3.2, 2.5, 2.7, 2.5, 0, 360), arc(3.2, 7.4, 3.2, 2.6, 0, 360)] },
   '9': { width: 6, strokes: [arc(3, 3.2, 3, 3.2, 0, 360), [[6, 3.2], ...arc(3, 6.6, 3, 3.4, 0, 140)]] },
+  '.': { width: 0.4, strokes: [[[0.2, 9.6], [0.2, 10]]] },
+  ',': { width: 0.8, strokes: [[[0.5, 9.4], [0.5, 10], [-0.3, 11.6]]] },
+  ':': { width: 0.4, strokes: [[[0.2, 3], [0.2, 3.4]], [[0.2, 9.6], [0.2, 10]]] },
+  '/': { width: 5, strokes: [[[0, 10.5], [5, -0.5]]] },
+  '-': { width: 4, strokes: [[[0, 5.5], [4, 5.5]]] },
+  '(': { width: 2, strokes: [arc(4, 5, 4, 6.2, -127, -233)] },
+  ')': { width: 2, strokes: [arc(-2, 5, 4, 6.2, -53, 53)] },
+  '%': { width: 6, strokes: [[[0, 10], [6, 0]], arc(1.2, 1.8, 1.2, 1.8, 0, 360), arc(4.8, 8.2, 1.2, 1.8, 0, 360)] },
 };
 
-/** Greyscale pixels (0 = black, 255 = white) of `text`, anti-aliased, `unit` pixels per font unit. */
+/** The characters the font can draw (besides space and, between lines, newline). */
+export const FONT_CHARS = Object.keys(GLYPHS).join('');
+
+/**
+ * Greyscale pixels (0 = black, 255 = white) of `text`, anti-aliased, `unit` pixels per font
+ * unit. Lowercase is drawn as capitals; `\n` starts a new line (16 font units below).
+ */
 export function render(text: string, unit = 4, margin = 40): { width: number; height: number; pixels: Uint8Array } {
-  const chars = [...text.toUpperCase()];
+  const lines = text.toUpperCase().split('\n');
   const gap = 2.6;
   const space = 5;
+  const lineStep = 16;
   const half = 0.65; // half the stroke width, in font units
   const segments: [Pt, Pt][] = [];
-  let x = 0;
-  for (const c of chars) {
-    if (c === ' ') {
-      x += space;
-      continue;
+  let maxX = 0;
+  lines.forEach((line, row) => {
+    const y0 = row * lineStep;
+    let x = 0;
+    for (const c of line) {
+      if (c === ' ') {
+        x += space;
+        continue;
+      }
+      const g = GLYPHS[c];
+      if (!g) throw new Error(`no glyph for ${JSON.stringify(c)}; the font has ${FONT_CHARS}, space and newline`);
+      for (const stroke of g.strokes) for (let i = 1; i < stroke.length; i++) segments.push([[stroke[i - 1][0] + x, stroke[i - 1][1] + y0], [stroke[i][0] + x, stroke[i][1] + y0]]);
+      x += g.width + gap;
     }
-    const g = GLYPHS[c];
-    if (!g) throw new Error(`no glyph for ${JSON.stringify(c)}; the font has ${Object.keys(GLYPHS).join('')} and space`);
-    for (const stroke of g.strokes) for (let i = 1; i < stroke.length; i++) segments.push([[stroke[i - 1][0] + x, stroke[i - 1][1]], [stroke[i][0] + x, stroke[i][1]]]);
-    x += g.width + gap;
+    maxX = Math.max(maxX, x - gap);
+  });
+  const width = Math.ceil(maxX * unit + 2 * margin);
+  const height = Math.ceil((10 + (lines.length - 1) * lineStep) * unit + 2 * margin);
+  // Distance from each pixel centre to the nearest stroke, visiting only the pixels near each
+  // segment (a whole page against every segment would be quadratic).
+  const dist = new Float32Array(width * height).fill(Infinity);
+  const reach = half + 1 / unit;
+  for (const [a, b] of segments) {
+    const x0 = Math.max(0, Math.floor((Math.min(a[0], b[0]) - reach) * unit + margin));
+    const x1 = Math.min(width - 1, Math.ceil((Math.max(a[0], b[0]) + reach) * unit + margin));
+    const y0 = Math.max(0, Math.floor((Math.min(a[1], b[1]) - reach) * unit + margin));
+    const y1 = Math.min(height - 1, Math.ceil((Math.max(a[1], b[1]) + reach) * unit + margin));
+    for (let py = y0; py <= y1; py++) {
+      for (let px = x0; px <= x1; px++) {
+        const d = distance((px + 0.5 - margin) / unit, (py + 0.5 - margin) / unit, a, b);
+        if (d < dist[py * width + px]) dist[py * width + px] = d;
+      }
+    }
   }
-  const width = Math.ceil((x - gap) * unit + 2 * margin);
-  const height = Math.ceil(10 * unit + 2 * margin);
   const pixels = new Uint8Array(width * height);
-  for (let py = 0; py < height; py++) {
-    for (let px = 0; px < width; px++) {
-      // Pixel centre in font units; ink falls off over one pixel at the stroke edge.
-      const fx = (px + 0.5 - margin) / unit;
-      const fy = (py + 0.5 - margin) / unit;
-      let d = Infinity;
-      for (const [a, b] of segments) d = Math.min(d, distance(fx, fy, a, b));
-      const ink = Math.max(0, Math.min(1, (half - d) * unit + 0.5));
-      pixels[py * width + px] = Math.round(255 * (1 - ink));
-    }
+  for (let i = 0; i < pixels.length; i++) {
+    // Ink falls off over one pixel at the stroke edge.
+    const ink = Math.max(0, Math.min(1, (half - dist[i]) * unit + 0.5));
+    pixels[i] = Math.round(255 * (1 - ink));
   }
   return { width, height, pixels };
 }

@@ -8,11 +8,16 @@
  *
  * Offsets are recomputed against the input (never trusted blindly) so that
  * `text.slice(start, end) === entity.text` always holds.
+ *
+ * `options.lexicon` adds a dictionary tagger (lexicon.ts) for domain terms and measured values
+ * the general taggers do not know (drugs, doses, conditions); its entities win overlaps and
+ * carry `normalized`. With `types` naming only lexicon types, compromise and wink are skipped.
  */
 import nlp from 'compromise';
 import type { Provider, ProviderFactory, ProviderSetup } from '../provider.js';
 import { describe, localError, textModel } from './common.js';
 import { wink } from './nlp.js';
+import { lexiconEntities, loadLexicon, type Lexicon } from './lexicon.js';
 
 const NAME = 'local-entities';
 
@@ -138,7 +143,17 @@ export const createEntities: ProviderFactory = (setup: ProviderSetup): Provider 
     }
     types = new Set((t as string[]).map((x) => x.toUpperCase()));
   }
-  wink(); // load the model now, not on the first request
-  return textModel(setup, NAME, 'entities', (text) => ({ entities: extractEntities(text, types) }));
+  const lexicon: Lexicon | undefined = setup.options.lexicon === undefined ? undefined : loadLexicon(setup, setup.options.lexicon, setup.options.fuzzy);
+  if (!lexicon && setup.options.fuzzy !== undefined) throw localError(setup, 'options.fuzzy applies to options.lexicon; add a lexicon file or leave fuzzy out');
+  const lexTypes = new Set([...(lexicon?.terms.map((t) => t.type) ?? []), ...(lexicon?.patterns.map((p) => p.type) ?? [])]);
+  // The general taggers only run when some wanted type is theirs.
+  const general = !lexicon || !types || [...types].some((t) => !lexTypes.has(t));
+  if (general) wink(); // load the model now, not on the first request
+  return textModel(setup, NAME, 'entities', (text) => {
+    if (!lexicon) return { entities: extractEntities(text, types) };
+    const domain = lexiconEntities(lexicon, text).filter((e) => !types || types.has(e.type));
+    const others = general ? extractEntities(text, types).filter((e) => !domain.some((d) => e.start < d.end && d.start < e.end)) : [];
+    return { entities: [...domain, ...others].sort((a, b) => a.start - b.start) };
+  });
 
 };
