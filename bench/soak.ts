@@ -53,6 +53,7 @@ export interface SoakSample {
   t: number;
   accepted: number;
   completed: number;
+  failed: number;
   throughputPerSec: number;
   acceptP50Ms: number;
   acceptP99Ms: number;
@@ -188,11 +189,21 @@ export async function soak(partial: Partial<SoakOptions> = {}): Promise<SoakResu
     provider: anthropic
     model: claude-soak
     endpoint: ${vendor.url}/v1
+    credential: { env: BATON_SOAK_BACKUP_KEY }
     timeout: 10s
 `);
+  // The backup's key, passed by environment as in production (the fake vendor wants one, any one).
+  process.env.BATON_SOAK_BACKUP_KEY ??= 'soak-backup-key';
   const procs: Array<{ name: string; proc: ChildProcess; log: () => string }> = [];
   const sql = new pg.Client({ connectionString: db.url });
   const problems: string[] = [];
+  // Ctrl-C ends the soak early but still drains, reports and cleans up (processes, database).
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     const common = ['--db', db.url, '--config', join(dir, 'baton.config.yaml'), '--log-level', 'warn'];
     // The gateway first: it creates the schema (workers opening a blank database at once would race on migrations).
@@ -251,10 +262,12 @@ export async function soak(partial: Partial<SoakOptions> = {}): Promise<SoakResu
     const t0 = Date.now();
     let lastSampleAt = t0;
     let completedSoFar = 0;
+    let failedSoFar = 0;
     const sample = async () => {
       const now = Date.now();
-      const r = await sql.query<{ ms: string }>(`SELECT finished_at - created_at AS ms FROM runs WHERE status = 'completed' AND finished_at > $1 AND finished_at <= $2`, [lastSampleAt, now]);
-      const runMs = r.rows.map((x) => Number(x.ms));
+      const r = await sql.query<{ ms: string; status: string }>(`SELECT finished_at - created_at AS ms, status FROM runs WHERE status IN ('completed', 'failed') AND finished_at > $1 AND finished_at <= $2`, [lastSampleAt, now]);
+      const runMs = r.rows.filter((x) => x.status === 'completed').map((x) => Number(x.ms));
+      failedSoFar += r.rows.length - runMs.length;
       completedSoFar += runMs.length;
       const rss: Record<string, number> = {};
       for (const p of procs) rss[p.name] = rssMb(p.proc.pid);
@@ -262,6 +275,7 @@ export async function soak(partial: Partial<SoakOptions> = {}): Promise<SoakResu
         t: Math.round((now - t0) / 1000),
         accepted: accepted.size,
         completed: completedSoFar,
+        failed: failedSoFar,
         throughputPerSec: Math.round((runMs.length / ((now - lastSampleAt) / 1000)) * 10) / 10,
         acceptP50Ms: Math.round(pct(windowAccept, 50) * 10) / 10,
         acceptP99Ms: Math.round(pct(windowAccept, 99) * 10) / 10,
@@ -273,14 +287,14 @@ export async function soak(partial: Partial<SoakOptions> = {}): Promise<SoakResu
       samples.push(s);
       windowAccept = [];
       lastSampleAt = now;
-      say(`  t=${String(s.t).padStart(4)}s accepted ${s.accepted} completed ${s.completed} ${s.throughputPerSec}/s accept p50/p99 ${s.acceptP50Ms}/${s.acceptP99Ms} ms run p50/p99 ${s.runP50Ms}/${s.runP99Ms} ms RSS ${Object.entries(rss).map(([k, v]) => `${k} ${v}`).join(', ')} MB`);
+      say(`  t=${String(s.t).padStart(4)}s accepted ${s.accepted} completed ${s.completed} failed ${s.failed} ${s.throughputPerSec}/s accept p50/p99 ${s.acceptP50Ms}/${s.acceptP99Ms} ms run p50/p99 ${s.runP50Ms}/${s.runP99Ms} ms RSS ${Object.entries(rss).map(([k, v]) => `${k} ${v}`).join(', ')} MB`);
     };
 
     // Open loop: every 50 ms, send what the rate owes since the start (so a slow tick catches up).
     let n = 0;
     let nextSample = t0 + o.sampleSec * 1000;
     const pending = new Set<Promise<void>>();
-    while (Date.now() - t0 < o.durationMs && problems.length === 0) {
+    while (Date.now() - t0 < o.durationMs && problems.length === 0 && !interrupted) {
       const owed = Math.floor(((Date.now() - t0) / 1000) * o.rate) - n;
       for (let i = 0; i < owed; i++) {
         n++;
@@ -304,7 +318,7 @@ export async function soak(partial: Partial<SoakOptions> = {}): Promise<SoakResu
     const drainEnd = Date.now() + o.drainMs;
     for (;;) {
       const r = await sql.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM runs WHERE id = ANY($1) AND status NOT IN ('completed', 'failed', 'cancelled')`, [ids]);
-      if (r.rows[0].n === 0 || Date.now() > drainEnd || problems.length) break;
+      if (r.rows[0].n === 0 || Date.now() > drainEnd || problems.length || interrupted) break;
       await new Promise((res) => setTimeout(res, 250));
     }
     await sample();
@@ -363,6 +377,8 @@ export async function soak(partial: Partial<SoakOptions> = {}): Promise<SoakResu
     }
     return result;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     for (const p of procs) {
       p.proc.removeAllListeners('exit');
       p.proc.kill('SIGTERM');
