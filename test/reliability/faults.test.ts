@@ -156,23 +156,45 @@ steps:
   - { id: c, kind: function, function: step, input: '{ "id": input.i, "s": "c", "prev": steps.b.output }' }
 `);
       const ids: string[] = [];
-      for (let i = 0; i < 30; i++) ids.push(await b.start(v, { i }));
+      for (let i = 0; i < 60; i++) ids.push(await b.start(v, { i }));
       const name = new URL(db.url).pathname.slice(1);
+      // Terminate every backend of the database every 100 ms until the runs have ended; count
+      // the rounds that hit live connections while work was still outstanding.
       let killed = 0;
-      for (let round = 0; round < 6; round++) {
-        await sleep(150);
-        const r = await admin.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-        killed += r.rows.filter((x: { ok: boolean }) => x.ok).length;
-      }
+      let roundsDuringWork = 0;
+      let done = false;
+      const killer = (async () => {
+        const dbAdmin = new pg.Client({ connectionString: db.url });
+        await dbAdmin.connect();
+        try {
+          while (!done) {
+            const left = (await dbAdmin.query(`SELECT (SELECT COUNT(*) FROM runs WHERE status NOT IN ('completed', 'failed'))::int AS n`)).rows[0].n as number;
+            if (left === 0) break;
+            const r = await admin.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND pid <> $2', [name, (dbAdmin as unknown as { processID: number }).processID]);
+            const n = r.rows.filter((x: { ok: boolean }) => x.ok).length;
+            killed += n;
+            if (n > 0) roundsDuringWork++;
+            await sleep(100);
+          }
+        } finally {
+          await dbAdmin.end();
+        }
+      })();
+      const results = [];
+      for (const id of ids) results.push(await b.wait(id, { timeoutMs: 90_000 }));
+      done = true;
+      await killer;
+      expect(roundsDuringWork).toBeGreaterThanOrEqual(3);
       expect(killed).toBeGreaterThan(0);
-      for (const id of ids) {
-        const r = await b.wait(id, { timeoutMs: 60_000 });
+      for (const r of results) {
         expect(r.status).toBe('completed');
-        expect(await successesPerStep(b, id)).toEqual({ a: 1, b: 1, c: 1 });
+        expect(await successesPerStep(b, r.id)).toEqual({ a: 1, b: 1, c: 1 });
       }
       // Execution is at least once (an attempt cut by a lost connection may run again);
       // results are recorded once, which the assertion above shows.
-      expect(executed.size).toBe(90);
+      expect(executed.size).toBe(180);
+      const reruns = [...executed.values()].reduce((a, n) => a + n - 1, 0);
+      console.log(`connection loss: ${killed} backends terminated in ${roundsDuringWork} rounds; ${reruns} of 180 step executions ran again`);
       const rows = await admin.query(`SELECT 1`);
       expect(rows.rowCount).toBe(1);
     } finally {
