@@ -402,7 +402,7 @@ export function printSoak(r: SoakResult): string {
     ...r.samples.map((s) => `${String(s.t).padStart(7)} ${String(s.accepted).padStart(9)} ${String(s.completed).padStart(9)} ${String(s.throughputPerSec).padStart(8)} ${`${s.acceptP50Ms}/${s.acceptP99Ms}`.padStart(19)} ${`${s.runP50Ms}/${s.runP99Ms}`.padStart(16)}   ${Object.entries(s.rssMb).map(([k, v]) => `${k} ${v}`).join(', ')}`),
     '',
     'memory (RSS MB): ' + Object.entries(r.memory).map(([k, m]) => `${k} ${m.firstMb}→${m.lastMb} (max ${m.maxMb}, ${m.slopeMbPerMin} MB/min over the last 2/3)`).join('; ') + (r.memoryChecked ? '' : ' [too short to judge a leak: not checked]'),
-    r.ok ? 'OK: every accepted run completed, nothing duplicated, memory flat' : `PROBLEMS:\n  ${r.problems.join('\n  ')}`,
+    r.ok ? `OK: every accepted run completed, nothing duplicated${r.memoryChecked ? ', memory flat' : ''}` : `PROBLEMS:\n  ${r.problems.join('\n  ')}`,
   ];
   return lines.join('\n');
 }

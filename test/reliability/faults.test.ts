@@ -265,6 +265,23 @@ describe.runIf(STORE_KINDS.includes('sqlite'))('disk full on SQLite', () => {
       expect(refused).toMatchObject({ code: 'BATON_STORE_FULL', retryable: true });
       expect((refused as Error).message).toMatch(/out of disk space.*Free space/);
 
+      // Through the gateway: an RFC 9457 problem with the code and status 507, over a real socket.
+      const { createGateway } = await import('../../src/gateway/server.js');
+      const app = await createGateway(b, { auth: 'off' });
+      try {
+        const url = await app.listen({ port: 0, host: '127.0.0.1' });
+        let res: Response | undefined;
+        for (let i = 0; i < 50; i++) {
+          res = await fetch(`${url}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ workflow: 'keep', input: { pad: 'z'.repeat(4000), i } }) });
+          if (res.status !== 202) break;
+        }
+        expect(res!.status).toBe(507);
+        expect(res!.headers.get('content-type')).toMatch(/application\/problem\+json/);
+        expect(await res!.json()).toMatchObject({ code: 'BATON_STORE_FULL', status: 507 });
+      } finally {
+        await app.close();
+      }
+
       // Still readable, consistent, earlier runs intact.
       for (const r of before) {
         const again = await b.getRun(r.id);
