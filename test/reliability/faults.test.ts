@@ -99,6 +99,24 @@ describe.each(STORE_KINDS)('provider faults on %s', (k) => {
     expect(await successesPerStep(b, r.id)).toEqual({ prep: 1, ask: 1 });
   });
 
+  it('a transient fault (one 503, one 429) and a slow answer within the timeout: the primary retries and answers, the fallback is never called', async () => {
+    vendor.model('gpt-faulty', { reply: (r) => `primary says: ${r.prompt}` });
+    const b = await suite.baton({ services: services() });
+    const v = await b.register(PIPELINE.replace('STREAM', 'false'));
+    vendor.fault('gpt-faulty', '503', 1);
+    const one = await b.run(v, { n: 1 });
+    vendor.fault('gpt-faulty', { kind: '429', retryAfterSec: 0 }, 1);
+    const two = await b.run(v, { n: 2 });
+    vendor.model('gpt-faulty', { latencyMs: 150 });
+    const three = await b.run(v, { n: 3 });
+    for (const [r, outcomes] of [[one, ['primary:error', 'primary:ok']], [two, ['primary:error', 'primary:ok']], [three, ['primary:ok']]] as const) {
+      expect(r.status).toBe('completed');
+      expect(r.output).toMatch(/^primary says: Answer ticket \d$/);
+      expect((await b.store.getModelCalls(r.id)).map((x) => `${x.service}:${x.outcome}`)).toEqual(outcomes);
+    }
+    expect(vendor.calls('claude-ok')).toBe(0);
+  });
+
   it('every service failing: the run fails with a clear recorded error, and the step recorded before it is intact', async () => {
     vendor.fault('gpt-faulty', '503');
     vendor.fault('claude-ok', 'malformed');
