@@ -416,3 +416,36 @@ describe.each(STORE_KINDS)('clock jumps on %s', (k) => {
     for (const r of runs) expect((await b.wait(r.id, { timeoutMs: 10_000 })).status).toBe('completed');
   });
 });
+
+describe.runIf(STORE_KINDS.includes('sqlite'))('disk full on SQLite, mid-run', () => {
+  it('a run whose timer fires while the disk is full is not lost: it completes once space is freed', async (ctx) => {
+    const m = mountTmpfs('8m');
+    if ('refused' in m) {
+      ctx.skip(`cannot mount a tmpfs here (${m.refused}); the disk-full test needs root`);
+      return;
+    }
+    const errors: string[] = [];
+    let b: Baton | undefined;
+    try {
+      b = await Baton.open({ dir: join(m.dir, 'store'), pollIntervalMs: 20, onInternalError: (e, where) => errors.push(`${String((e as BatonError).code ?? e)} at ${where.replace(/run_\w+/, 'run')}`) });
+      const v = await b.register('name: later\nsteps:\n  - { id: nap, kind: wait, duration: 1500ms }\n  - { id: big, kind: transform, needs: [nap], expression: \'$join([1..2000].$string($), ",")\' }\n');
+      const id = await b.start(v, {});
+      await until('the timer armed', async () => (await b!.getEvents(id)).some((e) => e.type === 'step.waiting'));
+      fill(join(m.dir, 'filler'));
+      // The timer fires into a full disk: its commit is refused, the run stays where it was.
+      await sleep(3000);
+      const stuck = await b.getRun(id);
+      expect(stuck.status).not.toBe('completed');
+      rmSync(join(m.dir, 'filler'));
+      // The same process (no restart) takes the step up again once the store accepts writes.
+      const r = await b.wait(id, { timeoutMs: 30_000 });
+      expect(r.status).toBe('completed');
+      expect(await successesPerStep(b, id)).toEqual({ nap: 1, big: 1 });
+      expect(errors.some((x) => x.startsWith('BATON_STORE_FULL'))).toBe(true);
+      console.log(`disk full mid-run: internal errors while full: ${[...new Set(errors)].join(', ') || 'none'}`);
+    } finally {
+      await b?.close().catch(() => undefined);
+      m.unmount();
+    }
+  }, 90_000);
+});
