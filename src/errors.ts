@@ -96,6 +96,7 @@ export const ERRORS = {
   BATON_STORE_OPEN: { status: 500, retryable: false, message: 'Cannot open the store at {path}: {detail}' },
   BATON_STORE_CORRUPT: { status: 500, retryable: false, message: 'The store at {path} is corrupt or not a Baton database ({detail}). Restore it from a backup or point --db elsewhere; nothing was written.' },
   BATON_STORE_BUSY: { status: 503, retryable: true, message: 'The store at {path} is busy or unreachable ({detail}); it was retried before giving up. Check that the database is up, then try again.' },
+  BATON_STORE_FULL: { status: 507, retryable: true, message: 'The store at {path} is out of disk space ({detail}); the write was rolled back and nothing recorded was lost. Free space on that disk (or move the store), then try again.' },
   BATON_STORE_SCHEMA_NEWER: { status: 500, retryable: false, message: 'The store at {path} was written by a newer Baton (schema {found} > {supported}). Upgrade Baton.' },
   BATON_BLOB_MISSING: { status: 500, retryable: false, message: 'Blob {hash} referenced by a recorded output is missing from {dir}.' },
   BATON_USAGE: { status: 400, retryable: false, message: '{detail}' },

@@ -959,10 +959,22 @@ export class Baton extends EventEmitter<BatonEvents> {
       // Not the step's fault (store busy, a bug): report it, give the claim back after a pause
       // so that this or another worker tries again, rather than holding it forever.
       this.onInternalError(e, `step ${w.runId}/${w.key}`);
-      const t = setTimeout(() => {
-        this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]).then(() => this.worker?.poke(), (e2) => this.onInternalError(e2, 'release'));
-      }, 1000);
-      t.unref();
+      // The release is a write too: while the store refuses writes (a full disk) it fails as
+      // well, and must be tried again, or this live worker would hold the step until restart.
+      const release = (delayMs: number) => {
+        const t = setTimeout(() => {
+          if (this.closed) return;
+          this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]).then(
+            () => this.worker?.poke(),
+            (e2) => {
+              this.onInternalError(e2, 'release');
+              release(Math.min(delayMs * 2, 30_000));
+            },
+          );
+        }, delayMs);
+        t.unref();
+      };
+      release(1000);
       return { ready: [], later: [], poke: false };
     }
     if (res.runIdle) await this.finishRun(rs);

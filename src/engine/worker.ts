@@ -96,7 +96,9 @@ export class Worker {
     if (this.inflight > 0) {
       await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
     }
-    await this.host.store.unregisterWorker(this.id);
+    // A store that cannot take the write (disk full, connection lost) must not make stopping
+    // fail: the worker row's lease simply expires and the reaper hands back what it held.
+    await this.host.store.unregisterWorker(this.id).catch((e) => this.host.onError(e, 'unregister'));
   }
 
   get busy(): number {

@@ -1030,6 +1030,9 @@ export class SqliteStore implements Store {
       const code = (e as { code?: string }).code;
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') throw new BatonError('BATON_STORE_BUSY', { path: this.location, detail: (e as Error).message }, { cause: e });
       if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') throw new BatonError('BATON_STORE_CORRUPT', { path: this.location, detail: (e as Error).message }, { cause: e });
+      // A full disk: SQLite rolled the transaction back (the file stays consistent), so this is
+      // a clear, retryable refusal rather than an unknown crash.
+      if (code === 'SQLITE_FULL') throw new BatonError('BATON_STORE_FULL', { path: this.location, detail: (e as Error).message }, { cause: e });
       throw e;
     }
   }
@@ -1224,6 +1227,7 @@ function openError(e: unknown, path: string): BatonError {
   const detail = (e as Error).message ?? String(e);
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return new BatonError('BATON_STORE_CORRUPT', { path, detail }, { cause: e });
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new BatonError('BATON_STORE_BUSY', { path, detail }, { cause: e });
+  if (code === 'SQLITE_FULL') return new BatonError('BATON_STORE_FULL', { path, detail }, { cause: e });
   return new BatonError('BATON_STORE_OPEN', { path, detail }, { cause: e });
 }
 
