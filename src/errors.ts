@@ -54,6 +54,7 @@ export const ERRORS = {
   BATON_GUARD_FAILED: { status: 422, retryable: true, message: 'Output of step {step} failed its guard `{guard}`.' },
   BATON_HTTP_STATUS: { status: 502, retryable: false, message: 'HTTP {method} {url} answered {httpStatus}: {detail}' },
   BATON_HTTP_NETWORK: { status: 502, retryable: true, message: 'HTTP {method} {url} failed: {detail}' },
+  BATON_EGRESS_DENIED: { status: 403, retryable: false, message: 'Egress to {host} ({address}) is denied: {rule}. Nothing was sent. Allow it under `network:` in baton.config.yaml (allow, allow_loopback, allow_private) if it is meant to be reached.' },
   BATON_HTTP_BODY: { status: 502, retryable: false, message: 'HTTP {method} {url} answered a body that is not JSON ({contentType}). Set `response: text` on the step to accept text.' },
   BATON_MAP_NOT_ARRAY: { status: 422, retryable: false, message: 'map step {step}: `over` must give an array, got {type}.' },
   BATON_CHILD_FAILED: { status: 500, retryable: false, message: 'Child workflow {workflow} (run {childRunId}) {status}: {detail}' },

@@ -51,6 +51,7 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
     sqlite: server ? { groupCommit: 'io' } : undefined,
     telemetry: config.telemetry,
+    network: config.network,
     ...extra,
   });
 }
