@@ -139,6 +139,51 @@ describe('http steps through the egress guard (real sockets)', () => {
     expect(other.hits).toEqual([]);
   });
 
+  it('emit sinks and approval notify URLs go through the same guard', async () => {
+    const s = await serve('127.0.0.1');
+    const b = await suite.baton({ network: { allow: ['api.example.com'] } });
+    const r = await b.run(await b.register(`
+name: announce
+steps:
+  - id: tell
+    kind: emit
+    type: order.created
+    data: "{ 'n': 1 }"
+    sink: http://127.0.0.1:${s.port}/sink
+    retry: { max_attempts: 1 }
+`), {});
+    expect(r.status).toBe('failed');
+    expect(JSON.stringify(r.error)).toMatch(/BATON_EGRESS_DENIED/);
+    // An approval whose reminders POST to a denied URL: reminders are recorded, nothing is sent.
+    const v = await b.register(`
+name: gated
+steps:
+  - id: check
+    kind: approval
+    approvers: { roles: [approver] }
+    summary: ok?
+    deadline: 30s
+    reminders: { every: 100ms }
+    notify: http://127.0.0.1:${s.port}/notify
+`);
+    const id = await b.start(v, {});
+    for (let i = 0; i < 400 && (await b.getEvents(id)).filter((e) => e.type === 'approval.reminder').length < 2; i++) await new Promise((res) => setTimeout(res, 25));
+    expect((await b.getEvents(id)).filter((e) => e.type === 'approval.reminder').length).toBeGreaterThanOrEqual(2);
+    await b.cancel(id);
+    expect(s.hits).toEqual([]);
+  });
+
+  it('a network section in baton.config.yaml is read (and a bad one refused)', async () => {
+    const { findConfig } = await import('../../src/cli/config.js');
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const f = join(suite.dir, 'baton.config.yaml');
+    writeFileSync(f, 'network:\n  allow: [api.example.com, 10.0.0.0/8]\n  allow_loopback: true\n');
+    expect(findConfig(f, []).network).toEqual({ allow: ['api.example.com', '10.0.0.0/8'], allow_loopback: true, allow_private: undefined });
+    writeFileSync(f, 'network:\n  allow: [10.0.0.0/40]\n');
+    expect(() => findConfig(f, [])).toThrow(/network: `10.0.0.0\/40` is not a host name, IP or CIDR/);
+  });
+
   it('the metadata address is denied by default, without any network section', async () => {
     const b = await suite.baton();
     const r = await b.run(await b.register(wf('http://169.254.169.254/latest/meta-data/iam/')), {});
