@@ -87,6 +87,25 @@ describe('egress guard rules', () => {
     // Listing the address itself (an IP or CIDR entry) admits it, whatever name leads there.
     expect(await denied(g, 'http://localhost:9/')).toBeUndefined();
   });
+  it('connections are pinned: the lookup at connect time refuses a denied address even when the pre-check passed (DNS rebinding)', async () => {
+    const s = await serve('127.0.0.1');
+    // A guard whose pre-check is skipped, as if DNS had answered a public address at check time.
+    class Rebound extends EgressGuard {
+      override async check(): Promise<void> {}
+    }
+    const f = new Rebound({ allow: ['localhost'] }).wrap(globalThis.fetch);
+    const err = await f(`http://localhost:${s.port}/rebound`).then(() => undefined, (e: Error & { cause?: unknown }) => e);
+    expect(err).toBeDefined();
+    const cause = err instanceof BatonError ? err : err!.cause;
+    expect(cause).toBeInstanceOf(BatonError);
+    expect((cause as BatonError).code).toBe('BATON_EGRESS_DENIED');
+    expect(s.hits).toEqual([]);
+    // The same guard lets it through once loopback is allowed: the refusal was the rule, not the socket.
+    const ok = await new Rebound({ allow: ['localhost'], allow_loopback: true }).wrap(globalThis.fetch)(`http://localhost:${s.port}/fine`);
+    expect(ok.status).toBe(200);
+    expect(s.hits).toEqual(['/fine']);
+  });
+
   it('a bad network section is a clear config error', () => {
     expect(() => EgressGuard.parse({ allow: 'x' })).toThrow(/allow` must be a list/);
     expect(() => EgressGuard.parse({ allow: ['10.0.0.0/99'] })).toThrow(/not a host name, IP or CIDR/);
