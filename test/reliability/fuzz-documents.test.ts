@@ -76,6 +76,17 @@ describe('fuzz: workflow documents', () => {
     const doc = fc.record({ name: fc.oneof(fc.string({ maxLength: 12 }), fc.constant('ok')), steps: fc.array(step, { maxLength: 5 }), input_schema: fc.jsonValue({ maxDepth: 2 }), output: fc.string({ maxLength: 20 }) }, { requiredKeys: ['name', 'steps'] });
     fc.assert(fc.property(doc, compiles), { numRuns: RUNS });
   });
+  it('every top-level field with any value never throws', () => {
+    const top = fc.record({
+      name: fc.oneof(fc.constant('ok'), fc.jsonValue({ maxDepth: 1 })),
+      steps: fc.oneof(fc.constant([{ id: 'a', kind: 'transform', expression: '1' }]), fc.jsonValue({ maxDepth: 2 })),
+      triggers: fc.jsonValue({ maxDepth: 3 }), sensitive: fc.jsonValue({ maxDepth: 2 }), tags: fc.jsonValue({ maxDepth: 2 }),
+      concurrency: fc.jsonValue({ maxDepth: 2 }), limits: fc.jsonValue({ maxDepth: 2 }), defaults: fc.jsonValue({ maxDepth: 3 }),
+      input: fc.jsonValue({ maxDepth: 2 }), output: fc.jsonValue({ maxDepth: 2 }), retention: fc.jsonValue({ maxDepth: 2 }),
+      description: fc.jsonValue({ maxDepth: 1 }), version: fc.jsonValue({ maxDepth: 1 }),
+    }, { requiredKeys: [] });
+    fc.assert(fc.property(top, compiles), { numRuns: RUNS * 3 });
+  });
   it('mutations of the example workflows never throw', () => {
     for (const d of EXAMPLES) expect(compileWorkflow(d).problems.filter((p) => p.severity !== 'warning').map((p) => p.message)).toBeDefined();
     fc.assert(fc.property(mutation, compiles), { numRuns: RUNS });
