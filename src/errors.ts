@@ -54,6 +54,7 @@ export const ERRORS = {
   BATON_GUARD_FAILED: { status: 422, retryable: true, message: 'Output of step {step} failed its guard `{guard}`.' },
   BATON_HTTP_STATUS: { status: 502, retryable: false, message: 'HTTP {method} {url} answered {httpStatus}: {detail}' },
   BATON_HTTP_NETWORK: { status: 502, retryable: true, message: 'HTTP {method} {url} failed: {detail}' },
+  BATON_EGRESS_DENIED: { status: 403, retryable: false, message: 'Egress to {host} ({address}) is denied: {rule}. Nothing was sent. Allow it under `network:` in baton.config.yaml (allow, allow_loopback, allow_private) if it is meant to be reached.' },
   BATON_HTTP_BODY: { status: 502, retryable: false, message: 'HTTP {method} {url} answered a body that is not JSON ({contentType}). Set `response: text` on the step to accept text.' },
   BATON_MAP_NOT_ARRAY: { status: 422, retryable: false, message: 'map step {step}: `over` must give an array, got {type}.' },
   BATON_CHILD_FAILED: { status: 500, retryable: false, message: 'Child workflow {workflow} (run {childRunId}) {status}: {detail}' },
@@ -239,4 +240,30 @@ function safeString(v: unknown): string {
 
 export function isBatonError(e: unknown): e is BatonError {
   return e instanceof BatonError;
+}
+
+/**
+ * `e` with every occurrence of `secret` replaced by `[redacted]`: in a BatonError's message and
+ * details (rebuilt, its cause dropped: the cause may quote it too), or a plain error's message.
+ * For vendors that echo the key they were sent ("Incorrect API key provided: sk-…") in an error
+ * that would otherwise be stored, returned by the API and logged.
+ */
+export function withoutSecret(e: unknown, secret: string | undefined): unknown {
+  if (!secret || secret.length < 6) return e;
+  const scrub = (v: unknown): unknown => {
+    if (typeof v === 'string') return v.split(secret).join('[redacted]');
+    if (Array.isArray(v)) return v.map(scrub);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, scrub(x)]));
+    return v;
+  };
+  if (e instanceof BatonError) {
+    if (!JSON.stringify({ m: e.message, d: e.details, p: e.problems, c: String((e as { cause?: unknown }).cause ?? '') }).includes(secret)) return e;
+    return new BatonError(e.code, scrub(e.details) as Record<string, unknown>, { retryable: e.retryable, problems: scrub(e.problems) as Problem[] });
+  }
+  if (e instanceof Error && (e.message.includes(secret) || String((e as { cause?: unknown }).cause ?? '').includes(secret))) {
+    const out = new Error(scrub(e.message) as string);
+    out.name = e.name;
+    return out;
+  }
+  return e;
 }

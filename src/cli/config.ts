@@ -26,6 +26,7 @@ import { parseTelemetry } from '../observability/config.js';
 import type { TelemetryOptions } from '../observability/telemetry.js';
 import { parsePolicies, type Policy } from '../services/policies.js';
 import { parseRetention, type RetentionPolicy } from '../audit/retention.js';
+import { EgressGuard, type NetworkPolicy } from '../security/egress.js';
 
 export interface BatonConfig {
   /** Absolute path of the config file, when one was found. */
@@ -41,6 +42,8 @@ export interface BatonConfig {
   baseDir: string;
   /** Store-wide retention for workflows that set none (`baton audit purge`). */
   retention?: RetentionPolicy & { archiveDir?: string };
+  /** Egress rules for http steps, emit sinks and approval notify URLs (src/security/egress.ts). */
+  network?: NetworkPolicy;
 }
 
 const NAMES = ['baton.config.yaml', 'baton.config.yml', 'baton.config.json'];
@@ -74,9 +77,9 @@ function loadConfig(file: string): BatonConfig {
     throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`functions\` must be a list of module paths.` });
   }
   if (c.store !== undefined && typeof c.store !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`store\` must be a folder path.` });
-  const known = new Set(['store', 'functions', 'services', 'telemetry', 'policies', 'retention']);
+  const known = new Set(['store', 'functions', 'services', 'telemetry', 'policies', 'retention', 'network']);
   const unknown = Object.keys(c).filter((k) => !known.has(k));
-  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry, policies, retention.` });
+  if (unknown.length) throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: unknown top-level field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: store, functions, services, telemetry, policies, retention, network.` });
   const retention = parseRetention(c.retention, file);
   const archiveDir = (c.retention as { archive_dir?: unknown } | undefined)?.archive_dir;
   if (archiveDir !== undefined && typeof archiveDir !== 'string') throw new BatonError('BATON_CONFIG_INVALID', { detail: `${file}: \`retention.archive_dir\` must be a folder path.` });
@@ -88,6 +91,7 @@ function loadConfig(file: string): BatonConfig {
     telemetry: parseTelemetry(c.telemetry, file),
     policies: parsePolicies(c.policies, file),
     baseDir: base,
+    network: EgressGuard.parse(c.network, `${file}: network`),
     ...(retention ? { retention: { ...retention, ...(archiveDir ? { archiveDir: resolve(base, archiveDir) } : {}) } } : {}),
   };
 }

@@ -52,6 +52,8 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
     sqlite: server ? { groupCommit: 'io' } : undefined,
     telemetry: config.telemetry,
     ...extra,
+    // The config's network: section wins; `--strict-egress` without one is `network: {}`.
+    network: config.network ?? extra.network,
   });
 }
 
@@ -389,8 +391,9 @@ export function buildProgram(): Command {
       .option('--grace <duration>', 'how long a stop waits for attempts in flight before handing them back', '20s')
       .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info')
       .option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this port, without API keys')
+      .option('--strict-egress', 'refuse requests of http steps, emit sinks and notify URLs to loopback and private addresses (as a `network:` section would), unless baton.config.yaml has a network: section')
       .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
-  ).action(async (o: StoreOpts & { concurrency: string; grace: string; logLevel: string; metricsPort?: string; metricsHost: string }) => {
+  ).action(async (o: StoreOpts & { concurrency: string; grace: string; logLevel: string; metricsPort?: string; metricsHost: string; strictEgress?: boolean }) => {
     const level = logLevel(o.logLevel);
     const metricsPort = portOption('--metrics-port', o.metricsPort);
     const concurrency = Number(o.concurrency);
@@ -402,7 +405,7 @@ export function buildProgram(): Command {
       throw new BatonError('BATON_USAGE', { detail: `--grace "${o.grace}" is not a duration; write e.g. 20s.` });
     }
     const log = createLogger({ level, base: { component: 'worker' } });
-    const baton = await openBaton(o, [], { concurrency }, false, true, { onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
+    const baton = await openBaton(o, [], { concurrency }, false, true, { network: o.strictEgress ? {} : undefined, onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
@@ -432,8 +435,9 @@ export function buildProgram(): Command {
       .option('--auth <mode>', 'auto (keys required once any exists), required, or off', 'auto')
       .option('--log-level <level>', `JSON log lines on stdout: ${LOG_LEVELS.join(', ')}`, 'info')
       .option('--metrics-port <n>', 'also serve GET /metrics on this port, without API keys (for a Prometheus on a private network)')
+      .option('--strict-egress', 'refuse requests of http steps, emit sinks and notify URLs to loopback and private addresses (as a `network:` section would), unless baton.config.yaml has a network: section')
       .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
-  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string; metricsHost: string }) => {
+  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string; metricsHost: string; strictEgress?: boolean }) => {
     const level = logLevel(o.logLevel);
     const metricsPort = portOption('--metrics-port', o.metricsPort);
     if (!['auto', 'required', 'off'].includes(o.auth)) throw new BatonError('BATON_USAGE', { detail: `--auth must be auto, required or off, got "${o.auth}".` });
@@ -443,7 +447,7 @@ export function buildProgram(): Command {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new BatonError('BATON_USAGE', { detail: `--concurrency must be a positive whole number, got "${o.concurrency}".` });
     const graceMs = parseDuration(o.grace);
     const log = createLogger({ level, base: { component: 'serve' } });
-    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true, { onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
+    const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true, { network: o.strictEgress ? {} : undefined, onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     const { createGateway } = await import('../gateway/server.js');
     const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention });

@@ -48,6 +48,7 @@ import { buildReport, ReplaySource, type ReplayReport } from './replay.js';
 import type { Telemetry, TelemetryOptions } from '../observability/telemetry.js';
 import { parseTraceparent, telemetryWanted } from '../observability/genai.js';
 import { BatonMetrics } from '../observability/metrics.js';
+import { EgressGuard, primeFetch, type NetworkPolicy } from '../security/egress.js';
 
 export interface BatonOptions {
   /** Folder for the embedded store and blobs. Default `.baton` in the working directory. */
@@ -66,6 +67,12 @@ export interface BatonOptions {
   /** How long a silent worker keeps its claims. Default 30 s. */
   leaseMs?: number;
   fetch?: typeof fetch;
+  /**
+   * Egress rules for `http` steps, emit sinks and approval notify URLs (baton.config.yaml
+   * `network:`; see src/security/egress.ts). Metadata addresses are always denied; with a
+   * `network` section, loopback and private ranges are too unless allowed.
+   */
+  network?: NetworkPolicy;
   /**
    * Model services: parsed configs, or the `services:` mapping as written in baton.config.yaml.
    * Workflows are validated against them (unknown and blocked services are refused).
@@ -277,13 +284,15 @@ export class Baton extends EventEmitter<BatonEvents> {
       onError: (e, w) => this.onInternalError(e, w),
     }, schedOpts);
     this.schedules = this.scheduleControl();
+    // Every request made for a workflow goes through the egress guard.
+    const egressFetch = new EgressGuard(opts.network).wrap(opts.fetch ?? fetch);
     const services: ExecServices = {
       callFunction: (name, input, ctx) => {
         const fn = this.functions.get(name);
         if (!fn) throw new BatonError('BATON_UNKNOWN_FUNCTION', { name }, { retryable: false });
         return Promise.resolve(fn(input, ctx));
       },
-      fetch: opts.fetch ?? fetch,
+      fetch: egressFetch,
       childOutputs: async (runId, parentKey) => {
         const rows = (await this.store.getSteps(runId)).filter((s) => s.parentKey === parentKey).sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
         return rows.map((r) => ({ status: r.status, output: unseal(this.decode(r.output)), error: r.error }));
@@ -313,7 +322,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       recordedInput: (rs, input) => (this.isSensitive(rs.workflow) ? scrub(input, sensitiveValues(rs.workflow.doc, rs.scope, this.sensitiveSteps(rs.workflow))) : input),
     };
     this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
-    this.approvals = new ApprovalDesk({ store, poke: () => this.worker?.poke(), fetch: opts.fetch ?? fetch, onError: (e, w) => this.onInternalError(e, w) });
+    this.approvals = new ApprovalDesk({ store, poke: () => this.worker?.poke(), fetch: egressFetch, onError: (e, w) => this.onInternalError(e, w) });
     if (opts.worker !== false) {
       this.worker = new Worker(
         {
@@ -334,6 +343,9 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   /** Opens the store and, unless `worker: false`, starts a worker that resumes every unfinished run. */
   static async open(opts: BatonOptions = {}): Promise<Baton> {
+    // The egress guard pins connections through a dispatcher of the class Node's fetch uses.
+    if (opts.network !== undefined) opts = { ...opts, network: EgressGuard.parse(opts.network) };
+    await primeFetch();
     // A bad policy list is refused before anything is opened.
     if (!isParsedPolicies(opts.policies)) opts = { ...opts, policies: parsePolicies(opts.policies) };
     const dir = resolve(opts.dir ?? '.baton');

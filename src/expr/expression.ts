@@ -37,6 +37,11 @@ export class Expression {
     this.source = source;
     this.compiled = compiled;
     this.limits = limits;
+    // `$eval` would run text from the data (a run input, a model answer) as an expression:
+    // code injection into every expression that passes data to it. Shadowed by a refusal.
+    compiled.assign('eval', () => {
+      throw Object.assign(new Error('$eval is disabled in Baton expressions (it would run data as code).'), { code: 'BATON_EVAL_DISABLED' });
+    });
     const ast = compiled.ast() as unknown as JsonataNode;
     this.stepRefs = collectStepRefs(ast);
     this.path = plainPath(ast);

@@ -39,6 +39,14 @@ export function wantsReveal(req: FastifyRequest, key: ApiKeyRecord | undefined):
   return true;
 }
 
+/**
+ * Verify and purge cover the whole store (every namespace's runs): an admin key confined to
+ * some namespaces may not purge, or learn about, the runs of others.
+ */
+function allNamespaces(key: ApiKeyRecord | undefined, action: string): void {
+  if (key && !key.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: key.id, role: key.role, action: `${action} (it covers every namespace; use a key with namespace *)` });
+}
+
 export function registerAuditRoutes(app: FastifyInstance, baton: Baton, o: AuditRouteOptions): void {
   app.get('/audit/verify', {
     schema: {
@@ -47,6 +55,7 @@ export function registerAuditRoutes(app: FastifyInstance, baton: Baton, o: Audit
     },
   }, async (req, reply) => {
     requireCap(o.keyOf(req), 'admin', 'verify the audit trail');
+    allNamespaces(o.keyOf(req), 'verify the audit trail');
     const { run } = req.query as { run?: string };
     if (run && !(await baton.store.getRun(run)) && !(await baton.store.listPurged()).some((p) => p.runId === run)) throw new BatonError('BATON_RUN_NOT_FOUND', { runId: run });
     const r = await verifyStore(baton.store, run);
@@ -83,6 +92,7 @@ export function registerAuditRoutes(app: FastifyInstance, baton: Baton, o: Audit
     },
   }, async (req) => {
     requireCap(o.keyOf(req), 'admin', 'purge runs');
+    allNamespaces(o.keyOf(req), 'purge runs');
     const b = (req.body ?? {}) as { dry_run?: boolean; days?: number; mode?: 'purge' | 'archive' };
     if (b.mode !== undefined && b.days === undefined) throw new BatonError('BATON_USAGE', { detail: '`mode` goes with `days`.' });
     const policy = b.days !== undefined ? { days: b.days, mode: b.mode ?? 'purge' } : o.retention;

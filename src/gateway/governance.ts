@@ -129,6 +129,9 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, key
     },
   }, async (req, reply) => {
     requireCap(keyOf(req), 'admin', 'change service status');
+    // Services serve every namespace: blocking one is not for a key confined to some.
+    const k = keyOf(req);
+    if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'change service status (services serve every namespace; use a key with namespace *)' });
     const b = req.body as { status: string; reason?: string; by?: string };
     const r = await baton.setServiceStatus((req.params as { name: string }).name, b.status, { reason: b.reason, by: by(req, b.by) });
     return reply.code(201).send({ service: r.service, status: r.status, reason: r.reason ?? null, by: r.by ?? null, at: iso(r.at) });

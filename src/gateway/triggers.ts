@@ -76,7 +76,8 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
   });
 }
 
-function verifySignature(hook: Listening<WebhookTrigger>, path: string, raw: Buffer, headers: FastifyRequest['headers']): void {
+/** Exported for the constant-time test (test/reliability/webhook-signature.test.ts). */
+export function verifySignature(hook: Listening<WebhookTrigger>, path: string, raw: Buffer, headers: FastifyRequest['headers']): void {
   const { secret, header, algorithm } = hook.trigger.webhook;
   const env = secret.slice('env:'.length);
   const key = process.env[env];

@@ -16,7 +16,7 @@
 import { SpanKind, SpanStatusCode, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import type { ValidateFunction } from 'ajv';
 import { genAiOperation, genAiProvider } from '../observability/genai.js';
-import { BatonError, serializeError } from '../errors.js';
+import { BatonError, serializeError, withoutSecret } from '../errors.js';
 import type { ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory } from '../providers/provider.js';
 import { ServiceBreaker, type BreakerState } from '../resilience/breaker.js';
 import { LatencyTracker, hedgeDelay } from '../resilience/hedge.js';
@@ -111,6 +111,8 @@ class ServiceState {
   failures = 0;
   cacheHits = 0;
   cacheMisses = 0;
+  /** The secret the provider was made with, kept only to scrub it out of the vendor's errors. */
+  credential: string | undefined;
 
   constructor(readonly config: ServiceConfig, private readonly factory: ProviderFactory, private readonly baseDir: string, shared?: SharedLimitStore) {
     // Only failures the service is to blame for open its breaker.
@@ -129,6 +131,7 @@ class ServiceState {
         credential = process.env[c.credentialEnv];
         if (!credential) throw new BatonError('BATON_CREDENTIAL_MISSING', { service: c.name, env: c.credentialEnv });
       }
+      this.credential = credential;
       this.creating = Promise.resolve(this.factory({ service: c.name, model: c.model, endpoint: c.endpoint, credential, options: c.options, baseDir: this.baseDir }));
       this.creating.then((p) => (this.provider = p), () => (this.creating = undefined));
     }
@@ -479,7 +482,8 @@ export class ServiceRuntime {
         response = await provider.call(request, { signal: ac.signal, idempotencyKey: `${call.run.idempotencyKey}:${n}`, streamIdleMs: call.streamIdleMs });
       } catch (e) {
         // A provider that stops on abort throws its own AbortError: report why it was aborted.
-        throw ac.signal.aborted && !signal.aborted ? ac.signal.reason : e;
+        // A vendor that echoes the key in its error does not get it stored, returned or logged.
+        throw withoutSecret(ac.signal.aborted && !signal.aborted ? ac.signal.reason : e, st.credential);
       } finally {
         clearTimeout(timer);
       }

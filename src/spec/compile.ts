@@ -129,232 +129,246 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
   const doc = value as WorkflowDocument;
   const result = (): CompileResult => ({ problems: problems.map((p) => toProblem(p, opts.source)) });
   if (!doc || typeof doc !== 'object' || !Array.isArray(doc.steps)) return result();
-
-  let limitMs = DEFAULT_LIMITS.timeoutMs;
-  if (doc.limits?.expression_timeout !== undefined) {
-    try {
-      limitMs = parseDuration(doc.limits.expression_timeout);
-    } catch (e) {
-      add(['limits', 'expression_timeout'], (e as BatonError).message);
-    }
-  }
-  const expressions = new ExpressionCache({ ...DEFAULT_LIMITS, timeoutMs: limitMs });
-  const ajv = newAjv();
-
-  let defaultRetry = NO_RETRY;
+  const structural = problems.length;
+  // The compile below reads the document as the schema says it is. A document that already broke
+  // the schema can trip it on a field of another type (`triggers: [null]`, `sensitive: ""`): its
+  // schema problems are then the answer, never a crash.
   try {
-    defaultRetry = retryPolicy(doc.defaults?.retry, NO_RETRY);
+    return compileChecked();
   } catch (e) {
-    add(['defaults', 'retry'], (e as BatonError).message);
+    if (e instanceof BatonError || structural === 0) throw e;
+    return result();
   }
 
-  const compileExpr = (src: unknown, path: DocPath): Expression | undefined => {
-    if (typeof src !== 'string') return undefined;
-    try {
-      return expressions.get(src);
-    } catch (e) {
-      add(path, (e as BatonError).message);
-      return undefined;
-    }
-  };
-  const compileSchema = (schema: unknown, path: DocPath): ValidateFunction | undefined => {
-    if (schema === undefined || (typeof schema !== 'object' && typeof schema !== 'boolean')) return undefined;
-    try {
-      return ajv.compile(schema as JsonSchema as object);
-    } catch (e) {
-      add(path, `not a valid JSON Schema: ${(e as Error).message}`);
-      return undefined;
-    }
-  };
+  function compileChecked(): CompileResult {
 
-  /** Compiles the fields every step shares, then the kind's own fields. */
-  const structural = problems.map((p) => formatPath(p.path));
-  const compileStep = (s: StepDoc | SubStepDoc, id: string, path: DocPath): CompiledStep | undefined => {
-    if (!s || typeof s !== 'object') return undefined;
-    // A step whose shape is already wrong is not compiled further: its fields cannot be trusted.
-    const here = formatPath(path);
-    if (structural.some((p) => p === here || p.startsWith(`${here}.`) || (p.startsWith(`${here}[`) && !here.endsWith(']')))) return undefined;
-    const kind = STEP_KINDS.get(s.kind);
-    if (!kind) return undefined; // reported by the structure check
-    let prepared: PreparedStep;
-    try {
-      prepared = kind.prepare(s as never, {
-        expressions,
-        functions: opts.functions,
-        path: formatPath(path),
-        services: opts.services,
-        problem: (rel, message) => add(rel ? [...path, ...relPath(rel)] : path, message),
-        warn: (rel, message) => add(rel ? [...path, ...relPath(rel)] : path, message, false, 'warning'),
-        expression: (rel, src) => compileExpr(src, [...path, ...relPath(rel)]),
-        schema: (rel, schema) => compileSchema(schema, [...path, ...relPath(rel)]),
-        template: (rel, src) => {
-          if (src === undefined) return undefined;
-          try {
-            return new Template(src, expressions);
-          } catch (e) {
-            add([...path, ...relPath(rel)], (e as BatonError).message);
-            return undefined;
-          }
-        },
-      });
-    } catch (e) {
-      add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);
-      return undefined;
-    }
-    let retry = defaultRetry;
-    let timeoutMs: number | undefined;
-    try {
-      const base = s.retry || doc.defaults?.retry ? defaultRetry : { ...defaultRetry, ...kind.defaultRetry };
-      retry = retryPolicy(s.retry, base);
-    } catch (e) {
-      add([...path, 'retry'], (e as BatonError).message);
-    }
-    const timeout = s.timeout ?? doc.defaults?.timeout;
-    if (timeout !== undefined) {
+    let limitMs = DEFAULT_LIMITS.timeoutMs;
+    if (doc.limits?.expression_timeout !== undefined) {
       try {
-        timeoutMs = parseDuration(timeout);
+        limitMs = parseDuration(doc.limits.expression_timeout);
       } catch (e) {
-        add([...path, 'timeout'], (e as BatonError).message);
+        add(['limits', 'expression_timeout'], (e as BatonError).message);
       }
     }
-    return {
-      id,
-      doc: s,
-      kind,
-      prepared,
-      when: compileExpr(s.when, [...path, 'when']),
-      input: compileExpr(s.input, [...path, 'input']),
-      guard: compileExpr(s.guard, [...path, 'guard']),
-      outputValidator: compileSchema(s.output_schema, [...path, 'output_schema']),
-      retry,
-      timeoutMs,
-      onError: compileOnError(s.on_error, [...path, 'on_error'], compileExpr),
-      deps: [],
-      dependents: [],
-      isHandler: false,
+    const expressions = new ExpressionCache({ ...DEFAULT_LIMITS, timeoutMs: limitMs });
+    const ajv = newAjv();
+
+    let defaultRetry = NO_RETRY;
+    try {
+      defaultRetry = retryPolicy(doc.defaults?.retry, NO_RETRY);
+    } catch (e) {
+      add(['defaults', 'retry'], (e as BatonError).message);
+    }
+
+    const compileExpr = (src: unknown, path: DocPath): Expression | undefined => {
+      if (typeof src !== 'string') return undefined;
+      try {
+        return expressions.get(src);
+      } catch (e) {
+        add(path, (e as BatonError).message);
+        return undefined;
+      }
     };
-  };
-
-  // Pass 1: ids and per-step compilation.
-  const steps = new Map<string, CompiledStep>();
-  const order: string[] = [];
-  const pathOf = new Map<string, DocPath>();
-  doc.steps.forEach((s, i) => {
-    const path: DocPath = ['steps', i];
-    if (!s || typeof s !== 'object' || typeof s.id !== 'string') return;
-    if (pathOf.has(s.id)) {
-      add([...path, 'id'], `duplicate step id "${s.id}" (first used at ${formatPath(pathOf.get(s.id)!)}). Step ids must be unique.`);
-      return;
-    }
-    pathOf.set(s.id, path);
-    const c = compileStep(s, s.id, path);
-    if (!c) return;
-    if (s.kind === 'map' && (s as { step?: SubStepDoc }).step) {
-      c.sub = compileStep((s as { step: SubStepDoc }).step, s.id, [...path, 'step']);
-    }
-    steps.set(s.id, c);
-    order.push(s.id);
-  });
-
-  // Pass 2: references, dependencies and error routes.
-  for (const id of order) {
-    const c = steps.get(id)!;
-    const path = pathOf.get(id)!;
-    const deps = new Set<string>();
-    (c.doc as StepDoc).needs?.forEach((n, j) => {
-      if (n === id) add([...path, 'needs', j], `step "${id}" cannot need itself.`);
-      else if (!pathOf.has(n)) add([...path, 'needs', j], `needs "${n}", but there is no step with that id${suggest(n, pathOf.keys())}.`);
-      else deps.add(n);
-    });
-    const refSets: Array<[DocPath, Iterable<string>]> = [];
-    for (const f of ['when', 'input', 'guard'] as const) if (c[f]) refSets.push([[...path, f], c[f]!.stepRefs]);
-    refSets.push([path, c.prepared.stepRefs]);
-    if (c.sub) {
-      for (const f of ['when', 'input', 'guard'] as const) if (c.sub[f]) refSets.push([[...path, 'step', f], c.sub[f]!.stepRefs]);
-      refSets.push([[...path, 'step'], c.sub.prepared.stepRefs]);
-    }
-    for (const [where, refs] of refSets) {
-      for (const r of refs) {
-        if (r === id) {
-          // A guard reads the step's own output through `output`, not steps.<self>.
-          add(where, `step "${id}" refers to its own output through steps.${id}; use \`output\` in a guard instead.`);
-        } else if (!pathOf.has(r)) add(where, `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
-        else deps.add(r);
+    const compileSchema = (schema: unknown, path: DocPath): ValidateFunction | undefined => {
+      if (schema === undefined || (typeof schema !== 'object' && typeof schema !== 'boolean')) return undefined;
+      try {
+        return ajv.compile(schema as JsonSchema as object);
+      } catch (e) {
+        add(path, `not a valid JSON Schema: ${(e as Error).message}`);
+        return undefined;
       }
-    }
-    c.deps = [...deps].filter((d) => steps.has(d));
-    if (c.onError.action === 'route') {
-      const target = c.onError.step;
-      if (target === id) add([...path, 'on_error', 'route'], `step "${id}" cannot route its errors to itself.`);
-      else if (!steps.has(target)) add([...path, 'on_error', 'route'], `routes errors to "${target}", but there is no step with that id${suggest(target, pathOf.keys())}.`);
-      else steps.get(target)!.isHandler = true;
-    }
-  }
-  for (const id of order) {
-    const c = steps.get(id)!;
-    if (c.isHandler && (c.doc as StepDoc).needs?.length) {
-      add([...pathOf.get(id)!, 'needs'], `step "${id}" is an error handler (an on_error.route target); it runs only when routed to, so it cannot have needs.`);
-    }
-    // A handler is scheduled by a route only, never by its dependencies finishing.
-    if (!c.isHandler) for (const d of c.deps) steps.get(d)!.dependents.push(id);
-  }
+    };
 
-  // Pass 3: cycles.
-  for (const cycle of findCycles(order, (id) => steps.get(id)!.deps)) {
-    add(pathOf.get(cycle[0])!, `dependency cycle: ${[...cycle, cycle[0]].join(' → ')}. Steps form a directed acyclic graph; remove one of these dependencies.`);
-  }
+    /** Compiles the fields every step shares, then the kind's own fields. */
+    const structural = problems.map((p) => formatPath(p.path));
+    const compileStep = (s: StepDoc | SubStepDoc, id: string, path: DocPath): CompiledStep | undefined => {
+      if (!s || typeof s !== 'object') return undefined;
+      // A step whose shape is already wrong is not compiled further: its fields cannot be trusted.
+      const here = formatPath(path);
+      if (structural.some((p) => p === here || p.startsWith(`${here}.`) || (p.startsWith(`${here}[`) && !here.endsWith(']')))) return undefined;
+      const kind = STEP_KINDS.get(s.kind);
+      if (!kind) return undefined; // reported by the structure check
+      let prepared: PreparedStep;
+      try {
+        prepared = kind.prepare(s as never, {
+          expressions,
+          functions: opts.functions,
+          path: formatPath(path),
+          services: opts.services,
+          problem: (rel, message) => add(rel ? [...path, ...relPath(rel)] : path, message),
+          warn: (rel, message) => add(rel ? [...path, ...relPath(rel)] : path, message, false, 'warning'),
+          expression: (rel, src) => compileExpr(src, [...path, ...relPath(rel)]),
+          schema: (rel, schema) => compileSchema(schema, [...path, ...relPath(rel)]),
+          template: (rel, src) => {
+            if (src === undefined) return undefined;
+            try {
+              return new Template(src, expressions);
+            } catch (e) {
+              add([...path, ...relPath(rel)], (e as BatonError).message);
+              return undefined;
+            }
+          },
+        });
+      } catch (e) {
+        add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);
+        return undefined;
+      }
+      let retry = defaultRetry;
+      let timeoutMs: number | undefined;
+      try {
+        const base = s.retry || doc.defaults?.retry ? defaultRetry : { ...defaultRetry, ...kind.defaultRetry };
+        retry = retryPolicy(s.retry, base);
+      } catch (e) {
+        add([...path, 'retry'], (e as BatonError).message);
+      }
+      const timeout = s.timeout ?? doc.defaults?.timeout;
+      if (timeout !== undefined) {
+        try {
+          timeoutMs = parseDuration(timeout);
+        } catch (e) {
+          add([...path, 'timeout'], (e as BatonError).message);
+        }
+      }
+      return {
+        id,
+        doc: s,
+        kind,
+        prepared,
+        when: compileExpr(s.when, [...path, 'when']),
+        input: compileExpr(s.input, [...path, 'input']),
+        guard: compileExpr(s.guard, [...path, 'guard']),
+        outputValidator: compileSchema(s.output_schema, [...path, 'output_schema']),
+        retry,
+        timeoutMs,
+        onError: compileOnError(s.on_error, [...path, 'on_error'], compileExpr),
+        deps: [],
+        dependents: [],
+        isHandler: false,
+      };
+    };
 
-  // Pass 4: governance policies (they read the graph, so they come after it is known).
-  if (opts.policies?.length) {
-    const byId = new Map<string, PolicyStep>();
+    // Pass 1: ids and per-step compilation.
+    const steps = new Map<string, CompiledStep>();
+    const order: string[] = [];
+    const pathOf = new Map<string, DocPath>();
+    doc.steps.forEach((s, i) => {
+      const path: DocPath = ['steps', i];
+      if (!s || typeof s !== 'object' || typeof s.id !== 'string') return;
+      if (pathOf.has(s.id)) {
+        add([...path, 'id'], `duplicate step id "${s.id}" (first used at ${formatPath(pathOf.get(s.id)!)}). Step ids must be unique.`);
+        return;
+      }
+      pathOf.set(s.id, path);
+      const c = compileStep(s, s.id, path);
+      if (!c) return;
+      if (s.kind === 'map' && (s as { step?: SubStepDoc }).step) {
+        c.sub = compileStep((s as { step: SubStepDoc }).step, s.id, [...path, 'step']);
+      }
+      steps.set(s.id, c);
+      order.push(s.id);
+    });
+
+    // Pass 2: references, dependencies and error routes.
     for (const id of order) {
       const c = steps.get(id)!;
-      const d = c.doc as StepDoc;
-      const services: PolicyStep['services'] = [];
-      const collect = (x: StepDoc | SubStepDoc | undefined, base: Array<string | number>) => {
-        if (x?.kind !== 'model') return;
-        services.push({ name: x.service, field: [...base, 'service'] });
-        x.fallback?.forEach((f, j) => services.push({ name: f, field: [...base, 'fallback', j] }));
-      };
-      collect(d, []);
-      if (d.kind === 'map') collect(d.step, ['step']);
-      byId.set(id, { id, kind: d.kind, path: pathOf.get(id)!, risk: d.risk, services, dependents: c.dependents });
+      const path = pathOf.get(id)!;
+      const deps = new Set<string>();
+      (c.doc as StepDoc).needs?.forEach((n, j) => {
+        if (n === id) add([...path, 'needs', j], `step "${id}" cannot need itself.`);
+        else if (!pathOf.has(n)) add([...path, 'needs', j], `needs "${n}", but there is no step with that id${suggest(n, pathOf.keys())}.`);
+        else deps.add(n);
+      });
+      const refSets: Array<[DocPath, Iterable<string>]> = [];
+      for (const f of ['when', 'input', 'guard'] as const) if (c[f]) refSets.push([[...path, f], c[f]!.stepRefs]);
+      refSets.push([path, c.prepared.stepRefs]);
+      if (c.sub) {
+        for (const f of ['when', 'input', 'guard'] as const) if (c.sub[f]) refSets.push([[...path, 'step', f], c.sub[f]!.stepRefs]);
+        refSets.push([[...path, 'step'], c.sub.prepared.stepRefs]);
+      }
+      for (const [where, refs] of refSets) {
+        for (const r of refs) {
+          if (r === id) {
+            // A guard reads the step's own output through `output`, not steps.<self>.
+            add(where, `step "${id}" refers to its own output through steps.${id}; use \`output\` in a guard instead.`);
+          } else if (!pathOf.has(r)) add(where, `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+          else deps.add(r);
+        }
+      }
+      c.deps = [...deps].filter((d) => steps.has(d));
+      if (c.onError.action === 'route') {
+        const target = c.onError.step;
+        if (target === id) add([...path, 'on_error', 'route'], `step "${id}" cannot route its errors to itself.`);
+        else if (!steps.has(target)) add([...path, 'on_error', 'route'], `routes errors to "${target}", but there is no step with that id${suggest(target, pathOf.keys())}.`);
+        else steps.get(target)!.isHandler = true;
+      }
     }
-    for (const v of checkPolicies(opts.policies, doc.tags ?? [], byId, (n) => opts.services?.get(n))) add(v.path, v.message);
-  }
+    for (const id of order) {
+      const c = steps.get(id)!;
+      if (c.isHandler && (c.doc as StepDoc).needs?.length) {
+        add([...pathOf.get(id)!, 'needs'], `step "${id}" is an error handler (an on_error.route target); it runs only when routed to, so it cannot have needs.`);
+      }
+      // A handler is scheduled by a route only, never by its dependencies finishing.
+      if (!c.isHandler) for (const d of c.deps) steps.get(d)!.dependents.push(id);
+    }
 
-  const inputValidator = compileSchema(doc.input, ['input']);
-  const output = compileExpr(doc.output, ['output']);
-  const concurrencyKey = compileExpr(doc.concurrency?.key, ['concurrency', 'key']);
-  for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
-  const triggers = compileTriggers(doc.triggers, (p, m) => add(p, m), compileExpr);
-  for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
-  (doc.sensitive ?? []).forEach((f, i) => {
-    const path = typeof f === 'string' ? f : f?.path;
-    const m = typeof path === 'string' ? /^steps\.([^.]+)\.output/.exec(path) : null;
-    if (m && !pathOf.has(m[1])) add(['sensitive', i], `marks steps.${m[1]}.output sensitive, but there is no step with that id${suggest(m[1], pathOf.keys())}.`);
-  });
+    // Pass 3: cycles.
+    for (const cycle of findCycles(order, (id) => steps.get(id)!.deps)) {
+      add(pathOf.get(cycle[0])!, `dependency cycle: ${[...cycle, cycle[0]].join(' → ')}. Steps form a directed acyclic graph; remove one of these dependencies.`);
+    }
 
-  if (problems.some((p) => p.severity !== 'warning')) return result();
-  const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0);
-  return {
-    problems: problems.map((p) => toProblem(p, opts.source)),
-    workflow: {
-      name: doc.name,
-      doc,
-      steps,
-      order,
-      inputValidator,
-      output,
-      concurrencyKey,
-      triggers,
-      sinks,
-      inlineOutputBytes: doc.limits?.inline_output_bytes ?? 256 * 1024,
-      expressions,
-      warnings: problems.map((p) => toProblem(p, opts.source)),
-      callsModels: [...steps.values()].some((c) => c.kind.name === 'model' || c.sub?.kind.name === 'model'),
-    },
-  };
+    // Pass 4: governance policies (they read the graph, so they come after it is known).
+    if (opts.policies?.length) {
+      const byId = new Map<string, PolicyStep>();
+      for (const id of order) {
+        const c = steps.get(id)!;
+        const d = c.doc as StepDoc;
+        const services: PolicyStep['services'] = [];
+        const collect = (x: StepDoc | SubStepDoc | undefined, base: Array<string | number>) => {
+          if (x?.kind !== 'model') return;
+          services.push({ name: x.service, field: [...base, 'service'] });
+          x.fallback?.forEach((f, j) => services.push({ name: f, field: [...base, 'fallback', j] }));
+        };
+        collect(d, []);
+        if (d.kind === 'map') collect(d.step, ['step']);
+        byId.set(id, { id, kind: d.kind, path: pathOf.get(id)!, risk: d.risk, services, dependents: c.dependents });
+      }
+      for (const v of checkPolicies(opts.policies, doc.tags ?? [], byId, (n) => opts.services?.get(n))) add(v.path, v.message);
+    }
+
+    const inputValidator = compileSchema(doc.input, ['input']);
+    const output = compileExpr(doc.output, ['output']);
+    const concurrencyKey = compileExpr(doc.concurrency?.key, ['concurrency', 'key']);
+    for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
+    // A field of the wrong type is already a structural problem: it is not compiled further.
+    const triggers = compileTriggers(Array.isArray(doc.triggers) ? doc.triggers : undefined, (p, m) => add(p, m), compileExpr);
+    for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+    (Array.isArray(doc.sensitive) ? doc.sensitive : []).forEach((f, i) => {
+      const path = typeof f === 'string' ? f : f?.path;
+      const m = typeof path === 'string' ? /^steps\.([^.]+)\.output/.exec(path) : null;
+      if (m && !pathOf.has(m[1])) add(['sensitive', i], `marks steps.${m[1]}.output sensitive, but there is no step with that id${suggest(m[1], pathOf.keys())}.`);
+    });
+
+    if (problems.some((p) => p.severity !== 'warning')) return result();
+    const sinks = order.filter((id) => steps.get(id)!.dependents.length === 0);
+    return {
+      problems: problems.map((p) => toProblem(p, opts.source)),
+      workflow: {
+        name: doc.name,
+        doc,
+        steps,
+        order,
+        inputValidator,
+        output,
+        concurrencyKey,
+        triggers,
+        sinks,
+        inlineOutputBytes: doc.limits?.inline_output_bytes ?? 256 * 1024,
+        expressions,
+        warnings: problems.map((p) => toProblem(p, opts.source)),
+        callsModels: [...steps.values()].some((c) => c.kind.name === 'model' || c.sub?.kind.name === 'model'),
+      },
+    };
+}
 }
 
 function compileOnError(

@@ -27,7 +27,15 @@ export function parseSource(text: string, file = '<input>'): SourceDocument {
     });
     throw new BatonError('BATON_DOC_SYNTAX', { detail: problems.map((p) => `${p.line}:${p.column} ${p.message}`).join('; ') }, { problems });
   }
-  const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  // toJS throws for alias trouble the parser lets through (an alias without its anchor, an
+  // alias bomb beyond maxAliasCount): a syntax problem of the document, not a crash.
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (e) {
+    const message = (e as Error).message.split('\n')[0];
+    throw new BatonError('BATON_DOC_SYNTAX', { detail: `1:1 ${message}` }, { problems: [{ file, line: 1, column: 1, path: '', message }] });
+  }
   return {
     file,
     text,

@@ -88,6 +88,9 @@ async function postToSink(url: string, mode: 'structured' | 'binary', event: Pub
   } catch (e) {
     if (signal.aborted && signal.reason instanceof BatonError) throw signal.reason;
     const cause = (e as Error & { cause?: { message?: string } }).cause;
+    // An address the egress guard refused is not a network failure: it is final and says why.
+    if (e instanceof BatonError) throw e;
+    if (cause instanceof BatonError) throw cause;
     throw new BatonError('BATON_HTTP_NETWORK', { method: 'POST', url: shown, detail: cause?.message ?? (e as Error).message }, { cause: e });
   }
   const text = await res.text();

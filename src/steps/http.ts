@@ -82,6 +82,12 @@ export const httpKind: StepKind<HttpStepDoc> = {
         } catch (e) {
           if (x.signal.aborted && x.signal.reason instanceof BatonError) throw x.signal.reason;
           const cause = (e as Error & { cause?: { message?: string } }).cause;
+          // An address the egress guard refused is not a network failure: it is final and says why.
+          if (e instanceof BatonError) throw e;
+          if (cause instanceof BatonError) throw cause;
+    // An address the egress guard refused is not a network failure: it is final and says why.
+    if (e instanceof BatonError) throw e;
+    if (cause instanceof BatonError) throw cause;
           throw new BatonError('BATON_HTTP_NETWORK', { method, url: shown, detail: cause?.message ?? (e as Error).message }, { cause: e });
         }
         const text = await res.text();
