@@ -10,6 +10,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePng, render } from '../../scripts/make-ocr-fixture.js';
+import { mulberry32 as prng } from '../../src/util/random.js';
 
 const here = import.meta.dirname;
 const args = process.argv.slice(2);
@@ -20,17 +21,6 @@ const flag = (name: string, dflt: number): number => {
 const COUNT = flag('count', 60);
 const SEED = flag('seed', 7);
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(SEED);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
 const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));

@@ -15,22 +15,12 @@ import { extname } from 'node:path';
 import { IsolationForest } from 'isolation-forest';
 import type { CallOptions, ModelRequest, ModelResponse, Provider, ProviderFactory, ProviderSetup } from '../provider.js';
 import { begin, describe, isRecord, localError, resolveOptionPath, usage } from './common.js';
+import { mulberry32 } from '../../util/random.js';
 
 const NAME = 'local-anomaly';
 
 type Row = Record<string, number>;
 
-/** mulberry32: a tiny, good-enough seeded PRNG. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function toNumber(v: unknown): number | undefined {
   if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
