@@ -73,6 +73,14 @@ describe('fuzz: API bodies over a real socket', () => {
       events: (await b.store.getEvents(gateRun)).length,
     });
 
+    const settle = async () => {
+      for (let i = 0; i < 200; i++) {
+        const moving = (await b.store.listRuns({ limit: 1000 })).some((r) => r.status === 'running' || r.status === 'pending' || r.status === 'queued');
+        if (!moving) return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+
     const endpoints: Array<{ path: string; body: fc.Arbitrary<unknown> }> = [
       { path: '/runs', body: fc.oneof(anyValue, shaped(['workflow', 'input', 'id', 'namespace', 'priority', 'budget', 'wait']), fc.record({ workflow: fc.constantFrom('greet', 'nope', 'greet@production'), input: anyValue }, { requiredKeys: ['workflow'] })) },
       { path: '/workflows', body: fc.oneof(anyValue, shaped(['name', 'steps', 'input', 'output', 'triggers']), fc.record({ name: fc.string({ maxLength: 10 }), steps: fc.array(shaped(['id', 'kind', 'expression', 'needs']), { maxLength: 3 }) })) },
@@ -89,6 +97,9 @@ describe('fuzz: API bodies over a real socket', () => {
     };
     for (const ep of endpoints) {
       await fc.assert(fc.asyncProperty(ep.body, async (body) => {
+        // A run an earlier accepted request started (or an approval it decided) may still be
+        // moving: let it settle first, so the comparison sees only what this request does.
+        await settle();
         const before = await snapshot();
         const r = await post(ep.path, JSON.stringify(body) ?? 'null');
         expect(r.status, `${ep.path} ${r.text.slice(0, 300)}`).toBeLessThan(500);
