@@ -8,6 +8,7 @@
  * for a person's decision, the deadline not having passed), so a decision is recorded once, a
  * deadline fires once however many processes sweep, and a refused request changes nothing.
  */
+import { SoonestTimer } from '../util/soonest-timer.js';
 import type { ValidateFunction } from 'ajv';
 import { BatonError } from '../errors.js';
 import { newAjv } from '../spec/compile.js';
@@ -54,7 +55,9 @@ const IDLE_SWEEP_MS = 1_000;
 
 export class ApprovalDesk {
   private readonly validators = new Map<string, ValidateFunction>();
-  private timer: NodeJS.Timeout | undefined;
+  private readonly timer = new SoonestTimer(() => {
+    this.sweeping = this.tick();
+  });
   private sweeping: Promise<unknown> = Promise.resolve();
   private running = false;
 
@@ -145,24 +148,12 @@ export class ApprovalDesk {
 
   async close(): Promise<void> {
     this.running = false;
-    clearTimeout(this.timer);
+    this.timer.cancel();
     await this.sweeping.catch(() => undefined);
   }
 
-  private timerDue = Infinity;
-
   private schedule(delayMs: number): void {
-    if (!this.running) return;
-    const due = Date.now() + delayMs;
-    if (this.timer && due >= this.timerDue) return;
-    clearTimeout(this.timer);
-    this.timerDue = due;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.timerDue = Infinity;
-      this.sweeping = this.tick();
-    }, delayMs);
-    this.timer.unref();
+    if (this.running) this.timer.arm(delayMs);
   }
 
   private async tick(): Promise<void> {

@@ -18,6 +18,7 @@
  * No busy loop: the scheduler sleeps until the earliest next fire in the store, capped so that
  * schedules registered by other processes are noticed (`maxSleepMs`).
  */
+import { SoonestTimer } from '../util/soonest-timer.js';
 import { createHash } from 'node:crypto';
 import { BatonError, serializeError, type SerializedError } from '../errors.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
@@ -89,8 +90,7 @@ export class Scheduler {
   private readonly maxSleepMs: number;
   private readonly graceMs: number;
   private readonly leaseMs: number;
-  private timer: NodeJS.Timeout | undefined;
-  private timerDue = Infinity;
+  private readonly timer = new SoonestTimer(() => void this.tick());
   private running: Promise<unknown> = Promise.resolve();
   private ticking = false;
   private stopped = true;
@@ -114,8 +114,7 @@ export class Scheduler {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timer.cancel();
     // A tick talking to the store finishes before the store closes.
     await this.running.catch(() => undefined);
   }
@@ -257,15 +256,6 @@ export class Scheduler {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    const due = Date.now() + delayMs;
-    if (this.timer && due >= this.timerDue) return;
-    clearTimeout(this.timer);
-    this.timerDue = due;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.timerDue = Infinity;
-      void this.tick();
-    }, delayMs);
-    this.timer.unref();
+    this.timer.arm(delayMs);
   }
 }

@@ -7,6 +7,7 @@
  * Liveness: the worker row carries a lease renewed by a heartbeat. A worker whose lease
  * expired, or (same host) whose process is gone, loses its claims to the others.
  */
+import { SoonestTimer } from '../util/soonest-timer.js';
 import { hostname } from 'node:os';
 import type { Store, WorkerInfo } from '../store/store.js';
 import type { Work } from './executor.js';
@@ -35,8 +36,7 @@ export class Worker {
   private readonly queue: Work[] = [];
   private inflight = 0;
   private stopped = false;
-  private pollTimer: NodeJS.Timeout | undefined;
-  private pollDue = Infinity;
+  private readonly pollTimer = new SoonestTimer(() => void this.poll());
   private polling = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -86,7 +86,7 @@ export class Worker {
   async stop(graceMs = 10_000): Promise<void> {
     this.stopped = true;
     clearInterval(this.heartbeatTimer);
-    clearTimeout(this.pollTimer);
+    this.pollTimer.cancel();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.queue.length = 0;
@@ -134,16 +134,7 @@ export class Worker {
 
   private schedulePoll(delayMs: number): void {
     if (this.stopped) return;
-    const due = Date.now() + delayMs;
-    if (this.pollTimer && due >= this.pollDue) return;
-    clearTimeout(this.pollTimer);
-    this.pollDue = due;
-    this.pollTimer = setTimeout(() => {
-      this.pollTimer = undefined;
-      this.pollDue = Infinity;
-      void this.poll();
-    }, delayMs);
-    this.pollTimer.unref();
+    this.pollTimer.arm(delayMs);
   }
 
   private pollDone: Promise<void> = Promise.resolve();
