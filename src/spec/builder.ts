@@ -11,7 +11,7 @@
 import { z } from 'zod';
 import type { StepStatus } from '../engine/states.js';
 import { BatonError } from '../errors.js';
-import type { FunctionContext, StepFunction } from '../steps/kind.js';
+import type { FunctionContext, PublishedEvent, StepFunction } from '../steps/kind.js';
 import type { ApprovalStepDoc, Duration, HttpStepDoc, JsonSchema, ModelStepDoc, OnErrorDoc, TaskStepDoc, RetryPolicyDoc, StepDoc, WorkflowDocument } from './types.js';
 
 /** What expressions see, typed by the workflow's input, the steps declared so far and the vars. */
@@ -111,17 +111,8 @@ export interface EmitDef<C, S> extends Common<C, S, unknown> {
   sink_mode?: 'structured' | 'binary';
 }
 
-/** What an `emit` step outputs: the CloudEvent it published. */
-export interface EmittedEvent<D = unknown> {
-  specversion: '1.0';
-  id: string;
-  type: string;
-  source: string;
-  subject?: string;
-  time: string;
-  datacontenttype: 'application/json';
-  data: D;
-}
+/** What an `emit` step outputs: the CloudEvent it published, with its data typed. */
+export type EmittedEvent<D = unknown> = Omit<PublishedEvent, 'data' | 'traceparent'> & { data: D };
 
 /**
  * A model call. The output type is the zod `output` schema's (which also becomes the step's
