@@ -16,19 +16,10 @@ import type { Baton } from '../../src/index.js';
 import { findConfig, loadFunctions } from '../../src/cli/config.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 import { evaluate, loadTickets, spread, thresholdSweep } from '../../examples/support/eval.js';
+import { until } from '../helpers/wait.js';
 
 const app = resolve(import.meta.dirname, '../../examples/support');
 const AGENT = { name: 'agent-ana', role: 'approver' };
-
-async function until<T>(f: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const ticket = (id: string, subject: string, body: string) => ({ ticket: { id, customer: 'Mei', tier: 'pro', subject, body } });
 

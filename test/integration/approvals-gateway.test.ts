@@ -10,20 +10,11 @@ import type { Baton } from '../../src/index.js';
 import { createGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const REFUND = readFileSync(resolve(root, 'examples/approvals/refund.yaml'), 'utf8');
 const RISKY = JSON.parse(readFileSync(resolve(root, 'examples/approvals/risky.json'), 'utf8')) as Record<string, unknown>;
-
-async function until<T>(f: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe.each(STORE_KINDS)('/approvals over HTTP on %s', (k) => {
   const suite = engineSuite(k, 'baton-approvals-gw-');

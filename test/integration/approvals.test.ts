@@ -14,6 +14,7 @@ import { z } from 'zod';
 import type { BatonError } from '../../src/errors.js';
 import type { ApprovalView } from '../../src/engine/approvals.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until, code } from '../helpers/wait.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const REFUND = readFileSync(resolve(root, 'examples/approvals/refund.yaml'), 'utf8');
@@ -36,25 +37,6 @@ ${extra.split('\n').filter(Boolean).map((l) => `    ${l}`).join('\n')}
     kind: transform
     expression: 'steps.check.output'
 `;
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as BatonError).code;
-  }
-  return 'resolved';
-}
-
-async function until<T>(f: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** The run's one approval, once its step has asked. */

@@ -3,6 +3,7 @@ import { workflow, type Baton, type BatonOptions } from '../../src/index.js';
 import { z } from 'zod';
 import { BatonError } from '../../src/errors.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { code } from '../helpers/wait.js';
 
 const FLOW = `
 name: scoring
@@ -24,15 +25,6 @@ steps:
     kind: transform
     expression: "steps.score.output.score > 0.5 ? 'good' : 'bad'"
 `;
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as BatonError).code;
-  }
-  return 'resolved';
-}
 
 // Every test runs on each store: the embedded SQLite file and a fresh PostgreSQL database.
 describe.each(STORE_KINDS)('task steps on %s', (k) => {

@@ -16,6 +16,7 @@ import type { Baton } from '../../src/index.js';
 import { buildGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const REFUND = readFileSync(resolve(root, 'examples/approvals/refund.yaml'), 'utf8');
@@ -93,16 +94,6 @@ const ROUTES: Record<string, Class> = {
   'GET /console-api/costs': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/console-api/costs' }, { method: 'GET', path: '/console-api/costs?by=workflow' }] },
   'GET /console-api/services': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/console-api/services' }] },
 };
-
-async function until<T>(f: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
   const suite = engineSuite(k, 'baton-isolation-');
