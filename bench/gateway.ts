@@ -1,9 +1,11 @@
 /**
  * Gateway benchmark: a trivial workflow started synchronously (`POST /runs` with `wait`) at
- * concurrency 50 over loopback HTTP against a `baton serve` process (autocannon drives it from
- * this process, so load generator and server do not share an event loop), beside the same run
+ * concurrency 50 over loopback HTTP against a `baton serve` process (wrk drives it when
+ * installed, else autocannon from this process: load generator and server never share an event
+ * loop), beside the same run
  * started in-process at the same concurrency (`baton.run`, in its own process as well), both on
- * the embedded store. The HTTP layer's cost is the difference of the p50 latencies.
+ * the embedded store, for the same time. The HTTP layer's cost is the difference of the p50
+ * latencies.
  */
 import autocannon from 'autocannon';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,14 +28,19 @@ interface Side {
 }
 
 export interface GatewayBench {
-  requests: number;
+  /** Seconds of load per side and round. */
+  seconds: number;
+  rounds: number;
   concurrency: number;
   tool: 'wrk' | 'autocannon';
+  /** The median round of each side (by p50). */
   inProcess: Side;
   http: Side;
-  /** p50 difference at `concurrency` (queueing included) and one at a time. */
+  /** Median over rounds of the p50 difference at `concurrency` (queueing included), and one at a time. */
   addedP50Ms: number;
   addedSequentialP50Ms: number;
+  /** Each round's p50 difference at `concurrency`, to show the spread. */
+  addedP50ByRound: number[];
 }
 
 function pct(xs: number[], p: number): number {
@@ -41,41 +48,62 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
+const median = (xs: number[]) => pct(xs, 50);
+
 const TRIVIAL = '{ "name": "trivial", "steps": [{ "id": "a", "kind": "transform", "expression": "input.n + 1" }] }';
 
-export async function gatewayBench(requests: number, concurrency = 50): Promise<GatewayBench> {
-  const inProcess = await inProcessSide(requests, concurrency);
+/**
+ * Rounds alternate the two sides (in-process, then HTTP) for `seconds` each, so that a slow
+ * spell of this shared machine falls on both rather than on one; the figures are medians.
+ */
+export async function gatewayBench(seconds: number, rounds: number, concurrency = 50): Promise<GatewayBench> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-gw-'));
   const server = spawn(process.execPath, [join(root, 'bin/baton.js'), 'serve', '--db', dir, '--port', '0', '--auth', 'off', '--concurrency', '256'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const url = await new Promise<string>((res, rej) => {
       let out = '';
+      let found = false;
       server.stdout!.on('data', (d: Buffer) => {
+        // After the address, the log lines (one per request) are read and dropped, as a log
+        // shipper would, and cost this process (the load generator's) nothing.
+        if (found) return;
         out += d.toString();
         const m = /baton serve: (http:\/\/\S+) /.exec(out);
-        if (m) res(m[1]);
+        if (m) (found = true), res(m[1]);
       });
       server.on('exit', (c) => rej(new Error(`baton serve exited ${c}`)));
     });
     const reg = await fetch(`${url}/workflows`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: TRIVIAL });
     if (reg.status !== 201) throw new Error(`gateway bench: registering answered ${reg.status}`);
     const body = JSON.stringify({ workflow: 'trivial', input: { n: 1 }, wait: 10 });
-    const opts = { url: `${url}/runs`, method: 'POST' as const, headers: { 'content-type': 'application/json' }, body, connections: concurrency };
-    await autocannon({ ...opts, amount: 1000 });
     // wrk (C, one thread) when installed: autocannon is JavaScript and on 2 cores competes with
     // the server for CPU, which then measures the load generator as much as the gateway.
-    const load = existsSync('/usr/bin/wrk') ? wrkLoad(`${url}/runs`, body, concurrency, dir) : undefined;
-    const r = load ?? toLoad(await autocannon({ ...opts, amount: requests }));
-    // One at a time, timed here with sub-millisecond resolution (autocannon reports whole ms).
-    const seq: number[] = [];
-    for (let i = 0; i < Math.min(requests, 2000); i++) {
-      const t = performance.now();
-      const res = await fetch(`${url}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-      await res.arrayBuffer();
-      seq.push(performance.now() - t);
+    const wrk = existsSync('/usr/bin/wrk');
+    const load = async (s: number): Promise<Load> => wrk
+      ? wrkLoad(`${url}/runs`, body, concurrency, s, dir)
+      : toLoad(await autocannon({ url: `${url}/runs`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections: concurrency, duration: s }));
+    await load(1); // warm-up
+    const ins: Side[] = [];
+    const https: Side[] = [];
+    for (let i = 0; i < rounds; i++) {
+      ins.push(await inProcessSide(seconds, concurrency));
+      const r = await load(seconds);
+      // One at a time, timed here with sub-millisecond resolution (autocannon reports whole ms).
+      const seq: number[] = [];
+      for (let j = 0; j < SEQUENTIAL; j++) {
+        const t = performance.now();
+        const res = await fetch(`${url}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await res.arrayBuffer();
+        seq.push(performance.now() - t);
+      }
+      https.push({ perSecond: r.perSecond, p50: r.p50, p99: r.p99, sequentialP50: pct(seq, 50), sequentialP99: pct(seq, 99) });
     }
-    const http: Side = { perSecond: r.perSecond, p50: r.p50, p99: r.p99, sequentialP50: pct(seq, 50), sequentialP99: pct(seq, 99) };
-    return { requests, concurrency, tool: load ? 'wrk' : 'autocannon', inProcess, http, addedP50Ms: http.p50 - inProcess.p50, addedSequentialP50Ms: http.sequentialP50 - inProcess.sequentialP50 };
+    const mid = (sides: Side[]) => [...sides].sort((a, b) => a.p50 - b.p50)[Math.floor((sides.length - 1) / 2)];
+    const added = ins.map((s, i) => https[i].p50 - s.p50);
+    return {
+      seconds, rounds, concurrency, tool: wrk ? 'wrk' : 'autocannon', inProcess: mid(ins), http: mid(https),
+      addedP50Ms: median(added), addedSequentialP50Ms: median(ins.map((s, i) => https[i].sequentialP50 - s.sequentialP50)), addedP50ByRound: added,
+    };
   } finally {
     server.removeAllListeners('exit');
     server.kill('SIGTERM');
@@ -83,6 +111,9 @@ export async function gatewayBench(requests: number, concurrency = 50): Promise<
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** Runs timed one at a time per round and side. */
+const SEQUENTIAL = 1000;
 
 interface Load {
   perSecond: number;
@@ -95,10 +126,10 @@ function toLoad(r: autocannon.Result): Load {
   return { perSecond: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 };
 }
 
-function wrkLoad(url: string, body: string, connections: number, dir: string): Load {
+function wrkLoad(url: string, body: string, connections: number, seconds: number, dir: string): Load {
   const script = join(dir, 'post.lua');
   writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["Content-Type"] = "application/json"\n`);
-  const r = spawnSync('/usr/bin/wrk', ['-t1', `-c${connections}`, '-d5s', '--latency', '-s', script, url], { encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, url], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const ms = (label: string) => {
     const m = new RegExp(`${label}\\s+([\\d.]+)(us|ms|s)`).exec(r.stdout);
@@ -110,8 +141,8 @@ function wrkLoad(url: string, body: string, connections: number, dir: string): L
 }
 
 /** The same runs started in-process, in a child process of its own (like the server). */
-async function inProcessSide(requests: number, concurrency: number): Promise<Side> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--in-process', String(requests), String(concurrency)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function inProcessSide(seconds: number, concurrency: number): Promise<Side> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--in-process', String(seconds), String(concurrency)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise((r) => child.on('exit', r));
@@ -119,26 +150,32 @@ async function inProcessSide(requests: number, concurrency: number): Promise<Sid
   return JSON.parse(out) as Side;
 }
 
-async function runInProcess(requests: number, concurrency: number): Promise<Side> {
+async function runInProcess(seconds: number, concurrency: number): Promise<Side> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-gw-'));
   const baton = await Baton.open({ dir, concurrency: 256 });
   try {
     const v = await baton.register(TRIVIAL);
-    // In-process: `concurrency` callers, each starting and awaiting runs back to back.
-    for (let i = 0; i < 500; i++) await baton.run(v, { n: i });
+    // In-process: `concurrency` callers, each starting and awaiting runs back to back for
+    // `seconds` (after a second of warm-up, as the HTTP side gets).
+    const drive = async (ms: number, lat?: number[]) => {
+      const until = performance.now() + ms;
+      let n = 0;
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (performance.now() < until) {
+          const s = performance.now();
+          await baton.run(v, { n: n++ });
+          lat?.push(performance.now() - s);
+        }
+      }));
+      return n;
+    };
+    await drive(1000);
     const lat: number[] = [];
-    let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next++ < requests) {
-        const s = performance.now();
-        await baton.run(v, { n: next });
-        lat.push(performance.now() - s);
-      }
-    }));
-    const perSecond = requests / ((performance.now() - t0) / 1000);
+    const n = await drive(seconds * 1000, lat);
+    const perSecond = n / ((performance.now() - t0) / 1000);
     const seq: number[] = [];
-    for (let i = 0; i < Math.min(requests, 2000); i++) {
+    for (let i = 0; i < SEQUENTIAL; i++) {
       const t = performance.now();
       await baton.run(v, { n: i });
       seq.push(performance.now() - t);
