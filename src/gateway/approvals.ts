@@ -12,14 +12,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { APPROVAL_STATUSES, type ApprovalView, type ApproverIdentity, type DecisionInput } from '../engine/approvals.js';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { requireCap } from './auth.js';
 import { responses } from './schemas.js';
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 200 } } } as const;
 
-export function registerApprovalRoutes(app: FastifyInstance, baton: EngineApi, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
+export function registerApprovalRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
   const identity = (req: FastifyRequest): ApproverIdentity => {
     const key = keyOf(req);
     requireCap(key, 'read', 'see approvals');

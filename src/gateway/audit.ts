@@ -10,7 +10,6 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { renderAuditHtml } from '../audit/export.js';
@@ -48,7 +47,7 @@ function allNamespaces(key: ApiKeyRecord | undefined, action: string): void {
   if (key && !key.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: key.id, role: key.role, action: `${action} (it covers every namespace; use a key with namespace *)` });
 }
 
-export function registerAuditRoutes(app: FastifyInstance, baton: EngineApi, o: AuditRouteOptions): void {
+export function registerAuditRoutes(app: FastifyInstance, baton: Baton, o: AuditRouteOptions): void {
   app.get('/audit/verify', {
     schema: {
       summary: 'Recomputes the event hash chains and the anchor chain; 409 naming the first altered or missing event or anchor.',
@@ -59,7 +58,7 @@ export function registerAuditRoutes(app: FastifyInstance, baton: EngineApi, o: A
     allNamespaces(o.keyOf(req), 'verify the audit trail');
     const { run } = req.query as { run?: string };
     if (run && !(await baton.store.getRun(run)) && !(await baton.store.listPurged()).some((p) => p.runId === run)) throw new BatonError('BATON_RUN_NOT_FOUND', { runId: run });
-    const r = await baton.verifyAudit(run);
+    const r = await verifyStore(baton.store, run);
     return reply.code(r.ok ? 200 : 409).send(r);
   });
 
@@ -70,7 +69,7 @@ export function registerAuditRoutes(app: FastifyInstance, baton: EngineApi, o: A
     const run = await baton.getRun(id);
     if (!reaches(key, run.namespace)) throw new BatonError('BATON_RUN_NOT_FOUND', { runId: id });
     const rev = wantsReveal(req, key);
-    return baton.auditExport(id, { reveal: rev, by: whoIs(key), via: `GET ${req.url.split('?')[0]}` });
+    return exportForReader(baton, id, { reveal: rev, by: whoIs(key), via: `GET ${req.url.split('?')[0]}` });
   };
   app.get('/runs/:id/audit', { schema: { summary: "A run's self-contained audit report (JSON).", querystring: reveal } }, async (req) => report(req));
   app.get('/runs/:id/audit.html', { schema: { summary: "A run's audit report as one HTML page.", querystring: reveal } }, async (req, reply) => {
@@ -97,6 +96,6 @@ export function registerAuditRoutes(app: FastifyInstance, baton: EngineApi, o: A
     const b = (req.body ?? {}) as { dry_run?: boolean; days?: number; mode?: 'purge' | 'archive' };
     if (b.mode !== undefined && b.days === undefined) throw new BatonError('BATON_USAGE', { detail: '`mode` goes with `days`.' });
     const policy = b.days !== undefined ? { days: b.days, mode: b.mode ?? 'purge' } : o.retention;
-    return baton.purgeExpired({ defaultPolicy: policy, archiveDir: o.retention?.archiveDir, dryRun: b.dry_run });
+    return purgeExpired(baton, { defaultPolicy: policy, archiveDir: o.retention?.archiveDir, dryRun: b.dry_run });
   });
 }

@@ -40,7 +40,7 @@ export async function createApiKey(store: Store, o: { name: string; role: Role; 
 }
 
 /** The key an `Authorization` header names, or BATON_UNAUTHENTICATED (never saying which part was wrong). */
-export async function authenticate(store: Pick<Store, 'findApiKey'>, header: string | undefined): Promise<ApiKeyRecord> {
+export async function authenticate(store: Store, header: string | undefined): Promise<ApiKeyRecord> {
   const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
   if (!m) throw new BatonError('BATON_UNAUTHENTICATED', { detail: 'This gateway needs an API key.' });
   const parts = KEY_FORMAT.exec(m[1]);
@@ -60,7 +60,7 @@ export function reaches(key: ApiKeyRecord | undefined, namespace: string): boole
 }
 
 /** Takes one request from the key's bucket, or BATON_RATE_LIMITED with how long to wait. */
-export async function rateLimit(store: Pick<Store, 'takeTokens'>, key: ApiKeyRecord): Promise<void> {
+export async function rateLimit(store: Store, key: ApiKeyRecord): Promise<void> {
   const wait = await store.takeTokens(`apikey:${key.id}`, key.ratePerMinute, 1, Date.now());
   if (wait > 0) throw new BatonError('BATON_RATE_LIMITED', { key: key.id, perMinute: key.ratePerMinute, retryAfterMs: wait });
 }

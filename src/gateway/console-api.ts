@@ -7,7 +7,6 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import { DEFAULT_NAMESPACE, splitQualified } from '../engine/namespaces.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord, ModelCallRecord } from '../store/store.js';
@@ -23,7 +22,7 @@ const CAPS: Record<ApiKeyRecord['role'], Capability[]> = {
 /** Runs read, at most, to total costs for a key limited to some namespaces. */
 const COST_RUN_LIMIT = 1000;
 
-export function registerConsoleApi(app: FastifyInstance, baton: EngineApi, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
+export function registerConsoleApi(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
   app.get('/console-api/whoami', { schema: { hide: true } }, async (req) => {
     const key = keyOf(req);
     // No key got past the auth hook: auth is off, and the caller acts as a local admin.
@@ -43,8 +42,24 @@ export function registerConsoleApi(app: FastifyInstance, baton: EngineApi, keyOf
     const own = splitQualified(versionId).namespace;
     const rec = await baton.store.getVersion(versionId);
     if (!rec || (own !== DEFAULT_NAMESPACE && !reaches(keyOf(req), own))) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: versionId });
+    const wf = await baton.registry.get(versionId);
     const { namespace, name } = splitQualified(rec.name);
-    return { version_id: rec.versionId, name, namespace, seq: rec.seq, created_at: new Date(rec.createdAt).toISOString(), ...(await baton.describeWorkflow(versionId)) };
+    return {
+      version_id: rec.versionId, name, namespace, seq: rec.seq, created_at: new Date(rec.createdAt).toISOString(),
+      document: wf.doc,
+      steps: wf.order.map((id) => {
+        const s = wf.steps.get(id)!;
+        const d = s.doc as unknown as Record<string, unknown>;
+        return {
+          id, kind: d.kind, deps: s.deps, dependents: s.dependents, handler: s.isHandler,
+          when: typeof d.when === 'string' ? d.when : null,
+          services: d.kind === 'model' ? [d.service, ...((d.fallback as string[] | undefined) ?? [])] : [],
+          strategy: d.kind === 'model' ? (d.strategy ?? 'fallback') : null,
+          approvers: d.kind === 'approval' ? (d.approvers ?? null) : null,
+          on_error: d.on_error ?? null,
+        };
+      }),
+    };
   });
 
   app.get('/console-api/costs', {
@@ -95,7 +110,7 @@ export function registerConsoleApi(app: FastifyInstance, baton: EngineApi, keyOf
     // sees a service's total cost (the costs charts give a narrower key its own share).
     const everything = !key || key.namespaces.includes('*');
     const report = new Map((await baton.store.costReport({ by: 'service', since: Date.now() - 24 * 3600_000 })).map((l) => [l.key, l]));
-    return (await baton.modelStatus()).map((s) => {
+    return (baton.models?.status() ?? []).map((s) => {
       const day = report.get(s.name);
       return {
         name: s.name, provider: s.provider, model: s.model, version: s.version ?? null, status: s.status, breaker: s.breaker,
@@ -106,26 +121,6 @@ export function registerConsoleApi(app: FastifyInstance, baton: EngineApi, keyOf
       };
     });
   });
-}
-
-/** A version's document and step graph, for the console's drawing (engine-side: it reads the compiled workflow). */
-export async function describeWorkflow(baton: Baton, versionId: string) {
-  const wf = await baton.registry.get(versionId);
-  return {
-    document: wf.doc,
-    steps: wf.order.map((id) => {
-      const s = wf.steps.get(id)!;
-      const d = s.doc as unknown as Record<string, unknown>;
-      return {
-        id, kind: d.kind, deps: s.deps, dependents: s.dependents, handler: s.isHandler,
-        when: typeof d.when === 'string' ? d.when : null,
-        services: d.kind === 'model' ? [d.service, ...((d.fallback as string[] | undefined) ?? [])] : [],
-        strategy: d.kind === 'model' ? (d.strategy ?? 'fallback') : null,
-        approvers: d.kind === 'approval' ? (d.approvers ?? null) : null,
-        on_error: d.on_error ?? null,
-      };
-    }),
-  };
 }
 
 function failed(c: ModelCallRecord): boolean {

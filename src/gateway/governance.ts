@@ -15,7 +15,6 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord, StageRecord } from '../store/store.js';
@@ -29,7 +28,7 @@ const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toI
 
 const stageBody = (s: StageRecord) => ({ name: splitQualified(s.name).name, stage: s.stage, version_id: s.versionId, by: s.by ?? null, reason: s.reason ?? null, at: iso(s.at) });
 
-export function registerGovernanceRoutes(app: FastifyInstance, baton: EngineApi, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
+export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
   /** The qualified name of a workflow the caller may see. */
   const workflowName = (req: FastifyRequest, name: string, namespace: string | undefined): string => {
     const ns = checkNamespace(namespace);
@@ -143,8 +142,7 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: EngineApi,
   }, async (req) => {
     requireCap(keyOf(req), 'read', 'read services');
     const name = (req.params as { name: string }).name;
-    const known = await baton.serviceNames();
-    if (!known.includes(name)) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: name, known: known.join(', ') || '(none)' });
+    if (!baton.models?.config(name)) throw new BatonError('BATON_SERVICE_UNKNOWN', { service: name, known: baton.models?.list().map((c) => c.name).join(', ') || '(none)' });
     return (await baton.serviceHistory(name)).map((r) => ({ service: r.service, status: r.status, reason: r.reason ?? null, by: r.by ?? null, at: iso(r.at) }));
   });
 

@@ -43,8 +43,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
-import { newRunId, type RunResult, type StartOptions } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
+import { newRunId, type Baton, type RunResult, type StartOptions } from '../engine/engine.js';
 import type { StepEvent } from '../engine/executor.js';
 import { DEFAULT_NAMESPACE, splitQualified } from '../engine/namespaces.js';
 import { TERMINAL_RUN_STATES } from '../engine/states.js';
@@ -138,7 +137,7 @@ export interface OpenAiRouteHooks {
  * `workflow/<name>` for the caller's own and shared workflows, `workflow/<namespace>/<name>`
  * for others it reaches (an admin key).
  */
-export function registerOpenAiRoutes(app: FastifyInstance, baton: EngineApi, hooks: OpenAiRouteHooks = {}): void {
+export function registerOpenAiRoutes(app: FastifyInstance, baton: Baton, hooks: OpenAiRouteHooks = {}): void {
   const errorHandler = (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => sendError(reply, toOpenAiError(err));
   const scope = (req: FastifyRequest) => ({ namespace: hooks.namespace?.(req) ?? DEFAULT_NAMESPACE, reaches: (ns: string) => hooks.reaches?.(req, ns) ?? true });
 
@@ -222,7 +221,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, baton: EngineApi, hoo
 // ------------------------------------------------------------------------------------------
 
 /** The run's step events as SSE comments: buffered until the stream opens, then written. */
-function watchSteps(baton: EngineApi, runId: string) {
+function watchSteps(baton: Baton, runId: string) {
   let buffered: string[] = [];
   let write: ((s: string) => void) | undefined;
   const onStep = (e: StepEvent) => {
@@ -246,7 +245,7 @@ function watchSteps(baton: EngineApi, runId: string) {
 }
 
 async function streamCompletion(
-  baton: EngineApi,
+  baton: Baton,
   reply: FastifyReply,
   progress: ReturnType<typeof watchSteps>,
   o: { runId: string; model: string; body: ChatBody; timeoutMs: number },
@@ -324,7 +323,7 @@ async function streamCompletion(
  * Waits for the run to end, the deadline, or the client to leave (then undefined). Waits in
  * short slices so an abandoned wait does not linger.
  */
-async function waitForRun(baton: EngineApi, runId: string, timeoutMs: number, gone: Promise<void>): Promise<RunResult | undefined> {
+async function waitForRun(baton: Baton, runId: string, timeoutMs: number, gone: Promise<void>): Promise<RunResult | undefined> {
   const deadline = Date.now() + timeoutMs;
   let left = false;
   void gone.then(() => (left = true));
@@ -367,7 +366,7 @@ function runFailure(run: RunResult, timeoutMs: number): OpenAiError | undefined 
   );
 }
 
-async function resolveModel(baton: EngineApi, model: string, scope: { namespace: string; reaches: (ns: string) => boolean }): Promise<{ versionId: string }> {
+async function resolveModel(baton: Baton, model: string, scope: { namespace: string; reaches: (ns: string) => boolean }): Promise<{ versionId: string }> {
   const notFound = () => new OpenAiError(404, 'invalid_request_error', 'model_not_found', `The model \`${model}\` does not exist: no such workflow is registered. See GET /v1/models.`, 'model');
   if (!model.startsWith(MODEL_PREFIX) || model.length === MODEL_PREFIX.length) {
     throw new OpenAiError(404, 'invalid_request_error', 'model_not_found', `The model \`${model}\` does not exist. Models here are workflows: \`workflow/<name>\` or \`workflow/<name>@<hash>\`; see GET /v1/models.`, 'model');
@@ -416,7 +415,7 @@ export function contentOf(output: unknown): string {
 }
 
 /** Tokens of the run's recorded model calls; estimated (~4 characters a token) when it made none. */
-async function usageOf(baton: EngineApi, runId: string, messages: ChatMessage[], content: string): Promise<Usage> {
+async function usageOf(baton: Baton, runId: string, messages: ChatMessage[], content: string): Promise<Usage> {
   const calls = await baton.store.getModelCalls(runId);
   if (calls.length === 0) return estimateUsage(messages, content);
   let prompt = 0, completion = 0, cached = 0;

@@ -7,7 +7,6 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import { DEFAULT_NAMESPACE, splitQualified } from '../engine/namespaces.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord, ScheduleRecord } from '../store/store.js';
@@ -41,7 +40,7 @@ const ref = (id: string) => ({ $ref: `${id}#` });
 const problems = { '4xx': ref('Problem'), '5xx': ref('Problem') };
 const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 300 } } } as const;
 
-export function registerScheduleRoutes(app: FastifyInstance, baton: EngineApi, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
+export function registerScheduleRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
   app.addSchema(scheduleSchema);
 
   const visible = (req: FastifyRequest, s: ScheduleRecord) => s.namespace === DEFAULT_NAMESPACE || reaches(keyOf(req), s.namespace);

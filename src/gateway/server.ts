@@ -12,7 +12,6 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import { localEngine, type EngineApi } from './engine-api.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
 import type { ApiKeyRecord, EventRecord } from '../store/store.js';
@@ -58,12 +57,7 @@ const PUBLIC = new Set(['/', '/health', '/ready', '/openapi.json']);
 const RUN_STATUSES: RunStatus[] = ['pending', 'queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'];
 
 /** Builds the gateway with its OpenAPI document (`/openapi.json`) and browsable docs (`/docs`). */
-/**
- * The gateway over an engine: a Baton in this thread, or the engine API of one on another
- * thread (engine-link.ts; `baton serve` runs its HTTP layer so).
- */
-export async function createGateway(engine: Baton | EngineApi, opts: GatewayOptions = {}): Promise<FastifyInstance> {
-  const baton = asEngineApi(engine);
+export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Promise<FastifyInstance> {
   const app = newFastify(opts);
   await app.register(swagger, {
     openapi: {
@@ -80,25 +74,18 @@ export async function createGateway(engine: Baton | EngineApi, opts: GatewayOpti
   return app;
 }
 
-function asEngineApi(engine: Baton | EngineApi): EngineApi {
-  return 'metricsText' in engine ? engine : localEngine(engine);
-}
-
 function newFastify(opts: GatewayOptions): FastifyInstance {
   const ajv = { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } };
   const bodyLimit = opts.bodyLimit ?? 1024 * 1024;
   // Fastify's own request lines would log the query string as is: ours (below) leave values out.
-  // Every request's log is the gateway's logger itself, not a child made per request (with
-  // redaction that cost about 3 µs a request); the access line below names the request.
-  if (opts.logger) return Fastify({ bodyLimit, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
+  if (opts.logger) return Fastify({ bodyLimit, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), ajv }) as unknown as FastifyInstance;
   return Fastify({ bodyLimit, logger: false, ajv });
 }
 
 /** Gateways built with a logger log internal errors there instead of stderr. */
 const LOGGING = new WeakSet<object>();
 
-export function buildGateway(engine: Baton | EngineApi, opts: GatewayOptions = {}, given?: FastifyInstance): FastifyInstance {
-  const baton = asEngineApi(engine);
+export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: FastifyInstance): FastifyInstance {
   // Unknown fields are refused, not silently dropped, and types are not coerced: a client
   // that sends the wrong thing hears about it.
   const app = given ?? newFastify(opts);
@@ -174,14 +161,13 @@ export function buildGateway(engine: Baton | EngineApi, opts: GatewayOptions = {
     requireCap(key, 'read', 'read metrics');
     // Labels name the workflows and services of every namespace: a key confined to some may not read them.
     if (key && !key.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: key.id, role: key.role, action: 'read metrics (they cover every namespace; use a key with namespace *)' });
-    const text = await baton.metricsText();
-    if (text === undefined) throw new BatonError('BATON_USAGE', { detail: 'metrics are off in this engine (opened with metrics: false).' });
-    return reply.type(METRICS_CONTENT_TYPE).send(text);
+    if (!baton.metrics) throw new BatonError('BATON_USAGE', { detail: 'metrics are off in this engine (opened with metrics: false).' });
+    return reply.type(METRICS_CONTENT_TYPE).send(await baton.metrics.text());
   });
   app.get('/ready', async (_req, reply) => {
     try {
       await baton.store.listRuns({ limit: 1 });
-      return { status: 'ready', store: baton.info.storeKind };
+      return { status: 'ready', store: baton.store.kind };
     } catch (e) {
       return reply.code(503).send({ status: 'unavailable', detail: (e as Error).message });
     }
@@ -263,17 +249,11 @@ export function buildGateway(engine: Baton | EngineApi, opts: GatewayOptions = {
     const own = splitQualified(versionId).namespace;
     const namespace = asked ?? (own !== DEFAULT_NAMESPACE ? own : namespaceOf(req, undefined, 'start runs'));
     // A caller's trace context makes the run span a child of the caller's span (tracing on).
-    const start = { id: b.id, namespace, priority: b.priority, budget: b.budget, traceparent: traceparentOf(req) };
-    if (!b.wait) {
-      const id = await baton.start(versionId, b.input ?? {}, start);
-      runIds.set(req, id);
-      return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
-    }
-    // One call, start and wait: across the engine link a separate wait would arrive after a
-    // quick run had ended and read it back from the store.
-    const r = await baton.run(versionId, b.input ?? {}, { ...start, timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
-    runIds.set(req, r.id);
-    return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${r.id}`).send(runBody(r));
+    const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget, traceparent: traceparentOf(req) });
+    runIds.set(req, id);
+    if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
+    const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
+    return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
   });
 
   app.get('/runs', {
@@ -314,7 +294,7 @@ export function buildGateway(engine: Baton | EngineApi, opts: GatewayOptions = {
     requireCap(keyOf(req), 'read', 'read runs');
     const run = await visibleRun(req, id);
     const reveal = wantsReveal(req, keyOf(req));
-    if (reveal) await baton.recordReveal(id, whoIs(keyOf(req)), 'GET /runs/{id}');
+    if (reveal) await recordReveal(baton, id, whoIs(keyOf(req)), 'GET /runs/{id}');
     const steps = await baton.getSteps(id);
     const v = { reveal };
     return {

@@ -9,7 +9,6 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import type { TaskView } from '../engine/tasks.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { requireCap } from './auth.js';
@@ -58,7 +57,7 @@ export interface TaskRouteOptions {
   maxWaitMs?: number;
 }
 
-export function registerTaskRoutes(app: FastifyInstance, baton: EngineApi, opts: TaskRouteOptions): void {
+export function registerTaskRoutes(app: FastifyInstance, baton: Baton, opts: TaskRouteOptions): void {
   app.addSchema(taskSchema);
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
   const reach = (req: FastifyRequest, action: string) => {

@@ -19,14 +19,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { HTTP, type CloudEventV1 } from 'cloudevents';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import type { EngineApi } from './engine-api.js';
 import { hookPath, latestTriggers, triggerRun, type Listening, type TriggerEvent, type WebhookTrigger } from '../engine/triggers.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { requireCap } from './auth.js';
 import { responses } from './schemas.js';
 
-export function registerTriggerRoutes(app: FastifyInstance, baton: EngineApi, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
+export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
   // Own scope: bodies arrive as raw bytes (the signature covers the exact bytes sent).
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -37,8 +36,18 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: EngineApi, o:
     }, async (req, reply) => {
       const path = (req.params as { '*': string })['*'];
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
-      const runId = await baton.deliverWebhook({ path, raw, headers: req.headers, url: req.url, traceparent });
+      const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
+      const matching = hooks.filter((l) => hookPath(l) === path);
+      if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
+      // Paths are unique within a document; two workflows claiming one is refused, not guessed.
+      if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
+      const hook = matching[0];
+      verifySignature(hook, path, raw, req.headers);
+      const body = parseBody(raw, req.headers['content-type']);
+      const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
+      const { input, id } = await triggerRun(hook, { body, headers, query }, body ?? {}, undefined);
+      const runId = await baton.start(hook.versionId, input, { id, namespace: hook.namespace, traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined });
       return reply.code(202).header('location', `/runs/${runId}`).send({ run_id: runId });
     });
 
@@ -65,28 +74,6 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: EngineApi, o:
       return reply.code(202).send({ events: events.length, runs, failed, delivered, buffered });
     });
   });
-}
-
-/**
- * A webhook delivery, engine-side (the triggers are compiled workflows): the listening trigger
- * found by path, the signature checked over the raw bytes, then the run started. Its id.
- */
-export async function deliverWebhook(baton: Baton, w: { path: string; raw: Uint8Array; headers: FastifyRequest['headers']; url: string; traceparent?: string }): Promise<string> {
-  const { path } = w;
-  // Bytes that crossed a thread arrive as a plain Uint8Array.
-  const raw = Buffer.isBuffer(w.raw) ? w.raw : Buffer.from(w.raw.buffer, w.raw.byteOffset, w.raw.byteLength);
-  const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
-  const matching = hooks.filter((l) => hookPath(l) === path);
-  if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
-  // Paths are unique within a document; two workflows claiming one is refused, not guessed.
-  if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
-  const hook = matching[0];
-  verifySignature(hook, path, raw, w.headers);
-  const body = parseBody(raw, w.headers['content-type']);
-  const query = Object.fromEntries(new URL(w.url, 'http://x').searchParams);
-  const headers = Object.fromEntries(Object.entries(w.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
-  const { input, id } = await triggerRun(hook, { body, headers, query }, body ?? {}, undefined);
-  return baton.start(hook.versionId, input, { id, namespace: hook.namespace, traceparent: w.traceparent });
 }
 
 /** Exported for the constant-time test (test/reliability/webhook-signature.test.ts). */

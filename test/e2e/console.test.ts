@@ -16,7 +16,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/errors.js';
 import { createApiKey } from '../../src/gateway/auth.js';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import type { Baton } from '../../src/index.js';
 import type { ProviderFactory } from '../../src/providers/provider.js';
 import { engineSuite } from '../helpers/stores.js';

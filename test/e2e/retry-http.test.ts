@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 

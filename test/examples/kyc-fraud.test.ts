@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
-import { buildGateway } from '../helpers/gateway.js';
+import { buildGateway } from '../../src/gateway/server.js';
 import { findConfig, loadFunctions } from '../../src/cli/config.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 import { ANALYST, WORKFLOW, evaluate, loadCases, openBaton, type Outcome } from '../../examples/kyc-fraud/eval.js';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Baton, BatonOptions } from '../../src/index.js';
-import { buildGateway } from '../helpers/gateway.js';
+import { buildGateway } from '../../src/gateway/server.js';
 import type { ProviderFactory } from '../../src/providers/provider.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { purgeExpired } from '../../src/audit/retention.js';

@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatonError } from '../../src/errors.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { registerConsole } from '../../src/gateway/console.js';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import type { ProviderFactory } from '../../src/providers/provider.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
@@ -114,7 +114,7 @@ describe.each(STORE_KINDS)('console API on %s', (k) => {
       // The gateway's own routes plus the console from this folder (as createGateway does with dist/console).
       const app = Fastify();
       apps.push(app);
-      const { buildGateway } = await import('../helpers/gateway.js');
+      const { buildGateway } = await import('../../src/gateway/server.js');
       buildGateway(b, { auth: 'required' }, app);
       await registerConsole(app, dir);
       const base = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
 import { createApiKey } from '../../src/gateway/auth.js';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 

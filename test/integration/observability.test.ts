@@ -11,7 +11,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@o
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Baton, BatonOptions } from '../../src/index.js';
-import { buildGateway } from '../helpers/gateway.js';
+import { buildGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';

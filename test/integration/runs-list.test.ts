@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildGateway } from '../helpers/gateway.js';
+import { buildGateway } from '../../src/gateway/server.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 describe.each(STORE_KINDS)('GET /runs on %s', (k) => {

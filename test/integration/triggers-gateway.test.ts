@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
-import { buildGateway } from '../helpers/gateway.js';
+import { buildGateway } from '../../src/gateway/server.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 const SECRET = 'wh-secret-3f9a1c77e2';

@@ -284,7 +284,7 @@ describe.runIf(STORE_KINDS.includes('sqlite'))('disk full on SQLite', () => {
       expect((refused as Error).message).toMatch(/out of disk space.*Free space/);
 
       // Through the gateway: an RFC 9457 problem with the code and status 507, over a real socket.
-      const { createGateway } = await import('../helpers/gateway.js');
+      const { createGateway } = await import('../../src/gateway/server.js');
       const app = await createGateway(b, { auth: 'off' });
       try {
         const url = await app.listen({ port: 0, host: '127.0.0.1' });

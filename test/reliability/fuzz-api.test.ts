@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import { BatonError } from '../../src/errors.js';
 import { engineSuite } from '../helpers/stores.js';
 

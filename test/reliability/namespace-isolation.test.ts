@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
-import { buildGateway } from '../helpers/gateway.js';
+import { buildGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 import { until } from '../helpers/wait.js';

@@ -15,7 +15,7 @@ import pg from 'pg';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Baton } from '../../src/index.js';
-import { createGateway } from '../helpers/gateway.js';
+import { createGateway } from '../../src/gateway/server.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
