@@ -11,7 +11,6 @@ import OpenAI, { APIError, BadRequestError, NotFoundError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Baton, type VersionRecord } from '../../src/index.js';
 import { buildGateway } from '../../src/gateway/server.js';
-import { registerOpenAiRoutes } from '../../src/gateway/openai-compat.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 
 let dir: string;
@@ -81,8 +80,6 @@ steps:
   - { id: ask, kind: model, service: llm, prompt: "{{ input.text }}" }
 `);
   app = buildGateway(baton);
-  // The lead wires these routes into buildGateway; until then (or if not) register them here.
-  if (!app.hasRoute({ method: 'GET', url: '/v1/models' })) registerOpenAiRoutes(app, baton);
   url = await app.listen({ port: 0, host: '127.0.0.1' });
   client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'test', maxRetries: 0 });
 });
