@@ -410,10 +410,15 @@ export function buildProgram(): Command {
     process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
     if (metricsServer) process.stderr.write(`baton worker: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
+    // The engine's polls are unref'd timers (an embedded Baton must not hold its host process
+    // open); on the embedded store nothing else is pending while idle, so the worker holds
+    // itself open until it is told to stop.
+    const keepAlive = setInterval(() => {}, 2 ** 30);
     const signal = await new Promise<NodeJS.Signals>((res) => {
       process.once('SIGTERM', () => res('SIGTERM'));
       process.once('SIGINT', () => res('SIGINT'));
     });
+    clearInterval(keepAlive);
     process.stderr.write(`baton worker: ${signal}, finishing what it holds (up to ${formatDuration(graceMs)})\n`);
     metricsServer?.close();
     await baton.close({ graceMs });

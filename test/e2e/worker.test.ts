@@ -1,7 +1,8 @@
 /**
- * `baton worker` processes on PostgreSQL as an operator runs them: a SIGTERM lets the attempt
+ * `baton worker` processes as an operator runs them. On PostgreSQL: a SIGTERM lets the attempt
  * in flight finish within the grace period and is recorded; past the grace period the step is
- * handed back and another worker runs it; a wrong connection string is a clear error.
+ * handed back and another worker runs it; a wrong connection string is a clear error. On the
+ * embedded store: an idle worker stays up and runs what another process starts later.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { STORE_KINDS, createTestDatabase, type TestDatabase } from '../helpers/s
 const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'bin/baton.js');
 let dir: string;
-let db: TestDatabase;
+let db: TestDatabase | undefined;
 const procs: ChildProcess[] = [];
 
 beforeEach(async () => {
@@ -26,17 +27,17 @@ beforeEach(async () => {
   writeFileSync(join(dir, 'fns.mjs'), "import { writeFileSync } from 'node:fs';\nexport async function slow(ms) { writeFileSync(`started-${ms}`, ''); await new Promise((r) => setTimeout(r, ms)); return ms; }\n");
   writeFileSync(join(dir, 'baton.config.yaml'), 'functions:\n  - ./fns.mjs\n');
   writeFileSync(join(dir, 'slow.yaml'), 'name: slow\nsteps:\n  - { id: nap, kind: function, function: slow, input: input.ms }\n');
-  db = await createTestDatabase('baton_w');
+  db = STORE_KINDS.includes('postgres') ? await createTestDatabase('baton_w') : undefined;
 });
 afterEach(async () => {
   for (const p of procs.splice(0)) p.kill('SIGKILL');
-  await db.drop();
+  await db?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function worker(grace: string): { proc: ChildProcess; exited: Promise<number | null>; log: () => string } {
+function worker(grace: string, store = db!.url): { proc: ChildProcess; exited: Promise<number | null>; log: () => string } {
   let log = '';
-  const proc = spawn(process.execPath, [bin, 'worker', '--db', db.url, '--config', join(dir, 'baton.config.yaml'), '--grace', grace], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [bin, 'worker', '--db', store, '--config', join(dir, 'baton.config.yaml'), '--grace', grace], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   procs.push(proc);
   return { proc, exited: new Promise((r) => proc.on('exit', (code) => r(code))), log: () => log };
@@ -52,7 +53,7 @@ async function until(check: () => Promise<boolean>, ms = 15_000): Promise<void> 
 
 describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', () => {
   it('on SIGTERM finishes the attempt in flight within its grace period, records it, and exits 0', async () => {
-    const client = await Baton.open({ store: await PostgresStore.open(db.url), worker: false, dir, functions: { slow: async () => 0 } });
+    const client = await Baton.open({ store: await PostgresStore.open(db!.url), worker: false, dir, functions: { slow: async () => 0 } });
     try {
       const v = await client.registerFile(join(dir, 'slow.yaml'));
       const id = await client.start(v, { ms: 800 });
@@ -70,7 +71,7 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', (
   });
 
   it('past its grace period hands the step back, and another worker runs it once', async () => {
-    const client = await Baton.open({ store: await PostgresStore.open(db.url), worker: false, dir, functions: { slow: async () => 0 } });
+    const client = await Baton.open({ store: await PostgresStore.open(db!.url), worker: false, dir, functions: { slow: async () => 0 } });
     try {
       const v = await client.registerFile(join(dir, 'slow.yaml'));
       const id = await client.start(v, { ms: 3000 });
@@ -95,10 +96,32 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', (
   });
 
   it('refuses a wrong connection string with a message that says what to fix', () => {
-    const bad = new URL(db.url);
+    const bad = new URL(db!.url);
     bad.pathname = '/no_such_database_here';
     const r = spawnSync(process.execPath, [bin, 'worker', '--db', bad.toString()], { cwd: dir, encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/error\[BATON_STORE_OPEN\].*no_such_database_here/s);
+  });
+});
+
+describe('baton worker on the embedded store', () => {
+  it('stays up while there is nothing to do, and runs a run another process starts later', async () => {
+    const store = join(dir, 'store');
+    const w = worker('5s', store);
+    // Idle for a while: with nothing claimed, nothing but the worker itself keeps it running.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(w.proc.exitCode).toBeNull();
+    const client = await Baton.open({ dir: store, worker: false, functions: { slow: async () => 0 } });
+    try {
+      const v = await client.registerFile(join(dir, 'slow.yaml'));
+      const id = await client.start(v, { ms: 10 });
+      const r = await client.wait(id, { timeoutMs: 15_000 });
+      expect(r.status).toBe('completed');
+      expect(r.output).toBe(10);
+    } finally {
+      await client.close();
+    }
+    w.proc.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
   });
 });
