@@ -49,7 +49,8 @@ async function openBaton(o: StoreOpts, near: string[] = [], worker: boolean | { 
     retention: schedules && config.retention ? { policy: { days: config.retention.days, mode: config.retention.mode }, archiveDir: config.retention.archiveDir } : undefined,
     schedules, concurrency: w.concurrency, leaseMs: w.leaseMs ?? (process.env.BATON_LEASE_MS ? Number(process.env.BATON_LEASE_MS) : undefined),
     // A server's writes arrive in separate I/O callbacks: group commit gathers across them.
-    sqlite: server ? { groupCommit: 'io' } : undefined,
+    // Long-running processes checkpoint the WAL on a thread of their own (no stalls).
+    sqlite: { groupCommit: server ? 'io' : undefined, checkpoint: schedules ? 'thread' : undefined },
     telemetry: config.telemetry,
     ...extra,
     // The config's network: section wins; `--strict-egress` without one is `network: {}`.

@@ -15,6 +15,7 @@ import type {
   ApprovalChange, ApprovalFilter, ApprovalOpResult, ApprovalRecord, NewSchedule, RunRecord, SchedulePatch, ScheduleRecord, StepCommit, StepRecord, Store, TaskFinish, TaskLease, TaskOpResult, TaskPoll, TaskRecord, VersionRecord, WorkerInfo,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
+import { CheckpointThread } from './checkpointer.js';
 import { anchorHash, eventContentHash, eventDataText, linkHash, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
 import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
 
@@ -26,6 +27,12 @@ export interface SqliteStoreOptions {
   synchronous?: 'NORMAL' | 'FULL';
   /** How often the WAL is checkpointed into the database file. Default 1 s. */
   checkpointIntervalMs?: number;
+  /**
+   * Where checkpoints run: `timer`, on this thread (the default: nothing else to start), or
+   * `thread`, a connection on a thread of its own (checkpointer.ts), so that a busy
+   * long-running process never stalls on one (`baton serve` and `baton worker` use it).
+   */
+  checkpoint?: 'timer' | 'thread';
   /**
    * How long group commit gathers writes. `tick` (default): the writes of the current
    * microtasks, the least latency for one caller. `io`: also those of every I/O callback ready
@@ -58,8 +65,10 @@ export class SqliteStore implements Store {
       // off the step path, and the WAL is truncated on close.
       if (path !== ':memory:') {
         this.db.pragma('wal_autocheckpoint = 0');
-        this.checkpointTimer = setInterval(() => this.checkpoint(), opts.checkpointIntervalMs ?? 1000);
-        this.checkpointTimer.unref();
+        const every = opts.checkpointIntervalMs ?? 1000;
+        // A thread that cannot start (or dies) leaves the checkpoints to the timer.
+        if (opts.checkpoint === 'thread') this.checkpointThread = new CheckpointThread(path, every, () => this.checkpoint(), () => this.checkpointOnTimer(every));
+        else this.checkpointOnTimer(every);
       }
     } catch (e) {
       throw openError(e, path);
@@ -68,6 +77,13 @@ export class SqliteStore implements Store {
   }
 
   private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointThread: CheckpointThread | undefined;
+
+  private checkpointOnTimer(every: number): void {
+    if (this.checkpointTimer || !this.db.open) return;
+    this.checkpointTimer = setInterval(() => this.checkpoint(), every);
+    this.checkpointTimer.unref();
+  }
 
   private checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): void {
     try {
@@ -1001,6 +1017,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     clearInterval(this.checkpointTimer);
+    await this.checkpointThread?.stop();
     if (this.pending.length) await new Promise((r) => setImmediate(r));
     if (this.db.open) {
       this.checkpoint('TRUNCATE');
