@@ -87,16 +87,16 @@ export async function purgeExpired(baton: Baton, opts: PurgeOptions = {}): Promi
     return own ? { p: own, from: 'workflow' } : { p: opts.defaultPolicy, from: 'default' };
   };
   const candidates: PurgeCandidate[] = [];
-  let before: number | undefined;
+  let before: { at: number; id: string } | undefined;
   for (;;) {
-    const page = await baton.store.listRuns({ finishedBefore: now, limit: 1000, before });
+    const page = await baton.store.listRuns({ finishedBefore: now, limit: 1000, before: before?.at, beforeId: before?.id });
     for (const r of page) {
       const { p, from } = await policyOf(r.versionId);
       if (!p || r.finishedAt === undefined || r.finishedAt >= now - p.days * DAY) continue;
       candidates.push({ runId: r.id, workflow: r.workflow, finishedAt: new Date(r.finishedAt).toISOString(), mode: p.mode, policy: from });
     }
     if (page.length < 1000) break;
-    before = page.at(-1)!.createdAt;
+    before = { at: page.at(-1)!.createdAt, id: page.at(-1)!.id };
   }
   if (candidates.some((c) => c.mode === 'archive') && !opts.archiveDir) {
     throw new BatonError('BATON_USAGE', { detail: 'a retention policy archives runs, but no archive folder is set: pass --archive-dir or set retention.archive_dir in baton.config.yaml.' });

@@ -266,21 +266,23 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
           status: { type: 'string', description: 'Comma-separated statuses.' },
           workflow: { type: 'string' },
           limit: { type: 'string', description: '1 to 1000, default 50.' },
-          before: { type: 'string', description: 'Only runs created before this time (ISO 8601 or epoch ms); the next page is `?before=<created_at of the last run>`.' },
+          before: { type: 'string', description: 'Only runs created before this time (ISO 8601 or epoch ms). The next page: `?before=<created_at of the last run>&before_run=<its run_id>`.' },
+          before_run: { type: 'string', minLength: 1, description: 'With `before`: the last run of the previous page, so that runs created in the same millisecond are not skipped.' },
         },
       },
       response: responses.runs,
     },
   }, async (req) => {
-    const q = req.query as { status?: string; workflow?: string; limit?: string; before?: string };
+    const q = req.query as { status?: string; workflow?: string; limit?: string; before?: string; before_run?: string };
     const status = q.status?.split(',') as RunStatus[] | undefined;
     for (const s of status ?? []) if (!RUN_STATUSES.includes(s)) throw new BatonError('BATON_USAGE', { detail: `status "${s}" is not one of ${RUN_STATUSES.join(', ')}.` });
     const limit = q.limit === undefined ? 50 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BatonError('BATON_USAGE', { detail: 'limit must be a whole number from 1 to 1000.' });
     const before = q.before === undefined ? undefined : /^\d+$/.test(q.before) ? Number(q.before) : Date.parse(q.before);
     if (before !== undefined && !Number.isFinite(before)) throw new BatonError('BATON_USAGE', { detail: `before "${q.before}" is not a time: give ISO 8601 (2026-12-06T10:00:00Z) or epoch milliseconds.` });
+    if (q.before_run !== undefined && before === undefined) throw new BatonError('BATON_USAGE', { detail: 'before_run goes with before: give both, the created_at and the run_id of the last run of the previous page.' });
     requireCap(keyOf(req), 'read', 'read runs');
-    return (await baton.listRuns({ status, workflow: q.workflow, limit, before, namespaces: keyOf(req)?.namespaces })).map(runBody);
+    return (await baton.listRuns({ status, workflow: q.workflow, limit, before, beforeId: q.before_run, namespaces: keyOf(req)?.namespaces })).map(runBody);
   });
 
   app.get('/runs/:id', {

@@ -461,8 +461,13 @@ export interface RunFilter {
   status?: RunStatus[];
   workflow?: string;
   limit?: number;
-  /** Runs created before this run id's time (pagination), newest first. */
+  /** Runs created before this time (pagination), newest first. */
   before?: number;
+  /**
+   * With `before`, the last run of the previous page: runs created in that same millisecond
+   * come after it in the order (created_at, then id, descending) and are not skipped.
+   */
+  beforeId?: string;
   /** Only runs in these namespaces (an API key's reach). */
   namespaces?: string[];
   /** Only runs that ended before this time (retention). */

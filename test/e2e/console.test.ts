@@ -290,6 +290,20 @@ describe('web console in Chromium', () => {
       await op.selectOption('select[name=status]', '');
       await op.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-run]').length === 4);
       await shot(op, 'runs');
+
+      // Older runs a page at a time: the newest 200 (refreshed), then "Load older runs" for the rest.
+      await b.register('name: tick\nsteps:\n  - { id: a, kind: transform, expression: "input.n" }\n', undefined, { namespace: 'team-a' });
+      for (let n = 0; n < 200; n++) await b.run('tick', { n }, { namespace: 'team-a' });
+      // A fresh page holds the newest 200 (the open one would also keep the 4 it had loaded).
+      await op.reload();
+      await op.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-run]').length === 200);
+      const older = await op.$$eval('[data-testid=runs] tr[data-run]', (rows) => rows.slice(-1).map((r) => r.getAttribute('data-run')));
+      await op.click('[data-testid=older]');
+      await op.waitForFunction(() => document.querySelectorAll('[data-testid=runs] tr[data-run]').length === 204);
+      const all = await op.$$eval('[data-testid=runs] tr[data-run]', (rows) => rows.map((r) => r.getAttribute('data-run')));
+      expect(new Set(all).size).toBe(204);
+      expect(all.indexOf(older[0])).toBe(199);
+      expect(await op.isVisible('[data-testid=older]')).toBe(false);
     } finally {
       await close();
     }

@@ -1,9 +1,10 @@
 /**
  * GET /runs filters and pages over a real socket on every store: by status, workflow and
- * creation time (`before`), newest first; a bad filter is a 400 problem.
+ * creation time (`before`, with `before_run` so that runs of one millisecond are not skipped),
+ * newest first; a bad filter is a 400 problem.
  */
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildGateway } from '../../src/gateway/server.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
@@ -43,10 +44,40 @@ describe.each(STORE_KINDS)('GET /runs on %s', (k) => {
     const byMs = (await get(`?workflow=ok&before=${Date.parse(page1.at(-1)!.created_at)}`)).body;
     expect(byMs.map((r) => r.run_id)).toEqual([ids[1], ids[0]]);
 
-    for (const q of ['?before=yesterday', '?status=done', '?limit=0', '?colour=red']) {
+    for (const q of ['?before=yesterday', '?status=done', '?limit=0', '?colour=red', `?before_run=${ids[0]}`]) {
       const r = await get(q);
       expect(r.status, q).toBe(400);
       expect(r.body.code, q).toMatch(/^BATON_/);
     }
+  });
+
+  it('pages through runs created in the same millisecond without skipping or repeating one', async () => {
+    const b = await suite.baton();
+    await b.register('{ "name": "ok", "steps": [{ "id": "a", "kind": "transform", "expression": "input.n" }] }');
+    // A busy gateway starts many runs a millisecond; here the clock stands still for five.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+    const ids: string[] = [];
+    try {
+      for (let n = 0; n < 5; n++) ids.push((await b.run('ok', { n })).id);
+    } finally {
+      vi.useRealTimers();
+    }
+    app = buildGateway(b, { auth: 'off' });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const seen: string[] = [];
+    let q = '?limit=2';
+    for (let page = 0; page < 5; page++) {
+      const rows = (await (await fetch(`${url}/runs${q}`)).json()) as Array<{ run_id: string; created_at: string }>;
+      seen.push(...rows.map((r) => r.run_id));
+      if (rows.length < 2) break;
+      const last = rows.at(-1)!;
+      q = `?limit=2&before=${encodeURIComponent(last.created_at)}&before_run=${last.run_id}`;
+    }
+    expect(new Set(ids.map((id) => id)).size).toBe(5);
+    expect([...seen].sort()).toEqual([...ids].sort());
+    expect(seen).toHaveLength(5);
+    // `before` alone (a time) skips the rest of the boundary's millisecond, as documented.
+    const first = (await (await fetch(`${url}/runs?limit=2`)).json()) as Array<{ created_at: string }>;
+    expect(((await (await fetch(`${url}/runs?before=${encodeURIComponent(first[1].created_at)}`)).json()) as unknown[]).length).toBe(0);
   });
 });

@@ -399,7 +399,10 @@ export class PostgresStore implements Store {
     const where: string[] = [];
     if (f.status?.length) where.push(`status = ANY(${p.add(f.status)}::text[])`);
     if (f.workflow) where.push(`workflow = ${p.add(f.workflow)}`);
-    if (f.before !== undefined) where.push(`created_at < ${p.add(f.before)}`);
+    if (f.before !== undefined && f.beforeId !== undefined) {
+      const at = p.add(f.before);
+      where.push(`(created_at < ${at} OR (created_at = ${at} AND id < ${p.add(f.beforeId)}))`);
+    } else if (f.before !== undefined) where.push(`created_at < ${p.add(f.before)}`);
     if (f.finishedBefore !== undefined) where.push(`finished_at IS NOT NULL AND finished_at < ${p.add(f.finishedBefore)}`);
     if (f.namespaces && !f.namespaces.includes('*')) where.push(`namespace = ANY(${p.add(f.namespaces)}::text[])`);
     const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ${p.add(f.limit ?? 50)}`;

@@ -211,7 +211,10 @@ export class SqliteStore implements Store {
       where.push('workflow = ?');
       args.push(f.workflow);
     }
-    if (f.before !== undefined) {
+    if (f.before !== undefined && f.beforeId !== undefined) {
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      args.push(f.before, f.before, f.beforeId);
+    } else if (f.before !== undefined) {
       where.push('created_at < ?');
       args.push(f.before);
     }
