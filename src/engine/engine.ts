@@ -959,8 +959,15 @@ export class Baton extends EventEmitter<BatonEvents> {
     const rs = await this.loadRun(w.runId);
     if (!rs || TERMINAL_RUN_STATES.has(rs.status)) return { ready: [], later: [], poke: false };
     if (rs.status === 'paused') {
-      await this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]);
-      return { ready: [], later: [], poke: false };
+      // Paused as this process last saw it; another process may have resumed it since (the
+      // store handed out this claim), so the store has the say before the claim goes back.
+      const now = (await this.store.getRun(w.runId))?.status;
+      if (now === 'paused' || now === undefined) {
+        await this.store.releaseClaims(this.workerId, [{ runId: w.runId, key: w.key }]);
+        return { ready: [], later: [], poke: false };
+      }
+      rs.status = now;
+      if (TERMINAL_RUN_STATES.has(now)) return { ready: [], later: [], poke: false };
     }
     // Claims skip queued runs: a claimed step means another run's end promoted this one.
     if (rs.status === 'queued') rs.status = 'running';
