@@ -10,12 +10,16 @@ import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 describe.each(STORE_KINDS)('pause and resume across processes on %s', (k) => {
   const suite = engineSuite(k, 'baton-pause-x-');
-
-  it('a run paused by one engine and resumed by another finishes in the first', async () => {
+  /** Engine `a` runs a two-step run (a 300 ms nap, then `input.n + 1`); `b`, without a worker, is the other process. */
+  const twoEngines = async () => {
     const a = await suite.baton();
     const b = await suite.baton({ worker: false });
     const v = await a.register('name: napper\nsteps:\n  - { id: nap, kind: wait, duration: 300ms }\n  - { id: done, kind: transform, needs: [nap], expression: "input.n + 1" }\n');
-    const id = await a.start(v, { n: 1 });
+    return { a, b, id: await a.start(v, { n: 1 }) };
+  };
+
+  it('a run paused by one engine and resumed by another finishes in the first', async () => {
+    const { a, b, id } = await twoEngines();
     await a.pause(id);
     expect((await b.getRun(id)).status).toBe('paused');
     // The nap ends while the run is paused; then another process resumes it.
@@ -27,10 +31,7 @@ describe.each(STORE_KINDS)('pause and resume across processes on %s', (k) => {
   });
 
   it('a run paused by another engine stops at its next step in the one executing it, and resumes there', async () => {
-    const a = await suite.baton();
-    const b = await suite.baton({ worker: false });
-    const v = await a.register('name: chain\nsteps:\n  - { id: nap, kind: wait, duration: 300ms }\n  - { id: done, kind: transform, needs: [nap], expression: "input.n + 1" }\n');
-    const id = await a.start(v, { n: 1 });
+    const { a, b, id } = await twoEngines();
     await b.pause(id);
     await new Promise((r) => setTimeout(r, 700));
     // The nap ended meanwhile; its successor must not have run while the run was paused.
