@@ -178,6 +178,8 @@ function runNamespace(versionId: string, asked: string | undefined): string {
 }
 
 const EMPTY_CATALOG = { get: () => undefined, names: () => [] };
+/** How long run ends gather before a batch-anchoring store anchors them (see anchorSoon). */
+const ANCHOR_DELAY_MS = 1000;
 
 export interface EventDeliveryResult {
   /** Steps woken: 0 or 1. */
@@ -785,6 +787,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.tasks.close();
     await this.approvals.close();
     await this.worker?.stop(opts.graceMs);
+    // Ends this process gathered for anchoring are anchored before it goes.
+    if (this.anchorTimer) {
+      clearTimeout(this.anchorTimer);
+      this.anchorTimer = undefined;
+      await this.store.anchorPending?.().catch((e) => this.onInternalError(e, 'audit anchoring'));
+    }
     await this.models?.close();
     await this.telemetry?.close().catch((e) => this.onInternalError(e, 'telemetry shutdown'));
     await this.store.close();
@@ -1129,9 +1137,27 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   /** A run's end was recorded by this process: counted, and its run span emitted (tracing on). */
   private runEnded(run: { id: string; versionId: string; createdAt: number; trace?: string }, status: RunStatus, at: number, error?: Pick<SerializedError, 'code' | 'message'>): void {
+    this.anchorSoon();
     const workflow = workflowOfVersion(run.versionId);
     this.metrics?.runFinished(workflow, status);
     this.telemetry?.endRun(run.trace, `baton.run ${workflow}`, run.createdAt, at, { 'baton.run_id': run.id, 'baton.workflow': workflow, 'baton.version_id': run.versionId, 'baton.run.status': status }, status === 'completed' ? undefined : error ?? { code: status });
+  }
+
+  private anchorTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Stores that anchor run ends in batches (PostgreSQL: one lock on the anchor head per batch,
+   * not per commit) get this process's ends anchored within a second, gathered; the workers'
+   * sweep (every lease/3) stays the safety net for ends of processes that died first. Until a
+   * run is anchored, a cut of its history's tail is not detectable, so the window is kept short.
+   */
+  private anchorSoon(): void {
+    if (!this.store.anchorPending || this.anchorTimer || this.closed) return;
+    this.anchorTimer = setTimeout(() => {
+      this.anchorTimer = undefined;
+      this.store.anchorPending!().catch((e) => this.onInternalError(e, 'audit anchoring'));
+    }, ANCHOR_DELAY_MS);
+    this.anchorTimer.unref();
   }
 
   private notify(runId: string, final?: RunResult): void {

@@ -68,6 +68,19 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     expect((await verifyStore(b.store, r2)).ok).toBe(true);
   });
 
+  it('anchors a run that ended in this process within about a second, without a sweep or a verify', async () => {
+    const b = await suite.baton();
+    await b.register(FLOW);
+    const r = await b.run('audited', { n: 1, note: 'soon' });
+    expect(r.status).toBe('completed');
+    // The workers' sweep comes every lease/3 (10 s here): this must not wait for it.
+    const until = Date.now() + 3000;
+    while (!(await b.store.auditAnchors()).some((a) => a.runId === r.id)) {
+      expect(Date.now(), 'the run end was not anchored within 3 s').toBeLessThan(until);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  });
+
   it('catches an event whose data was edited in the database, naming its seq', async () => {
     const b = await suite.baton();
     const [r1] = await twoRuns(b);
