@@ -1,6 +1,6 @@
 /**
  * The web console in a real browser: Debian's Chromium driven by playwright-core against a
- * gateway on 127.0.0.1 (auth required, API keys of each role) on a SQLite store. An operator
+ * gateway on 127.0.0.1 (auth required, API keys of each role), on each store. An operator
  * starts a run from the workflow page and watches it, without reloading, reach the approval;
  * an approver answers it in the inbox with a form field; the operator's page shows the run
  * completed with the corrected amount. A viewer is offered no action. Cancel and retry from a
@@ -19,7 +19,7 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { createGateway } from '../../src/gateway/server.js';
 import type { Baton } from '../../src/index.js';
 import type { ProviderFactory } from '../../src/providers/provider.js';
-import { engineSuite } from '../helpers/stores.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const REFUND = readFileSync(resolve(root, 'examples/approvals/refund.yaml'), 'utf8');
@@ -61,25 +61,26 @@ const backup: ProviderFactory = () => ({
   },
 });
 
-describe('web console in Chromium', () => {
-  const suite = engineSuite('sqlite', 'baton-console-');
-  let browser: Browser;
-  let app: FastifyInstance | undefined;
-
-  beforeAll(async () => {
-    // The console under test is the one in this tree: build it (a second or two).
-    const built = spawnSync('npx', ['vite', 'build', '--config', 'console/vite.config.ts', '--logLevel', 'error'], { cwd: root, encoding: 'utf8' });
-    if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-  }, 120_000);
-  afterAll(async () => {
-    await browser?.close();
+// One build and one browser for the whole file; the tests run on every store.
+let browser: Browser;
+beforeAll(async () => {
+  // The console under test is the one in this tree: build it (a second or two).
+  const built = spawnSync('npx', ['vite', 'build', '--config', 'console/vite.config.ts', '--logLevel', 'error'], { cwd: root, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
+}, 120_000);
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
+  const suite = engineSuite(kind, 'baton-console-');
+  let app: FastifyInstance | undefined;
 
   async function setup() {
     const b: Baton = await suite.baton({
@@ -124,7 +125,7 @@ describe('web console in Chromium', () => {
   }
 
   const shot = async (page: Page, name: string) => {
-    if (SHOTS) await page.screenshot({ path: resolve(root, `docs/screenshots/${name}.png`), fullPage: true });
+    if (SHOTS && kind === STORE_KINDS[0]) await page.screenshot({ path: resolve(root, `docs/screenshots/${name}.png`), fullPage: true });
   };
 
   it('an operator starts a run and watches it live; an approver approves with a form field; the run completes on the open page', async () => {
