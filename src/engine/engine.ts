@@ -787,7 +787,9 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.tasks.close();
     await this.approvals.close();
     await this.worker?.stop(opts.graceMs);
-    // Ends this process gathered for anchoring are anchored before it goes.
+    // Ends this process gathered for anchoring (those of attempts that finished during the
+    // stop included) are anchored before it goes.
+    this.anchoringStopped = true;
     if (this.anchorTimer) {
       clearTimeout(this.anchorTimer);
       this.anchorTimer = undefined;
@@ -1144,6 +1146,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   private anchorTimer: NodeJS.Timeout | undefined;
+  private anchoringStopped = false;
 
   /**
    * Stores that anchor run ends in batches (PostgreSQL: one lock on the anchor head per batch,
@@ -1152,7 +1155,7 @@ export class Baton extends EventEmitter<BatonEvents> {
    * run is anchored, a cut of its history's tail is not detectable, so the window is kept short.
    */
   private anchorSoon(): void {
-    if (!this.store.anchorPending || this.anchorTimer || this.closed) return;
+    if (!this.store.anchorPending || this.anchorTimer || this.anchoringStopped) return;
     this.anchorTimer = setTimeout(() => {
       this.anchorTimer = undefined;
       this.store.anchorPending!().catch((e) => this.onInternalError(e, 'audit anchoring'));
