@@ -793,7 +793,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (this.anchorTimer) {
       clearTimeout(this.anchorTimer);
       this.anchorTimer = undefined;
-      await this.store.anchorPending?.().catch((e) => this.onInternalError(e, 'audit anchoring'));
+      await this.anchorGathered();
     }
     await this.models?.close();
     await this.telemetry?.close().catch((e) => this.onInternalError(e, 'telemetry shutdown'));
@@ -1158,9 +1158,13 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (!this.store.anchorPending || this.anchorTimer || this.anchoringStopped) return;
     this.anchorTimer = setTimeout(() => {
       this.anchorTimer = undefined;
-      this.store.anchorPending!().catch((e) => this.onInternalError(e, 'audit anchoring'));
+      void this.anchorGathered();
     }, ANCHOR_DELAY_MS);
     this.anchorTimer.unref();
+  }
+
+  private anchorGathered(): Promise<void> {
+    return Promise.resolve(this.store.anchorPending?.()).then(() => undefined, (e) => this.onInternalError(e, 'audit anchoring'));
   }
 
   private notify(runId: string, final?: RunResult): void {

@@ -42,6 +42,12 @@ export interface SqliteStoreOptions {
   groupCommit?: 'tick' | 'io';
 }
 
+/** `column IN (?, …)` for a list filter (an empty list matches nothing); its values go onto `args`. */
+function inList(column: string, values: readonly unknown[], args: unknown[]): string {
+  args.push(...values);
+  return `${column} IN (${values.map(() => '?').join(',') || "''"})`;
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly location: string;
@@ -204,8 +210,7 @@ export class SqliteStore implements Store {
     const where: string[] = [];
     const args: unknown[] = [];
     if (f.status?.length) {
-      where.push(`status IN (${f.status.map(() => '?').join(',')})`);
-      args.push(...f.status);
+      where.push(inList('status', f.status, args));
     }
     if (f.workflow) {
       where.push('workflow = ?');
@@ -223,8 +228,7 @@ export class SqliteStore implements Store {
       args.push(f.finishedBefore);
     }
     if (f.namespaces && !f.namespaces.includes('*')) {
-      where.push(`namespace IN (${f.namespaces.map(() => '?').join(',') || "''"})`);
-      args.push(...f.namespaces);
+      where.push(inList('namespace', f.namespaces, args));
     }
     const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
     args.push(f.limit ?? 50);
@@ -705,12 +709,10 @@ export class SqliteStore implements Store {
     const where: string[] = [];
     const args: unknown[] = [];
     if (f.status?.length) {
-      where.push(`a.status IN (${f.status.map(() => '?').join(',')})`);
-      args.push(...f.status);
+      where.push(inList('a.status', f.status, args));
     }
     if (f.namespaces && !f.namespaces.includes('*')) {
-      where.push(`a.namespace IN (${f.namespaces.map(() => '?').join(',') || "''"})`);
-      args.push(...f.namespaces);
+      where.push(inList('a.namespace', f.namespaces, args));
     }
     if (f.runId) {
       where.push('a.run_id = ?');
