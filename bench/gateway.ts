@@ -41,6 +41,12 @@ export interface GatewayBench {
   addedSequentialP50Ms: number;
   /** Each round's p50 difference at `concurrency`, to show the spread. */
   addedP50ByRound: number[];
+  /**
+   * The same load against servers that do no work (bench/http-floor.ts): Node's HTTP server
+   * alone, and a Fastify route with the gateway's body schema. Their p50 at `concurrency` is
+   * the least an HTTP layer on them adds here.
+   */
+  floor: { node: Load; fastify: Load };
 }
 
 function pct(xs: number[], p: number): number {
@@ -79,9 +85,10 @@ export async function gatewayBench(seconds: number, rounds: number, concurrency 
     // wrk (C, one thread) when installed: autocannon is JavaScript and on 2 cores competes with
     // the server for CPU, which then measures the load generator as much as the gateway.
     const wrk = existsSync('/usr/bin/wrk');
-    const load = async (s: number): Promise<Load> => wrk
-      ? wrkLoad(`${url}/runs`, body, concurrency, s, dir)
-      : toLoad(await autocannon({ url: `${url}/runs`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections: concurrency, duration: s }));
+    const loadAt = async (at: string, s: number): Promise<Load> => wrk
+      ? wrkLoad(`${at}/runs`, body, concurrency, s, dir)
+      : toLoad(await autocannon({ url: `${at}/runs`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections: concurrency, duration: s }));
+    const load = (s: number) => loadAt(url, s);
     await load(1); // warm-up
     const ins: Side[] = [];
     const https: Side[] = [];
@@ -98,11 +105,12 @@ export async function gatewayBench(seconds: number, rounds: number, concurrency 
       }
       https.push({ perSecond: r.perSecond, p50: r.p50, p99: r.p99, sequentialP50: pct(seq, 50), sequentialP99: pct(seq, 99) });
     }
+    const floor = { node: await floorLoad('node', loadAt, seconds), fastify: await floorLoad('fastify', loadAt, seconds) };
     const mid = (sides: Side[]) => [...sides].sort((a, b) => a.p50 - b.p50)[Math.floor((sides.length - 1) / 2)];
     const added = ins.map((s, i) => https[i].p50 - s.p50);
     return {
       seconds, rounds, concurrency, tool: wrk ? 'wrk' : 'autocannon', inProcess: mid(ins), http: mid(https),
-      addedP50Ms: median(added), addedSequentialP50Ms: median(ins.map((s, i) => https[i].sequentialP50 - s.sequentialP50)), addedP50ByRound: added,
+      addedP50Ms: median(added), addedSequentialP50Ms: median(ins.map((s, i) => https[i].sequentialP50 - s.sequentialP50)), addedP50ByRound: added, floor,
     };
   } finally {
     server.removeAllListeners('exit');
@@ -115,7 +123,7 @@ export async function gatewayBench(seconds: number, rounds: number, concurrency 
 /** Runs timed one at a time per round and side. */
 const SEQUENTIAL = 1000;
 
-interface Load {
+export interface Load {
   perSecond: number;
   p50: number;
   p99: number;
@@ -138,6 +146,29 @@ function wrkLoad(url: string, body: string, connections: number, seconds: number
   };
   if (/Non-2xx/.test(r.stdout)) throw new Error(`gateway bench: non-2xx answers under load: ${r.stdout}`);
   return { perSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)![1]), p50: ms('50%'), p99: ms('99%') };
+}
+
+/** `load` against a do-nothing server of bench/http-floor.ts, in a process of its own, after a second of warm-up. */
+async function floorLoad(kind: 'node' | 'fastify', load: (url: string, seconds: number) => Promise<Load>, seconds: number): Promise<Load> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'http-floor.ts'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise<string>((res, rej) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening (http:\/\/\S+)/.exec(out);
+        if (m) res(m[1]);
+      });
+      child.on('exit', (c) => rej(new Error(`http-floor ${kind} exited ${c}`)));
+    });
+    await fetch(`${url}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"workflow":"trivial"}' }).then((r) => r.arrayBuffer());
+    await load(url, 1);
+    return await load(url, seconds);
+  } finally {
+    child.removeAllListeners('exit');
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
 }
 
 /** The same runs started in-process, in a child process of its own (like the server). */

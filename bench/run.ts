@@ -156,6 +156,13 @@ function gatewayLines(g: GatewayBench): string[] {
     `| HTTP (POST /runs) | ${f(g.http.perSecond, 0)} | ${ms(g.http.p50)} | ${ms(g.http.p99)} | ${ms(g.http.sequentialP50)} | ${ms(g.http.sequentialP99)} |`,
     '',
     `HTTP adds ${ms(g.addedSequentialP50Ms)} ms at p50 one request at a time (target < 1 ms: ${ok(g.addedSequentialP50Ms < 1)}) and ${ms(g.addedP50Ms)} ms at p50 at concurrency ${g.concurrency} (target < 1 ms: ${ok(g.addedP50Ms < 1)}; rounds: ${g.addedP50ByRound.map(ms).join(', ')} ms; the load generator shares the 2 cores).`,
+    '',
+    `The floor, same load against servers that do no work (bench/http-floor.ts): the least an HTTP layer on them adds at concurrency ${g.concurrency} here.`,
+    '',
+    '| server | requests/s | p50 ms | p99 ms |',
+    '|---|---:|---:|---:|',
+    `| Node's HTTP server alone | ${f(g.floor.node.perSecond, 0)} | ${ms(g.floor.node.p50)} | ${ms(g.floor.node.p99)} |`,
+    `| a Fastify route with the gateway's body schema | ${f(g.floor.fastify.perSecond, 0)} | ${ms(g.floor.fastify.p50)} | ${ms(g.floor.fastify.p99)} |`,
   ];
 }
 
