@@ -491,7 +491,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   async pause(runId: string): Promise<void> {
     const r = await this.getRun(runId);
     const ok = await this.store.setRunStatus(runId, ['running', 'waiting', 'pending'], 'paused', [{ type: EventType.runPaused, at: Date.now() }]);
-    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'pause' });
+    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'pause it' });
     const rs = this.runs.get(runId);
     if (rs) rs.status = 'paused';
     this.emit('run', { runId, status: 'paused', at: Date.now() });
@@ -500,7 +500,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   async resume(runId: string): Promise<void> {
     const r = await this.getRun(runId);
     const ok = await this.store.setRunStatus(runId, ['paused'], 'running', [{ type: EventType.runResumed, at: Date.now() }]);
-    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'resume' });
+    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'resume it' });
     const rs = this.runs.get(runId);
     if (rs) rs.status = 'running';
     this.emit('run', { runId, status: 'running', at: Date.now() });
@@ -512,7 +512,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     const r = await this.getRun(runId);
     const children = (await this.store.getSteps(runId)).filter((s) => s.waitKey?.startsWith('run:')).map((s) => s.waitKey!.slice(4));
     const ok = await this.store.cancelRun(runId, [{ type: EventType.runCancelled, at: Date.now(), data: { reason } }]);
-    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'cancel' });
+    if (!ok) throw new BatonError('BATON_RUN_STATE', { runId, status: r.status, action: 'cancel it' });
     this.runEnded(r, 'cancelled', Date.now(), { code: 'BATON_CANCELLED', message: reason });
     for (const c of children) await this.cancel(c, `parent run ${runId} cancelled`).catch(() => undefined);
     const rs = this.runs.get(runId);
@@ -604,7 +604,7 @@ export class Baton extends EventEmitter<BatonEvents> {
   async replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayReport> {
     if (!this.worker) throw new BatonError('BATON_USAGE', { detail: 'replay runs in the process that asks for it: open the engine with a worker (not `worker: false`).' });
     const original = await this.getRun(runId);
-    if (!TERMINAL_RUN_STATES.has(original.status)) throw new BatonError('BATON_RUN_STATE', { runId, status: original.status, action: 'replay (wait for it to end)' });
+    if (!TERMINAL_RUN_STATES.has(original.status)) throw new BatonError('BATON_RUN_STATE', { runId, status: original.status, action: 'replay it (wait for it to end)' });
     const before = await this.registry.get(original.versionId);
     let versionId = original.versionId;
     if (opts.version !== undefined) {

@@ -335,7 +335,7 @@ steps:
       gate.shift()!();
       await sleep(50);
       expect((await b.getSteps(id2)).every((s) => s.status === 'cancelled')).toBe(true);
-      await expect(b.cancel(id2)).rejects.toMatchObject({ code: 'BATON_RUN_STATE' });
+      await expect(b.cancel(id2)).rejects.toMatchObject({ code: 'BATON_RUN_STATE', message: `Run ${id2} is cancelled; cannot cancel it.` });
     });
 
     sqliteOnly('passes a 50 MB document through a workflow by reference', async () => {

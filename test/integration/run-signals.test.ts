@@ -76,7 +76,9 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     await b.cancel(id);
     const late = await signal(url, id, { event: 'approve', payload: { by: 'late' } });
     expect(late.status).toBe(409);
-    expect(((await late.json()) as { code: string }).code).toBe('BATON_RUN_STATE');
+    const problem = (await late.json()) as { code: string; detail: string };
+    expect(problem.code).toBe('BATON_RUN_STATE');
+    expect(problem.detail).toBe(`Run ${id} is cancelled; cannot send it the signal "approve".`);
     expect((await b.getRun(id)).status).toBe('cancelled');
   });
 
