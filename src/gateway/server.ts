@@ -78,7 +78,9 @@ function newFastify(opts: GatewayOptions): FastifyInstance {
   const ajv = { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } };
   const bodyLimit = opts.bodyLimit ?? 1024 * 1024;
   // Fastify's own request lines would log the query string as is: ours (below) leave values out.
-  if (opts.logger) return Fastify({ bodyLimit, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), ajv }) as unknown as FastifyInstance;
+  // A request's `req.log` is the gateway's logger itself, not a child made for every request
+  // (one of a redacting pino logger costs some 3 µs a request); the access line names the request.
+  if (opts.logger) return Fastify({ bodyLimit, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
   return Fastify({ bodyLimit, logger: false, ajv });
 }
 

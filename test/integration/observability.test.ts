@@ -300,4 +300,35 @@ steps:
     expect(parsed.find((p) => p.url === `/runs/${runId}`)).toMatchObject({ run_id: runId, status: 200 });
     expect(parsed.find((p) => p.status === 401)).toBeDefined();
   });
+
+  it('gateway logs: an internal error is one error line (request context, stack) with secrets scrubbed, and a 500 problem without internals', async () => {
+    const b = await suite.baton();
+    const lines: string[] = [];
+    const stream = new Writable({ write(chunk, _enc, cb) { lines.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
+    app = buildGateway(b, { auth: 'off', logger: createLogger({ level: 'info', stream }) });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    // A store fault whose message carries a token, as a driver's might.
+    const listRuns = b.store.listRuns.bind(b.store);
+    b.store.listRuns = async () => {
+      throw new Error('connection reset talking to db (Bearer abc.def-123)');
+    };
+    try {
+      const res = await fetch(`${url}/runs?status=completed`);
+      expect(res.status).toBe(500);
+      const body = (await res.json()) as { detail: string; status: number };
+      expect(body.status).toBe(500);
+      expect(JSON.stringify(body)).not.toContain('connection reset');
+    } finally {
+      b.store.listRuns = listRuns;
+    }
+    await sleep(50);
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const internal = parsed.filter((p) => p.msg === 'internal error');
+    expect(internal).toHaveLength(1);
+    expect(internal[0]).toMatchObject({ level: 'error', method: 'GET', url: '/runs?status=…' });
+    expect((internal[0].err as { message: string }).message).toBe('connection reset talking to db (Bearer [redacted])');
+    expect((internal[0].err as { stack: string }).stack).toMatch(/^Error: connection reset[^\n]*\n\s+at /);
+    expect(parsed.find((p) => p.msg === 'request failed')).toMatchObject({ level: 'error', status: 500 });
+    expect(lines.join('\n')).not.toContain('abc.def-123');
+  });
 });
