@@ -11,7 +11,7 @@ import autocannon from 'autocannon';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Baton } from '../src/index.js';
 
@@ -113,9 +113,7 @@ export async function gatewayBench(seconds: number, rounds: number, concurrency 
       addedP50Ms: median(added), addedSequentialP50Ms: median(ins.map((s, i) => https[i].sequentialP50 - s.sequentialP50)), addedP50ByRound: added, floor,
     };
   } finally {
-    server.removeAllListeners('exit');
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
+    await stop(server);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -148,6 +146,15 @@ function wrkLoad(url: string, body: string, connections: number, seconds: number
   return { perSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)![1]), p50: ms('50%'), p99: ms('99%') };
 }
 
+/** Ends a child process and waits for it (at once if it has already exited: a failed start must not hang the bench). */
+async function stop(child: ChildProcess): Promise<void> {
+  child.removeAllListeners('exit');
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 /** `load` against a do-nothing server of bench/http-floor.ts, in a process of its own, after a second of warm-up. */
 async function floorLoad(kind: 'node' | 'fastify', load: (url: string, seconds: number) => Promise<Load>, seconds: number): Promise<Load> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'http-floor.ts'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -165,9 +172,7 @@ async function floorLoad(kind: 'node' | 'fastify', load: (url: string, seconds: 
     await load(url, 1);
     return await load(url, seconds);
   } finally {
-    child.removeAllListeners('exit');
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await stop(child);
   }
 }
 
