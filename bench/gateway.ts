@@ -66,19 +66,7 @@ export async function gatewayBench(seconds: number, rounds: number, concurrency 
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-gw-'));
   const server = spawn(process.execPath, [join(root, 'bin/baton.js'), 'serve', '--db', dir, '--port', '0', '--auth', 'off', '--concurrency', '256'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const url = await new Promise<string>((res, rej) => {
-      let out = '';
-      let found = false;
-      server.stdout!.on('data', (d: Buffer) => {
-        // After the address, the log lines (one per request) are read and dropped, as a log
-        // shipper would, and cost this process (the load generator's) nothing.
-        if (found) return;
-        out += d.toString();
-        const m = /baton serve: (http:\/\/\S+) /.exec(out);
-        if (m) (found = true), res(m[1]);
-      });
-      server.on('exit', (c) => rej(new Error(`baton serve exited ${c}`)));
-    });
+    const url = await announced(server, /baton serve: (http:\/\/\S+) /, 'baton serve');
     const reg = await fetch(`${url}/workflows`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: TRIVIAL });
     if (reg.status !== 201) throw new Error(`gateway bench: registering answered ${reg.status}`);
     const body = JSON.stringify({ workflow: 'trivial', input: { n: 1 }, wait: 10 });
@@ -146,6 +134,25 @@ function wrkLoad(url: string, body: string, connections: number, seconds: number
   return { perSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)![1]), p50: ms('50%'), p99: ms('99%') };
 }
 
+/**
+ * The first match of `re` (its group 1) in a child's stdout; rejects if the child exits first.
+ * Output after it (a server's log, a line a request) is read and dropped, as a log shipper
+ * would, at no cost to this process.
+ */
+function announced(child: ChildProcess, re: RegExp, name: string): Promise<string> {
+  return new Promise((res, rej) => {
+    let out = '';
+    let found = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      if (found) return;
+      out += d.toString();
+      const m = re.exec(out);
+      if (m) (found = true), res(m[1]);
+    });
+    child.on('exit', (c) => rej(new Error(`${name} exited ${c}`)));
+  });
+}
+
 /** Ends a child process and waits for it (at once if it has already exited: a failed start must not hang the bench). */
 async function stop(child: ChildProcess): Promise<void> {
   child.removeAllListeners('exit');
@@ -159,16 +166,7 @@ async function stop(child: ChildProcess): Promise<void> {
 async function floorLoad(kind: 'node' | 'fastify', load: (url: string, seconds: number) => Promise<Load>, seconds: number): Promise<Load> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'http-floor.ts'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const url = await new Promise<string>((res, rej) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /listening (http:\/\/\S+)/.exec(out);
-        if (m) res(m[1]);
-      });
-      child.on('exit', (c) => rej(new Error(`http-floor ${kind} exited ${c}`)));
-    });
-    await fetch(`${url}/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"workflow":"trivial"}' }).then((r) => r.arrayBuffer());
+    const url = await announced(child, /listening (http:\/\/\S+)/, `http-floor ${kind}`);
     await load(url, 1);
     return await load(url, seconds);
   } finally {

@@ -73,7 +73,7 @@ describe.each(STORE_KINDS)('GET /runs on %s', (k) => {
       const last = rows.at(-1)!;
       q = `?limit=2&before=${encodeURIComponent(last.created_at)}&before_run=${last.run_id}`;
     }
-    expect(new Set(ids.map((id) => id)).size).toBe(5);
+    expect(new Set(ids).size).toBe(5);
     expect([...seen].sort()).toEqual([...ids].sort());
     expect(seen).toHaveLength(5);
     // `before` alone (a time) skips the rest of the boundary's millisecond, as documented.
