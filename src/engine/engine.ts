@@ -430,7 +430,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
-    if (!queued) this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true })));
+    if (!queued) this.worker?.push(run.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: id, key: s.key, attempt: 1, fresh: true, retries: 0 })));
     return id;
   }
 
@@ -567,8 +567,11 @@ export class Baton extends EventEmitter<BatonEvents> {
       const now = await this.getRun(runId);
       throw notRetryable(runId, now.status, ' It changed while this retry was being planned; look at it again.');
     }
-    // Nothing cached about its earlier life may stand in for the store's new truth.
-    this.runs.delete(runId);
+    // Nothing cached about its earlier life may stand in for the store's new truth. A view of
+    // the new life may already be cached (this worker claimed its steps as the retry
+    // committed): that one stays, or its steps would split across two views.
+    const cached = this.runs.get(runId);
+    if (cached && cached.retries <= r.retries) this.runs.delete(runId);
     this.emit('run', { runId, status: res.status!, at });
     // A child run of a re-run workflow step may still be going (its parent failed elsewhere):
     // it is cancelled, so that its end cannot wake the step that now waits for a fresh child.
@@ -962,12 +965,10 @@ export class Baton extends EventEmitter<BatonEvents> {
   }
 
   private async runWork(w: Work) {
-    // Claimed from the store for a run retried since this process cached it (it ended
-    // elsewhere): what the cache holds of its earlier life (outputs, status) is stale. Attempts
-    // of that life still in flight here hold the old object; their commits fail their fences.
-    if (w.retries !== undefined && (this.runs.get(w.runId)?.retries ?? w.retries) !== w.retries) this.runs.delete(w.runId);
-    const rs = await this.loadRun(w.runId);
-    if (!rs || TERMINAL_RUN_STATES.has(rs.status)) return { ready: [], later: [], poke: false };
+    const rs = await this.loadRun(w.runId, w.retries);
+    // Work of an earlier life (claimed, or made ready, before a retry): the retry took its step
+    // back, so its commit would fail its fence; it is dropped rather than run for nothing.
+    if (!rs || TERMINAL_RUN_STATES.has(rs.status) || (w.retries !== undefined && rs.retries > w.retries)) return { ready: [], later: [], poke: false };
     if (rs.status === 'paused') {
       // Paused as this process last saw it; another process may have resumed it since (the
       // store handed out this claim), so the store has the say before the claim goes back.
@@ -1017,17 +1018,32 @@ export class Baton extends EventEmitter<BatonEvents> {
     return { ready: [...res.ready, ...res.childReady], later: res.later, poke: res.poke };
   }
 
-  private async loadRun(runId: string): Promise<RunState | undefined> {
+  /**
+   * The run's view in this process, cached: steps of one run share one view, or each would miss
+   * the outputs recorded through the other. `life` (the work's `retries`): a view of an earlier
+   * life is stale (its outputs and failures are from before a retry, which may have happened
+   * elsewhere), so it is dropped and the run read again; a view of a later life is returned as
+   * it is, for the caller to see that its work is outdated.
+   */
+  private async loadRun(runId: string, life?: number): Promise<RunState | undefined> {
+    const stale = (rs: RunState | undefined) => rs !== undefined && life !== undefined && rs.retries < life;
     const hit = this.runs.get(runId);
-    if (hit) return hit;
-    // Steps of one run claimed together (after a restart, a retry) load it once: two RunStates
-    // of one run would each miss the outputs recorded through the other.
-    let loading = this.loading.get(runId);
-    if (!loading) {
-      loading = this.readRun(runId).finally(() => this.loading.delete(runId));
-      this.loading.set(runId, loading);
-    }
-    return loading;
+    if (hit && !stale(hit)) return hit;
+    if (hit) this.runs.delete(runId);
+    // Steps of one run claimed together (after a restart, a retry) load it once.
+    const read = () => {
+      let loading = this.loading.get(runId);
+      if (!loading) {
+        loading = this.readRun(runId).finally(() => this.loading.delete(runId));
+        this.loading.set(runId, loading);
+      }
+      return loading;
+    };
+    const rs = await read();
+    if (!stale(rs)) return rs;
+    // A read begun before the retry (or half before it: the run, then its steps): once more.
+    if (this.runs.get(runId) === rs) this.runs.delete(runId);
+    return read();
   }
 
   private async readRun(runId: string): Promise<RunState | undefined> {
@@ -1037,7 +1053,8 @@ export class Baton extends EventEmitter<BatonEvents> {
     const rs = new RunState(r, wf, unseal(this.decode(r.input)));
     await this.refresh(rs);
     const other = this.runs.get(runId);
-    if (other) return other;
+    // A view of the same or a later life cached meanwhile stands: one view a life.
+    if (other && other.retries >= rs.retries) return other;
     this.runs.set(runId, rs);
     return rs;
   }
@@ -1048,15 +1065,17 @@ export class Baton extends EventEmitter<BatonEvents> {
       if (st.parentKey !== undefined) continue;
       if (st.status === 'succeeded' || st.status === 'failed' || st.status === 'skipped') rs.record(st.stepId, st.status, unseal(this.decode(st.output)), st.error);
     }
-    rs.loaded = true;
   }
 
   /** Ends a run that has no active step left: evaluates its output and records the end. */
   private async finishRun(rs: RunState): Promise<void> {
     const wf = rs.workflow;
-    // Steps run by other processes are not in memory: reload only if the output needs them.
+    // Steps run by other processes are not in memory: reload if the output needs one that is
+    // missing. A view read from the store also misses what ended elsewhere after the read (a
+    // step woken and run by another worker while one of this process's ran here); a missing
+    // step costs one read of the run's steps.
     const needed = wf.output ? [...wf.output.stepRefs] : wf.sinks;
-    if (!rs.loaded && needed.some((s) => rs.steps[s] === undefined)) await this.refresh(rs);
+    if (needed.some((s) => rs.steps[s] === undefined)) await this.refresh(rs);
     const fin = await this.prepareFinish(rs);
     this.afterFinish(rs, fin, await this.store.finishRun(fin.record));
   }

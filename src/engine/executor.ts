@@ -33,7 +33,11 @@ export interface Work {
   /** Just claimed from the store, which returned its attempt and state with the claim. */
   claimed?: boolean;
   state?: unknown;
-  /** Of a claim: its run's `retries` (see RunState.retries). */
+  /**
+   * The life of its run it belongs to: the run's `retries` when it was claimed, or of the view
+   * whose commit made it ready (see RunState.retries). Work of an earlier life is dropped, and
+   * a view of an earlier life is not used for work of a later one.
+   */
   retries?: number;
 }
 
@@ -310,7 +314,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
       });
       emit('waiting');
       if (!res) return EMPTY;
-      if (local) res.later.push({ work: { ...work, fresh: true, state: wrapState(index, item, outcome.state) }, dueAt: outcome.until });
+      if (local) res.later.push({ work: { ...work, fresh: true, state: wrapState(index, item, outcome.state), retries: rs.retries }, dueAt: outcome.until });
       res.poke = !local;
       return res;
     }
@@ -359,7 +363,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
       });
       emit('waiting');
       if (!res) return EMPTY;
-      res.childReady = child.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: childId, key: s.key, attempt: 1, fresh: true }));
+      res.childReady = child.steps.filter((s) => s.status === 'scheduled').map((s) => ({ runId: childId, key: s.key, attempt: 1, fresh: true, retries: 0 }));
       return res;
     }
     case 'fanout': {
@@ -412,7 +416,7 @@ async function fail(
     });
     emit('retrying', { error, durationMs: now - started });
     if (!res) return EMPTY;
-    const next: Work = { runId: work.runId, key: work.key, attempt: work.attempt + 1, fresh: true, state: state ?? undefined };
+    const next: Work = { runId: work.runId, key: work.key, attempt: work.attempt + 1, fresh: true, state: state ?? undefined, retries: rs.retries };
     if (local) res.later.push({ work: next, dueAt: now + delay });
     res.poke = !local;
     return res;
@@ -520,7 +524,7 @@ async function commit(host: ExecutorHost, rs: RunState, work: Work, c: StepCommi
   // is resuming after its items: both are read back.
   const fresh = (key: string) => parseKey(key).index === undefined && !rs.workflow.steps.get(key)?.sub;
   // A step a retry put back keeps counting its attempts; every other starts at 1.
-  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: r.attempts?.[key] ?? 1, fresh: fresh(key) }));
+  const ready = r.ready.map((key) => ({ runId: work.runId, key, attempt: r.attempts?.[key] ?? 1, fresh: fresh(key), retries: rs.retries }));
   return { ready, later: [], runIdle: r.runIdle, runFinished: r.runFinished, childReady: [], poke: false, consumed: r.consumed };
 }
 

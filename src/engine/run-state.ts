@@ -41,8 +41,6 @@ export class RunState {
   readonly abort = new AbortController();
   /** Trace context of the run span (see observability/telemetry.ts). */
   readonly trace?: string;
-  /** Set once every step's status has been loaded from the store. */
-  loaded = false;
 
   constructor(run: RunRecord, workflow: CompiledWorkflow, input: unknown) {
     this.id = run.id;
