@@ -283,9 +283,13 @@ steps:
     it('reserves budget before each call so that parallel branches cannot overspend together, and stops the run with a clear error', async () => {
       let inFlight = 0;
       let maxInFlight = 0;
+      // Calls are held until the run has failed: a call that ended early would hand back its
+      // reservation, and on a slow machine a late step could then fit (that is not overspending).
+      let release = () => {};
+      const held = new Promise<void>((r) => (release = r));
       const m = scripted('m', async () => {
         maxInFlight = Math.max(maxInFlight, ++inFlight);
-        await sleep(50);
+        await held;
         inFlight--;
         return { output: 'ok', usage: usage(100, 100) };
       });
@@ -305,6 +309,7 @@ steps:
   - { id: d, kind: model, service: llm, prompt: "d", on_error: continue }
 `);
       const r = await b.run(v);
+      release();
       expect(r.status).toBe('failed');
       expect(r.error?.code).toBe('BATON_BUDGET_EXCEEDED');
       expect(r.error?.message).toMatch(/would exceed its budget of 0\.25 USD/);
