@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -13,12 +14,36 @@ function baton(args: string[], opts: { cwd?: string; input?: string } = {}) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-/** Starts `baton args…` and SIGKILLs it (like a crash) once it has printed its run id. */
-function killAfterRunStarts(args: string[]): Promise<NodeJS.Signals | null> {
+/**
+ * Starts `baton args…` and SIGKILLs it (like a crash) once it has printed its run id, or, with
+ * `parked`, once the store (`<db>/baton.db`) shows that step waiting: the id is printed before
+ * the first steps have run, and a kill before the wait commits would leave nothing to deliver to.
+ */
+function killAfterRunStarts(args: string[], parked?: { db: string; step: string }): Promise<NodeJS.Signals | null> {
+  const waiting = (): boolean => {
+    if (!existsSync(join(parked!.db, 'baton.db'))) return false;
+    const db = new Database(join(parked!.db, 'baton.db'), { readonly: true, fileMustExist: true });
+    try {
+      return (db.prepare('SELECT status FROM steps WHERE key = ?').get(parked!.step) as { status?: string } | undefined)?.status === 'waiting';
+    } catch {
+      return false; // not created yet
+    } finally {
+      db.close();
+    }
+  };
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let seen = false;
     p.stdout.on('data', (d: Buffer) => {
-      if (/run_[0-9a-z]+/.test(d.toString())) setTimeout(() => p.kill('SIGKILL'), 100);
+      if (seen || !/run_[0-9a-z]+/.test(d.toString())) return;
+      seen = true;
+      if (!parked) return void setTimeout(() => p.kill('SIGKILL'), 100);
+      const poll = setInterval(() => {
+        if (!waiting()) return;
+        clearInterval(poll);
+        p.kill('SIGKILL');
+      }, 20);
+      p.on('exit', () => clearInterval(poll));
     });
     p.on('error', rej);
     p.on('exit', (_code, signal) => res(signal));
@@ -124,7 +149,7 @@ describe('baton CLI', () => {
 
   it('delivers events to waiting runs', async () => {
     writeFileSync(join(dir, 'evt.yaml'), 'name: evt\nsteps:\n  - { id: paid, kind: wait, event: paid, key: "input.order" }\n');
-    expect(await killAfterRunStarts(['run', 'evt.yaml', '--input', '{"order":"o1"}', '--db', join(dir, 'store5')])).toBe('SIGKILL');
+    expect(await killAfterRunStarts(['run', 'evt.yaml', '--input', '{"order":"o1"}', '--db', join(dir, 'store5')], { db: join(dir, 'store5'), step: 'paid' })).toBe('SIGKILL');
     const none = baton(['event', 'paid', 'o2', '--db', join(dir, 'store5')]);
     expect(none.code).toBe(0);
     expect(none.out).toMatch(/no step is waiting: buffered/);

@@ -56,7 +56,8 @@ const primary: ProviderFactory = () => ({
 const backup: ProviderFactory = () => ({
   name: 'steady', defaultOperation: 'chat',
   async call() {
-    await new Promise((r) => setTimeout(r, 30));
+    // Long enough that the parallel wait step has surely started meanwhile (the timeline test).
+    await new Promise((r) => setTimeout(r, 150));
     return { output: '{"label":"billing"}', usage: { inputTokens: 1200, outputTokens: 300, cachedInputTokens: 0 } };
   },
 });

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Baton, type VersionRecord } from '../../src/index.js';
 import { buildGateway } from '../../src/gateway/server.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
+import { until } from '../helpers/wait.js';
 
 let dir: string;
 let baton: Baton;
@@ -22,7 +23,8 @@ let client: OpenAI;
 let echoV1: VersionRecord;
 let echoV2: VersionRecord;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Calls of the `slow` function waiting to be let go, by input. */
+const held = new Map<string, () => void>();
 const LONG = 'The quick brown fox jumps over the lazy dog, then naps in the sun — twice. ✓';
 
 beforeAll(async () => {
@@ -37,8 +39,9 @@ beforeAll(async () => {
       boom: () => {
         throw new Error('the reactor melted');
       },
+      // Held until the test lets it go (by its input): "still running" holds on any machine.
       slow: async (s) => {
-        await sleep(1500);
+        await new Promise<void>((r) => held.set(String(s), r));
         return s;
       },
     },
@@ -285,18 +288,20 @@ describe('workflows as OpenAI models', () => {
     expect(first).toContain('"role":"assistant"');
     expect(baton.listenerCount('step')).toBe(1); // the stream is watching the run's steps
     ac.abort();
-    await sleep(300);
-    expect(baton.listenerCount('step')).toBe(0); // ...and stopped when the client left
+    await until(async () => baton.listenerCount('step') === 0, 'the stream to stop watching'); // ...and stopped when the client left
     expect((await baton.getRun(runId)).status).toBe('running');
-    expect((await baton.wait(runId, { timeoutMs: 5000 })).status).toBe('completed');
+    await until(async () => held.has('left'), 'the step to start');
+    held.get('left')!();
+    expect((await baton.wait(runId, { timeoutMs: 10_000 })).status).toBe('completed');
   });
 
   it('answers 504 with the run id when the run outlasts x-baton-timeout-ms; the run goes on and completes', async () => {
-    const t0 = Date.now();
+    // The step is held until after the answer: a 504 is the only answer the timeout can give.
     const err = await client.chat.completions
       .create({ model: 'workflow/sleepy', messages: [{ role: 'user', content: 'zzz' }] }, { headers: { 'x-baton-timeout-ms': '200' } })
       .catch((e: unknown) => e);
-    expect(Date.now() - t0).toBeLessThan(1400);
+    await until(async () => held.has('zzz'), 'the step to start');
+    held.get('zzz')!();
     expect(err).toBeInstanceOf(APIError);
     const e = err as APIError;
     expect(e.status).toBe(504);
@@ -304,7 +309,7 @@ describe('workflows as OpenAI models', () => {
     expect(runId).toBeTruthy();
     expect(e.message).toContain(runId!);
     expect(e.headers?.get('x-should-retry')).toBe('false');
-    const done = await baton.wait(runId!, { timeoutMs: 5000 });
+    const done = await baton.wait(runId!, { timeoutMs: 10_000 });
     expect(done.status).toBe('completed');
     expect(done.output).toBe('zzz');
   });

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Baton, type BatonOptions } from '../../src/index.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 
@@ -30,7 +30,6 @@ async function baton(services: BatonOptions['services']): Promise<Baton> {
   return b;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const THREE_STEPS = `
 name: ticket-pipeline
@@ -61,7 +60,7 @@ describe('model services over real sockets', () => {
     vendor.model('claude-backup', { reply: (r) => (r.json ? { label: 'billing', confidence: 0.8 } : `backup: ${r.prompt.slice(0, 20)}`) });
     vendor.faultRate('gpt-main', '500', 1);
     const b = await baton({
-      primary: { provider: 'openai', model: 'gpt-main', endpoint: `${vendor.url}/v1`, retry: { max_attempts: 2, initial_delay: '10ms' }, breaker: { failures: 3, window: '1m', cooldown: '500ms' } },
+      primary: { provider: 'openai', model: 'gpt-main', endpoint: `${vendor.url}/v1`, retry: { max_attempts: 2, initial_delay: '10ms' }, breaker: { failures: 3, window: '1m', cooldown: '1h' } },
       secondary: { provider: 'anthropic', model: 'claude-backup', endpoint: `${vendor.url}/v1`, credential: 'env:BATON_TEST_ANTHROPIC_KEY' },
     });
     process.env.BATON_TEST_ANTHROPIC_KEY = 'test-key';
@@ -87,13 +86,20 @@ describe('model services over real sockets', () => {
     expect(second.status).toBe('completed');
     expect(vendor.calls('gpt-main')).toBe(3);
 
-    // The vendor recovers; after the cooldown one probe goes through, the breaker closes, and the primary answers again.
+    // The vendor recovers; after the cooldown one probe goes through, the breaker closes, and the
+    // primary answers again. The cooldown is long (a slow machine cannot outlast it mid-test) and
+    // passes by moving the clock an hour on, which is what the breaker reads.
     vendor.heal('gpt-main');
-    await sleep(600);
-    const third = await b.run(v, { text: 'Refund please' });
-    expect(third.output).toMatch(/^main: /);
-    expect(b.models!.breaker('primary')!.state).toBe('closed');
-    expect((await b.store.getModelCalls(third.id)).every((c) => c.service === 'primary' && c.outcome === 'ok')).toBe(true);
+    const realNow = Date.now.bind(Date);
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000);
+    try {
+      const third = await b.run(v, { text: 'Refund please' });
+      expect(third.output).toMatch(/^main: /);
+      expect(b.models!.breaker('primary')!.state).toBe('closed');
+      expect((await b.store.getModelCalls(third.id)).every((c) => c.service === 'primary' && c.outcome === 'ok')).toBe(true);
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('treats a stream cut mid-answer as a failure and restarts cleanly on the next service instead of returning the truncated text', async () => {

@@ -19,6 +19,7 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { purgeExpired } from '../../src/audit/retention.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
 const SSN = '123-45-6789';
@@ -189,7 +190,7 @@ steps:
   - { id: check, kind: transform, needs: [approval], expression: "{ 'tail': $substring(input.customer.ssn, 7), 'doc_tail': $substring(steps.lookup.output.document_number, 2) }" }
 `);
     const id = await b1.start('kyc-wait', { customer: { name: 'Ada', ssn: SSN, doc: DOCNO } });
-    for (let i = 0; i < 200 && (await b1.getRun(id)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(async () => (await b1.getRun(id)).status === 'waiting', 'the run to wait');
     expect((await b1.getRun(id)).status).toBe('waiting');
     await b1.close();
     // Another engine (as another process would) loads the run from the store: sealed input and output.

@@ -3,12 +3,13 @@
  * with providers written here so that every answer, failure and delay is chosen by the test.
  * (Vendor wire protocols over real sockets are covered in test/e2e/vendors.test.ts.)
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Baton, type BatonOptions } from '../../src/index.js';
 import { BatonError } from '../../src/errors.js';
 import type { ModelRequest, ModelResponse, Provider, ProviderFactory } from '../../src/providers/provider.js';
 import type { ModelCallRecord } from '../../src/store/store.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,7 +51,7 @@ describe.each(STORE_KINDS)('on %s', (k) => {
       const b = await baton({
         providers: { p: primary.factory, b: backup.factory },
         services: {
-          primary: { provider: 'p', retry: { max_attempts: 1 }, breaker: { failures: 2, window: '1m', cooldown: '300ms' } },
+          primary: { provider: 'p', retry: { max_attempts: 1 }, breaker: { failures: 2, window: '1m', cooldown: '1h' } },
           backup: { provider: 'b' },
         },
       });
@@ -71,13 +72,20 @@ steps:
       expect(b.models!.breaker('primary')!.state).toBe('open');
 
       // The service recovers; after the cooldown one probe goes through and closes the breaker.
+      // The cooldown is long (a slow machine cannot outlast it mid-run) and passes by moving the
+      // clock an hour on, which is what the breaker reads.
       healthy = true;
-      await sleep(350);
-      const r2 = await b.run(v);
-      expect(r2.output).toEqual({ answer: 'primary' });
-      expect(b.models!.breaker('primary')!.state).toBe('closed');
-      expect((await calls(b, r2.id)).every((c) => c.service === 'primary' && c.outcome === 'ok')).toBe(true);
-      expect(b.models!.breaker('primary')!.transitions.map((t) => t.state)).toEqual(['open', 'half-open', 'closed']);
+      const realNow = Date.now.bind(Date);
+      const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000);
+      try {
+        const r2 = await b.run(v);
+        expect(r2.output).toEqual({ answer: 'primary' });
+        expect(b.models!.breaker('primary')!.state).toBe('closed');
+        expect((await calls(b, r2.id)).every((c) => c.service === 'primary' && c.outcome === 'ok')).toBe(true);
+        expect(b.models!.breaker('primary')!.transitions.map((t) => t.state)).toEqual(['open', 'half-open', 'closed']);
+      } finally {
+        clock.mockRestore();
+      }
     });
 
     it('treats a failed guard as a failure and asks the next service (degraded output never flows downstream)', async () => {
@@ -194,11 +202,10 @@ steps:
       expect(r.output).toBe('fast answer');
       expect(primaryAborted).toBe(true);
       // The aborted primary's call is recorded as it unwinds, which may be just after the run ends.
-      let cs = await calls(b, r.id);
-      for (let i = 0; i < 100 && !cs.some((c) => c.service === 'primary'); i++) {
-        await new Promise((res) => setTimeout(res, 20));
-        cs = await calls(b, r.id);
-      }
+      const cs = await until(async () => {
+        const all = await calls(b, r.id);
+        return all.some((c) => c.service === 'primary') && all;
+      }, 'the cancelled primary call to be recorded');
       expect(cs.find((c) => c.service === 'secondary')).toMatchObject({ outcome: 'ok', hedge: true });
       expect(cs.find((c) => c.service === 'primary')).toMatchObject({ outcome: 'cancelled' });
       // A cancelled hedge says nothing about the primary's health.
@@ -212,12 +219,13 @@ steps:
       const fast = scripted('fast', () => ({ output: 'fallback answer', usage: usage(1, 1) }));
       const b = await baton({
         providers: { broken: broken.factory, fast: fast.factory },
-        services: { primary: { provider: 'broken', hedge: { after: '5s' }, retry: { max_attempts: 1 } }, secondary: { provider: 'fast' } },
+        services: { primary: { provider: 'broken', hedge: { after: '60s' }, retry: { max_attempts: 1 } }, secondary: { provider: 'fast' } },
       });
+      // Far sooner than the hedge delay (the bound allows for a slow machine; the calls below say it was no hedge).
       const t0 = Date.now();
       const r = await b.run(await b.register('{ "name": "hedge-fails", "steps": [{ "id": "a", "kind": "model", "service": "primary", "fallback": ["secondary"], "prompt": "x" }] }'));
       expect(r.output).toBe('fallback answer');
-      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(Date.now() - t0).toBeLessThan(20_000);
       const cs = await calls(b, r.id);
       expect(cs.map((c) => [c.service, c.outcome, c.hedge ?? false])).toEqual([['primary', 'error', false], ['secondary', 'ok', false]]);
     });
@@ -316,7 +324,7 @@ steps:
       expect(m.seen.length).toBe(2);
       expect(maxInFlight).toBe(2);
       // The two calls admitted were in flight when the run failed; they finish and are recorded.
-      await sleep(150);
+      await until(async () => (await calls(b, r.id)).length === 2, 'the two calls recorded');
       const run = await b.getRun(r.id);
       expect(run.cost).toBeLessThanOrEqual(0.25);
       expect(run.cost).toBeCloseTo(2 * (100 * 100 + 100 * 100) / 1e6, 9);

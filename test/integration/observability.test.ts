@@ -16,6 +16,7 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -288,7 +289,8 @@ steps:
     const { run_id: runId } = (await ok.json()) as { run_id: string };
     await fetch(`${url}/runs/${runId}`, { headers: { authorization: `Bearer ${operator.key}` } });
     await fetch(`${url}/runs`, { headers: { authorization: `Bearer bk_000000000000_${'x'.repeat(32)}` } });
-    await sleep(50);
+    // Access lines are written as responses end: wait for the last request's (the 401).
+    await until(async () => lines.some((l) => l.includes('"status":401')), 'the access line of the 401');
     const all = lines.join('\n');
     expect(all).not.toContain(operator.key);
     expect(all).not.toContain(operator.key.split('_').slice(2).join('_'));
@@ -321,7 +323,7 @@ steps:
     } finally {
       b.store.listRuns = listRuns;
     }
-    await sleep(50);
+    await until(async () => lines.some((l) => l.includes('"status":500')), 'the access line of the 500');
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const internal = parsed.filter((p) => p.msg === 'internal error');
     expect(internal).toHaveLength(1);

@@ -12,6 +12,7 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { BatonError } from '../../src/errors.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 import { countingServer, triage } from '../helpers/replay.js';
 
 describe.each(STORE_KINDS)('replay on %s', (k) => {
@@ -179,7 +180,7 @@ steps:
   - { id: big, kind: transform, expression: "steps.count.output > 1" }
 `);
     const id = await b.start(v, { order: 'o1', customers: ['a', 'b', 'c'] });
-    for (let i = 0; i < 300 && (await b.getRun(id)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(async () => (await b.getRun(id)).status === 'waiting', 'the run to wait');
     await b.signalRun(id, 'approve', { by: 'ana' });
     const run = await b.wait(id, { timeoutMs: 20_000 });
     expect(run.status).toBe('completed');

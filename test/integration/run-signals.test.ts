@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
 import { buildGateway } from '../../src/gateway/server.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const APPROVAL = `
 name: approval
@@ -35,7 +36,7 @@ describe.each(STORE_KINDS)('on %s', (k) => {
 
   async function waitingRun(b: Baton, order: string): Promise<string> {
     const id = await b.start('approval', { order });
-    for (let i = 0; i < 200 && (await b.getRun(id)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(async () => (await b.getRun(id)).status === 'waiting', 'the run to wait');
     expect((await b.getRun(id)).status).toBe('waiting');
     return id;
   }
@@ -86,7 +87,7 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     const { b, url } = await serve('required');
     await b.register(APPROVAL);
     const id = await b.start('approval', { order: 'C-3' }, { namespace: 'team-b' });
-    for (let i = 0; i < 200 && (await b.getRun(id)).status !== 'waiting'; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(async () => (await b.getRun(id)).status === 'waiting', 'the run to wait');
     const { createApiKey } = await import('../../src/gateway/auth.js');
     const teamA = await createApiKey(b.store, { name: 'a', role: 'operator', namespaces: ['team-a'] });
     const viewerB = await createApiKey(b.store, { name: 'vb', role: 'viewer', namespaces: ['team-b'] });

@@ -16,6 +16,7 @@ import { PG_MIGRATIONS, migrate } from '../../src/store/postgres/migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import type { NewRun, StepCommit } from '../../src/store/store.js';
 import { storeConformance } from './conformance.js';
+import { until } from '../helpers/wait.js';
 
 const ADMIN = process.env.BATON_TEST_PG_ADMIN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -137,7 +138,7 @@ describe('postgres store specifics', () => {
     expect(owners.rows).toEqual([{ owner: 'w1', n: a.length }, { owner: 'w2', n: b.length }]);
   });
 
-  it('delivers a NOTIFY to listen() within ~100 ms of an admitRun that leaves a step unclaimed', async () => {
+  it('delivers a NOTIFY to listen() after an admitRun that leaves a step unclaimed (not after one that leaves none, nor after stop)', async () => {
     const [writer, worker] = [await open(), await open()];
     await writer.putVersion({ versionId: 'wf@1', name: 'wf', hash: '1', document: '{}' });
     const seen: number[] = [];
@@ -146,11 +147,10 @@ describe('postgres store specifics', () => {
     await writer.admitRun(joinRun('owned'));
     await new Promise((r) => setTimeout(r, 150));
     expect(seen).toEqual([]);
-    const t0 = Date.now();
     await writer.admitRun(oneStepRuns(1, 'free')[0]);
-    for (let i = 0; i < 50 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(seen.length).toBeGreaterThan(0);
-    expect(seen[0] - t0).toBeLessThan(100);
+    // listen() has no polling of its own: any call proves the notification arrived (how fast is
+    // the benchmark's business, not a test's on a shared machine).
+    await until(async () => seen.length > 0, 'the notification');
     await stop();
     seen.length = 0;
     await writer.admitRun(oneStepRuns(1, 'after')[0]);
