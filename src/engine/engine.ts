@@ -1008,8 +1008,9 @@ export class Baton extends EventEmitter<BatonEvents> {
       return { ready: [], later: [], poke: false };
     }
     if (res.runIdle) await this.finishRun(rs);
-    else if (TERMINAL_RUN_STATES.has(rs.status) && this.runs.has(rs.id)) {
+    else if (TERMINAL_RUN_STATES.has(rs.status) && this.runs.get(rs.id) === rs) {
       // The attempt ended the run (a failure): waiters read the final record from the store.
+      // (Only this view's end: a view of a later life cached since is not this one's to drop.)
       this.runs.delete(rs.id);
       this.runEnded(rs, rs.status, Date.now());
       this.emit('run', { runId: rs.id, status: rs.status, at: Date.now() });

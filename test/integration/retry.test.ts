@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Baton, BatonOptions } from '../../src/index.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 describe.each(STORE_KINDS)('retry on %s', (k) => {
   const suite = engineSuite(k, 'baton-retry-');
@@ -590,5 +591,41 @@ steps:
     expect(results.find((x) => x.status === 'rejected')).toMatchObject({ reason: { code: 'BATON_RUN_NOT_RETRYABLE' } });
     expect((await b.wait(r1.id, { timeoutMs: 20_000 })).status).toBe('completed');
     expect((await b.getEvents(r1.id)).filter((e) => e.type === 'run.retried')).toHaveLength(1);
+  });
+
+  it('a retry timer left from the run\'s earlier life does not run the step again once the run was cancelled and retried', async () => {
+    const attempts: number[] = [];
+    // Later attempts are held until the test lets them go, so the retried run is still going when the old timer fires.
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const b = await baton({
+      functions: {
+        flaky: async (_: unknown, ctx: { attempt: number }) => {
+          attempts.push(ctx.attempt);
+          if (ctx.attempt === 1) throw new Error('first try fails');
+          await held;
+          return ctx.attempt;
+        },
+      },
+    });
+    // The second attempt is due in 1 s: a timer in this worker holds it (short delays stay local).
+    const v = await b.register(`
+name: retry-timer
+steps:
+  - { id: flaky, kind: function, function: flaky, retry: { max_attempts: 3, initial_delay: 1s, max_delay: 1s } }
+`);
+    const id = await b.start(v);
+    await until(async () => (await b.getSteps(id))[0]?.attempt === 2, 'the second attempt to be scheduled');
+    await b.cancel(id);
+    await b.retry(id);
+    await until(async () => attempts.includes(3), 'the retried run\'s attempt to start');
+    // The old timer fires meanwhile: its attempt belongs to the cancelled life and is dropped,
+    // rather than calling the function again (with an attempt whose commit could only fail).
+    await sleep(1_500);
+    release();
+    const r = await b.wait(id, { timeoutMs: 20_000 });
+    expect(r.status).toBe('completed');
+    expect(r.output).toBe(3);
+    expect(attempts).toEqual([1, 3]);
   });
 });
