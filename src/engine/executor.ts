@@ -198,13 +198,17 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
   const replay = rs.replayOf === undefined ? undefined : host.replay?.(rs.id);
   const copied = replay && index === undefined ? replay.copiedStatus(stepId) : undefined;
 
+  // Steps that ended in other processes are not in this view (it may have been read before they
+  // ended): read the run again before anything here evaluates an expression over them. That
+  // includes an error handler's and a resumed step's expressions, and a map item's.
+  if (top.deps.some((d) => rs.steps[d] === undefined) || (step !== top && step.deps.some((d) => rs.steps[d] === undefined))) await host.refresh(rs);
+
   // Skip: a first execution whose dependencies were all skipped, or whose `when` is false.
   if (resumeState === undefined) {
     let reason: string | undefined;
     if (copied === 'skipped') reason = 'skipped in the replayed run';
     else if (copied) { /* recorded as succeeded: replayed as it was, whatever its `when` says now */ }
     else if (index === undefined && step.deps.length > 0 && !step.isHandler) {
-      if (step.deps.some((d) => rs.steps[d] === undefined)) await host.refresh(rs);
       // Not live: skipped, or failed with its errors routed elsewhere (no output to build on).
       const dead = (d: string) => rs.steps[d]?.status === 'skipped' || (rs.steps[d]?.status === 'failed' && rs.steps[d]?.output === undefined);
       if (step.deps.every(dead)) reason = 'every dependency was skipped';

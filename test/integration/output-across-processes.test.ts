@@ -1,62 +1,83 @@
 /**
- * A run's output when its steps ended in different processes. The process that records the
- * run's last step may have read the run from the store while another process's step was still
- * going; that step's output must still reach the run's output (before the fix the view, once
- * read, was never read again, and the default output had `d: null`). On every store.
+ * What a run sees of steps that ended in another process. The process that records the run's
+ * last step (or runs an error handler) may have read the run from the store while another
+ * process's step was still going; that step's output must still reach the run's output and the
+ * handler's expressions (before the fix the view, once read, was never read again: the default
+ * output had `d: null`, the handler saw no `steps.d`). On every store.
  */
 import { describe, expect, it } from 'vitest';
+import type { Baton } from '../../src/index.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 describe.each(STORE_KINDS)('run output across processes on %s', (k) => {
   const suite = engineSuite(k, 'baton-output-x-');
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  it.each([
-    ['the default output (final steps by id)', ''],
-    ['an output expression', 'output: "{ \'x\': steps.x.output, \'d\': steps.d.output }"\n'],
-  ])('%s has the output of a step that ended in the other process after this one read the run', async (_label, output) => {
-    // d runs in the engine that started the run and is held until x (after the wait) has
-    // started; x runs in whichever engine claims the woken wait, and is held until d is recorded.
+  /**
+   * Two engines and a workflow `a → w (wait for "go") → x` beside `a → d`. d runs in the engine
+   * that started the run and is held until x has started; x runs in whichever engine claims the
+   * woken wait, and is held until d is recorded, then answers (or fails, with `xFails`). Engine
+   * one looks for work started elsewhere rarely and two sends the event, so two is likely to
+   * claim the wait (on PostgreSQL a notification wakes both: then it is a race). Runs are
+   * started until x has run in two three times; `check` sees each ended run and x's engine.
+   */
+  async function splitRuns(doc: { output?: string; more: string }, xFails: boolean, check: (one: Baton, id: string, engine: string) => Promise<void>) {
     let releaseD = () => {};
     let releaseX = () => {};
     let xStarted: (engine: string) => void = () => {};
     const functions = (engine: string) => ({
       a: () => engine,
       d: () => new Promise((r) => (releaseD = () => r('d'))),
-      x: () => new Promise((r) => {
+      x: () => new Promise((res, rej) => {
         xStarted(engine);
-        releaseX = () => r(`x from ${engine}`);
+        releaseX = () => (xFails ? rej(new Error(`x failed in ${engine}`)) : res(`x from ${engine}`));
       }),
     });
-    // One looks for work started elsewhere rarely; two sends the event, so two is likely to
-    // claim the woken wait (on PostgreSQL a notification wakes both: then it is a race).
     const one = await suite.baton({ functions: functions('one'), pollIntervalMs: 5_000 });
     const two = await suite.baton({ functions: functions('two') });
     const v = await one.register(`
 name: split
-${output}steps:
+${doc.output ? `output: "${doc.output}"\n` : ''}steps:
   - { id: a, kind: function, function: a }
   - { id: w, kind: wait, event: go, key: "input.k", needs: [a] }
-  - { id: x, kind: function, function: x, needs: [w] }
   - { id: d, kind: function, function: d, needs: [a] }
-`);
-    const stepStatus = async (id: string, key: string) => (await one.getSteps(id)).find((s) => s.key === key)?.status;
-    // Which engine claims the woken wait is up to the store: try until the other one has, a few times.
+${doc.more}`);
+    const status = async (id: string, key: string) => (await one.getSteps(id)).find((s) => s.key === key)?.status;
     let inTwo = 0;
     for (let i = 0; i < 40 && inTwo < 3; i++) {
       const id = await one.start(v, { k: `k${i}` });
-      while ((await stepStatus(id, 'w')) !== 'waiting') await sleep(5);
+      while ((await status(id, 'w')) !== 'waiting') await sleep(5);
       const started = new Promise<string>((r) => (xStarted = r));
       await two.sendEvent('go', `k${i}`, {});
       const engine = await started;
       if (engine === 'two') inTwo++;
       releaseD();
-      while ((await stepStatus(id, 'd')) !== 'succeeded') await sleep(5);
+      while ((await status(id, 'd')) !== 'succeeded') await sleep(5);
       releaseX();
+      await check(one, id, engine);
+    }
+    expect(inTwo).toBe(3);
+  }
+
+  const X = '  - { id: x, kind: function, function: x, needs: [w] }\n';
+
+  it.each([
+    ['the default output (final steps by id)', undefined],
+    ['an output expression', "{ 'x': steps.x.output, 'd': steps.d.output }"],
+  ])('%s has the output of a step that ended in the other process after this one read the run', async (_label, output) => {
+    await splitRuns({ output, more: X }, false, async (one, id, engine) => {
       const r = await one.wait(id, { timeoutMs: 10_000 });
       expect(r.status).toBe('completed');
       expect(r.output).toEqual({ x: `x from ${engine}`, d: 'd' });
-    }
-    expect(inTwo).toBe(3);
+    });
+  });
+
+  it('an error handler sees the output of a step that ended in the other process after this one read the run', async () => {
+    // x fails and routes to a handler that reads d: the handler runs where x failed.
+    const more = `${X.replace('needs: [w] }', 'needs: [w], on_error: { route: h } }')}  - { id: h, kind: transform, expression: "{ 'why': steps.x.error.message, 'd': steps.d.output }" }\n`;
+    await splitRuns({ more }, true, async (one, id, engine) => {
+      expect((await one.wait(id, { timeoutMs: 10_000 })).status).toBe('completed');
+      expect((await one.getSteps(id)).find((s) => s.key === 'h')?.output).toEqual({ why: `x failed in ${engine}`, d: 'd' });
+    });
   });
 });
