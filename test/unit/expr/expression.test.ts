@@ -10,6 +10,24 @@ describe('expressions', () => {
     expect([...Expression.compile('input.steps.a + $string(steps)').stepRefs]).toEqual([]);
   });
 
+  it('compiles a deeply nested expression or refuses it as BATON_EXPR_COMPILE, at any depth, never with a stack overflow', () => {
+    // Where JSONata's parser still takes the text, Baton's own walk over the tree must too (a
+    // recursive walk overflowed at about 1,250 nested objects on a fresh stack, fewer on a deep one).
+    const raw: string[] = [];
+    for (const [open, close] of [['{"a":', '}'], ['(', ')'], ['[', ']']]) {
+      for (let n = 200; n <= 3000; n += 25) {
+        try {
+          Expression.compile(`${open.repeat(n)}1${close.repeat(n)}`);
+        } catch (e) {
+          if (!(e instanceof BatonError) || e.code !== 'BATON_EXPR_COMPILE') raw.push(`${n} × ${open}: ${String(e).slice(0, 60)}`);
+        }
+      }
+    }
+    expect(raw).toEqual([]);
+    // Refs deep inside are still found, in the order written.
+    expect([...Expression.compile(`${'{"a":'.repeat(400)}[steps.b.output, steps.a.output]${'}'.repeat(400)}`).stepRefs]).toEqual(['b', 'a']);
+  });
+
   it('reports a syntax error with its position', () => {
     try {
       Expression.compile('steps.a.output +');
