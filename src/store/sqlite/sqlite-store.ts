@@ -1228,19 +1228,25 @@ function prepare(db: Database.Database) {
   };
 }
 
+/**
+ * Brings the schema up to date, one version a transaction. The version is read inside each
+ * write transaction: processes opening a new store at once (`baton worker` and a client) would
+ * otherwise both read version 0 and the second would apply a migration the first had applied.
+ */
 function migrate(db: Database.Database, path: string): void {
   db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
-  const row = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
-  const current = row ? Number(row.value) : 0;
-  if (current > SQLITE_MIGRATIONS.length) {
-    throw new BatonError('BATON_STORE_SCHEMA_NEWER', { path, found: current, supported: SQLITE_MIGRATIONS.length });
-  }
-  for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(SQLITE_MIGRATIONS[v]);
-      db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(v + 1));
-    }).immediate();
-  }
+  const version = () => Number((db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined)?.value ?? 0);
+  const step = db.transaction((): boolean => {
+    const v = version();
+    if (v > SQLITE_MIGRATIONS.length) throw new BatonError('BATON_STORE_SCHEMA_NEWER', { path, found: v, supported: SQLITE_MIGRATIONS.length });
+    if (v === SQLITE_MIGRATIONS.length) return false;
+    db.exec(SQLITE_MIGRATIONS[v]);
+    db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(v + 1));
+    return true;
+  });
+  // Read-only first: an up-to-date store (the usual open) takes no write lock.
+  if (version() === SQLITE_MIGRATIONS.length) return;
+  while (step.immediate()) { /* next version */ }
 }
 
 function openError(e: unknown, path: string): BatonError {
