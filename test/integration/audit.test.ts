@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const FLOW = `
 name: audited
@@ -75,11 +76,7 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     await b.register(FLOW);
     const r = await b.run('audited', { n: 1, note: 'soon' });
     expect(r.status).toBe('completed');
-    const until = Date.now() + 15_000;
-    while (!(await b.store.auditAnchors()).some((a) => a.runId === r.id)) {
-      expect(Date.now(), 'the run end was not anchored within 15 s').toBeLessThan(until);
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await until(async () => (await b.store.auditAnchors()).some((a) => a.runId === r.id), 'the run end to be anchored', 15_000);
   });
 
   it('catches an event whose data was edited in the database, naming its seq', async () => {
