@@ -157,6 +157,8 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       await op.waitForSelector('svg.graph [data-step=review][data-state=waiting]', { timeout: 20_000 });
       expect(await op.getAttribute('svg.graph [data-step=fraud]', 'data-state')).toBe('succeeded');
       expect(await op.getAttribute('svg.graph [data-step=release]', 'data-state')).toBe('pending');
+      // The run's own status arrives in an event of its own, just after the step's.
+      await op.waitForSelector('[data-testid=run-status]:has-text("waiting")');
       expect(await op.textContent('[data-testid=run-status]')).toBe('waiting');
       // An operator may cancel, but cannot decide the approval.
       expect(await op.isVisible('[data-testid=cancel]')).toBe(true);

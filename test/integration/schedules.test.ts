@@ -32,9 +32,15 @@ describe.each(STORE_KINDS)('schedules on %s', (k) => {
   const baton = (opts: BatonOptions = {}): Promise<Baton> => suite.baton(opts);
 
   /** A clock the test moves; the schedulers read it. */
+  /**
+   * A clock the test moves, and scheduler options using it. The engine's own scheduler loop
+   * also reads this clock; it is kept asleep (an hour between looks), so that the fires the
+   * test expects are started by its own `tick()`, whose count it asserts, and not by the loop
+   * happening to wake just after the clock moved (it did, on a busy machine).
+   */
   function fakeClock(start: string) {
     const c = { t: Date.parse(start), now: () => c.t, set: (s: string) => (c.t = Date.parse(s)) };
-    return c;
+    return Object.assign(c, { schedules: { now: c.now, maxSleepMs: 3_600_000 } });
   }
 
   const flow = (name: string, trigger: string) => `
@@ -100,7 +106,7 @@ steps:
 
   it('follows the missed-fire policy after downtime: skip none, once the latest, all up to max_catch_up', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.500Z');
-    const sched = { now: clock.now };
+    const sched = clock.schedules;
     const b1 = await baton({ schedules: sched });
     await b1.register(flow('skipper', '  - schedule: { cron: "0 * * * * *", missed: skip }'));
     await b1.register(flow('oncer', '  - schedule: { cron: "0 * * * * *" }'));
@@ -129,7 +135,7 @@ steps:
 
   it('keeps schedule rows in step with the latest version: new cron recomputed, same cron kept, removed trigger gone', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.000Z');
-    const b = await baton({ schedules: { now: clock.now } });
+    const b = await baton({ schedules: clock.schedules });
     const v1 = await b.register(flow('nightly', '  - schedule: { cron: "0 2 * * *", timezone: Europe/Paris }\n  - schedule: { cron: "0 12 * * *" }'));
     let rows = await b.schedules.list();
     expect(rows.map((r) => [r.id, iso(r.nextFireAt!)])).toEqual([
@@ -159,7 +165,7 @@ steps:
 
   it('pauses, resumes (no catch-up of paused fires) and triggers once on demand', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.500Z');
-    const b = await baton({ schedules: { now: clock.now } });
+    const b = await baton({ schedules: clock.schedules });
     await b.register(flow('pz', '  - schedule: { cron: "0 * * * * *", missed: all }'));
     const paused = await b.schedules.pause('pz~schedule:0');
     expect(paused.paused).toBe(true);
@@ -187,7 +193,7 @@ steps:
 
   it('records a failing input on the row and keeps firing the other schedules', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.500Z');
-    const b = await baton({ schedules: { now: clock.now } });
+    const b = await baton({ schedules: clock.schedules });
     await b.register(flow('bad', '  - schedule: { cron: "0 * * * * *" }\n    input: \'$error("no input today")\''));
     await b.register(flow('good', '  - schedule: { cron: "0 * * * * *" }\n    input: \'{ "day": $substring(fire_time, 0, 10), "t": trigger.id }\''));
     clock.set('2026-03-01T10:01:00.200Z');
@@ -205,7 +211,7 @@ steps:
 
   it('takes the run id from the trigger\'s run_id expression: fires giving the same id start one run', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.500Z');
-    const b = await baton({ schedules: { now: clock.now } });
+    const b = await baton({ schedules: clock.schedules });
     await b.register(flow('daily', '  - schedule: { cron: "0 * * * * *" }\n    run_id: \'"daily-" & $substring(trigger.scheduled_at, 0, 10)\''));
     for (const t of ['2026-03-01T10:01:00.100Z', '2026-03-01T10:02:00.100Z', '2026-03-02T00:00:00.100Z']) {
       clock.set(t);
@@ -220,7 +226,7 @@ steps:
 
   it('starts a namespaced workflow\'s scheduled runs in its namespace', async () => {
     const clock = fakeClock('2026-03-01T10:00:00.500Z');
-    const b = await baton({ schedules: { now: clock.now } });
+    const b = await baton({ schedules: clock.schedules });
     await b.register(flow('report', '  - schedule: { cron: "0 * * * * *" }'), undefined, { namespace: 'team-a' });
     const [row] = await b.schedules.list({ namespaces: ['team-a'] });
     expect(row).toMatchObject({ id: 'team-a~report~schedule:0', workflow: 'team-a/report', namespace: 'team-a' });
