@@ -567,9 +567,10 @@ export class Baton extends EventEmitter<BatonEvents> {
       const now = await this.getRun(runId);
       throw notRetryable(runId, now.status, ' It changed while this retry was being planned; look at it again.');
     }
-    // Nothing cached about its earlier life may stand in for the store's new truth. A view of
-    // the new life may already be cached (this worker claimed its steps as the retry
-    // committed): that one stays, or its steps would split across two views.
+    // Nothing cached about its earlier life may stand in for the store's new truth (work of the
+    // new life would drop it anyway, loadRun with its life: this frees it now). A view of the
+    // new life may already be cached (this worker claimed its steps as the retry committed):
+    // that one stays, or its steps would split across two views.
     const cached = this.runs.get(runId);
     if (cached && cached.retries <= r.retries) this.runs.delete(runId);
     this.emit('run', { runId, status: res.status!, at });
@@ -587,7 +588,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       // Every step had finished (the output expression failed, or a cancel came after the last
       // step; unsent error handlers wait as before): no step will end the run, so its end is
       // evaluated again now.
-      const rs = await this.loadRun(runId);
+      const rs = await this.loadRun(runId, r.retries + 1);
       if (rs) await this.finishRun(rs);
     }
     this.worker?.poke();

@@ -571,14 +571,21 @@ function wrapState(index: number | undefined, item: unknown, state: unknown): un
   return index === undefined ? state : { item, resume: state };
 }
 
-/** True when every other step of the run is known here to be finished: this one is probably last. */
+/**
+ * True when every other step of the run is known here to be finished: this one is probably last.
+ * An error handler not seen here was never sent unless the step that routes to it failed: then
+ * it was, and may have run (or still run) in another process (handed there after a pause or a
+ * lost lease), so its output is unknown here and the run's end is left to finishRun, which reads.
+ */
 function looksLast(rs: RunState, stepId: string): boolean {
   const wf = rs.workflow;
   if (wf.steps.get(stepId)!.dependents.length > 0) return false;
   for (const id of wf.order) {
     if (id === stepId) continue;
     const v = rs.steps[id];
-    if (v === undefined && !wf.steps.get(id)!.isHandler) return false;
+    const step = wf.steps.get(id)!;
+    if (v === undefined && !step.isHandler) return false;
+    if (v?.status === 'failed' && step.onError.action === 'route' && step.onError.step !== stepId && rs.steps[step.onError.step] === undefined) return false;
   }
   return true;
 }

@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 describe.each(STORE_KINDS)('run output across processes on %s', (k) => {
   const suite = engineSuite(k, 'baton-output-x-');
@@ -70,6 +71,58 @@ ${doc.more}`);
       expect(r.status).toBe('completed');
       expect(r.output).toEqual({ x: `x from ${engine}`, d: 'd' });
     });
+  });
+
+  it('the output has an error handler that ran in the other process while this one ran the last step', async () => {
+    // x fails in engine one while the run is paused: its handler h goes back to the store, and
+    // the engine that resumes the run (two) runs it. d, still running in one, ends after h:
+    // one's view has x failed and no h. Before the fix one took d for the run's last step and
+    // recorded the end from its view, without h ({ x: null, d: 'd' }).
+    let releaseD = () => {};
+    let releaseX = () => {};
+    let xCalls = 0;
+    let dCalls = 0;
+    const functions = (engine: string) => ({
+      a: () => engine,
+      d: () => new Promise((r) => {
+        dCalls++;
+        releaseD = () => r('d');
+      }),
+      x: () => new Promise((_res, rej) => {
+        xCalls++;
+        releaseX = () => rej(new Error('x failed'));
+      }),
+      h: () => `h from ${engine}`,
+    });
+    const one = await suite.baton({ functions: functions('one'), pollIntervalMs: 5_000 });
+    const two = await suite.baton({ functions: functions('two') });
+    const v = await one.register(`
+name: handled
+steps:
+  - { id: a, kind: function, function: a }
+  - { id: x, kind: function, function: x, needs: [a], retry: { max_attempts: 1 }, on_error: { route: h } }
+  - { id: d, kind: function, function: d, needs: [a] }
+  - { id: h, kind: function, function: h }
+`);
+    const step = async (id: string, key: string) => (await one.getSteps(id)).find((s) => s.key === key);
+    let inTwo = 0;
+    for (let i = 0; i < 20 && inTwo < 2; i++) {
+      const id = await one.start(v, {});
+      await until(async () => xCalls > i && dCalls > i, 'x and d called');
+      await one.pause(id);
+      releaseX();
+      // h is scheduled by x's failure and handed back, the run being paused.
+      await until(async () => (await step(id, 'x'))?.status === 'failed' && (await step(id, 'h'))?.status === 'scheduled' && (await step(id, 'h'))?.owner === undefined, 'h handed back');
+      await two.resume(id);
+      await until(async () => (await step(id, 'h'))?.status === 'succeeded', 'h run');
+      const h = (await step(id, 'h'))!.output as string;
+      if (h === 'h from two') inTwo++;
+      releaseD();
+      const r = await one.wait(id, { timeoutMs: 10_000 });
+      expect(r.status).toBe('completed');
+      expect(r.output).toEqual({ x: null, d: 'd', h });
+    }
+    expect(inTwo).toBe(2);
   });
 
   it('an error handler sees the output of a step that ended in the other process after this one read the run', async () => {
