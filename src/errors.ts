@@ -37,6 +37,7 @@ export const ERRORS = {
   BATON_INPUT_INVALID: { status: 422, retryable: false, message: 'The run input does not match the workflow input schema: {detail}' },
   BATON_INPUT_PARSE: { status: 400, retryable: false, message: 'Cannot read the run input: {detail}' },
   BATON_RUN_NOT_FOUND: { status: 404, retryable: false, message: 'No run with id "{runId}". List runs with `baton runs list`.' },
+  BATON_RUN_ID_TAKEN: { status: 409, retryable: false, message: 'Run id "{runId}" is already taken by a run of another workflow or namespace. Choose another id (starting the same workflow again with an id it already has returns that run).' },
   BATON_RUN_STATE: { status: 409, retryable: false, message: 'Run {runId} is {status}; cannot {action}.' },
   BATON_SIGNAL_NO_TARGET: { status: 409, retryable: false, message: 'No step is waiting for {what}. Send it when the run waits, or send it as an event (`POST /events/{name}/{key}`), which is kept for a wait with a `lookback`.' },
   BATON_SCHEDULE_NOT_FOUND: { status: 404, retryable: false, message: 'No schedule with id "{id}". List schedules with `baton schedules list` or GET /schedules.' },

@@ -410,6 +410,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (opts.budget !== undefined && !(typeof opts.budget === 'number' && opts.budget > 0 && Number.isFinite(opts.budget))) {
       throw new BatonError('BATON_USAGE', { detail: `budget must be a positive number of USD, got ${JSON.stringify(opts.budget)}.` });
     }
+    if (opts.id !== undefined) checkRunId(opts.id);
     const id = opts.id ?? newRunId();
     const run = await this.newRun(versionId, input, { id, budget: opts.budget ?? wf.doc.budget?.max_cost, traceparent: opts.traceparent });
     run.namespace = namespace;
@@ -422,7 +423,14 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     if (key !== undefined) run.concurrency = { key: `${run.workflow}:${key}`, limit: wf.doc.concurrency?.limit ?? 1 };
     const { created, queued } = await this.store.admitRun(run);
-    if (!created) return id; // the same id was admitted before: starting twice is harmless
+    if (!created) {
+      // The same id was admitted before: starting twice is harmless (the id is an idempotency
+      // key, the first start wins), but only as the same workflow in the same namespace. Ids
+      // are global: one that another team or workflow took is refused, saying nothing of it.
+      const had = await this.store.getRun(id);
+      if (had && (had.workflow !== run.workflow || had.namespace !== namespace)) throw new BatonError('BATON_RUN_ID_TAKEN', { runId: id });
+      return id;
+    }
     crashPoint('after-admit');
     this.metrics?.runStarted(run.workflow);
     const status = queued ? 'queued' : 'running';
@@ -1266,6 +1274,18 @@ function notRetryable(runId: string, status: RunStatus, extra = ''): BatonError 
       ? ' Let it continue with `baton runs unpause` (POST /runs/{id}/resume) instead.'
       : ' Wait for it to end, or cancel it first.');
   return new BatonError('BATON_RUN_NOT_RETRYABLE', { runId, status, hint });
+}
+
+/**
+ * A run id a caller chooses: it appears in URLs (`/runs/{id}`, the `location` header), so it is
+ * URL-safe as it is and cannot be a path segment like `..`.
+ */
+const RUN_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:~-]{0,199}$/;
+
+function checkRunId(id: unknown): void {
+  if (typeof id !== 'string' || !RUN_ID.test(id)) {
+    throw new BatonError('BATON_USAGE', { detail: `a run id must be 1-200 letters, digits, '_', '-', '.', ':' or '~', starting with a letter, digit or '_'; got ${JSON.stringify(id)?.slice(0, 80)}. Leave it out for a generated one.` });
+  }
 }
 
 /** Time-ordered, unique run ids: `run_` + ms time (base36) + 48 random bits. */

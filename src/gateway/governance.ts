@@ -29,11 +29,27 @@ const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toI
 const stageBody = (s: StageRecord) => ({ name: splitQualified(s.name).name, stage: s.stage, version_id: s.versionId, by: s.by ?? null, reason: s.reason ?? null, at: iso(s.at) });
 
 export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
-  /** The qualified name of a workflow the caller may see. */
-  const workflowName = (req: FastifyRequest, name: string, namespace: string | undefined): string => {
-    const ns = checkNamespace(namespace);
-    if (ns !== DEFAULT_NAMESPACE && !reaches(keyOf(req), ns)) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: name });
-    return qualifiedName(ns, name);
+  /**
+   * The qualified name of a workflow the caller may see. `?namespace=` names one (which the key
+   * must reach, or default); without it a name is looked up as POST /runs does: in the caller's
+   * namespace (the key's first) first, then in the shared default namespace.
+   */
+  const workflowName = async (req: FastifyRequest, name: string, namespace: string | undefined): Promise<string> => {
+    const key = keyOf(req);
+    if (namespace !== undefined) {
+      const ns = checkNamespace(namespace);
+      if (ns !== DEFAULT_NAMESPACE && !reaches(key, ns)) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: name });
+      return qualifiedName(ns, name);
+    }
+    const own = key && !key.namespaces.includes('*') ? checkNamespace(key.namespaces[0]) : DEFAULT_NAMESPACE;
+    if (own !== DEFAULT_NAMESPACE && (await baton.versions(qualifiedName(own, name))).length > 0) return qualifiedName(own, name);
+    return name;
+  };
+  /** Stages of the shared default catalogue are everyone's: only a key reaching `default` (or `*`) moves them. */
+  const mayPromote = (req: FastifyRequest, name: string): void => {
+    const key = keyOf(req);
+    const ns = splitQualified(name).namespace;
+    if (!reaches(key, ns)) throw new BatonError('BATON_FORBIDDEN', { key: key!.id, role: key!.role, action: `promote versions of "${name}" in the shared namespace ${ns} (it needs a key reaching ${ns} or *)` });
   };
   const by = (req: FastifyRequest, asked: string | undefined) => keyOf(req)?.name ?? asked;
 
@@ -41,7 +57,7 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, key
     schema: { summary: "A workflow's versions, oldest first, with the stages each holds now (`draft` when none).", params: nameParam, querystring: nsQuery },
   }, async (req) => {
     requireCap(keyOf(req), 'read', 'read workflows');
-    const name = workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
+    const name = await workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
     const list = await baton.versions(name);
     if (list.length === 0) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: name });
     return list.map((v) => ({ version_id: v.versionId, seq: v.seq, hash: v.hash, stages: v.stages, source: v.source ?? null, created_at: iso(v.createdAt) }));
@@ -51,7 +67,7 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, key
     schema: { summary: "A workflow's promotions through stages, oldest first (rollbacks are promotions of an older version).", params: nameParam, querystring: nsQuery },
   }, async (req) => {
     requireCap(keyOf(req), 'read', 'read workflows');
-    const name = workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
+    const name = await workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
     return (await baton.stageHistory(name)).map(stageBody);
   });
 
@@ -94,7 +110,8 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, key
     },
   }, async (req, reply) => {
     requireCap(keyOf(req), 'admin', 'promote workflow versions');
-    const name = workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
+    const name = await workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
+    mayPromote(req, name);
     const b = req.body as { version: string; stage: string; reason?: string; by?: string };
     const versionId = await baton.registry.resolve(b.version, splitQualified(name).namespace);
     const rec = await baton.store.getVersion(versionId);

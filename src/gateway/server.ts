@@ -80,8 +80,11 @@ function newFastify(opts: GatewayOptions): FastifyInstance {
   // Fastify's own request lines would log the query string as is: ours (below) leave values out.
   // A request's `req.log` is the gateway's logger itself, not a child made for every request
   // (one of a redacting pino logger costs some 3 µs a request); the access line names the request.
-  if (opts.logger) return Fastify({ bodyLimit, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
-  return Fastify({ bodyLimit, logger: false, ajv });
+  // Path parameters (run ids, child runs' `<parent>.<step>.<attempt>` ids, workflow names) may
+  // be 200 characters and more: Fastify's default of 100 would answer 414 for runs it started.
+  const maxParamLength = 512;
+  if (opts.logger) return Fastify({ bodyLimit, maxParamLength, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
+  return Fastify({ bodyLimit, maxParamLength, logger: false, ajv });
 }
 
 /** Gateways built with a logger log internal errors there instead of stderr. */
@@ -94,18 +97,38 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
-  // YAML documents are accepted as text; JSON is parsed by Fastify.
+  // YAML documents are accepted as text.
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // JSON is parsed here rather than by Fastify's default parser, for three things it does not
+  // do: an empty body is no body (many clients send `content-type: application/json` on a
+  // body-less POST /runs/{id}/cancel); a `__proto__` or `constructor` key is refused as such,
+  // not as "not valid JSON"; and POST /workflows keeps the text, so that a JSON document's
+  // problems carry line and column as a YAML one's do.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, text, done) => {
+    if ((text as string).trim() === '') return done(null, undefined);
+    let body: unknown;
+    try {
+      body = parseJsonBody(text as string);
+    } catch (e) {
+      return done(e instanceof BatonError ? e : new BatonError('BATON_REQUEST_INVALID', { detail: `the body is not valid JSON: ${(e as Error).message}` }), undefined);
+    }
+    if (req.method === 'POST' && req.routeOptions.url === '/workflows') jsonText.set(req, text as string);
+    done(null, body);
+  });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => problem(reply, req, err));
 
   // Who is calling: a key checked on every request (and its rate limit taken), unless auth is off.
   const keys = new WeakMap<FastifyRequest, ApiKeyRecord>();
   const authMode = opts.auth ?? 'auto';
+  // 'auto': keys are required once a key has been created, revoked ones included: revoking a
+  // leaked last key must not open the gateway to everyone (`--auth off` does that, on purpose).
+  // Once on, it stays on for the life of the process: no store read at all.
   let anyKey = { value: false, at: 0 };
   const authOn = async (): Promise<boolean> => {
     if (authMode !== 'auto') return authMode === 'required';
-    if (Date.now() - anyKey.at > 2000) anyKey = { value: (await baton.store.listApiKeys()).some((k) => k.revokedAt === undefined), at: Date.now() };
+    if (!anyKey.value && Date.now() - anyKey.at > 2000) anyKey = { value: (await baton.store.listApiKeys()).length > 0, at: Date.now() };
     return anyKey.value;
   };
   // With auth off there is nothing to check: no hook at all (each costs every request a promise).
@@ -218,8 +241,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   }, async (req, reply) => {
     requireCap(keyOf(req), 'register', 'register workflows');
     const namespace = namespaceOf(req, (req.query as { namespace?: string }).namespace, 'register workflows');
-    // A JSON body is the document as an object; a YAML body is text, validated with positions.
-    const v = await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined, { namespace });
+    // Registered from the text (YAML, or JSON as sent), so that problems have line and column.
+    const json = jsonText.get(req);
+    const v = json !== undefined ? await baton.register(json, 'request.json', { namespace }) : await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined, { namespace });
     return reply.code(201).send({ version_id: v.versionId, name: splitQualified(v.name).name, namespace, seq: v.seq, warnings: v.warnings });
   });
 
@@ -232,7 +256,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
         properties: {
           workflow: { type: 'string', minLength: 1, description: 'A workflow name (its latest version), name@staging / name@production (the promoted version) or a version id.' },
           input: {},
-          id: { type: 'string', minLength: 1, maxLength: 200 },
+          id: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9_.:~-]{0,199}$', description: 'Your id for the run (an idempotency key: starting the same workflow with it again returns that run). URL-safe: letters, digits, _ - . : ~' },
           namespace: { type: 'string' },
           priority: { type: 'integer' },
           budget: { type: 'number', exclusiveMinimum: 0 },
@@ -486,6 +510,31 @@ function runBody(r: { id: string; versionId: string; workflow: string; status: s
 
 function iso(ms: number | undefined): string | null {
   return ms === undefined ? null : new Date(ms).toISOString();
+}
+
+/** The text of JSON request bodies of POST /workflows, for positions in its problems. */
+const jsonText = new WeakMap<FastifyRequest, string>();
+
+/**
+ * JSON.parse, refusing keys that would reach an object's prototype if the value were ever
+ * merged with Object.assign (`__proto__`, `constructor.prototype`). The check walks only bodies
+ * that mention either name.
+ */
+export function parseJsonBody(text: string): unknown {
+  const value = JSON.parse(text) as unknown;
+  if (!text.includes('__proto__') && !text.includes('constructor')) return value;
+  const stack = [value];
+  while (stack.length) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (Object.prototype.hasOwnProperty.call(v, '__proto__')) throw new BatonError('BATON_REQUEST_INVALID', { detail: 'the body has a "__proto__" key, which is refused (it could change an object\'s prototype); rename it.' });
+    const c = (v as Record<string, unknown>).constructor;
+    if (Object.prototype.hasOwnProperty.call(v, 'constructor') && c !== null && typeof c === 'object' && Object.prototype.hasOwnProperty.call(c, 'prototype')) {
+      throw new BatonError('BATON_REQUEST_INVALID', { detail: 'the body has a "constructor" key holding "prototype", which is refused; rename it.' });
+    }
+    stack.push(...Object.values(v as Record<string, unknown>));
+  }
+  return value;
 }
 
 /** RFC 9457 problem JSON; a Baton error keeps its code and status, anything else is a 500 without internals. */

@@ -1,0 +1,117 @@
+/**
+ * What the gateway does with requests a client may well send, over a real socket on every
+ * store: run ids it chooses (URL-safe, reachable, never someone else's run), a body-less POST
+ * with a JSON content type, a JSON workflow document with problems (line and column, as YAML),
+ * a `__proto__` key, and keys revoked down to none (the gateway stays closed).
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createApiKey } from '../../src/gateway/auth.js';
+import { createGateway } from '../../src/gateway/server.js';
+import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+
+const ECHO = '{ "name": "echo", "steps": [{ "id": "a", "kind": "transform", "expression": "input" }] }';
+const OTHER = '{ "name": "other", "steps": [{ "id": "a", "kind": "transform", "expression": "1" }] }';
+
+describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
+  const suite = engineSuite(k, 'baton-gw-requests-');
+  let app: FastifyInstance | undefined;
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await app?.close();
+    app = undefined;
+  });
+
+  async function serve(auth: 'off' | 'auto' = 'off') {
+    const b = await suite.baton();
+    app = await createGateway(b, { auth });
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    const call = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(`${base}${path}`, { method, headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers }, body });
+      const text = await res.text();
+      return { status: res.status, type: res.headers.get('content-type') ?? '', location: res.headers.get('location'), body: (text ? JSON.parse(text) : undefined) as Record<string, any> };
+    };
+    return { b, call };
+  }
+
+  it('takes only URL-safe run ids, reaches a long one, and never hands out a run of another workflow or namespace', async () => {
+    const { b, call } = await serve();
+    await b.register(ECHO);
+    await b.register(OTHER);
+    const runs = async () => (await b.store.listRuns({ limit: 1000 })).length;
+    for (const id of ['snow-☃', '../../admin', '..', 'a b', 'tab\there', 'x'.repeat(201), '']) {
+      const r = await call('POST', '/runs', JSON.stringify({ workflow: 'echo', id, input: { n: 1 } }));
+      expect(r.status, id).toBe(400);
+      expect(r.type, id).toContain('application/problem+json');
+    }
+    expect(await runs()).toBe(0);
+
+    // A 150-character id (Fastify's default would answer 414 for /runs/<it>) and its location.
+    const long = `r_${'x'.repeat(148)}`;
+    const started = await call('POST', '/runs', JSON.stringify({ workflow: 'echo', id: long, input: { n: 1 }, wait: 10 }));
+    expect(started.status).toBe(200);
+    expect(started.location).toBe(`/runs/${long}`);
+    expect((await call('GET', `/runs/${long}`)).body).toMatchObject({ run_id: long, status: 'completed' });
+
+    // The same id again: the same run (an idempotency key), even with another input.
+    expect((await call('POST', '/runs', JSON.stringify({ workflow: 'echo', id: long, input: { n: 2 }, wait: 10 }))).body).toMatchObject({ run_id: long, output: { n: 1 } });
+    // Another workflow, or another namespace, with that id: refused, nothing of the run told.
+    for (const body of [{ workflow: 'other', id: long }, { workflow: 'echo', id: long, namespace: 'team-b' }]) {
+      const r = await call('POST', '/runs', JSON.stringify({ ...body, wait: 10 }));
+      expect(r.status).toBe(409);
+      expect(r.body.code).toBe('BATON_RUN_ID_TAKEN');
+      expect(JSON.stringify(r.body)).not.toContain('"n"');
+    }
+    expect(await runs()).toBe(1);
+    // The engine's own API says the same.
+    await expect(b.start('other', {}, { id: long })).rejects.toMatchObject({ code: 'BATON_RUN_ID_TAKEN' });
+    await expect(b.start('echo', {}, { id: 'a/b' })).rejects.toMatchObject({ code: 'BATON_USAGE' });
+  });
+
+  it('reads an empty JSON body as none, refuses a __proto__ key by name, and places a JSON document\'s problems', async () => {
+    const { b, call } = await serve();
+    await b.register('{ "name": "waits", "steps": [{ "id": "w", "kind": "wait", "event": "go", "key": "input.k" }] }');
+    const id = await b.start('waits', { k: 'k1' });
+    // Many clients send the header on a body-less POST.
+    const cancelled = await call('POST', `/runs/${id}/cancel`, '');
+    expect(cancelled.status).toBe(200);
+    expect((await b.getRun(id)).status).toBe('cancelled');
+    // A route that needs a body still says so.
+    expect((await call('POST', '/runs', '')).body).toMatchObject({ status: 400, code: 'BATON_REQUEST_INVALID' });
+
+    const proto = await call('POST', '/runs', '{ "workflow": "waits", "input": { "__proto__": { "admin": true } } }');
+    expect(proto.status).toBe(400);
+    expect(proto.body.detail).toContain('__proto__');
+    const bad = await call('POST', '/runs', '{ "workflow": ');
+    expect(bad.body).toMatchObject({ status: 400, code: 'BATON_REQUEST_INVALID' });
+    expect(bad.body.detail).toContain('not valid JSON');
+
+    // Two problems of a JSON document, each with its line and column.
+    const doc = '{\n  "name": "broken",\n  "steps": [\n    { "id": "a", "kind": "transform", "expression": "steps.zz.output" },\n    { "id": "b", "kind": "nope" }\n  ]\n}';
+    const reg = await call('POST', '/workflows', doc);
+    expect(reg.status).toBe(400);
+    const problems = reg.body.problems as Array<{ file: string; line: number; column: number; message: string }>;
+    expect(problems.length).toBeGreaterThan(0);
+    for (const p of problems) {
+      expect(p.file).toBe('request.json');
+      expect(p.line).toBeGreaterThanOrEqual(4);
+    }
+    // A good JSON document registers as it did.
+    expect((await call('POST', '/workflows', ECHO)).status).toBe(201);
+  });
+
+  it('keeps requiring keys after every key is revoked (auth auto)', async () => {
+    const { b, call } = await serve('auto');
+    const { key, record } = await createApiKey(b.store, { name: 'only', role: 'admin', namespaces: ['*'] });
+    expect((await call('GET', '/runs', undefined, { authorization: `Bearer ${key}` })).status).toBe(200);
+    expect((await call('GET', '/runs')).status).toBe(401);
+    await b.store.revokeApiKey(record.id, Date.now());
+    // Past the gateway's 2-second memory of whether keys exist.
+    const now = Date.now();
+    vi.spyOn(Date, 'now').mockImplementation(() => now + 10_000);
+    expect((await call('GET', '/runs')).status).toBe(401);
+    expect((await call('POST', '/workflows', ECHO)).status).toBe(401);
+    expect((await call('GET', '/runs', undefined, { authorization: `Bearer ${key}` })).status).toBe(401);
+    expect(await b.store.listVersions()).toEqual([]);
+  });
+});
