@@ -68,6 +68,7 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, key
   }, async (req) => {
     requireCap(keyOf(req), 'read', 'read workflows');
     const name = await workflowName(req, (req.params as { name: string }).name, (req.query as { namespace?: string }).namespace);
+    if ((await baton.versions(name)).length === 0) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: name });
     return (await baton.stageHistory(name)).map(stageBody);
   });
 

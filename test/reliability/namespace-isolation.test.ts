@@ -32,8 +32,9 @@ steps:
 `;
 
 /** What team-a's ids are, for filling in a route's parameters. */
-interface Ids { run: string; approvalRun: string; taskRun: string; approval: string; task: string; schedule: string; version: string; workflow: string }
-type Call = { method: string; path: string; body?: unknown };
+interface Ids { run: string; approvalRun: string; taskRun: string; approval: string; task: string; schedule: string; version: string; workflow: string; shared: string }
+/** `statuses`: what this call must get instead of its class's usual answer. */
+type Call = { method: string; path: string; body?: unknown; statuses?: number[] };
 /**
  * deny: 403/404 for team-b; hidden: 2xx (or 4xx) but nothing of team-a in the answer;
  * star: a store-wide route that needs a key with namespace `*` (403 for team-b);
@@ -48,15 +49,23 @@ const ROUTES: Record<string, Class> = {
   'GET /metrics': { cls: 'star', calls: () => [{ method: 'GET', path: '/metrics' }] },
   'GET /workflows': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/workflows' }, { method: 'GET', path: '/workflows?namespace=team-a' }, { method: 'GET', path: '/workflows?namespace=team-a&name=report' }] },
   'POST /workflows': { cls: 'deny', calls: () => [{ method: 'POST', path: '/workflows?namespace=team-a', body: { name: 'report', steps: [{ id: 'x', kind: 'transform', expression: '1' }] } }] },
-  'GET /workflows/:name/versions': { cls: 'deny', calls: () => [{ method: 'GET', path: '/workflows/report/versions?namespace=team-a' }] },
-  'GET /workflows/:name/history': { cls: 'deny', calls: () => [{ method: 'GET', path: '/workflows/report/history?namespace=team-a' }] },
+  'GET /workflows/:name/versions': { cls: 'deny', calls: () => [{ method: 'GET', path: '/workflows/report/versions?namespace=team-a' }, { method: 'GET', path: '/workflows/report/versions' }] },
+  'GET /workflows/:name/history': { cls: 'deny', calls: () => [{ method: 'GET', path: '/workflows/report/history?namespace=team-a' }, { method: 'GET', path: '/workflows/report/history' }] },
   'GET /workflows/diff': { cls: 'deny', calls: (i) => [{ method: 'GET', path: `/workflows/diff?a=${encodeURIComponent(i.version)}&b=${encodeURIComponent(i.version)}` }, { method: 'GET', path: '/workflows/diff?a=report&b=report&namespace=team-a' }] },
-  'POST /workflows/:name/promote': { cls: 'deny', calls: (i) => [{ method: 'POST', path: '/workflows/report/promote?namespace=team-a', body: { version: i.version, stage: 'production' } }] },
+  'POST /workflows/:name/promote': { cls: 'deny', calls: (i) => [
+    { method: 'POST', path: '/workflows/report/promote?namespace=team-a', body: { version: i.version, stage: 'production' } },
+    // The shared catalogue's stages are everyone's: a key confined to team-b may not move them.
+    { method: 'POST', path: '/workflows/echo/promote', body: { version: i.shared, stage: 'production' }, statuses: [403] },
+  ] },
   'GET /services': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/services' }] },
   'POST /services/:name/status': { cls: 'star', calls: () => [{ method: 'POST', path: '/services/fake/status', body: { status: 'blocked', reason: 'team-b says so' } }] },
   'GET /services/:name/history': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/services/fake/history' }] },
   'GET /lineage': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/lineage?service=fake' }] },
-  'POST /runs': { cls: 'deny', calls: (i) => [{ method: 'POST', path: '/runs', body: { workflow: 'team-a/report', input: {} } }, { method: 'POST', path: '/runs', body: { workflow: i.version, input: {} } }, { method: 'POST', path: '/runs', body: { workflow: 'report', namespace: 'team-a', input: {} } }] },
+  'POST /runs': { cls: 'deny', calls: (i) => [
+    { method: 'POST', path: '/runs', body: { workflow: 'team-a/report', input: {} } }, { method: 'POST', path: '/runs', body: { workflow: i.version, input: {} } }, { method: 'POST', path: '/runs', body: { workflow: 'report', namespace: 'team-a', input: {} } },
+    // A shared workflow started with team-a's run id: the id is taken (409), the run not shown.
+    { method: 'POST', path: '/runs', body: { workflow: 'echo', id: i.run, wait: 5 }, statuses: [409] },
+  ] },
   'GET /runs': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/runs' }, { method: 'GET', path: '/runs?workflow=team-a/report' }] },
   'GET /runs/:id': { cls: 'deny', calls: (i) => [{ method: 'GET', path: `/runs/${i.run}` }, { method: 'GET', path: `/runs/${i.run}?reveal=true` }] },
   'GET /runs/:id/events': { cls: 'deny', calls: (i) => [{ method: 'GET', path: `/runs/${i.run}/events` }] },
@@ -132,6 +141,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
     expect([...new Set(routes)].filter((r) => !(r in ROUTES)), 'unclassified routes').toEqual([]);
     expect(Object.keys(ROUTES).filter((r) => !routes.includes(r)), 'rows for routes that no longer exist').toEqual([]);
 
+    const shared = (await b.register('{ "name": "echo", "steps": [{ "id": "a", "kind": "transform", "expression": "input" }] }')).versionId;
     const report = (await b.register(REPORT, undefined, { namespace: 'team-a' })).versionId;
     const refund = (await b.register(REFUND, undefined, { namespace: 'team-a' })).versionId;
     const tasks = (await b.register(TASKS, undefined, { namespace: 'team-a' })).versionId;
@@ -147,7 +157,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
       return r.status === 200 ? (JSON.parse(r.text) as { id: string; run_id: string }) : undefined;
     }
     const schedule = (await b.store.listSchedules()).find((s) => s.id.startsWith('team-a~report'))!;
-    const ids: Ids = { run, approvalRun, taskRun, approval: approval.id, task: (task as { id: string }).id, schedule: schedule.id, version: report, workflow: 'report' };
+    const ids: Ids = { run, approvalRun, taskRun, approval: approval.id, task: (task as { id: string }).id, schedule: schedule.id, version: report, workflow: 'report', shared };
 
     const snapshot = async () => JSON.stringify({
       runs: await Promise.all([run, approvalRun, taskRun].map(async (id) => {
@@ -159,6 +169,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
       task: await b.store.getTask(ids.task).then((t) => [t?.status, t?.attempts, t?.leaseToken]),
       schedules: (await b.store.listSchedules()).map((s) => [s.id, s.paused, s.lastRunId ?? null]),
       versions: (await b.store.listVersions()).map((v) => v.versionId),
+      stages: [await b.stageHistory('echo'), await b.stageHistory('team-a/report')].map((h) => h.length),
     });
     const before = await snapshot();
     const secretsOfA = [run, approvalRun, taskRun, approval.id, ids.task, 'team-a'];
@@ -170,7 +181,10 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
         const r = await call(teamB, req);
         const label = `${route} → ${req.method} ${req.path}: ${r.status} ${r.text.slice(0, 160)}`;
         if (r.status >= 500) failures.push(`5xx ${label}`);
-        if (c.cls === 'deny' && r.status !== 403 && r.status !== 404) failures.push(`not denied: ${label}`);
+        if (req.statuses) {
+          if (!req.statuses.includes(r.status)) failures.push(`not ${req.statuses.join('/')}: ${label}`);
+          if (secretsOfA.some((s) => r.text.includes(s) && !req.path.includes(s) && !JSON.stringify(req.body ?? '').includes(s))) failures.push(`team-a data in the answer: ${label}`);
+        } else if (c.cls === 'deny' && r.status !== 403 && r.status !== 404) failures.push(`not denied: ${label}`);
         if (c.cls === 'star' && r.status !== 403) failures.push(`store-wide route not refused: ${label}`);
         if (c.cls === 'hidden' && secretsOfA.some((s) => r.text.includes(s))) failures.push(`team-a data visible: ${label}`);
       }
@@ -181,5 +195,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
     // And team-a's own key does see its run (the ids are real, the denials are not for nothing).
     expect((await call(teamA, { method: 'GET', path: `/runs/${run}` })).status).toBe(200);
     expect((await call(teamA, { method: 'GET', path: `/approvals/${approval.id}` })).status).toBe(200);
+    // A name is looked up in the caller's namespace first, as POST /runs does.
+    expect(JSON.parse((await call(teamA, { method: 'GET', path: '/workflows/report/versions' })).text).map((v: { version_id: string }) => v.version_id)).toEqual([report]);
   });
 });
