@@ -20,8 +20,11 @@
  * A workflow's `input:` schema is checked as for any run (a mismatch is a 400 here).
  * The answer's content is the run output when it is a string; for an object with a string
  * `reply`, `text` or `content` field (in that order), that field; otherwise the output's JSON.
- * Sampling parameters (temperature, max_tokens, tools, ...) are accepted and ignored: a
- * workflow decides how it calls its models.
+ * Sampling parameters (temperature, max_tokens, seed, stop, ...) are accepted and ignored: a
+ * workflow decides how it calls its models. Parameters that ask for another kind of answer
+ * (tools or functions to call, a forced tool choice, a JSON response format, logprobs) are
+ * refused with a 400 naming the parameter: ignoring them would hand the client a plain text
+ * answer it did not ask for.
  *
  * Why it is built this way:
  * - A run is durable and outlives the HTTP request. The request waits for it (at most 120 s,
@@ -122,6 +125,24 @@ const CHAT_SCHEMA = {
   },
 } as const;
 
+/**
+ * A workflow answers with its output as text: a request for tool calls, a JSON format or
+ * logprobs cannot be honoured, and is refused rather than answered with something else.
+ */
+function refuseOtherAnswers(b: Record<string, unknown>): void {
+  const refuse = (param: string, why: string) => {
+    throw new OpenAiError(400, 'invalid_request_error', 'unsupported_parameter', `${param} is not supported: ${why}`, param);
+  };
+  const given = (v: unknown) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0);
+  if (given(b.tools)) refuse('tools', 'a workflow model answers with the run\'s output, never with tool calls. Leave tools out (the workflow calls its own tools).');
+  if (given(b.functions)) refuse('functions', 'a workflow model answers with the run\'s output, never with function calls.');
+  if (given(b.tool_choice) && b.tool_choice !== 'none' && b.tool_choice !== 'auto') refuse('tool_choice', 'a workflow model makes no tool calls.');
+  if (given(b.function_call) && b.function_call !== 'none' && b.function_call !== 'auto') refuse('function_call', 'a workflow model makes no function calls.');
+  const format = (b.response_format as { type?: unknown } | undefined)?.type;
+  if (given(b.response_format) && format !== 'text') refuse('response_format', 'the workflow\'s output decides the answer (an object output is answered as its JSON); leave response_format out or use { "type": "text" }.');
+  if (b.logprobs === true || given(b.top_logprobs)) refuse('logprobs', 'a workflow\'s answer has no token probabilities.');
+}
+
 /** How the gateway scopes these routes to the caller (API keys and namespaces). */
 export interface OpenAiRouteHooks {
   /** Extra start options per request (and a chance to refuse callers that may not start runs). */
@@ -169,6 +190,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, baton: Baton, hooks: 
   app.post('/v1/chat/completions', { errorHandler, schema: { body: CHAT_SCHEMA } }, async (req, reply) => {
     const body = req.body as ChatBody;
     if (body.n !== undefined && body.n !== null && body.n !== 1) throw new OpenAiError(400, 'invalid_request_error', 'unsupported_value', 'Only n = 1 is supported: a workflow run gives one answer.', 'n');
+    refuseOtherAnswers(req.body as Record<string, unknown>);
     const timeoutMs = requestTimeout(req.headers['x-baton-timeout-ms']);
     const { versionId } = await resolveModel(baton, body.model, scope(req));
     const input: Record<string, unknown> = { messages: body.messages, text: lastUserText(body.messages) };

@@ -10,6 +10,7 @@
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { documentGateway } from './openapi.js';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
@@ -66,6 +67,7 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
     },
     // Shared schemas keep their names (Run, Problem…) in components, not def-0, def-1.
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transformObject: (d) => documentGateway((d as { openapiObject: Record<string, unknown> }).openapiObject),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   buildGateway(baton, opts, app);
@@ -82,9 +84,9 @@ function newFastify(opts: GatewayOptions): FastifyInstance {
   // (one of a redacting pino logger costs some 3 µs a request); the access line names the request.
   // Path parameters (run ids, child runs' `<parent>.<step>.<attempt>` ids, workflow names) may
   // be 200 characters and more: Fastify's default of 100 would answer 414 for runs it started.
-  const maxParamLength = 512;
-  if (opts.logger) return Fastify({ bodyLimit, maxParamLength, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
-  return Fastify({ bodyLimit, maxParamLength, logger: false, ajv });
+  const routerOptions = { maxParamLength: 512 };
+  if (opts.logger) return Fastify({ bodyLimit, routerOptions, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
+  return Fastify({ bodyLimit, routerOptions, logger: false, ajv });
 }
 
 /** Gateways built with a logger log internal errors there instead of stderr. */

@@ -268,6 +268,22 @@ describe('workflows as OpenAI models', () => {
     expect(badRole).toMatchObject({ status: 400, type: 'invalid_request_error' });
     const twoAnswers = await client.chat.completions.create({ model: 'workflow/echo', messages: [{ role: 'user', content: 'x' }], n: 2 }).catch((e: unknown) => e);
     expect(twoAnswers).toMatchObject({ status: 400, param: 'n' });
+    // Asking for another kind of answer (tool calls, a JSON format, logprobs) is refused by name;
+    // sampling parameters are ignored (a workflow decides how it calls its models).
+    const message = [{ role: 'user' as const, content: 'x' }];
+    const tools = [{ type: 'function' as const, function: { name: 'lookup', parameters: { type: 'object' } } }];
+    for (const [param, extra] of [
+      ['tools', { tools }],
+      ['tool_choice', { tool_choice: 'required' }],
+      ['response_format', { response_format: { type: 'json_object' } }],
+      ['logprobs', { logprobs: true }],
+    ] as const) {
+      const refused = await client.chat.completions.create({ model: 'workflow/echo', messages: message, ...extra } as never).catch((e: unknown) => e);
+      expect(refused, param).toBeInstanceOf(BadRequestError);
+      expect(refused, param).toMatchObject({ status: 400, type: 'invalid_request_error', code: 'unsupported_parameter', param });
+    }
+    const sampled = await client.chat.completions.create({ model: 'workflow/echo', messages: message, temperature: 0.2, max_tokens: 5, tools: [], response_format: { type: 'text' } });
+    expect(sampled.choices[0].message.content).toBeTruthy();
     const notJson = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": ' });
     expect(notJson.status).toBe(400);
     expect(await notJson.json()).toMatchObject({ error: { type: 'invalid_request_error' } });
