@@ -104,8 +104,13 @@ export interface CompileResult {
 /** Validates and compiles; never throws for document problems (they are returned). */
 export function compileWorkflow(value: unknown, opts: CompileOptions = {}): CompileResult {
   const problems: Array<{ path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }> = [];
+  // Parts of the document that broke the schema (a field of the wrong type, an unknown or a
+  // missing field). The checks below still read everything else; what they find at or inside a
+  // broken part is a consequence of its schema problem, already reported, so it is not repeated.
+  const broken: DocPath[] = [];
   // The same problem can be found twice (a field compiled by the kind and as a common field).
   const add = (path: DocPath, message: string, atKey = false, severity?: 'warning') => {
+    if (broken.some((b) => isWithin(path, b) || (isWithin(b, path) && !isContainer(path)))) return;
     if (!problems.some((p) => p.message === message && formatPath(p.path) === formatPath(path))) problems.push({ path, message, atKey, severity });
   };
 
@@ -123,16 +128,18 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
     const p = anyOf !== undefined
       ? { path: jsonPointerPath(e.instancePath), message: `${formatPath(jsonPointerPath(e.instancePath))} is not valid. ${anyOf}` }
       : structuralProblem(e, value);
-    if (p && !problems.some((q) => formatPath(q.path) === formatPath(p.path) && q.message === p.message)) problems.push(p);
+    if (!p) continue;
+    broken.push(p.brokenPath ?? p.path);
+    if (!problems.some((q) => formatPath(q.path) === formatPath(p.path) && q.message === p.message)) problems.push({ path: p.path, message: p.message, atKey: p.atKey });
   }
 
   const doc = value as WorkflowDocument;
   const result = (): CompileResult => ({ problems: problems.map((p) => toProblem(p, opts.source)) });
   if (!doc || typeof doc !== 'object' || !Array.isArray(doc.steps)) return result();
   const structural = problems.length;
-  // The compile below reads the document as the schema says it is. A document that already broke
-  // the schema can trip it on a field of another type (`triggers: [null]`, `sensitive: ""`): its
-  // schema problems are then the answer, never a crash.
+  // The checks below run on a broken document too (every problem at once), guarding each read of
+  // a field that may have another type. Should one still trip on a field of another type, the
+  // problems found so far (the schema's among them) are the answer, never a crash.
   try {
     return compileChecked();
   } catch (e) {
@@ -179,15 +186,26 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       }
     };
 
-    /** Compiles the fields every step shares, then the kind's own fields. */
-    const structural = problems.map((p) => formatPath(p.path));
+    // A workflow default applies to every step that sets none: reported once, where it is written.
+    let defaultTimeoutMs: number | undefined;
+    if (doc.defaults?.timeout !== undefined) {
+      try {
+        defaultTimeoutMs = parseDuration(doc.defaults.timeout);
+      } catch (e) {
+        add(['defaults', 'timeout'], (e as BatonError).message);
+      }
+    }
+
+    /**
+     * Compiles the fields every step shares, then the kind's own fields. A step that broke the
+     * schema is compiled too, so its references and expressions are checked with everyone else's;
+     * problems inside its broken fields are dropped by `add` (their schema problem says it).
+     */
     const compileStep = (s: StepDoc | SubStepDoc, id: string, path: DocPath): CompiledStep | undefined => {
-      if (!s || typeof s !== 'object') return undefined;
-      // A step whose shape is already wrong is not compiled further: its fields cannot be trusted.
-      const here = formatPath(path);
-      if (structural.some((p) => p === here || p.startsWith(`${here}.`) || (p.startsWith(`${here}[`) && !here.endsWith(']')))) return undefined;
-      const kind = STEP_KINDS.get(s.kind);
-      if (!kind) return undefined; // reported by the structure check
+      if (!s || typeof s !== 'object' || Array.isArray(s)) return undefined;
+      const stepBroken = broken.some((b) => isWithin(b, path));
+      // An unknown or missing kind is a schema problem; the common fields are still checked.
+      const kind = STEP_KINDS.get(s.kind) ?? UNKNOWN_KIND;
       let prepared: PreparedStep;
       try {
         prepared = kind.prepare(s as never, {
@@ -210,8 +228,10 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
           },
         });
       } catch (e) {
-        add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);
-        return undefined;
+        // A kind reads its fields as the schema says they are: on a step that broke the schema,
+        // a failure here is a consequence of the problem already reported.
+        if (!stepBroken) add(path, `cannot prepare ${s.kind} step: ${(e as Error).message}`);
+        prepared = NOT_PREPARED;
       }
       let retry = defaultRetry;
       let timeoutMs: number | undefined;
@@ -221,10 +241,10 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       } catch (e) {
         add([...path, 'retry'], (e as BatonError).message);
       }
-      const timeout = s.timeout ?? doc.defaults?.timeout;
-      if (timeout !== undefined) {
+      if (s.timeout === undefined) timeoutMs = defaultTimeoutMs;
+      else {
         try {
-          timeoutMs = parseDuration(timeout);
+          timeoutMs = parseDuration(s.timeout);
         } catch (e) {
           add([...path, 'timeout'], (e as BatonError).message);
         }
@@ -251,9 +271,20 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
     const steps = new Map<string, CompiledStep>();
     const order: string[] = [];
     const pathOf = new Map<string, DocPath>();
+    // Steps without a usable id (a schema problem) are not in the graph; a reference that finds
+    // no step may have meant one of them, and says so.
+    const idless: DocPath[] = [];
+    const noSuchStep = (name: string) => {
+      const hint = suggest(name, pathOf.keys());
+      if (hint || !idless.length) return hint;
+      return ` (${idless.map(formatPath).join(', ')} ${idless.length === 1 ? 'has' : 'have'} no id)`;
+    };
     doc.steps.forEach((s, i) => {
       const path: DocPath = ['steps', i];
-      if (!s || typeof s !== 'object' || typeof s.id !== 'string') return;
+      if (!s || typeof s !== 'object' || typeof s.id !== 'string') {
+        idless.push(path);
+        return;
+      }
       if (pathOf.has(s.id)) {
         add([...path, 'id'], `duplicate step id "${s.id}" (first used at ${formatPath(pathOf.get(s.id)!)}). Step ids must be unique.`);
         return;
@@ -273,9 +304,11 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       const c = steps.get(id)!;
       const path = pathOf.get(id)!;
       const deps = new Set<string>();
-      (c.doc as StepDoc).needs?.forEach((n, j) => {
+      const needs: unknown = (c.doc as StepDoc).needs;
+      (Array.isArray(needs) ? needs : []).forEach((n: unknown, j) => {
+        if (typeof n !== 'string') return; // a schema problem
         if (n === id) add([...path, 'needs', j], `step "${id}" cannot need itself.`);
-        else if (!pathOf.has(n)) add([...path, 'needs', j], `needs "${n}", but there is no step with that id${suggest(n, pathOf.keys())}.`);
+        else if (!pathOf.has(n)) add([...path, 'needs', j], `needs "${n}", but there is no step with that id${noSuchStep(n)}.`);
         else deps.add(n);
       });
       const refSets: Array<[DocPath, Iterable<string>]> = [];
@@ -290,7 +323,7 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
           if (r === id) {
             // A guard reads the step's own output through `output`, not steps.<self>.
             add(where, `step "${id}" refers to its own output through steps.${id}; use \`output\` in a guard instead.`);
-          } else if (!pathOf.has(r)) add(where, `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+          } else if (!pathOf.has(r)) add(where, `refers to steps.${r}, but there is no step with that id${noSuchStep(r)}.`);
           else deps.add(r);
         }
       }
@@ -298,13 +331,14 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
       if (c.onError.action === 'route') {
         const target = c.onError.step;
         if (target === id) add([...path, 'on_error', 'route'], `step "${id}" cannot route its errors to itself.`);
-        else if (!steps.has(target)) add([...path, 'on_error', 'route'], `routes errors to "${target}", but there is no step with that id${suggest(target, pathOf.keys())}.`);
+        else if (!steps.has(target)) add([...path, 'on_error', 'route'], `routes errors to "${target}", but there is no step with that id${noSuchStep(target)}.`);
         else steps.get(target)!.isHandler = true;
       }
     }
     for (const id of order) {
       const c = steps.get(id)!;
-      if (c.isHandler && (c.doc as StepDoc).needs?.length) {
+      const needs: unknown = (c.doc as StepDoc).needs;
+      if (c.isHandler && Array.isArray(needs) && needs.length) {
         add([...pathOf.get(id)!, 'needs'], `step "${id}" is an error handler (an on_error.route target); it runs only when routed to, so it cannot have needs.`);
       }
       // A handler is scheduled by a route only, never by its dependencies finishing.
@@ -324,15 +358,22 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
         const d = c.doc as StepDoc;
         const services: PolicyStep['services'] = [];
         const collect = (x: StepDoc | SubStepDoc | undefined, base: Array<string | number>) => {
-          if (x?.kind !== 'model') return;
-          services.push({ name: x.service, field: [...base, 'service'] });
-          x.fallback?.forEach((f, j) => services.push({ name: f, field: [...base, 'fallback', j] }));
+          if (!x || typeof x !== 'object' || x.kind !== 'model') return;
+          if (typeof x.service === 'string') services.push({ name: x.service, field: [...base, 'service'] });
+          const fallback: unknown = x.fallback;
+          if (Array.isArray(fallback)) fallback.forEach((f: unknown, j) => typeof f === 'string' && services.push({ name: f, field: [...base, 'fallback', j] }));
         };
         collect(d, []);
         if (d.kind === 'map') collect(d.step, ['step']);
         byId.set(id, { id, kind: d.kind, path: pathOf.get(id)!, risk: d.risk, services, dependents: c.dependents });
       }
-      for (const v of checkPolicies(opts.policies, doc.tags ?? [], byId, (n) => opts.services?.get(n))) add(v.path, v.message);
+      // "Needs a step of kind X downstream" reads the graph; with a step that broke the schema (a
+      // `needs` of another type, an unknown field meant as an expression) the graph may lack edges,
+      // and such a finding would be a consequence, not a problem. Per-step requirements still apply.
+      const graphSound = !broken.some((b) => b[0] === 'steps');
+      const policies = graphSound ? opts.policies : opts.policies.map((p) => ({ ...p, require: { ...p.require, downstreamKind: undefined } }));
+      const tags = Array.isArray(doc.tags) ? doc.tags.filter((t): t is string => typeof t === 'string') : [];
+      for (const v of checkPolicies(policies, tags, byId, (n) => opts.services?.get(n))) add(v.path, v.message);
     }
 
     const inputValidator = compileSchema(doc.input, ['input']);
@@ -341,11 +382,11 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
     for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
     // A field of the wrong type is already a structural problem: it is not compiled further.
     const triggers = compileTriggers(Array.isArray(doc.triggers) ? doc.triggers : undefined, (p, m) => add(p, m), compileExpr);
-    for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${suggest(r, pathOf.keys())}.`);
+    for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${noSuchStep(r)}.`);
     (Array.isArray(doc.sensitive) ? doc.sensitive : []).forEach((f, i) => {
       const path = typeof f === 'string' ? f : f?.path;
       const m = typeof path === 'string' ? /^steps\.([^.]+)\.output/.exec(path) : null;
-      if (m && !pathOf.has(m[1])) add(['sensitive', i], `marks steps.${m[1]}.output sensitive, but there is no step with that id${suggest(m[1], pathOf.keys())}.`);
+      if (m && !pathOf.has(m[1])) add(['sensitive', i], `marks steps.${m[1]}.output sensitive, but there is no step with that id${noSuchStep(m[1])}.`);
     });
 
     if (problems.some((p) => p.severity !== 'warning')) return result();
@@ -371,6 +412,34 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
 }
 }
 
+/** Stands in for an unknown step kind (a schema problem): such a step is checked, never run. */
+const NOT_PREPARED: PreparedStep = {
+  stepRefs: new Set(),
+  execute: () => Promise.reject(new Error('a step that did not compile cannot run')),
+};
+const UNKNOWN_KIND: StepKind<never> = {
+  name: '(unknown kind)',
+  schema: { kind: '(unknown kind)', description: '', properties: {}, required: [] },
+  recordsStart: false,
+  prepare: () => NOT_PREPARED,
+};
+
+/** `path` is `within` or inside it. */
+function isWithin(path: DocPath, within: DocPath): boolean {
+  return within.length <= path.length && within.every((seg, i) => seg === path[i]);
+}
+
+/**
+ * The document, a step, a map's sub-step or a trigger: a problem of the whole (a missing step, a
+ * cycle, a trigger with two sources) stands beside the schema problems of its fields.
+ */
+function isContainer(path: DocPath): boolean {
+  if (path.length === 0) return true;
+  if (path.length === 2 && path[0] === 'triggers' && typeof path[1] === 'number') return true;
+  if (path[0] !== 'steps' || typeof path[1] !== 'number') return false;
+  return path.length === 2 || (path.length === 3 && path[2] === 'step');
+}
+
 function compileOnError(
   doc: OnErrorDoc | undefined,
   path: DocPath,
@@ -378,8 +447,9 @@ function compileOnError(
 ): OnError {
   if (doc === undefined || doc === 'fail') return { action: 'fail' };
   if (doc === 'continue') return { action: 'continue' };
-  if (typeof doc === 'object' && 'continue' in doc) return { action: 'continue', value: compileExpr(doc.continue, [...path, 'continue']) };
-  if (typeof doc === 'object' && 'route' in doc) return { action: 'route', step: doc.route };
+  if (doc && typeof doc === 'object' && 'continue' in doc) return { action: 'continue', value: compileExpr(doc.continue, [...path, 'continue']) };
+  // A route that is not a string is a schema problem: nothing to resolve.
+  if (doc && typeof doc === 'object' && 'route' in doc) return typeof doc.route === 'string' ? { action: 'route', step: doc.route } : { action: 'fail' };
   return { action: 'fail' };
 }
 
@@ -446,7 +516,11 @@ function jsonPointerPath(pointer: string): DocPath {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
-function structuralProblem(e: ErrorObject, root: unknown): { path: DocPath; message: string; atKey?: boolean } | undefined {
+/**
+ * The problem an Ajv error gives, if any. `brokenPath` is the part of the document it makes
+ * untrustworthy when that is not `path` itself: the missing field (not the whole step), the `kind`.
+ */
+function structuralProblem(e: ErrorObject, root: unknown): { path: DocPath; message: string; atKey?: boolean; brokenPath?: DocPath } | undefined {
   const path = jsonPointerPath(e.instancePath);
   const here = path.length ? formatPath(path) : 'the document';
   switch (e.keyword) {
@@ -455,15 +529,17 @@ function structuralProblem(e: ErrorObject, root: unknown): { path: DocPath; mess
       const known = knownFields(e, root, path);
       return { path: [...path, prop], atKey: true, message: `unknown field "${prop}" in ${here}${suggest(prop, known)}.` };
     }
-    case 'required':
-      return { path, message: `${here} is missing the required field "${(e.params as { missingProperty: string }).missingProperty}".` };
+    case 'required': {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return { path, brokenPath: [...path, missing], message: `${here} is missing the required field "${missing}".` };
+    }
     case 'discriminator': {
       const p = e.params as { error: string; tag: string; tagValue: unknown };
       if (p.error === 'mapping') {
         const kinds = [...STEP_KINDS.keys()].join(', ');
         return { path: [...path, 'kind'], message: `unknown step kind "${String(p.tagValue)}". Use one of: ${kinds}.` };
       }
-      return { path, message: `${here} needs a string "kind" field.` };
+      return { path, brokenPath: [...path, 'kind'], message: `${here} needs a string "kind" field.` };
     }
     case 'oneOf':
     case 'anyOf':

@@ -143,6 +143,8 @@ export function compileTriggers(
   const paths = new Map<string, number>();
   (triggers ?? []).forEach((t, i) => {
     const at: DocPath = ['triggers', i];
+    // An entry of another shape is a schema problem (reported by the structure check).
+    if (!t || typeof t !== 'object' || Array.isArray(t)) return;
     const sources = (['schedule', 'webhook', 'cloudevent'] as const).filter((k) => t[k] !== undefined);
     if (sources.length !== 1) {
       add(at, `a trigger needs exactly one of schedule, webhook or cloudevent; this one has ${sources.length ? sources.join(' and ') : 'none'}.`);
@@ -156,6 +158,7 @@ export function compileTriggers(
     const id = `${sources[0]}:${i}`;
     if (t.schedule) {
       const s = t.schedule;
+      if (typeof s !== 'object' || typeof s.cron !== 'string' || (s.timezone !== undefined && typeof s.timezone !== 'string')) return; // a schema problem
       const timezone = s.timezone ?? 'UTC';
       if (!validTimeZone(timezone)) {
         add([...at, 'schedule', 'timezone'], `"${timezone}" is not a time zone this runtime knows; use an IANA name such as Europe/Paris or UTC.`);
@@ -169,6 +172,7 @@ export function compileTriggers(
       out.push({ id, input, runId, kind: 'schedule', schedule: { cron: s.cron, timezone, missed: s.missed ?? 'once', max_catch_up: s.max_catch_up ?? 100 } });
     } else if (t.webhook) {
       const w = t.webhook;
+      if (typeof w !== 'object' || typeof w.path !== 'string' || typeof w.secret !== 'string' || (w.header !== undefined && typeof w.header !== 'string')) return; // a schema problem
       if (!/^env:[A-Za-z_][A-Za-z0-9_]*$/.test(w.secret)) {
         // A literal would be stored in the version and shown by the API and console.
         add([...at, 'webhook', 'secret'], 'the secret must be a reference like env:ORDERS_WEBHOOK_SECRET (the variable holds the secret), never the secret itself.');
@@ -178,6 +182,7 @@ export function compileTriggers(
       paths.set(w.path, i);
       out.push({ id, input, runId, kind: 'webhook', webhook: { path: w.path, secret: w.secret, header: (w.header ?? 'X-Baton-Signature').toLowerCase(), algorithm: w.algorithm ?? 'sha256' } });
     } else if (t.cloudevent) {
+      if (typeof t.cloudevent !== 'object') return; // a schema problem
       out.push({ id, input, runId, kind: 'cloudevent', cloudevent: { type: t.cloudevent.type, source: t.cloudevent.source } });
     }
   });
