@@ -28,6 +28,18 @@ const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toI
 
 const stageBody = (s: StageRecord) => ({ name: splitQualified(s.name).name, stage: s.stage, version_id: s.versionId, by: s.by ?? null, reason: s.reason ?? null, at: iso(s.at) });
 
+/**
+ * A plain workflow name as the caller means it: its own namespace's workflow of that name (the
+ * key's first namespace) if there is one, else the shared default namespace's, as POST /runs
+ * resolves names. A qualified name (`team-a/triage`) is returned as it is.
+ */
+export async function callerWorkflowName(baton: Baton, key: ApiKeyRecord | undefined, name: string): Promise<string> {
+  if (name.includes('/')) return name;
+  const own = key && !key.namespaces.includes('*') ? checkNamespace(key.namespaces[0]) : DEFAULT_NAMESPACE;
+  if (own !== DEFAULT_NAMESPACE && (await baton.versions(qualifiedName(own, name))).length > 0) return qualifiedName(own, name);
+  return name;
+}
+
 export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
   /**
    * The qualified name of a workflow the caller may see. `?namespace=` names one (which the key
@@ -41,9 +53,7 @@ export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, key
       if (ns !== DEFAULT_NAMESPACE && !reaches(key, ns)) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: name });
       return qualifiedName(ns, name);
     }
-    const own = key && !key.namespaces.includes('*') ? checkNamespace(key.namespaces[0]) : DEFAULT_NAMESPACE;
-    if (own !== DEFAULT_NAMESPACE && (await baton.versions(qualifiedName(own, name))).length > 0) return qualifiedName(own, name);
-    return name;
+    return callerWorkflowName(baton, key, name);
   };
   /** Stages of the shared default catalogue are everyone's: only a key reaching `default` (or `*`) moves them. */
   const mayPromote = (req: FastifyRequest, name: string): void => {

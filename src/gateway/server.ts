@@ -22,7 +22,7 @@ import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
-import { registerGovernanceRoutes } from './governance.js';
+import { callerWorkflowName, registerGovernanceRoutes } from './governance.js';
 import { registerScheduleRoutes } from './schedules.js';
 import { registerAuditRoutes, wantsReveal, whoIs, type AuditRouteOptions } from './audit.js';
 import { present, presentEvents, recordReveal } from '../audit/redaction.js';
@@ -304,13 +304,15 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const q = req.query as { status?: string; workflow?: string; limit?: string; before?: string; before_run?: string };
     const status = q.status?.split(',') as RunStatus[] | undefined;
     for (const s of status ?? []) if (!RUN_STATUSES.includes(s)) throw new BatonError('BATON_USAGE', { detail: `status "${s}" is not one of ${RUN_STATUSES.join(', ')}.` });
-    const limit = q.limit === undefined ? 50 : Number(q.limit);
+    const limit = q.limit === undefined ? 50 : /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : NaN;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BatonError('BATON_USAGE', { detail: 'limit must be a whole number from 1 to 1000.' });
     const before = q.before === undefined ? undefined : /^\d+$/.test(q.before) ? Number(q.before) : Date.parse(q.before);
     if (before !== undefined && !Number.isFinite(before)) throw new BatonError('BATON_USAGE', { detail: `before "${q.before}" is not a time: give ISO 8601 (2026-12-06T10:00:00Z) or epoch milliseconds.` });
     if (q.before_run !== undefined && before === undefined) throw new BatonError('BATON_USAGE', { detail: 'before_run goes with before: give both, the created_at and the run_id of the last run of the previous page.' });
     requireCap(keyOf(req), 'read', 'read runs');
-    return (await baton.listRuns({ status, workflow: q.workflow, limit, before, beforeId: q.before_run, namespaces: keyOf(req)?.namespaces })).map(runBody);
+    // A plain name means the caller's own workflow of that name if it has one (as POST /runs).
+    const workflow = q.workflow === undefined ? undefined : await callerWorkflowName(baton, keyOf(req), q.workflow);
+    return (await baton.listRuns({ status, workflow, limit, before, beforeId: q.before_run, namespaces: keyOf(req)?.namespaces })).map(runBody);
   });
 
   app.get('/runs/:id', {
