@@ -323,7 +323,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       sealOutput: (rs, stepId, output) => (this.isSensitive(rs.workflow) ? sealStepOutput(rs.workflow.doc, stepId, output, this.sensitiveSteps(rs.workflow)) : output),
       recordedInput: (rs, input) => (this.isSensitive(rs.workflow) ? scrub(input, sensitiveValues(rs.workflow.doc, rs.scope, this.sensitiveSteps(rs.workflow))) : input),
     };
-    this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke() });
+    this.tasks = new TaskQueue({ store, registry: this.registry, poke: () => this.worker?.poke(), onError: (e, w) => this.onInternalError(e, w) });
     this.approvals = new ApprovalDesk({ store, poke: () => this.worker?.poke(), fetch: egressFetch, onError: (e, w) => this.onInternalError(e, w) });
     if (opts.worker !== false) {
       this.worker = new Worker(
@@ -358,8 +358,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     await baton.refreshGovernance(true);
     await baton.worker?.start();
     if (baton.schedulesOn) baton.scheduler.start();
-    // Deadlines and reminders are applied wherever a worker runs (each fires once, fenced in the store).
-    if (baton.worker) baton.approvals.start();
+    // Deadlines and reminders, and last task leases that expired, are applied wherever a worker
+    // runs (each fires once, fenced in the store).
+    if (baton.worker) {
+      baton.approvals.start();
+      baton.tasks.start();
+    }
     return baton;
   }
 
@@ -796,7 +800,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     if (this.closed) return;
     this.closed = true;
     await this.scheduler.stop();
-    this.tasks.close();
+    await this.tasks.close();
     await this.approvals.close();
     await this.worker?.stop(opts.graceMs);
     // Ends this process gathered for anchoring (those of attempts that finished during the

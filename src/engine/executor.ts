@@ -336,7 +336,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
         // Likewise the approval row: a crash can neither lose nor duplicate it.
         approval,
         // The task row is written by the same transaction as the suspension: never one without the other.
-        task: task && { id: task.id, type: task.type, namespace: rs.namespace, inputJson: JSON.stringify(task.input ?? null), leaseMs: task.leaseMs, createdAt: now },
+        task: task && { id: task.id, type: task.type, namespace: rs.namespace, inputJson: JSON.stringify(task.input ?? null), leaseMs: task.leaseMs, maxAttempts: step.retry.maxAttempts, createdAt: now },
         // An event that came first (buffered) within the lookback is taken in this same transaction.
         inbox: lookback === undefined ? undefined : {
           since: now - lookback,

@@ -8,6 +8,8 @@
  * Policy lives here, storage in the store: the output is checked against the step's
  * `output_schema` before anything is written (a bad output is refused, the task stays leased),
  * and a retryable failure goes back to pending only while the step's retry policy allows.
+ * A lease that expires at the last hand-out the policy allows is not given out again; a sweep
+ * (wherever a worker runs, fenced in the store) fails the step then, blaming its holder.
  */
 import { runTraceparent } from '../observability/genai.js';
 import { randomBytes } from 'node:crypto';
@@ -18,12 +20,15 @@ import { backoffDelay, shouldRetry } from '../resilience/retry.js';
 import type { TaskState } from '../steps/task.js';
 import { EventType } from './states.js';
 import { parseKey } from './run-state.js';
+import { SoonestTimer } from '../util/soonest-timer.js';
 import type { WorkflowRegistry } from './registry.js';
 
 /** How often a long poll looks at the store again (tasks made by other processes, leases that expired). */
 const POLL_INTERVAL_MS = 250;
 const MAX_WAIT_MS = 60_000;
 const MAX_LEASE_MS = 24 * 3_600_000;
+/** Longest the sweep sleeps without looking (last leases taken through other processes). */
+const IDLE_SWEEP_MS = 1_000;
 
 export interface TaskPollOptions {
   /** Task types this worker does. */
@@ -60,11 +65,17 @@ export interface TaskHost {
   readonly registry: WorkflowRegistry;
   /** A step was woken: a worker of this process may claim it now. */
   poke(): void;
+  onError(e: unknown, where: string): void;
 }
 
 export class TaskQueue {
   private readonly waiters = new Set<() => void>();
   private closed = false;
+  private readonly timer = new SoonestTimer(() => {
+    this.sweeping = this.tick();
+  });
+  private sweeping: Promise<unknown> = Promise.resolve();
+  private sweepOn = false;
 
   constructor(private readonly host: TaskHost) {}
 
@@ -88,8 +99,12 @@ export class TaskQueue {
     for (;;) {
       if (this.closed || o.signal?.aborted) return undefined;
       const t = await this.host.store.pollTask({ types: o.types, workerId: o.workerId, leaseMs: o.leaseMs, namespaces, token: randomBytes(18).toString('base64url'), now: Date.now() });
-      if (t && !(await this.usedUp(t))) return withTrace(view(t, true), (await this.host.store.getRun(t.runId))?.trace);
-      if (t) continue;
+      // Tasks stored before their max_attempts was are still judged here, after the hand-out.
+      if (t && t.maxAttempts === undefined && (await this.usedUp(t))) continue;
+      if (t) {
+        this.watch(t);
+        return withTrace(view(t, true), (await this.host.store.getRun(t.runId))?.trace);
+      }
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
       await new Promise<void>((resolve) => {
@@ -107,10 +122,64 @@ export class TaskQueue {
   }
 
   /**
-   * Lease expiries count against the step's retry policy like failures do: a task handed out
-   * more often than `retry.max_attempts` (the earlier holders all vanished, e.g. its input
-   * crashes every worker) is not handed out again; the step fails instead. Failures alone never
-   * get here (a failure at the last attempt is final).
+   * Lease expiries count against the step's retry policy like failures do: a task whose lease
+   * expired at its last allowed hand-out (every holder vanished, e.g. its input crashes them)
+   * is not handed out again (the store's poll passes over it) and its step fails, blaming the
+   * holder whose lease ran out. Failures alone never get here (one at the last attempt is final).
+   * Returns how many steps this call failed (another process may have failed one first).
+   */
+  async sweep(now = Date.now()): Promise<number> {
+    let n = 0;
+    for (const t of await this.host.store.usedUpTasks(now, 100)) {
+      try {
+        if (await this.expire(t, now)) n++;
+      } catch (e) {
+        this.host.onError(e, `task ${t.id}`);
+      }
+    }
+    return n;
+  }
+
+  /** Sweeps on a timer: when a last lease taken here expires, and at least every second (leases taken elsewhere, restarts). */
+  start(): void {
+    this.sweepOn = true;
+    this.timer.arm(0);
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.sweep();
+    } catch (e) {
+      this.host.onError(e, 'task sweep');
+    }
+    if (this.sweepOn) this.timer.arm(IDLE_SWEEP_MS);
+  }
+
+  /** A lease given or renewed here at the last hand-out: sweep just after it would expire. */
+  private watch(t: TaskRecord): void {
+    if (this.sweepOn && t.maxAttempts !== undefined && t.attempts >= t.maxAttempts && t.leaseExpiresAt !== undefined) {
+      this.timer.arm(Math.max(0, t.leaseExpiresAt - Date.now()) + 5);
+    }
+  }
+
+  /** Fails the step of a task whose last lease ran out; false when that lease no longer holds (finished, renewed, or another process did it). */
+  private async expire(t: TaskRecord, now: number): Promise<boolean> {
+    const holder = t.leaseOwner!;
+    const failure = { code: 'LEASE_EXPIRED', message: `no worker finished it: worker ${holder}'s lease expired at hand-out ${t.attempts}, the last of retry.max_attempts ${t.maxAttempts}`, workerId: holder, attempts: t.attempts };
+    const error: SerializedError = { code: failure.code, message: failure.message, retryable: false };
+    const r = await this.host.store.failTask({
+      lease: { taskId: t.id, workerId: holder, token: t.leaseToken! }, now, error, leaseExpiredBy: now,
+      events: [{ type: EventType.taskFailed, at: now, data: { task_id: t.id, worker_id: holder, attempts: t.attempts, error, final: true } }],
+      wake: { state: await this.resumeState(t, { failure }), events: [{ type: EventType.stepResumed, at: now, data: { task_id: t.id, status: 'failed' } }] },
+    });
+    if (r.result !== 'ok') return false;
+    this.host.poke();
+    return true;
+  }
+
+  /**
+   * Tasks stored without `maxAttempts` (before it was): judged after the poll leased them, so
+   * the hand-out is recorded and the poller is blamed; newer tasks never get here.
    */
   private async usedUp(t: TaskRecord): Promise<boolean> {
     const step = await this.stepOf(t);
@@ -132,7 +201,9 @@ export class TaskQueue {
   async heartbeat(taskId: string, o: TaskLeaseOptions): Promise<TaskView> {
     const t = await this.visible(taskId, o.namespaces);
     const lease = leaseOf(taskId, o);
-    return this.outcome(t, await this.host.store.heartbeatTask(lease, Date.now()), lease, 'heartbeat');
+    const r = await this.host.store.heartbeatTask(lease, Date.now());
+    if (r.result === 'ok') this.watch(r.task);
+    return this.outcome(t, r, lease, 'heartbeat');
   }
 
   /**
@@ -142,7 +213,7 @@ export class TaskQueue {
   async complete(taskId: string, o: TaskLeaseOptions & { output: unknown }): Promise<TaskView> {
     const t = await this.visible(taskId, o.namespaces);
     const lease = leaseOf(taskId, o);
-    refuseEarly(t, lease);
+    await this.refuseEarly(t, lease);
     const step = await this.stepOf(t);
     const output = o.output ?? null;
     const v = step.outputValidator;
@@ -168,7 +239,7 @@ export class TaskQueue {
     const t = await this.visible(taskId, o.namespaces);
     const lease = leaseOf(taskId, o);
     if (typeof o.error?.message !== 'string') throw new BatonError('BATON_USAGE', { detail: 'tasks.fail: `error.message` must be a string.' });
-    refuseEarly(t, lease);
+    await this.refuseEarly(t, lease);
     const step = await this.stepOf(t);
     const retryable = o.retryable === true;
     const error: SerializedError = { code: o.error.code ?? 'TASK_ERROR', message: o.error.message, retryable };
@@ -190,10 +261,13 @@ export class TaskQueue {
     return view(await this.visible(taskId, o.namespaces), false);
   }
 
-  /** Long polls in flight return (with nothing) at once. */
-  close(): void {
+  /** Long polls in flight return (with nothing) at once; the sweep stops. */
+  async close(): Promise<void> {
     this.closed = true;
+    this.sweepOn = false;
+    this.timer.cancel();
     this.created('');
+    await this.sweeping.catch(() => undefined);
   }
 
   private async visible(taskId: string, namespaces: string[] | undefined): Promise<TaskRecord> {
@@ -221,13 +295,48 @@ export class TaskQueue {
     return { ...saved, ...add };
   }
 
-  private outcome(t: TaskRecord, r: TaskOpResult, lease: TaskLease, action: string): TaskView {
+  private async outcome(t: TaskRecord, r: TaskOpResult, lease: TaskLease, action: string): Promise<TaskView> {
     if (r.result === 'ok') {
       if (action !== 'heartbeat') this.host.poke();
       return view(r.task, false);
     }
     if (r.result === 'missing') throw new BatonError('BATON_TASK_NOT_FOUND', { taskId: t.id });
-    throw new BatonError('BATON_TASK_LEASE_LOST', { taskId: t.id, reason: lostReason(r.task, lease, action), status: r.task.status });
+    throw new BatonError('BATON_TASK_LEASE_LOST', { taskId: t.id, reason: await this.lostReason(r.task, lease, action), status: view(r.task, false).status });
+  }
+
+  /** Refuses before validating anything, so a worker that lost its lease hears that first. */
+  private async refuseEarly(t: TaskRecord, lease: TaskLease): Promise<void> {
+    if (t.status === 'leased' && t.leaseOwner === lease.workerId && t.leaseToken === lease.token && t.awaited) return;
+    throw new BatonError('BATON_TASK_LEASE_LOST', { taskId: t.id, reason: await this.lostReason(t, lease, 'finish'), status: view(t, false).status });
+  }
+
+  /** What actually happened to the lease `lease` names (the record, the run and the task's hand-outs tell). */
+  private async lostReason(t: TaskRecord, lease: TaskLease, action: string): Promise<string> {
+    const w = lease.workerId;
+    if (t.status === 'completed') return `it is already completed (by worker ${t.leaseOwner}); cannot ${action} it`;
+    if (t.status === 'failed') return `it already failed${t.error ? ` (${t.error.code}: ${t.error.message})` : ''}; cannot ${action} it`;
+    if (!t.awaited) {
+      const run = await this.host.store.getRun(t.runId);
+      if (run?.status === 'cancelled') return `the run was cancelled, so its step no longer waits for it; cannot ${action} it`;
+      const step = await this.host.store.getStep(t.runId, t.stepKey);
+      if (step?.error?.code === 'BATON_STEP_TIMEOUT') return `its step timed out and no longer waits for it; cannot ${action} it`;
+      if (run && ['completed', 'failed'].includes(run.status)) return `the run already ended (${run.status}); cannot ${action} it`;
+      return `its step no longer waits for it; cannot ${action} it`;
+    }
+    if (t.status === 'pending') {
+      return t.attempts === 0 ? `no worker holds it: it was never handed out (poll for it)` : `no worker holds it: it went back to the queue after a retryable failure (poll for it again)`;
+    }
+    const leases = (await this.host.store.getEvents(t.runId))
+      .filter((e) => e.type === 'task.leased' && (e.data as { task_id?: string })?.task_id === t.id)
+      .map((e) => e.data as { worker_id?: string; expired_lease_of?: string });
+    const mine = leases.filter((d) => d.worker_id === w).length;
+    if (t.leaseOwner !== w) {
+      if (mine === 0) return `worker ${w} never held it (it is leased to worker ${t.leaseOwner})`;
+      return leases.at(-1)?.expired_lease_of === w
+        ? `worker ${w}'s lease expired and the task was handed to worker ${t.leaseOwner}`
+        : `worker ${w} no longer holds it: the task was handed to worker ${t.leaseOwner} since`;
+    }
+    return `wrong lease token: it is not the token of worker ${w}'s current lease${mine > 1 ? ` (the task was handed to ${w} ${mine} times; only the latest poll's token holds)` : ''}`;
   }
 }
 
@@ -241,20 +350,6 @@ function leaseOf(taskId: string, o: TaskLeaseOptions): TaskLease {
   checkWorker(o.workerId);
   if (typeof o.leaseToken !== 'string' || o.leaseToken.length === 0) throw new BatonError('BATON_USAGE', { detail: 'tasks: `leaseToken` (from the poll) is required.' });
   return { taskId, workerId: o.workerId, token: o.leaseToken };
-}
-
-/** Refuses before validating anything, so a worker that lost its lease hears that first. */
-function refuseEarly(t: TaskRecord, lease: TaskLease): void {
-  if (t.status === 'leased' && t.leaseOwner === lease.workerId && t.leaseToken === lease.token && t.awaited) return;
-  throw new BatonError('BATON_TASK_LEASE_LOST', { taskId: t.id, reason: lostReason(t, lease, 'finish'), status: t.status });
-}
-
-function lostReason(t: TaskRecord, lease: TaskLease, action: string): string {
-  if (t.status === 'completed' || t.status === 'failed') return `it is already ${t.status}; cannot ${action} it`;
-  if (!t.awaited) return 'its step no longer waits for it (the step timed out or the run was cancelled)';
-  if (t.status === 'pending') return `worker ${lease.workerId} no longer holds its lease (it went back to pending)`;
-  if (t.leaseOwner !== lease.workerId) return `worker ${lease.workerId} no longer holds its lease (it expired and the task was given to another worker)`;
-  return `the lease token does not match worker ${lease.workerId}'s current lease (an expired lease was given out again)`;
 }
 
 function withTrace(v: TaskView, trace: string | undefined): TaskView {

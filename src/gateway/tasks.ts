@@ -2,10 +2,12 @@
  * `/tasks`: how external workers of any language join a workflow. A worker long-polls
  * `POST /tasks/poll` for the task types it does, renews its lease with heartbeats while it
  * works, and reports `complete` or `fail`; every report carries the lease token from the poll,
- * so a worker whose lease expired and was given to another cannot finish the task (409).
+ * so a worker whose lease expired and was given to another cannot finish the task (409, with
+ * a reason saying what happened to its lease).
  *
- * Keys need the `run` capability (operator or admin) and see only tasks of runs in their
- * namespaces; a task of another namespace is "not found", so ids do not leak.
+ * Working on tasks needs the `run` capability (operator or admin), reading one `read` (any
+ * role; the lease token is only ever in the poll's answer). Keys see only tasks of runs in
+ * their namespaces; a task of another namespace is "not found", so ids do not leak.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
@@ -60,9 +62,9 @@ export interface TaskRouteOptions {
 export function registerTaskRoutes(app: FastifyInstance, baton: Baton, opts: TaskRouteOptions): void {
   app.addSchema(taskSchema);
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
-  const reach = (req: FastifyRequest, action: string) => {
+  const reach = (req: FastifyRequest, action: string, cap: 'run' | 'read' = 'run') => {
     const key = opts.keyOf(req);
-    requireCap(key, 'run', action);
+    requireCap(key, cap, action);
     return key?.namespaces;
   };
 
@@ -152,7 +154,7 @@ export function registerTaskRoutes(app: FastifyInstance, baton: Baton, opts: Tas
     schema: { summary: 'A task: status, attempts, lease holder, output or last error.', params: idParams, response: { 200: ref('Task'), ...responses.problems } },
   }, async (req) => {
     const { id } = req.params as { id: string };
-    return taskBody(await baton.tasks.get(id, { namespaces: reach(req, 'read tasks') }));
+    return taskBody(await baton.tasks.get(id, { namespaces: reach(req, 'read tasks', 'read') }));
   });
 }
 

@@ -7,7 +7,7 @@
  * What lives where: the step row waits on `task:<id>` (with the overall `timeout` as its due
  * time); the task row carries the lease, attempts and result. Retries of a failed task follow
  * the step's retry policy (default 3 attempts), decided when the worker reports the failure;
- * expired leases count as attempts too (see TaskQueue.usedUp).
+ * expired leases count as attempts too (see TaskQueue.sweep).
  */
 import { createHash } from 'node:crypto';
 import { BatonError } from '../errors.js';

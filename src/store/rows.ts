@@ -119,15 +119,19 @@ export function toTask(r: Row): TaskRecord {
     type: r.type as string, namespace: r.namespace as string, input: parseJsonColumn(r.input), status: r.status as TaskStatus,
     leaseOwner: (r.lease_owner as string | null) ?? undefined, leaseToken: (r.lease_token as string | null) ?? undefined,
     leaseExpiresAt: (r.lease_expires_at as number | null) ?? undefined, leaseMs: r.lease_ms as number, attempts: r.attempts as number,
-    availableAt: r.available_at as number, output: parseJsonColumn(r.output), error: parseJsonColumn(r.error) as SerializedError | undefined,
+    maxAttempts: (r.max_attempts as number | null) ?? undefined, availableAt: r.available_at as number, output: parseJsonColumn(r.output), error: parseJsonColumn(r.error) as SerializedError | undefined,
     createdAt: r.created_at as number, updatedAt: r.updated_at as number, awaited: Boolean(r.awaited),
   };
 }
 
-/** Why a fenced task operation is refused, or undefined when `lease` holds and the step still waits. */
-export function checkLease(t: TaskRecord | undefined, lease: TaskLease): TaskOpResult | undefined {
+/**
+ * Why a fenced task operation is refused, or undefined when `lease` holds and the step still
+ * waits (and, with `expiredBy`, the lease ran out by then: a heartbeat since renewed it).
+ */
+export function checkLease(t: TaskRecord | undefined, lease: TaskLease, expiredBy?: number): TaskOpResult | undefined {
   if (!t) return { result: 'missing' };
   if (t.status !== 'leased' || t.leaseOwner !== lease.workerId || t.leaseToken !== lease.token) return { result: 'lost', task: t };
+  if (expiredBy !== undefined && !(t.leaseExpiresAt! <= expiredBy)) return { result: 'lost', task: t };
   if (!t.awaited) return { result: 'gone', task: t };
   return undefined;
 }

@@ -315,6 +315,8 @@ export interface NewTask {
   inputJson: string;
   /** Lease given to a poller that asks for none. */
   leaseMs: number;
+  /** Most hand-outs (the step's retry.max_attempts): a lease that expires at the last one is not handed out again. */
+  maxAttempts?: number;
   createdAt: number;
 }
 
@@ -339,6 +341,8 @@ export interface TaskRecord {
   leaseMs: number;
   /** How many times it was handed out (polls that claimed it). */
   attempts: number;
+  /** Most hand-outs (the step's retry.max_attempts); undefined for tasks made before it was stored. */
+  maxAttempts?: number;
   /** A pending task is not handed out before this time (backoff after a retryable failure). */
   availableAt: number;
   output?: unknown;
@@ -389,6 +393,8 @@ export interface TaskFinish {
   wake?: { state: unknown; events: NewEvent[] };
   /** Events recorded on the run whatever happens (task.completed, task.failed). */
   events: NewEvent[];
+  /** Only if the lease expired by this time (a sweep ending a lease nobody renewed, not one a late heartbeat just renewed). */
+  leaseExpiredBy?: number;
 }
 
 export interface CommitResult {
@@ -776,10 +782,13 @@ export interface Store {
   // --- external tasks (`task` steps) ---
   /**
    * Claims the oldest task of one of `types` that is pending (and available) or whose lease
-   * expired, and whose step still waits for it; leases it to the poller (attempts + 1) and
-   * records a `task.leased` event. Atomic: two pollers never get the same lease.
+   * expired with hand-outs left (`attempts < maxAttempts`), and whose step still waits for it;
+   * leases it to the poller (attempts + 1) and records a `task.leased` event. Atomic: two
+   * pollers never get the same lease.
    */
   pollTask(q: TaskPoll): Promise<TaskRecord | undefined>;
+  /** Awaited tasks whose lease expired by `now` at their last hand-out (`attempts >= maxAttempts`): their step is to fail. */
+  usedUpTasks(now: number, limit: number): Promise<TaskRecord[]>;
   /** Extends the lease by its length from `now` if `lease` still holds. */
   heartbeatTask(lease: TaskLease, now: number): Promise<TaskOpResult>;
   /** Records the output and wakes the step, in one transaction, if the lease holds. */

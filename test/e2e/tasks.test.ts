@@ -145,6 +145,7 @@ describe.each(STORE_KINDS)('external task workers on %s', (k) => {
       const opA = (await createApiKey(b.store, { name: 'a', role: 'operator', namespaces: ['team-a'] })).key;
       const opB = (await createApiKey(b.store, { name: 'b', role: 'operator', namespaces: ['team-b'] })).key;
       const viewer = (await createApiKey(b.store, { name: 'v', role: 'viewer', namespaces: ['*'] })).key;
+      const viewerB = (await createApiKey(b.store, { name: 'vb', role: 'viewer', namespaces: ['team-b'] })).key;
       const { readFileSync } = await import('node:fs');
       expect((await http(base, 'POST', '/workflows', readFileSync(WORKFLOW, 'utf8'), admin)).status).toBe(201);
 
@@ -178,6 +179,13 @@ describe.each(STORE_KINDS)('external task workers on %s', (k) => {
       const lease = { worker_id: 'wa', lease_token: t.lease_token };
 
       expect((await http(base, 'GET', `/tasks/${t.id}`, undefined, opB)).status).toBe(404);
+      // Viewers read tasks of their namespaces (the lease token is only ever in the poll's answer).
+      const read = await http(base, 'GET', `/tasks/${t.id}`, undefined, viewer);
+      expect(read.status).toBe(200);
+      expect(read.body).toMatchObject({ id: t.id, status: 'leased', worker_id: 'wa' });
+      expect(read.body.lease_token).toBeUndefined();
+      expect((await http(base, 'GET', `/tasks/${t.id}`, undefined, viewerB)).status).toBe(404);
+      expect((await http(base, 'POST', `/tasks/${t.id}/heartbeat`, lease, viewer)).status).toBe(403);
       const missing = await http(base, 'POST', '/tasks/tsk_nope/heartbeat', lease, opA);
       expect(missing.status).toBe(404);
       expect(missing.body.code).toBe('BATON_TASK_NOT_FOUND');

@@ -3,7 +3,25 @@ import { workflow, type Baton, type BatonOptions } from '../../src/index.js';
 import { z } from 'zod';
 import { BatonError } from '../../src/errors.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
-import { code } from '../helpers/wait.js';
+import { code, until } from '../helpers/wait.js';
+
+/** The reason a refused task operation gives (BATON_TASK_LEASE_LOST's `reason`). */
+async function reason(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect((e as BatonError).code).toBe('BATON_TASK_LEASE_LOST');
+    return String((e as BatonError).details.reason);
+  }
+  throw new Error('the operation was not refused');
+}
+
+// Two hand-outs at most, no step timeout: only the lease policy can end the step.
+const POISON = `
+name: poison
+steps:
+  - { id: t, kind: task, task_type: poison, retry: { max_attempts: 2 } }
+`;
 
 const FLOW = `
 name: scoring
@@ -167,6 +185,64 @@ steps:
     expect(r.error?.message).toContain('LEASE_EXPIRED');
   });
 
+  it('the last lease running out fails the step then, with no further poll, blaming its holder; any engine on the store notices', async () => {
+    const b = await baton();
+    // The task is handed out by another process that runs no worker (a gateway): b, whose
+    // worker sweeps, sees the expiry through the store alone.
+    const gw = await baton({ worker: false });
+    const id = await b.start(await b.register(POISON), {});
+    const t1 = (await gw.tasks.poll({ types: ['poison'], workerId: 'w1', leaseMs: 100, waitMs: 10_000 }))!;
+    const t2 = await until(() => gw.tasks.poll({ types: ['poison'], workerId: 'w2', leaseMs: 100 }), 'the second hand-out');
+    expect(t2.id).toBe(t1.id);
+    expect(t2.attempts).toBe(2);
+    // Nobody polls again; the step has no timeout. Before: the run waited for ever.
+    const r = await until(async () => {
+      const run = await b.getRun(id);
+      return run.status === 'failed' && run;
+    }, 'the run to fail', 15_000);
+    expect(r.error?.code).toBe('BATON_TASK_FAILED');
+    expect(r.error?.message).toContain('LEASE_EXPIRED');
+    expect(r.error?.message).toContain('w2');
+    const events = await b.getEvents(id);
+    expect(events.filter((e) => e.type === 'task.leased').map((e) => (e.data as { worker_id: string }).worker_id)).toEqual(['w1', 'w2']);
+    expect(events.find((e) => e.type === 'task.failed')?.data).toMatchObject({ worker_id: 'w2', attempts: 2, final: true, error: { code: 'LEASE_EXPIRED' } });
+    expect(await b.tasks.get(t1.id)).toMatchObject({ status: 'failed', leaseOwner: 'w2', attempts: 2 });
+    // The holder's late result is refused, saying why.
+    expect(await reason(gw.tasks.complete(t2.id, { workerId: 'w2', leaseToken: t2.leaseToken!, output: 1 }))).toContain('LEASE_EXPIRED');
+  });
+
+  it('a task whose last lease expired is not handed out again: a later poll gets nothing and is recorded as no hand-out', async () => {
+    const b = await baton();
+    const id = await b.start(await b.register(POISON), {});
+    const t1 = (await b.tasks.poll({ types: ['poison'], workerId: 'w1', leaseMs: 100, waitMs: 10_000 }))!;
+    const t2 = await until(() => b.tasks.poll({ types: ['poison'], workerId: 'w2', leaseMs: 100 }), 'the second hand-out');
+    await until(async () => Date.now() > t2.leaseExpiresAt!, "w2's lease to run out");
+    // Before: this poll leased the task to w3 (attempts 3, recorded), answered nothing, and the
+    // step failed "in worker w3", which never had it.
+    expect(await b.tasks.poll({ types: ['poison'], workerId: 'w3' })).toBeUndefined();
+    const r = await b.wait(id, { timeoutMs: 15_000 });
+    expect(r.status).toBe('failed');
+    expect(r.error?.message).toContain('worker w2');
+    expect(r.error?.message).not.toContain('w3');
+    const leased = (await b.getEvents(id)).filter((e) => e.type === 'task.leased').map((e) => e.data as { worker_id: string; attempts: number });
+    expect(leased.map((d) => [d.worker_id, d.attempts])).toEqual([['w1', 1], ['w2', 2]]);
+    expect((await b.tasks.get(t1.id)).attempts).toBe(2);
+  });
+
+  it('a refused report says what happened: never held, wrong token, expired and handed to another, run cancelled', async () => {
+    const b = await baton();
+    const id = await b.start(await b.register(FLOW), { text: 'x' });
+    const t1 = (await b.tasks.poll({ types: ['score'], workerId: 'slow', leaseMs: 100, waitMs: 10_000 }))!;
+    expect(await reason(b.tasks.complete(t1.id, { workerId: 'slow', leaseToken: 'forged', output: { score: 1 } }))).toMatch(/^wrong lease token/);
+    expect(await reason(b.tasks.heartbeat(t1.id, { workerId: 'stranger', leaseToken: t1.leaseToken! }))).toBe('worker stranger never held it (it is leased to worker slow)');
+    const t2 = await until(() => b.tasks.poll({ types: ['score'], workerId: 'fast' }), 'the lease to expire and be taken');
+    expect(await reason(b.tasks.complete(t1.id, { workerId: 'slow', leaseToken: t1.leaseToken!, output: { score: 1 } }))).toBe("worker slow's lease expired and the task was handed to worker fast");
+    expect(await reason(b.tasks.fail(t1.id, { workerId: 'stranger', leaseToken: t2.leaseToken!, error: { message: 'x' } }))).toBe('worker stranger never held it (it is leased to worker fast)');
+    await b.cancel(id);
+    expect(await reason(b.tasks.complete(t2.id, { workerId: 'fast', leaseToken: t2.leaseToken!, output: { score: 1 } }))).toContain('the run was cancelled');
+    expect((await b.tasks.get(t2.id)).status).toBe('cancelled');
+  });
+
   it('heartbeats keep the lease: nobody else gets the task while they come', async () => {
     const b = await baton();
     const v = await b.register(FLOW);
@@ -223,7 +299,7 @@ steps:
     const t = await b.tasks.get(taskId);
     expect(t).toMatchObject({ status: 'cancelled', input: { a: 1 }, type: 'never_done' });
     expect(await b.tasks.poll({ types: ['never_done'], workerId: 'a' })).toBeUndefined();
-    expect(await code(b.tasks.complete(taskId, { workerId: 'a', leaseToken: 'x', output: 1 }))).toBe('BATON_TASK_LEASE_LOST');
+    expect(await reason(b.tasks.complete(taskId, { workerId: 'a', leaseToken: 'x', output: 1 }))).toContain('its step timed out');
   });
 
   it('namespaces bound who sees a task', async () => {

@@ -379,6 +379,38 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect((await store.completeTask({ lease: { taskId: 'tsk_none', workerId: 'a', token: 'a' }, now, events: [] })).result).toBe('missing');
     });
 
+    it('a lease that expires at the last hand-out (maxAttempts) is not handed out again; usedUpTasks lists it until it is failed, fenced on the lease having expired', async () => {
+      await store.admitRun({ ...joinRun('t3'), steps: [{ key: 'a', stepId: 'a', status: 'scheduled', pendingDeps: 0, owner: 'w1' }] });
+      await store.commit({
+        fence: { runId: 't3', key: 'a', owner: 'w1', attempt: 1 },
+        update: { status: 'waiting', waitKey: 'task:tsk_3', owner: null },
+        events: [],
+        task: { id: 'tsk_3', type: 'last', namespace: 'default', inputJson: 'null', leaseMs: 1000, maxAttempts: 2, createdAt: 5 },
+      });
+      const now = Date.now();
+      const poll = (workerId: string, at: number) => store.pollTask({ types: ['last'], workerId, token: `tok-${workerId}`, now: at });
+      expect(await poll('p1', now)).toMatchObject({ attempts: 1, maxAttempts: 2 });
+      expect(await store.usedUpTasks(now + 1500, 10)).toEqual([]);
+      const second = (await poll('p2', now + 1500))!;
+      expect(second).toMatchObject({ attempts: 2, leaseOwner: 'p2' });
+      expect(await store.usedUpTasks(now + 2400, 10)).toEqual([]);
+      // Its last lease ran out: no poll takes it, the sweep's query finds it.
+      expect(await poll('p3', now + 2600)).toBeUndefined();
+      expect((await store.usedUpTasks(now + 2600, 10)).map((t) => [t.id, t.leaseOwner])).toEqual([['tsk_3', 'p2']]);
+      const lease = { taskId: 'tsk_3', workerId: 'p2', token: second.leaseToken! };
+      const error = { code: 'LEASE_EXPIRED', message: 'x', retryable: false };
+      const wake = { state: { failure: 1 }, events: [] };
+      // A late heartbeat renewed it: failing "an expired lease" changes nothing.
+      expect((await store.heartbeatTask(lease, now + 2600)).result).toBe('ok');
+      expect((await store.failTask({ lease, now: now + 2700, leaseExpiredBy: now + 2700, error, wake, events: [] })).result).toBe('lost');
+      expect((await store.getTask('tsk_3'))!.status).toBe('leased');
+      expect((await store.failTask({ lease, now: now + 3700, leaseExpiredBy: now + 3700, error, wake, events: [] })).result).toBe('ok');
+      expect(await store.getTask('tsk_3')).toMatchObject({ status: 'failed', leaseOwner: 'p2', attempts: 2 });
+      expect((await store.getStep('t3', 'a'))!.status).toBe('scheduled');
+      expect(await store.usedUpTasks(now + 5000, 10)).toEqual([]);
+      expect((await store.getEvents('t3')).filter((e) => e.type === 'task.leased')).toHaveLength(2);
+    });
+
     it('creates an approval only with its step\'s fenced suspension; applies one change per version; refuses late decisions and cancelled runs', async () => {
       await store.admitRun({ ...joinRun('ap1'), steps: [{ key: 'a', stepId: 'a', status: 'scheduled', pendingDeps: 0, owner: 'w1' }] });
       const t0 = Date.now();

@@ -367,6 +367,12 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
   `,
+  // 12: a task's most hand-outs (its step's retry.max_attempts), so the store neither hands out
+  // a task whose last lease expired nor needs a poll to notice it (TaskQueue's sweep fails it)
+  `
+  ALTER TABLE tasks ADD COLUMN max_attempts INTEGER;
+  CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE status = 'leased';
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -830,9 +830,9 @@ export class PostgresStore implements Store {
       // Idempotent on the id: a commit retried after a lost COMMIT answer inserts nothing twice.
       const t = c.task;
       await cl.query(
-        `INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, available_at, attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, 0, $9, $9) ON CONFLICT (id) DO NOTHING`,
-        [t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt],
+        `INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, max_attempts, available_at, attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $10, $9, 0, $9, $9) ON CONFLICT (id) DO NOTHING`,
+        [t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt, t.maxAttempts ?? null],
       );
     }
     if (c.approval) {
@@ -1095,7 +1095,9 @@ export class PostgresStore implements Store {
         `WITH c AS (
            SELECT t.id, t.status AS prev_status, t.lease_owner AS prev_owner FROM tasks t
            WHERE t.type = ANY($1::text[]) AND ($2::text[] IS NULL OR t.namespace = ANY($2::text[]))
-             AND ((t.status = 'pending' AND t.available_at <= $3) OR (t.status = 'leased' AND t.lease_expires_at <= $3))
+             -- A lease that expired at the last hand-out is not given out again (the usedUpTasks sweep fails its step).
+             AND ((t.status = 'pending' AND t.available_at <= $3)
+               OR (t.status = 'leased' AND t.lease_expires_at <= $3 AND (t.max_attempts IS NULL OR t.attempts < t.max_attempts)))
              AND ${TASK_AWAITED}
            ORDER BY t.created_at, t.id LIMIT 1
            FOR UPDATE OF t SKIP LOCKED)
@@ -1113,6 +1115,15 @@ export class PostgresStore implements Store {
       }]);
       return t;
     });
+  }
+
+  async usedUpTasks(now: number, limit: number): Promise<TaskRecord[]> {
+    return (await this.rows(
+      `SELECT t.*, true AS awaited FROM tasks t
+       WHERE t.status = 'leased' AND t.lease_expires_at <= $1 AND t.attempts >= t.max_attempts AND ${TASK_AWAITED}
+       ORDER BY t.lease_expires_at LIMIT $2`,
+      [now, limit],
+    )).map(toTask);
   }
 
   async heartbeatTask(lease: TaskLease, now: number): Promise<TaskOpResult> {
@@ -1145,7 +1156,7 @@ export class PostgresStore implements Store {
 
   private async finishTask(c: Q, a: Attempt, f: TaskFinish, status: 'completed' | 'failed' | 'pending'): Promise<TaskOpResult> {
     const t = await this.lockTask(c, f.lease.taskId);
-    const refused = checkLease(t, f.lease);
+    const refused = checkLease(t, f.lease, f.leaseExpiredBy);
     if (refused) {
       // A retry after a lost COMMIT answer finds its own result: that is success, not a lost lease.
       // (`updated_at` is this call's `now`: only this operation wrote it.)

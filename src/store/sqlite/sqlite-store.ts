@@ -505,7 +505,7 @@ export class SqliteStore implements Store {
     this.insertEvents(fence.runId, c.events);
     if (c.task) {
       const t = c.task;
-      this.s.insertTask.run(t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.createdAt, t.createdAt, t.createdAt);
+      this.s.insertTask.run(t.id, fence.runId, fence.key, fence.attempt, t.type, t.namespace, t.inputJson, t.leaseMs, t.maxAttempts ?? null, t.createdAt, t.createdAt, t.createdAt);
     }
     if (c.approval) {
       const a = c.approval;
@@ -656,6 +656,10 @@ export class SqliteStore implements Store {
     });
   }
 
+  async usedUpTasks(now: number, limit: number): Promise<TaskRecord[]> {
+    return (this.s.usedUpTasks.all(now, limit) as Row[]).map(toTask);
+  }
+
   async heartbeatTask(lease: TaskLease, now: number): Promise<TaskOpResult> {
     return this.write(() => {
       const t = this.task(lease.taskId);
@@ -686,7 +690,7 @@ export class SqliteStore implements Store {
   /** Fenced on the lease (inside the write lock, so the check and the writes see the same rows). */
   private finishTask(f: TaskFinish, status: 'completed' | 'failed' | 'pending'): TaskOpResult {
     const t = this.task(f.lease.taskId);
-    const refused = checkLease(t, f.lease);
+    const refused = checkLease(t, f.lease, f.leaseExpiredBy);
     if (refused) return refused;
     const now = f.now;
     if (f.wake) {
@@ -1189,8 +1193,8 @@ function prepare(db: Database.Database) {
     outboxDone: p('UPDATE event_outbox SET dispatched_at = ? WHERE id = ? AND dispatched_at IS NULL'),
     wake: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting'`),
     wakeTaskStep: p(`UPDATE steps SET status = 'scheduled', state = ?, wait_key = NULL, owner = NULL, due_at = ? WHERE run_id = ? AND key = ? AND status = 'waiting' AND wait_key = ?`),
-    insertTask: p(`INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, available_at, attempts, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    insertTask: p(`INSERT INTO tasks (id, run_id, step_key, step_attempt, type, namespace, input, status, lease_ms, max_attempts, available_at, attempts, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING`),
     getTask: p(`SELECT t.*, ${TASK_AWAITED} AS awaited FROM tasks t WHERE t.id = ?`),
     insertApproval: p(`INSERT OR IGNORE INTO approvals (id, run_id, step_key, step_attempt, namespace, workflow, status, approvers, evidence, evidence_hash, summary, form,
                          deadline_at, on_expiry, reminders, next_reminder_at, notify, version, created_at, updated_at)
@@ -1210,13 +1214,18 @@ function prepare(db: Database.Database) {
                          next_reminder_at = CASE WHEN @setReminder = 1 THEN @reminder ELSE next_reminder_at END,
                          version = version + 1, updated_at = @now
                        WHERE id = @id`),
-    // The oldest task of the types asked that is available, or whose lease expired, and still awaited.
+    // The oldest task of the types asked that is available, or whose lease expired with hand-outs
+    // left (one expired at its last is not given out again: the usedUpTasks sweep fails its step), and still awaited.
     pollTask: p(`SELECT t.*, 1 AS awaited FROM tasks t
                  WHERE t.type IN (SELECT value FROM json_each(@types))
                    AND (@nss IS NULL OR t.namespace IN (SELECT value FROM json_each(@nss)))
-                   AND ((t.status = 'pending' AND t.available_at <= @now) OR (t.status = 'leased' AND t.lease_expires_at <= @now))
+                   AND ((t.status = 'pending' AND t.available_at <= @now)
+                     OR (t.status = 'leased' AND t.lease_expires_at <= @now AND (t.max_attempts IS NULL OR t.attempts < t.max_attempts)))
                    AND ${TASK_AWAITED}
                  ORDER BY t.created_at, t.id LIMIT 1`),
+    usedUpTasks: p(`SELECT t.*, 1 AS awaited FROM tasks t
+                    WHERE t.status = 'leased' AND t.lease_expires_at <= ? AND t.attempts >= t.max_attempts AND ${TASK_AWAITED}
+                    ORDER BY t.lease_expires_at LIMIT ?`),
     leaseTask: p(`UPDATE tasks SET status = 'leased', lease_owner = ?, lease_token = ?, lease_ms = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`),
     extendLease: p('UPDATE tasks SET lease_expires_at = ? + lease_ms, updated_at = ? WHERE id = ?'),
     // A task going back to pending gives up its lease; one that ends keeps who held it, for the record.
