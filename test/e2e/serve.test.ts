@@ -113,7 +113,7 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     // Responses are described too: runs, and problem bodies for every error status.
     expect(Object.keys(doc.body.components.schemas)).toEqual(expect.arrayContaining(['Run', 'RunWithSteps', 'Problem', 'WorkflowVersion']));
     expect(doc.body.paths['/runs/{id}'].get.responses['200'].content['application/json'].schema.$ref).toBe('#/components/schemas/RunWithSteps');
-    expect(doc.body.paths['/runs'].post.responses['4XX'].content['application/json'].schema.$ref).toBe('#/components/schemas/Problem');
+    expect(doc.body.paths['/runs'].post.responses['4XX'].content['application/problem+json'].schema.$ref).toBe('#/components/schemas/Problem');
     const docs = await fetch(`${base}/docs/static/index.html`);
     expect(docs.status).toBe(200);
     expect(await docs.text()).toMatch(/swagger-ui/i);

@@ -154,7 +154,7 @@ describe.each(STORE_KINDS)('external task workers on %s', (k) => {
       expect(Object.keys(spec.body.components.schemas)).toContain('Task');
       expect(spec.body.paths['/tasks/poll'].post.responses['200'].content['application/json'].schema.$ref).toBe('#/components/schemas/Task');
       expect(spec.body.paths['/tasks/poll'].post.requestBody.content['application/json'].schema.required).toEqual(['types', 'worker_id']);
-      expect(spec.body.paths['/tasks/{id}/complete'].post.responses['4XX'].content['application/json'].schema.$ref).toBe('#/components/schemas/Problem');
+      expect(spec.body.paths['/tasks/{id}/complete'].post.responses['4XX'].content['application/problem+json'].schema.$ref).toBe('#/components/schemas/Problem');
 
       expect((await http(base, 'POST', '/tasks/poll', { types: ['score'], worker_id: 'w' })).status).toBe(401);
       const forbidden = await http(base, 'POST', '/tasks/poll', { types: ['score'], worker_id: 'w' }, viewer);
