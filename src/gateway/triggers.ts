@@ -113,6 +113,11 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
 
 const REQUIRED = ['specversion', 'id', 'source', 'type'] as const;
 
+/** RFC 3339 date-time (the CloudEvents `time` format): the SDK takes any string, even "yesterday". */
+function isRfc3339(t: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(t) && !Number.isNaN(Date.parse(t));
+}
+
 /**
  * The CloudEvents of a request, checked: every required attribute present (the SDK would fill a
  * missing id with a random one, which would defeat deduplication), spec version 1.0, and the
@@ -137,12 +142,19 @@ export function readCloudEvents(headers: FastifyRequest['headers'], raw: Buffer)
       const at = type === 'application/cloudevents-batch+json' ? `event [${i}]: ` : '';
       if (!ev || typeof ev !== 'object' || Array.isArray(ev)) return problems.push(`${at}not a JSON object`);
       for (const a of REQUIRED) if (typeof (ev as Record<string, unknown>)[a] !== 'string' || (ev as Record<string, string>)[a] === '') problems.push(`${at}attribute "${a}" is missing or not a non-empty string`);
+      // The event's own attribute: a "specversion" key inside its data is the sender's business.
+      const v = (ev as Record<string, unknown>).specversion;
+      if (typeof v === 'string' && v !== '' && v !== '1.0') problems.push(`${at}only spec version 1.0 is supported (got "${v}")`);
+      const t = (ev as Record<string, unknown>).time;
+      if (t !== undefined && (typeof t !== 'string' || !isRfc3339(t))) problems.push(`${at}attribute "time" must be an RFC 3339 timestamp, e.g. 2026-01-31T09:00:00Z`);
       return undefined;
     });
   } else {
     for (const a of REQUIRED) if (!headers[`ce-${a}`]) problems.push(`header ce-${a} is missing`);
+    const t = headers['ce-time'];
+    if (t !== undefined && (typeof t !== 'string' || !isRfc3339(t))) problems.push('header ce-time must be an RFC 3339 timestamp, e.g. 2026-01-31T09:00:00Z');
   }
-  if (!problems.length && (structured ? /"specversion"\s*:\s*"(?!1\.0")/.test(text) : headers['ce-specversion'] !== '1.0')) problems.push('only spec version 1.0 is supported');
+  if (!problems.length && !structured && headers['ce-specversion'] !== '1.0') problems.push('only spec version 1.0 is supported');
   if (problems.length) throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail: problems.join('; ') });
   let events: Array<CloudEventV1<unknown>>;
   try {

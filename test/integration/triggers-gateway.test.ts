@@ -224,6 +224,8 @@ steps:
         [JSON.stringify({ a: 1 }), { 'content-type': 'application/cloudevents-batch+json' }],
         [JSON.stringify([ce('ok', 'com.example.order.created', '/s', {}), { id: 'bad' }]), { 'content-type': 'application/cloudevents-batch+json' }],
         ['{}', { 'content-type': 'application/json', 'ce-id': 'h-1', 'ce-type': 'com.example.order.created' }],
+        [JSON.stringify(ce('t-1', 'com.example.order.created', '/shop', {}, { time: 'yesterday' })), { 'content-type': 'application/cloudevents+json' }],
+        ['{}', { 'content-type': 'application/json', 'ce-specversion': '1.0', 'ce-id': 't-2', 'ce-source': '/s', 'ce-type': 'com.example.order.created', 'ce-time': 'yesterday' }],
       ];
       for (const [body, headers] of cases) {
         const res = await post(`${url}/cloudevents`, body, headers);
@@ -231,6 +233,22 @@ steps:
         expect(await res.json()).toMatchObject({ status: 400, code: 'BATON_CLOUDEVENT_INVALID' });
       }
       expect(await b.listRuns()).toHaveLength(0);
+    });
+
+    it('a "specversion" key inside the data is not the event\'s own attribute', async () => {
+      const { b, url } = await serve();
+      await listeners(b);
+      const body = JSON.stringify(ce('d-1', 'com.example.order.created', '/shop', { order: 'S-8', payload: { specversion: '2' } }, { time: '2026-01-31T09:00:00.5+01:00' }));
+      const res = await post(`${url}/cloudevents`, body, { 'content-type': 'application/cloudevents+json' });
+      expect(res.status).toBe(202);
+      expect(workflowsOf(((await res.json()) as { runs: Array<{ workflow: string }> }).runs)).toEqual(['on_created', 'on_created_by_shop']);
+      // In a batch too, each event is judged by its own attribute.
+      const batch = [ce('d-2', 'com.example.order.created', '/pos', { specversion: '0.3' }), ce('d-3', 'com.example.order.created', '/pos', {}, { specversion: '0.3' })];
+      const bad = await post(`${url}/cloudevents`, JSON.stringify(batch), { 'content-type': 'application/cloudevents-batch+json' });
+      expect(bad.status).toBe(400);
+      const { detail } = (await bad.json()) as { detail: string };
+      expect(detail).toContain('event [1]: only spec version 1.0 is supported');
+      expect(detail).not.toContain('event [0]');
     });
 
     it('POST /events answers 202 with what the delivery did', async () => {
