@@ -63,7 +63,7 @@ export function cloudEventMatches(t: CloudEventTrigger, e: TriggerEvent): boolea
 }
 
 /** A run id from parts: the same parts give the same id, and ids of different workflows never meet. */
-export function derivedRunId(prefix: 'hook' | 'ce', ...parts: string[]): string {
+export function derivedRunId(prefix: 'hook' | 'ce' | 'sched', ...parts: string[]): string {
   return `${prefix}_${createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 32)}`;
 }
 
