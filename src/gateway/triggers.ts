@@ -39,10 +39,22 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       const matching = hooks.filter((l) => hookPath(l) === path);
       if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
-      // Paths are unique within a document; two workflows claiming one is refused, not guessed.
+      // The signature first: a caller that cannot sign for this path learns nothing more.
+      const refusals: unknown[] = [];
+      const signed = matching.filter((l) => {
+        try {
+          verifySignature(l, path, raw, req.headers);
+          return true;
+        } catch (e) {
+          refusals.push(e);
+          return false;
+        }
+      });
+      if (!signed.length) throw refusals[0];
+      // Registration refuses a path already held; two workflows holding one anyway (registered
+      // at the same instant, or stored by an older Baton) are refused, not guessed between.
       if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
-      const hook = matching[0];
-      verifySignature(hook, path, raw, req.headers);
+      const hook = signed[0];
       const body = parseBody(raw, req.headers['content-type']);
       const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
