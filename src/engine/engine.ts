@@ -659,13 +659,16 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Delivers an external event for `event` with correlation `key`: it wakes ONE step waiting for
    * it (the longest waiting), or, when none is, is buffered for a wait that arms later with a
    * `lookback` covering its arrival (kept at most EVENT_RETENTION_MS). With `eventId`, a second
-   * delivery of the same id for the same key changes nothing (`duplicate`).
+   * delivery of the same id for the same key changes nothing (`duplicate`). It reaches runs of
+   * every namespace; with `namespace`, only runs of that one (waiting now, or arming later), as
+   * an `emit` step's event reaches only its own run's namespace.
    */
-  async sendEvent(event: string, key: unknown, payload: unknown, opts: { eventId?: string } = {}): Promise<EventDeliveryResult> {
+  async sendEvent(event: string, key: unknown, payload: unknown, opts: { eventId?: string; namespace?: string } = {}): Promise<EventDeliveryResult> {
     const at = Date.now();
     const signal = { payload: payload ?? null, at };
     const r = await this.store.deliverEvent({
       waitKey: eventWaitKey(event, key),
+      namespace: opts.namespace === undefined ? undefined : checkNamespace(opts.namespace),
       eventId: opts.eventId,
       payload: payload ?? null,
       at,
@@ -711,7 +714,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * `cloudevent` trigger (only those of `namespace` and the default one, when given), each with a
    * run id derived from the workflow and the event's source and id (or the trigger's `run_id`),
    * so publishing the same event again starts nothing new; and, when the event has a `subject`,
-   * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits).
+   * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits):
+   * with `namespace`, only to runs of that namespace (an emit's event stays in its team).
    */
   async publish(e: TriggerEvent, opts: { namespace?: string; traceparent?: string } = {}): Promise<PublishResult> {
     const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
@@ -733,7 +737,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       }
     }
     let delivery: EventDeliveryResult = { delivered: 0, buffered: false };
-    if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}` });
+    if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}`, namespace: ns });
     return { runs, failed, ...delivery };
   }
 

@@ -340,6 +340,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
         // An event that came first (buffered) within the lookback is taken in this same transaction.
         inbox: lookback === undefined ? undefined : {
           since: now - lookback,
+          namespace: rs.namespace,
           resume: (payload, at) => ({
             state: wrapState(index, item, { ...(outcome.state as object), signal: { payload, at } }),
             events: [{ type: EventType.signalReceived, stepKey: work.key, at: Date.now(), data: { wait_for: outcome.waitKey, payload, buffered_at: new Date(at).toISOString() } }],

@@ -324,5 +324,51 @@ steps:
       expect(runs.every((x) => x.namespace === 'team-a')).toBe(true);
       expect(await b.listRuns({ workflow: 'team-b/b_listener' })).toHaveLength(0);
     });
+
+    it('an emitted event reaches waits of its own namespace only, buffered ones included; events from outside reach every namespace', async () => {
+      const b = await baton();
+      const waiter = `
+name: waiter
+steps:
+  - { id: paid, kind: wait, event: order.paid, key: "input.order", lookback: 1m }
+`;
+      const payer = `
+name: payer
+steps:
+  - { id: pay, kind: emit, type: order.paid, subject: "input.order", data: "{ 'from': input.team }" }
+`;
+      const waitA = await b.register(waiter, undefined, { namespace: 'team-a' });
+      const waitB = await b.register(waiter, undefined, { namespace: 'team-b' });
+      const payA = await b.register(payer, undefined, { namespace: 'team-a' });
+      const payB = await b.register(payer, undefined, { namespace: 'team-b' });
+      const parked = async (id: string) => {
+        for (let i = 0; i < 500 && (await b.getRun(id)).status !== 'waiting'; i++) await sleep(20);
+        expect((await b.getRun(id)).status).toBe('waiting');
+      };
+      // A parked team-a wait is not woken by team-b's emit: the event is buffered for team-b.
+      const a1 = await b.start(waitA, { order: 'N-1' });
+      await parked(a1);
+      expect((await b.run(payB, { order: 'N-1', team: 'b' }, { timeoutMs: 20_000 })).status).toBe('completed');
+      await sleep(300);
+      expect((await b.getRun(a1)).status).toBe('waiting');
+      // ... a team-b wait arming later takes it by its lookback, and team-a's own emit wakes team-a's.
+      expect((await b.run(waitB, { order: 'N-1' }, { timeoutMs: 20_000 })).output).toEqual({ from: 'b' });
+      expect((await b.run(payA, { order: 'N-1', team: 'a' }, { timeoutMs: 20_000 })).status).toBe('completed');
+      expect((await b.wait(a1, { timeoutMs: 20_000 })).output).toEqual({ from: 'a' });
+      // Buffered by team-b's emit: a team-a wait arming within the lookback does not take it.
+      expect((await b.run(payB, { order: 'N-2', team: 'b' }, { timeoutMs: 20_000 })).status).toBe('completed');
+      const a2 = await b.start(waitA, { order: 'N-2' });
+      await parked(a2);
+      // An event from outside (POST /events, the SDK) reaches every namespace, parked or buffered.
+      expect(await b.sendEvent('order.paid', 'N-2', { from: 'outside' })).toEqual({ delivered: 1, buffered: false });
+      expect((await b.wait(a2, { timeoutMs: 20_000 })).output).toEqual({ from: 'outside' });
+      expect((await b.sendEvent('order.paid', 'N-3', { from: 'outside' })).buffered).toBe(true);
+      expect((await b.run(waitA, { order: 'N-3' }, { timeoutMs: 20_000 })).output).toEqual({ from: 'outside' });
+      // The SDK can scope an event to one namespace, as an emit is.
+      expect((await b.sendEvent('order.paid', 'N-4', { from: 'sdk' }, { namespace: 'team-b' })).buffered).toBe(true);
+      const a4 = await b.start(waitA, { order: 'N-4' });
+      await parked(a4);
+      expect((await b.run(waitB, { order: 'N-4' }, { timeoutMs: 20_000 })).output).toEqual({ from: 'sdk' });
+    });
   });
 });

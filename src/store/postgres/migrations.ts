@@ -367,6 +367,10 @@ export const PG_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
   `,
+  // 12: a buffered event's namespace (an emit's event is taken by waits of its run's namespace only; NULL: any)
+  `
+  ALTER TABLE event_inbox ADD COLUMN namespace TEXT;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

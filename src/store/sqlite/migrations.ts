@@ -331,4 +331,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   );
   CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
   `,
+  // 14: a buffered event's namespace (an emit's event is taken by waits of its run's namespace only; NULL: any)
+  `
+  ALTER TABLE event_inbox ADD COLUMN namespace TEXT;
+  `,
 ];
