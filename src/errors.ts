@@ -115,6 +115,7 @@ export const ERRORS = {
   BATON_WEBHOOK_PATH_TAKEN: { status: 409, retryable: false, message: 'Webhook path "{path}" is already declared by workflow {workflow}; {name} was not registered. Give it another path, or first register a version of {workflow} without that trigger.' },
   BATON_WEBHOOK_SIGNATURE: { status: 401, retryable: false, message: 'Webhook "{path}": {detail} Sign the raw body with HMAC-{algorithm} and the shared secret, and send the hex digest (or `{algorithm}=<hex>`) in header {header}.' },
   BATON_WEBHOOK_SECRET_MISSING: { status: 500, retryable: false, message: 'Webhook "{path}" takes its secret from environment variable {env}, which is not set in the gateway\'s environment. Set it and restart `baton serve`.' },
+  BATON_EVENT_HOP_LIMIT: { status: 422, retryable: false, message: 'CloudEvent {type} would pass through emit steps {hops} times ({where}); the limit is {limit}, so it was not passed on. A workflow whose emit starts itself (or A → B → A) would start runs without end: emit another type, or narrow the trigger with a `source`.' },
   BATON_CLOUDEVENT_INVALID: { status: 400, retryable: false, message: 'Not a valid CloudEvent: {detail}. Send structured mode (Content-Type: application/cloudevents+json), binary mode (ce-specversion, ce-id, ce-type, ce-source headers) or a batch (application/cloudevents-batch+json).' },
   BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute; retry after {retryAfterMs} ms.' },
 } as const satisfies Record<string, ErrorSpec>;

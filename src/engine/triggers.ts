@@ -35,6 +35,8 @@ export interface TriggerEvent {
   data?: unknown;
   /** CloudEvents distributed-tracing extension: runs the event starts join this trace (tracing on). */
   traceparent?: string;
+  /** Baton's extension: how many times emit steps passed the event on (see steps/emit.ts). */
+  batonhops?: number | string;
 }
 
 /** Every trigger of the latest version of every workflow. */

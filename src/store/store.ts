@@ -57,6 +57,8 @@ export interface RunRecord {
   trace?: string;
   /** Hash of the `service_configs` snapshot the run is pinned to (undefined: it calls no model services). */
   configHash?: string;
+  /** Started by an event that emit steps passed on this many times (its `batonhops`): what its own emits add to. */
+  eventHops?: number;
 }
 
 export interface StepRecord {
@@ -135,6 +137,8 @@ export interface NewRun {
   trace?: string;
   /** The pinned AI configuration (`putServiceConfig` first). */
   configHash?: string;
+  /** See RunRecord.eventHops. */
+  eventHops?: number;
   steps: NewStep[];
   events: NewEvent[];
 }

@@ -371,6 +371,10 @@ export const PG_MIGRATIONS: string[] = [
   `
   ALTER TABLE event_inbox ADD COLUMN namespace TEXT;
   `,
+  // 13: how many emits passed on the event that started a run (its emits count on from there: a loop is cut)
+  `
+  ALTER TABLE runs ADD COLUMN event_hops INTEGER;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -338,11 +338,11 @@ export class PostgresStore implements Store {
     const hashes = chainHashes('', run.id, 0, run.events);
     const sql = `WITH r AS (
         INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash, last_hash)
+          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash, last_hash, event_hops)
         VALUES (${id}, ${p.add(run.versionId)}, ${p.add(run.workflow)}, ${status}, ${p.add(run.inputJson)}, ${p.add(run.parentRunId ?? null)},
           ${p.add(run.parentStepKey ?? null)}, ${p.add(run.createdAt)}, ${p.add(run.createdAt)}, ${p.add(run.budget ?? null)},
           ${p.add(run.namespace ?? 'default')}, ${p.add(run.priority ?? 0)}, ${p.add(run.concurrency?.key ?? null)},
-          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)}, ${p.add(hashes.at(-1) ?? null)})
+          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)}, ${p.add(hashes.at(-1) ?? null)}, ${p.add(run.eventHops ?? null)})
         ON CONFLICT (id) DO NOTHING
         RETURNING id, status, namespace, priority),
       s AS (

@@ -335,4 +335,8 @@ export const SQLITE_MIGRATIONS: string[] = [
   `
   ALTER TABLE event_inbox ADD COLUMN namespace TEXT;
   `,
+  // 15: how many emits passed on the event that started a run (its emits count on from there: a loop is cut)
+  `
+  ALTER TABLE runs ADD COLUMN event_hops INTEGER;
+  `,
 ];

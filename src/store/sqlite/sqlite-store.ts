@@ -147,6 +147,7 @@ export class SqliteStore implements Store {
       replayOf: run.replayOf ?? null,
       trace: run.trace ?? null,
       configHash: run.configHash ?? null,
+      eventHops: run.eventHops ?? null,
     });
     if (res.changes === 0) return { created: false };
     for (const st of run.steps) this.insertStep(run.id, queued ? { ...st, owner: undefined } : st, fair);
@@ -1082,9 +1083,9 @@ function prepare(db: Database.Database) {
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
     insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace, config_hash)
+                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace, config_hash, event_hops)
                   VALUES (@id, @versionId, @workflow, @status, @input, @parentRunId, @parentStepKey, @createdAt, @createdAt, @budget,
-                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace, @configHash) ON CONFLICT (id) DO NOTHING`),
+                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace, @configHash, @eventHops) ON CONFLICT (id) DO NOTHING`),
     activeWithKey: p(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = ? AND status IN ('running', 'waiting', 'paused', 'pending')`),
     oldestQueued: p(`SELECT id FROM runs WHERE concurrency_key = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT 1`),
     runKey: p('SELECT concurrency_key, concurrency_limit FROM runs WHERE id = ?'),
