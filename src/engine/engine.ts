@@ -20,6 +20,7 @@ import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/sqlite-sto
 import type { EventRecord, FinishRun, LineageQuery, LineageRecord, NewRun, NewStep, RunFilter, RunRecord, ScheduleRecord, ServiceStatusRecord, StageRecord, StepRecord, Store, VersionRecord } from '../store/store.js';
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
+import { MAX_EVENT_HOPS, eventHops } from '../steps/emit.js';
 import { cloudEventMatches, derivedRunId, latestTriggers, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
@@ -145,6 +146,8 @@ export interface StartOptions {
   concurrencyKey?: string;
   /** W3C `traceparent` of the caller: with tracing on, the run span becomes a child of that span. */
   traceparent?: string;
+  /** @internal Started by an event emit steps passed on this many times (see steps/emit.ts). */
+  eventHops?: number;
 }
 
 /** `baton.replay` options (see replay.ts). */
@@ -426,6 +429,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       run.events.push({ type: EventType.runReplay, at: run.createdAt, data: { replay_of: opts.replay.of, from: opts.replay.from ?? null, live: opts.replay.live } });
     }
     if (key !== undefined) run.concurrency = { key: `${run.workflow}:${key}`, limit: wf.doc.concurrency?.limit ?? 1 };
+    if (opts.eventHops) run.eventHops = opts.eventHops;
     const { created, queued } = await this.store.admitRun(run);
     if (!created) {
       // The same id was admitted before: starting twice is harmless (the id is an idempotency
@@ -438,7 +442,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     crashPoint('after-admit');
     this.metrics?.runStarted(run.workflow);
     const status = queued ? 'queued' : 'running';
-    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf, trace: run.trace, configHash: run.configHash }, wf, input);
+    const rs = new RunState({ id, versionId, workflow: run.workflow, status, input, createdAt: run.createdAt, updatedAt: run.createdAt, budget: run.budget, cost: 0, namespace: run.namespace, priority: run.priority, concurrencyKey: run.concurrency?.key, retries: 0, replayOf: run.replayOf, trace: run.trace, configHash: run.configHash, eventHops: run.eventHops }, wf, input);
     this.runs.set(id, rs);
     this.emit('run', { runId: id, status, at: run.createdAt });
     // A queued run's first steps stay unclaimed: whichever worker sees it promoted runs them.
@@ -671,13 +675,16 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Delivers an external event for `event` with correlation `key`: it wakes ONE step waiting for
    * it (the longest waiting), or, when none is, is buffered for a wait that arms later with a
    * `lookback` covering its arrival (kept at most EVENT_RETENTION_MS). With `eventId`, a second
-   * delivery of the same id for the same key changes nothing (`duplicate`).
+   * delivery of the same id for the same key changes nothing (`duplicate`). It reaches runs of
+   * every namespace; with `namespace`, only runs of that one (waiting now, or arming later), as
+   * an `emit` step's event reaches only its own run's namespace.
    */
-  async sendEvent(event: string, key: unknown, payload: unknown, opts: { eventId?: string } = {}): Promise<EventDeliveryResult> {
+  async sendEvent(event: string, key: unknown, payload: unknown, opts: { eventId?: string; namespace?: string } = {}): Promise<EventDeliveryResult> {
     const at = Date.now();
     const signal = { payload: payload ?? null, at };
     const r = await this.store.deliverEvent({
       waitKey: eventWaitKey(event, key),
+      namespace: opts.namespace === undefined ? undefined : checkNamespace(opts.namespace),
       eventId: opts.eventId,
       payload: payload ?? null,
       at,
@@ -723,7 +730,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * `cloudevent` trigger (only those of `namespace` and the default one, when given), each with a
    * run id derived from the workflow and the event's source and id (or the trigger's `run_id`),
    * so publishing the same event again starts nothing new; and, when the event has a `subject`,
-   * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits).
+   * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits):
+   * with `namespace`, only to runs of that namespace (an emit's event stays in its team).
    */
   async publish(e: TriggerEvent, opts: { namespace?: string; traceparent?: string } = {}): Promise<PublishResult> {
     const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
@@ -732,12 +740,16 @@ export class Baton extends EventEmitter<BatonEvents> {
       .filter((l) => cloudEventMatches(l.trigger, e) && (ns === undefined || l.namespace === ns || l.namespace === DEFAULT_NAMESPACE));
     const runs: PublishResult['runs'] = [];
     const failed: PublishResult['failed'] = [];
+    const hops = eventHops(e);
     for (const l of listening) {
       try {
+        // An event that went round too often (a sink or a relay feeding it back) starts nothing;
+        // emit steps refuse to pass one on beyond the limit themselves.
+        if (hops > MAX_EVENT_HOPS) throw new BatonError('BATON_EVENT_HOP_LIMIT', { hops, limit: MAX_EVENT_HOPS, type: e.type, where: `starting ${l.workflow}` }, { retryable: false });
         const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
         const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
         const traceparent = typeof e.traceparent === 'string' ? e.traceparent : opts.traceparent;
-        runs.push({ runId: await this.start(l.versionId, input, { id, namespace, traceparent }), workflow: l.workflow });
+        runs.push({ runId: await this.start(l.versionId, input, { id, namespace, traceparent, eventHops: hops }), workflow: l.workflow });
       } catch (err) {
         // One workflow refusing the event (its input schema, its expressions) does not stop the others.
         if (!(err instanceof BatonError) || err.retryable) throw err;
@@ -745,7 +757,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       }
     }
     let delivery: EventDeliveryResult = { delivered: 0, buffered: false };
-    if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}` });
+    if (e.subject !== undefined && e.subject !== '') delivery = await this.sendEvent(e.type, e.subject, e.data ?? null, { eventId: `${e.source}#${e.id}`, namespace: ns });
     return { runs, failed, ...delivery };
   }
 

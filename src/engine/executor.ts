@@ -250,7 +250,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
         const x: ExecContext = {
           runId: rs.id, stepKey: work.key, stepId, attempt: work.attempt,
           idempotencyKey: `${rs.id}:${work.key}:${work.attempt}`, signal, scope, input, state: resumeState,
-          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget, configHash: rs.configHash,
+          workflow: workflowOfVersion(rs.versionId), namespace: rs.namespace, budget: rs.budget, configHash: rs.configHash, eventHops: rs.eventHops,
           now: Date.now, services: host.services, span: span && trace.setSpan(ROOT_CONTEXT, span),
         };
         // A replay's first execution of a step goes through its recordings; a resumed one (a map's items done) is the kind's own.
@@ -340,6 +340,7 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
         // An event that came first (buffered) within the lookback is taken in this same transaction.
         inbox: lookback === undefined ? undefined : {
           since: now - lookback,
+          namespace: rs.namespace,
           resume: (payload, at) => ({
             state: wrapState(index, item, { ...(outcome.state as object), signal: { payload, at } }),
             events: [{ type: EventType.signalReceived, stepKey: work.key, at: Date.now(), data: { wait_for: outcome.waitKey, payload, buffered_at: new Date(at).toISOString() } }],
@@ -359,6 +360,8 @@ async function attempt(host: ExecutorHost, rs: RunState, work: Work, span?: Span
       const sc = span?.spanContext();
       const parentSpan = sc && { traceId: sc.traceId, spanId: sc.spanId, sampled: (sc.traceFlags & 1) === 1 };
       const child = await host.newRun(outcome.versionId, outcome.input, { id: childId, parentRunId: rs.id, parentStepKey: work.key, namespace: rs.namespace, parentSpan });
+      // A child's emits count on from its parent's event: a loop through a child is cut too.
+      if (rs.eventHops) child.eventHops = rs.eventHops;
       const res = await commit(host, rs, work, {
         fence,
         update: { status: 'waiting', waitKey: `run:${childId}`, owner: null, state: wrapState(index, item, { ...(outcome.state as object), childRunId: childId }) },

@@ -13,6 +13,7 @@ import { readSource, type SourceDocument } from '../spec/parse.js';
 import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
 import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
+import { hookPath, latestTriggers, type Listening, type WebhookTrigger } from './triggers.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
 
@@ -47,17 +48,37 @@ export class WorkflowRegistry {
    */
   async register(value: unknown, source?: SourceDocument, namespace = DEFAULT_NAMESPACE): Promise<VersionRecord & { warnings: Problem[] }> {
     const known = this.known();
-    const warnings = compileOrThrow(value, { source, ...known }).warnings;
+    const checked = compileOrThrow(value, { source, ...known });
+    const warnings = checked.warnings;
     const doc = structuredClone(value) as WorkflowDocument;
+    const name = qualifiedName(namespace, doc.name);
+    await this.checkHookPaths(name, namespace, checked);
     await this.resolveChildren(doc, namespace, source);
     const canonical = canonicalJson(doc);
     const hash = contentHash(canonical);
-    const name = qualifiedName(namespace, doc.name);
     const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file });
     this.latest.delete(name);
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
     await this.onRegistered?.(rec, this.compiled.get(rec.versionId)!);
     return { ...rec, warnings };
+  }
+
+  /**
+   * A webhook path already held by another workflow's latest version is refused here: accepted,
+   * it would leave both without a webhook (the /hooks handler does not guess between them). A
+   * new version of the same workflow may keep or move its paths. Two processes registering
+   * clashing workflows at the same instant can still both pass; the handler refuses that case.
+   */
+  private async checkHookPaths(name: string, namespace: string, wf: CompiledWorkflow): Promise<void> {
+    const mine = wf.triggers.filter((t): t is WebhookTrigger => t.kind === 'webhook');
+    if (!mine.length) return;
+    const held = (await latestTriggers(this.store, (v) => this.get(v)))
+      .filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook' && l.workflow !== name);
+    for (const t of mine) {
+      const path = hookPath({ versionId: '', workflow: name, namespace, trigger: t });
+      const holder = held.find((l) => hookPath(l) === path);
+      if (holder) throw new BatonError('BATON_WEBHOOK_PATH_TAKEN', { path, workflow: holder.workflow, name });
+    }
   }
 
   async registerFile(file: string, namespace = DEFAULT_NAMESPACE): Promise<VersionRecord & { warnings: Problem[] }> {

@@ -41,12 +41,15 @@ export class RunState {
   readonly abort = new AbortController();
   /** Trace context of the run span (see observability/telemetry.ts). */
   readonly trace?: string;
+  /** See RunRecord.eventHops. */
+  readonly eventHops?: number;
 
   constructor(run: RunRecord, workflow: CompiledWorkflow, input: unknown) {
     this.id = run.id;
     this.workflow = workflow;
     this.versionId = run.versionId;
     this.trace = run.trace;
+    this.eventHops = run.eventHops;
     this.status = run.status;
     this.input = input;
     this.parentRunId = run.parentRunId;

@@ -6,7 +6,8 @@
  * Once per fire, with any number of processes: a scheduler leases due rows atomically (a
  * conditional UPDATE under SQLite's write lock, `FOR UPDATE SKIP LOCKED` on PostgreSQL), starts
  * the runs, then advances the row and gives the lease back in one fenced update. Each fire's run
- * id is derived from the schedule and the fire time (or the trigger's `run_id` expression), and
+ * id is derived from the schedule and the fire time (or from the trigger's `run_id` value, with the
+ * workflow and trigger, so one value never names two schedules' runs), and
  * admission is idempotent on run id, so a scheduler that dies between starting a run and
  * advancing the row only makes the next one start the same run again — a no-op.
  *
@@ -25,6 +26,7 @@ import type { CompiledWorkflow } from '../spec/compile.js';
 import { nextFire, type CompiledTrigger } from '../spec/triggers.js';
 import type { NewSchedule, ScheduleRecord, Store, VersionRecord } from '../store/store.js';
 import { splitQualified } from './namespaces.js';
+import { derivedRunId } from './triggers.js';
 
 export interface SchedulerOptions {
   /** The clock (epoch ms). Tests move it to simulate downtime. Default `Date.now`. */
@@ -249,7 +251,9 @@ export class Scheduler {
       if ((typeof v !== 'string' && typeof v !== 'number') || String(v) === '') {
         throw new BatonError('BATON_EXPR_EVAL', { where: `in ${where}.run_id of ${row.workflow}`, detail: `must give a non-empty string or number, got ${JSON.stringify(v) ?? 'nothing'}` });
       }
-      id = String(v);
+      // Per workflow and trigger, as for webhooks: two schedules whose run_id gives the same
+      // value (e.g. scheduled_at, with the same cron) must not answer each other's runs.
+      id = derivedRunId('sched', row.workflow, row.triggerId, String(v));
     }
     return this.host.start(row.versionId, input ?? {}, id);
   }

@@ -35,6 +35,8 @@ export interface TriggerEvent {
   data?: unknown;
   /** CloudEvents distributed-tracing extension: runs the event starts join this trace (tracing on). */
   traceparent?: string;
+  /** Baton's extension: how many times emit steps passed the event on (see steps/emit.ts). */
+  batonhops?: number | string;
 }
 
 /** Every trigger of the latest version of every workflow. */
@@ -63,7 +65,7 @@ export function cloudEventMatches(t: CloudEventTrigger, e: TriggerEvent): boolea
 }
 
 /** A run id from parts: the same parts give the same id, and ids of different workflows never meet. */
-export function derivedRunId(prefix: 'hook' | 'ce', ...parts: string[]): string {
+export function derivedRunId(prefix: 'hook' | 'ce' | 'sched', ...parts: string[]): string {
   return `${prefix}_${createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 32)}`;
 }
 

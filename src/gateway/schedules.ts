@@ -39,6 +39,8 @@ export const scheduleSchema = {
 const ref = (id: string) => ({ $ref: `${id}#` });
 const problems = { '4xx': ref('Problem'), '5xx': ref('Problem') };
 const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 300 } } } as const;
+/** These actions take no fields: a body, if sent, must be empty (`{}`), so a misspelt option is refused, not ignored. */
+const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
 
 export function registerScheduleRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {
   app.addSchema(scheduleSchema);
@@ -74,6 +76,7 @@ export function registerScheduleRoutes(app: FastifyInstance, baton: Baton, keyOf
       schema: {
         summary: action === 'pause' ? 'Stops a schedule firing until resumed.' : 'Resumes a schedule from its next fire after now (fires that fell while paused are not caught up).',
         params: idParam,
+        body: noBody,
         response: { 200: ref('Schedule'), ...problems },
       },
     }, async (req) => {
@@ -87,6 +90,7 @@ export function registerScheduleRoutes(app: FastifyInstance, baton: Baton, keyOf
     schema: {
       summary: 'Fires a schedule once now, outside its cron: starts a run with the trigger\'s input.',
       params: idParam,
+      body: noBody,
       response: { 202: ref('RunAccepted'), ...problems },
     },
   }, async (req, reply) => {

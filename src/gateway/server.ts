@@ -344,8 +344,14 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   }, async (req, reply) => {
     const { id } = req.params as { id: string };
     const q = req.query as { after?: string };
-    let last = Number(q.after ?? req.headers['last-event-id'] ?? 0) || 0;
     requireCap(keyOf(req), 'read', 'read runs');
+    const header = req.headers['last-event-id'];
+    if (header !== undefined && (typeof header !== 'string' || !/^[0-9]+$/.test(header.trim()))) {
+      throw new BatonError('BATON_REQUEST_INVALID', { detail: 'header Last-Event-ID must be an event id (digits), as sent in the stream\'s id: lines' });
+    }
+    // An EventSource opened on ...?after=N keeps that URL and sends the last id it saw on
+    // reconnect: the later of the two is where the client is, so nothing is sent twice.
+    let last = Math.max(Number(q.after ?? 0), Number(header ?? 0));
     await visibleRun(req, id); // 404 before the stream starts
     reply.hijack();
     const res = reply.raw;

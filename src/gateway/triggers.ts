@@ -39,10 +39,22 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       const matching = hooks.filter((l) => hookPath(l) === path);
       if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
-      // Paths are unique within a document; two workflows claiming one is refused, not guessed.
+      // The signature first: a caller that cannot sign for this path learns nothing more.
+      const refusals: unknown[] = [];
+      const signed = matching.filter((l) => {
+        try {
+          verifySignature(l, path, raw, req.headers);
+          return true;
+        } catch (e) {
+          refusals.push(e);
+          return false;
+        }
+      });
+      if (!signed.length) throw refusals[0];
+      // Registration refuses a path already held; two workflows holding one anyway (registered
+      // at the same instant, or stored by an older Baton) are refused, not guessed between.
       if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
-      const hook = matching[0];
-      verifySignature(hook, path, raw, req.headers);
+      const hook = signed[0];
       const body = parseBody(raw, req.headers['content-type']);
       const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
@@ -113,6 +125,11 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
 
 const REQUIRED = ['specversion', 'id', 'source', 'type'] as const;
 
+/** RFC 3339 date-time (the CloudEvents `time` format): the SDK takes any string, even "yesterday". */
+function isRfc3339(t: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(t) && !Number.isNaN(Date.parse(t));
+}
+
 /**
  * The CloudEvents of a request, checked: every required attribute present (the SDK would fill a
  * missing id with a random one, which would defeat deduplication), spec version 1.0, and the
@@ -137,12 +154,19 @@ export function readCloudEvents(headers: FastifyRequest['headers'], raw: Buffer)
       const at = type === 'application/cloudevents-batch+json' ? `event [${i}]: ` : '';
       if (!ev || typeof ev !== 'object' || Array.isArray(ev)) return problems.push(`${at}not a JSON object`);
       for (const a of REQUIRED) if (typeof (ev as Record<string, unknown>)[a] !== 'string' || (ev as Record<string, string>)[a] === '') problems.push(`${at}attribute "${a}" is missing or not a non-empty string`);
+      // The event's own attribute: a "specversion" key inside its data is the sender's business.
+      const v = (ev as Record<string, unknown>).specversion;
+      if (typeof v === 'string' && v !== '' && v !== '1.0') problems.push(`${at}only spec version 1.0 is supported (got "${v}")`);
+      const t = (ev as Record<string, unknown>).time;
+      if (t !== undefined && (typeof t !== 'string' || !isRfc3339(t))) problems.push(`${at}attribute "time" must be an RFC 3339 timestamp, e.g. 2026-01-31T09:00:00Z`);
       return undefined;
     });
   } else {
     for (const a of REQUIRED) if (!headers[`ce-${a}`]) problems.push(`header ce-${a} is missing`);
+    const t = headers['ce-time'];
+    if (t !== undefined && (typeof t !== 'string' || !isRfc3339(t))) problems.push('header ce-time must be an RFC 3339 timestamp, e.g. 2026-01-31T09:00:00Z');
   }
-  if (!problems.length && (structured ? /"specversion"\s*:\s*"(?!1\.0")/.test(text) : headers['ce-specversion'] !== '1.0')) problems.push('only spec version 1.0 is supported');
+  if (!problems.length && !structured && headers['ce-specversion'] !== '1.0') problems.push('only spec version 1.0 is supported');
   if (problems.length) throw new BatonError('BATON_CLOUDEVENT_INVALID', { detail: problems.join('; ') });
   let events: Array<CloudEventV1<unknown>>;
   try {

@@ -11,6 +11,7 @@ import addFormatsModule from 'ajv-formats';
 import { BatonError, type Problem } from '../errors.js';
 import { DEFAULT_LIMITS, ExpressionCache, Template, type Expression } from '../expr/expression.js';
 import { STEP_KINDS } from '../steps/index.js';
+import { MAX_EVENT_HOPS } from '../steps/emit.js';
 import type { PreparedStep, ServiceCatalog, StepKind } from '../steps/kind.js';
 import { NO_RETRY, retryPolicy, type RetryPolicy } from '../resilience/retry.js';
 import { parseDuration } from '../util/duration.js';
@@ -382,6 +383,18 @@ export function compileWorkflow(value: unknown, opts: CompileOptions = {}): Comp
     for (const r of concurrencyKey?.stepRefs ?? []) add(['concurrency', 'key'], `the concurrency key is computed before any step runs, so it cannot read steps.${r}; use the input.`);
     // A field of the wrong type is already a structural problem: it is not compiled further.
     const triggers = compileTriggers(Array.isArray(doc.triggers) ? doc.triggers : undefined, (p, m) => add(p, m), compileExpr);
+    // An emit that starts its own workflow loops until the hop limit (steps/emit.ts) cuts it:
+    // allowed (a bounded self-feeding workflow is legitimate), but rarely meant.
+    (Array.isArray(doc.steps) ? doc.steps : []).forEach((s, i) => {
+      const emits = [[s, ['steps', i]], [(s as { step?: unknown })?.step, ['steps', i, 'step']]] as Array<[unknown, DocPath]>;
+      for (const [e, at] of emits) {
+        if (!e || typeof e !== 'object' || (e as { kind?: unknown }).kind !== 'emit') continue;
+        const { type, source } = e as { type?: unknown; source?: unknown };
+        const self = triggers.find((t) => t.kind === 'cloudevent' && t.cloudevent.type === type
+          && (t.cloudevent.source === undefined || t.cloudevent.source === (source ?? `baton://${doc.name}`) || (source === undefined && t.cloudevent.source.startsWith('baton://'))));
+        if (self) add([...at, 'type'], `emits ${String(type)}, which this workflow's own trigger (${self.id}) starts it on: each run starts another, until the event has passed through ${MAX_EVENT_HOPS} emits and the emit step fails. Emit another type, or narrow the trigger with a source.`, false, 'warning');
+      }
+    });
     for (const r of output?.stepRefs ?? []) if (!pathOf.has(r)) add(['output'], `refers to steps.${r}, but there is no step with that id${noSuchStep(r)}.`);
     (Array.isArray(doc.sensitive) ? doc.sensitive : []).forEach((f, i) => {
       const path = typeof f === 'string' ? f : f?.path;

@@ -196,6 +196,10 @@ export function nextFire(cron: string, timezone: string, after: number): number 
 }
 
 function cronProblem(cron: string, timezone: string): string | undefined {
+  // croner also takes a 7th (year) field; Baton documents 5 or 6, and says so itself rather than
+  // pass on croner's "five, six, or seven" next to its own advice.
+  const fields = cron.trim().split(/\s+/).length;
+  if (!cron.trim().startsWith('@') && fields !== 5 && fields !== 6) return `it has ${fields} field${fields === 1 ? '' : 's'}`;
   try {
     const c = new Cron(cron, { timezone, paused: true });
     if (!c.nextRun()) return 'it never fires';

@@ -9,6 +9,12 @@
  * dispatches what was left. Its id is this step's identity (`<run id>/<step key>`) and every
  * effect is idempotent on it (runs started get ids derived from it, a wait takes it once), so
  * dispatching twice is harmless. The step's output is the event.
+ *
+ * Loops: the event carries `batonhops` (a CloudEvents extension attribute), 1 for an emit of a
+ * run no emitted event started, and one more than the starting event's for a run that one
+ * started. An emit that would pass an event on beyond MAX_EVENT_HOPS fails (non-retryable),
+ * and an event arriving with more hops starts no run: a workflow whose emit matches its own
+ * trigger (or A → B → A) stops after that many generations instead of starting runs forever.
  */
 import { trace } from '@opentelemetry/api';
 import { formatTraceparent } from '../observability/genai.js';
@@ -16,6 +22,15 @@ import { CloudEvent, HTTP } from 'cloudevents';
 import { BatonError } from '../errors.js';
 import type { EmitStepDoc } from '../spec/types.js';
 import type { PublishedEvent, StepKind } from './kind.js';
+
+/** How many times emit steps may pass an event on (a chain of runs each started by the last one's emit). */
+export const MAX_EVENT_HOPS = 16;
+
+/** The `batonhops` of a received CloudEvent (0 when absent or not a count: an event from outside). */
+export function eventHops(e: { batonhops?: unknown }): number {
+  const n = Number(e.batonhops ?? 0);
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
 
 /** Sink answers worth another attempt (as for http steps). */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -55,6 +70,10 @@ export const emitKind: StepKind<EmitStepDoc> = {
             subj = String(v);
           }
         }
+        const hops = (x.eventHops ?? 0) + 1;
+        if (hops > MAX_EVENT_HOPS) {
+          throw new BatonError('BATON_EVENT_HOP_LIMIT', { hops, limit: MAX_EVENT_HOPS, type: step.type, where: `in step ${x.stepKey}` }, { retryable: false });
+        }
         const event: PublishedEvent = {
           specversion: '1.0',
           id: `${x.runId}/${x.stepKey}`,
@@ -64,6 +83,7 @@ export const emitKind: StepKind<EmitStepDoc> = {
           time: new Date(x.now()).toISOString(),
           datacontenttype: 'application/json',
           data: value ?? null,
+          batonhops: hops,
         };
         // Tracing on: the CloudEvents distributed-tracing extension, so runs this event starts join the trace.
         if (x.span) {

@@ -86,6 +86,8 @@ export interface ExecContext {
   budget?: number;
   /** The run's pinned AI configuration (services snapshot hash), when it has one. */
   configHash?: string;
+  /** Started by an event emit steps passed on this many times (see emit.ts); undefined: not by one. */
+  eventHops?: number;
   /** Resume state saved by a previous suspending outcome; undefined on first execution. */
   state: unknown;
   now(): number;
@@ -118,6 +120,8 @@ export interface PublishedEvent {
   time: string;
   datacontenttype: 'application/json';
   data: unknown;
+  /** Extension attribute: how many emits this event has passed through (1: emitted by a run no event started). */
+  batonhops: number;
   /** Distributed-tracing extension: the emitting attempt's span (tracing on). */
   traceparent?: string;
 }

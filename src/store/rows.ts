@@ -33,6 +33,7 @@ export function toRun(r: Row): RunRecord {
     ...(r.replay_of ? { replayOf: r.replay_of as string } : {}),
     ...(r.trace ? { trace: r.trace as string } : {}),
     ...(r.config_hash ? { configHash: r.config_hash as string } : {}),
+    ...(r.event_hops ? { eventHops: Number(r.event_hops) } : {}),
   };
 }
 

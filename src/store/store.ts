@@ -57,6 +57,8 @@ export interface RunRecord {
   trace?: string;
   /** Hash of the `service_configs` snapshot the run is pinned to (undefined: it calls no model services). */
   configHash?: string;
+  /** Started by an event that emit steps passed on this many times (its `batonhops`): what its own emits add to. */
+  eventHops?: number;
 }
 
 export interface StepRecord {
@@ -135,6 +137,8 @@ export interface NewRun {
   trace?: string;
   /** The pinned AI configuration (`putServiceConfig` first). */
   configHash?: string;
+  /** See RunRecord.eventHops. */
+  eventHops?: number;
   steps: NewStep[];
   events: NewEvent[];
 }
@@ -188,7 +192,12 @@ export interface StepCommit {
    * If there is one, the step is not parked: it is scheduled again, claimed for the committing
    * worker, with `resume(payload, at)` as its state (CommitResult.consumed).
    */
-  inbox?: { since: number; resume: (payload: unknown, at: number) => { state: unknown; events: NewEvent[] } };
+  inbox?: {
+    since: number;
+    /** The run's namespace: buffered events of another namespace are not taken (see EventDelivery.namespace). */
+    namespace: string;
+    resume: (payload: unknown, at: number) => { state: unknown; events: NewEvent[] };
+  };
   /** CloudEvents this step publishes (emit): recorded with the commit, dispatched after it. */
   outbox?: OutboxEntry[];
   /** Ends the run; every non-terminal step is cancelled. */
@@ -433,6 +442,12 @@ export interface OutboxRecord {
 /** An event for a correlation key (`event:<name>:<key>`), delivered by `deliverEvent`. */
 export interface EventDelivery {
   waitKey: string;
+  /**
+   * Only steps of runs in this namespace are woken, and if none waits, only a wait of this
+   * namespace takes the buffered event (an `emit`'s event stays in its run's namespace). Absent:
+   * every namespace (events from a caller that reaches them all).
+   */
+  namespace?: string;
   /** Dedupe: a second delivery with the same id for the same key changes nothing. */
   eventId?: string;
   payload: unknown;

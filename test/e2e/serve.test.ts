@@ -138,6 +138,16 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
     expect(all.map((e) => e.event)).toEqual(expect.arrayContaining(['run.created', 'step.succeeded', 'run.completed']));
     const tail = await read(`/runs/${started.body.run_id}/events`, { 'last-event-id': String(ids.length - 2) });
     expect(tail.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([ids.length - 1, ids.length]);
+    // An EventSource opened on ?after=1 reconnects to that URL with the last id it saw: the later wins, either way round.
+    const resumed = await read(`/runs/${started.body.run_id}/events?after=1`, { 'last-event-id': String(ids.length - 2) });
+    expect(resumed.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([ids.length - 1, ids.length]);
+    const later = await read(`/runs/${started.body.run_id}/events?after=${ids.length - 1}`, { 'last-event-id': '1' });
+    expect(later.filter((e) => e.id !== undefined).map((e) => e.id)).toEqual([ids.length]);
+    for (const bad of ['abc', '-1', '1e3']) {
+      const res = await fetch(`${base}/runs/${started.body.run_id}/events`, { headers: { 'last-event-id': bad } });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ status: 400, code: 'BATON_REQUEST_INVALID' });
+    }
     expect((await call('GET', '/runs/run_missing/events')).status).toBe(404);
   });
 

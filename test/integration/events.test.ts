@@ -6,7 +6,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { Baton, BatonOptions } from '../../src/index.js';
+import { MAX_EVENT_HOPS } from '../../src/steps/emit.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 /** A function step that blocks until the test releases it: the run cannot reach its wait before. */
 function gate() {
@@ -323,6 +325,80 @@ steps:
       expect(runs.map((x) => x.workflow).sort()).toEqual(['shared_listener', 'team-a/a_listener']);
       expect(runs.every((x) => x.namespace === 'team-a')).toBe(true);
       expect(await b.listRuns({ workflow: 'team-b/b_listener' })).toHaveLength(0);
+    });
+
+    it('a workflow whose emit starts itself is warned of at registration and stopped by the hop limit', async () => {
+      const b = await baton();
+      const v = await b.register(`
+name: loop
+triggers:
+  - cloudevent: { type: loop.tick }
+steps:
+  - { id: again, kind: emit, type: loop.tick, data: "input" }
+`);
+      expect(v.warnings).toEqual([expect.objectContaining({ path: 'steps[0].type', severity: 'warning', message: expect.stringContaining('own trigger') })]);
+      const first = await b.publish({ id: 'L-1', type: 'loop.tick', source: '/test', data: { n: 1 } });
+      expect(first.runs).toHaveLength(1);
+      // The event that started the first run came from outside (0 hops): 16 emits pass it on,
+      // the runs they start make 17, and the 17th run's emit fails instead of starting an 18th.
+      const failed = await until(async () => (await b.listRuns({ workflow: 'loop', status: ['failed'] }))[0], 'the run whose emit hit the limit');
+      expect(failed.error).toMatchObject({ code: 'BATON_EVENT_HOP_LIMIT' });
+      await sleep(500);
+      const runs = await b.listRuns({ workflow: 'loop', limit: 100 });
+      expect(runs).toHaveLength(MAX_EVENT_HOPS + 1);
+      expect(runs.filter((r) => r.status === 'completed')).toHaveLength(MAX_EVENT_HOPS);
+      const hops = await Promise.all(runs.filter((r) => r.status === 'completed').map(async (r) => ((await b.getRun(r.id)).output as { batonhops: number }).batonhops));
+      expect(hops.sort((x, y) => x - y)).toEqual(Array.from({ length: MAX_EVENT_HOPS }, (_, i) => i + 1));
+      // An event arriving already past the limit (relayed back by a sink) starts nothing, visibly.
+      const late = await b.publish({ id: 'L-2', type: 'loop.tick', source: '/relay', data: {}, batonhops: MAX_EVENT_HOPS + 1 });
+      expect(late.runs).toEqual([]);
+      expect(late.failed).toEqual([{ workflow: 'loop', error: expect.objectContaining({ code: 'BATON_EVENT_HOP_LIMIT' }) }]);
+    });
+
+    it('an emitted event reaches waits of its own namespace only, buffered ones included; events from outside reach every namespace', async () => {
+      const b = await baton();
+      const waiter = `
+name: waiter
+steps:
+  - { id: paid, kind: wait, event: order.paid, key: "input.order", lookback: 1m }
+`;
+      const payer = `
+name: payer
+steps:
+  - { id: pay, kind: emit, type: order.paid, subject: "input.order", data: "{ 'from': input.team }" }
+`;
+      const waitA = await b.register(waiter, undefined, { namespace: 'team-a' });
+      const waitB = await b.register(waiter, undefined, { namespace: 'team-b' });
+      const payA = await b.register(payer, undefined, { namespace: 'team-a' });
+      const payB = await b.register(payer, undefined, { namespace: 'team-b' });
+      const parked = async (id: string) => {
+        for (let i = 0; i < 500 && (await b.getRun(id)).status !== 'waiting'; i++) await sleep(20);
+        expect((await b.getRun(id)).status).toBe('waiting');
+      };
+      // A parked team-a wait is not woken by team-b's emit: the event is buffered for team-b.
+      const a1 = await b.start(waitA, { order: 'N-1' });
+      await parked(a1);
+      expect((await b.run(payB, { order: 'N-1', team: 'b' }, { timeoutMs: 20_000 })).status).toBe('completed');
+      await sleep(300);
+      expect((await b.getRun(a1)).status).toBe('waiting');
+      // ... a team-b wait arming later takes it by its lookback, and team-a's own emit wakes team-a's.
+      expect((await b.run(waitB, { order: 'N-1' }, { timeoutMs: 20_000 })).output).toEqual({ from: 'b' });
+      expect((await b.run(payA, { order: 'N-1', team: 'a' }, { timeoutMs: 20_000 })).status).toBe('completed');
+      expect((await b.wait(a1, { timeoutMs: 20_000 })).output).toEqual({ from: 'a' });
+      // Buffered by team-b's emit: a team-a wait arming within the lookback does not take it.
+      expect((await b.run(payB, { order: 'N-2', team: 'b' }, { timeoutMs: 20_000 })).status).toBe('completed');
+      const a2 = await b.start(waitA, { order: 'N-2' });
+      await parked(a2);
+      // An event from outside (POST /events, the SDK) reaches every namespace, parked or buffered.
+      expect(await b.sendEvent('order.paid', 'N-2', { from: 'outside' })).toEqual({ delivered: 1, buffered: false });
+      expect((await b.wait(a2, { timeoutMs: 20_000 })).output).toEqual({ from: 'outside' });
+      expect((await b.sendEvent('order.paid', 'N-3', { from: 'outside' })).buffered).toBe(true);
+      expect((await b.run(waitA, { order: 'N-3' }, { timeoutMs: 20_000 })).output).toEqual({ from: 'outside' });
+      // The SDK can scope an event to one namespace, as an emit is.
+      expect((await b.sendEvent('order.paid', 'N-4', { from: 'sdk' }, { namespace: 'team-b' })).buffered).toBe(true);
+      const a4 = await b.start(waitA, { order: 'N-4' });
+      await parked(a4);
+      expect((await b.run(waitB, { order: 'N-4' }, { timeoutMs: 20_000 })).output).toEqual({ from: 'sdk' });
     });
   });
 });

@@ -72,6 +72,13 @@ describe('schedules over HTTP', () => {
     const p = await call('POST', '/schedules/team-a~report~schedule:0/pause', 'opA');
     expect(p.status).toBe(200);
     expect(p.body).toMatchObject({ id: 'team-a~report~schedule:0', paused: true });
+    // No fields to set: an unknown one is refused (400), not ignored; an empty object is fine.
+    for (const [body, status] of [['{"from":"now"}', 400], ['{}', 200]] as const) {
+      const res = await fetch(`${base}/schedules/team-a~report~schedule:0/resume`, { method: 'POST', headers: { authorization: `Bearer ${keys.opA}`, 'content-type': 'application/json' }, body });
+      expect(res.status).toBe(status);
+      if (status === 400) expect(await res.json()).toMatchObject({ code: 'BATON_REQUEST_INVALID' });
+      else await baton.schedules.pause('team-a~report~schedule:0');
+    }
     const r = await call('POST', '/schedules/team-a~report~schedule:0/resume', 'opA');
     expect(r.body).toMatchObject({ paused: false, next_fire_at: '2026-03-02T08:00:00.000Z' });
   });

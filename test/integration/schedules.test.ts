@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Baton, type BatonOptions } from '../../src/index.js';
+import { derivedRunId } from '../../src/engine/triggers.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -217,11 +218,28 @@ steps:
       clock.set(t);
       await b.schedules.tick();
     }
+    const id = (v: string) => derivedRunId('sched', 'daily', 'schedule:0', v);
     expect((await runsOf(b, 'daily')).map((r) => [r.id, (r.input as { scheduled_at: string }).scheduled_at])).toEqual([
-      ['daily-2026-03-01', '2026-03-01T10:01:00.000Z'],
-      ['daily-2026-03-02', '2026-03-02T00:00:00.000Z'],
+      [id('daily-2026-03-01'), '2026-03-01T10:01:00.000Z'],
+      [id('daily-2026-03-02'), '2026-03-02T00:00:00.000Z'],
     ]);
-    expect((await b.schedules.get('daily~schedule:0')).lastRunId).toBe('daily-2026-03-02');
+    expect((await b.schedules.get('daily~schedule:0')).lastRunId).toBe(id('daily-2026-03-02'));
+  });
+
+  it('derives run ids per workflow and trigger: two schedules whose run_id gives the same value both run', async () => {
+    const clock = fakeClock('2026-03-01T10:00:00.500Z');
+    const b = await baton({ schedules: clock.schedules });
+    await b.register(flow('rid_a', '  - schedule: { cron: "0 * * * * *" }\n    run_id: scheduled_at'));
+    await b.register(flow('rid_b', '  - schedule: { cron: "0 * * * * *" }\n    run_id: scheduled_at'));
+    clock.set('2026-03-01T10:01:00.100Z');
+    await b.schedules.tick();
+    // Both fired: the second no longer answers with the first's run.
+    expect([(await runsOf(b, 'rid_a')).length, (await runsOf(b, 'rid_b')).length]).toEqual([1, 1]);
+    const [a] = await runsOf(b, 'rid_a');
+    const [bb] = await runsOf(b, 'rid_b');
+    expect(a?.id).toBe(derivedRunId('sched', 'rid_a', 'schedule:0', '2026-03-01T10:01:00.000Z'));
+    expect(bb?.id).toBe(derivedRunId('sched', 'rid_b', 'schedule:0', '2026-03-01T10:01:00.000Z'));
+    expect((await b.schedules.get('rid_b~schedule:0')).lastRunId).toBe(bb.id);
   });
 
   it('starts a namespaced workflow\'s scheduled runs in its namespace', async () => {

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
 import { buildGateway } from '../../src/gateway/server.js';
+import { canonicalJson, contentHash, versionIdOf } from '../../src/spec/canonical.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 const SECRET = 'wh-secret-3f9a1c77e2';
@@ -115,12 +116,42 @@ steps:
       expect(res.status).toBe(202);
       const run = await b.getRun(((await res.json()) as { run_id: string }).run_id);
       expect(run).toMatchObject({ workflow: 'team-a/hooked', namespace: 'team-a' });
-      // Two workflows claiming one path: refused (409), nothing started.
-      await b.register(hooked.replace('name: hooked', 'name: hooked_too'), undefined, { namespace: 'team-a' });
-      const clash = await post(`${url}/hooks/team-a/orders/new`, body, { ...headers, 'x-delivery': 'n-2' });
-      expect(clash.status).toBe(409);
-      expect(await clash.json()).toMatchObject({ code: 'BATON_WEBHOOK_CONFLICT' });
-      expect(await b.listRuns()).toHaveLength(1);
+    });
+
+    it('refuses to register a second workflow on a path already held; a new version of the holder may keep it', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      await b.register(hooked, undefined, { namespace: 'team-a' });
+      const copy = hooked.replace('name: hooked', 'name: hooked_too');
+      await expect(b.register(copy, undefined, { namespace: 'team-a' })).rejects.toMatchObject({ code: 'BATON_WEBHOOK_PATH_TAKEN', message: expect.stringContaining('"team-a/orders/new" is already declared by workflow team-a/hooked') });
+      // Through the gateway: a 409 problem, and the first workflow's webhook keeps working.
+      const reg = await post(`${url}/workflows?namespace=team-a`, copy, { 'content-type': 'application/yaml' });
+      expect(reg.status).toBe(409);
+      expect(await reg.json()).toMatchObject({ status: 409, code: 'BATON_WEBHOOK_PATH_TAKEN' });
+      const body = '{"id":"N-2"}';
+      const res = await post(`${url}/hooks/team-a/orders/new`, body, { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'n-2' });
+      expect(res.status).toBe(202);
+      // Another namespace, or the same workflow's next version, is no clash.
+      await b.register(copy, undefined, { namespace: 'team-b' });
+      await b.register(`${hooked}  - { id: more, kind: transform, expression: "1" }\n`, undefined, { namespace: 'team-a' });
+    });
+
+    it('a path two workflows hold anyway answers an unsigned caller 401, naming nobody', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      await b.register(hooked);
+      // As an older Baton (or two registrations at one instant) could have stored it.
+      const doc = { name: 'hooked_too', triggers: [{ webhook: { path: 'orders/new', secret: 'env:TEST_HOOK_SECRET' } }], steps: [{ id: 'x', kind: 'transform', expression: 'input' }] };
+      const canonical = canonicalJson(doc);
+      await b.store.putVersion({ versionId: versionIdOf('hooked_too', contentHash(canonical)), name: 'hooked_too', hash: contentHash(canonical), document: canonical });
+      const body = '{"id":"C-1"}';
+      const unsigned = await post(`${url}/hooks/orders/new`, body, { 'content-type': 'application/json' });
+      expect(unsigned.status).toBe(401);
+      expect(await unsigned.text()).not.toContain('hooked');
+      const signed = await post(`${url}/hooks/orders/new`, body, { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'c-1' });
+      expect(signed.status).toBe(409);
+      expect(await signed.json()).toMatchObject({ code: 'BATON_WEBHOOK_CONFLICT' });
+      expect(await b.listRuns()).toHaveLength(0);
     });
     it('with API keys required, a webhook is authenticated by its signature alone; /cloudevents needs a key', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
@@ -224,6 +255,8 @@ steps:
         [JSON.stringify({ a: 1 }), { 'content-type': 'application/cloudevents-batch+json' }],
         [JSON.stringify([ce('ok', 'com.example.order.created', '/s', {}), { id: 'bad' }]), { 'content-type': 'application/cloudevents-batch+json' }],
         ['{}', { 'content-type': 'application/json', 'ce-id': 'h-1', 'ce-type': 'com.example.order.created' }],
+        [JSON.stringify(ce('t-1', 'com.example.order.created', '/shop', {}, { time: 'yesterday' })), { 'content-type': 'application/cloudevents+json' }],
+        ['{}', { 'content-type': 'application/json', 'ce-specversion': '1.0', 'ce-id': 't-2', 'ce-source': '/s', 'ce-type': 'com.example.order.created', 'ce-time': 'yesterday' }],
       ];
       for (const [body, headers] of cases) {
         const res = await post(`${url}/cloudevents`, body, headers);
@@ -231,6 +264,22 @@ steps:
         expect(await res.json()).toMatchObject({ status: 400, code: 'BATON_CLOUDEVENT_INVALID' });
       }
       expect(await b.listRuns()).toHaveLength(0);
+    });
+
+    it('a "specversion" key inside the data is not the event\'s own attribute', async () => {
+      const { b, url } = await serve();
+      await listeners(b);
+      const body = JSON.stringify(ce('d-1', 'com.example.order.created', '/shop', { order: 'S-8', payload: { specversion: '2' } }, { time: '2026-01-31T09:00:00.5+01:00' }));
+      const res = await post(`${url}/cloudevents`, body, { 'content-type': 'application/cloudevents+json' });
+      expect(res.status).toBe(202);
+      expect(workflowsOf(((await res.json()) as { runs: Array<{ workflow: string }> }).runs)).toEqual(['on_created', 'on_created_by_shop']);
+      // In a batch too, each event is judged by its own attribute.
+      const batch = [ce('d-2', 'com.example.order.created', '/pos', { specversion: '0.3' }), ce('d-3', 'com.example.order.created', '/pos', {}, { specversion: '0.3' })];
+      const bad = await post(`${url}/cloudevents`, JSON.stringify(batch), { 'content-type': 'application/cloudevents-batch+json' });
+      expect(bad.status).toBe(400);
+      const { detail } = (await bad.json()) as { detail: string };
+      expect(detail).toContain('event [1]: only spec version 1.0 is supported');
+      expect(detail).not.toContain('event [0]');
     });
 
     it('POST /events answers 202 with what the delivery did', async () => {

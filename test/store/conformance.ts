@@ -173,7 +173,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         fence: { runId: 'r9', key: stepKey, owner: 'w1', attempt: 1 },
         update: { status: 'waiting', waitKey: key, owner: null, state: { waitKey: key } },
         events: [],
-        inbox: { since, resume: (payload, at) => ({ state: { waitKey: key, signal: { payload, at } }, events: [{ type: 'signal.received', stepKey, at: Date.now() }] }) },
+        inbox: { since, namespace: 'default', resume: (payload, at) => ({ state: { waitKey: key, signal: { payload, at } }, events: [{ type: 'signal.received', stepKey, at: Date.now() }] }) },
       });
       // Lookback 10 s: the stale event (60 s old) is out of reach; the oldest within is n: 1.
       const ra = await store.commit(arm('a', now - 10_000));

@@ -373,6 +373,14 @@ export const PG_MIGRATIONS: string[] = [
   ALTER TABLE tasks ADD COLUMN max_attempts INTEGER;
   CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE status = 'leased';
   `,
+  // 13: a buffered event's namespace (an emit's event is taken by waits of its run's namespace only; NULL: any)
+  `
+  ALTER TABLE event_inbox ADD COLUMN namespace TEXT;
+  `,
+  // 14: how many emits passed on the event that started a run (its emits count on from there: a loop is cut)
+  `
+  ALTER TABLE runs ADD COLUMN event_hops INTEGER;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -338,11 +338,11 @@ export class PostgresStore implements Store {
     const hashes = chainHashes('', run.id, 0, run.events);
     const sql = `WITH r AS (
         INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash, last_hash)
+          namespace, priority, concurrency_key, concurrency_limit, last_seq, replay_of, trace, config_hash, last_hash, event_hops)
         VALUES (${id}, ${p.add(run.versionId)}, ${p.add(run.workflow)}, ${status}, ${p.add(run.inputJson)}, ${p.add(run.parentRunId ?? null)},
           ${p.add(run.parentStepKey ?? null)}, ${p.add(run.createdAt)}, ${p.add(run.createdAt)}, ${p.add(run.budget ?? null)},
           ${p.add(run.namespace ?? 'default')}, ${p.add(run.priority ?? 0)}, ${p.add(run.concurrency?.key ?? null)},
-          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)}, ${p.add(hashes.at(-1) ?? null)})
+          ${p.add(run.concurrency?.limit ?? null)}, ${p.add(run.events.length)}, ${p.add(run.replayOf ?? null)}, ${p.add(run.trace ?? null)}, ${p.add(run.configHash ?? null)}, ${p.add(hashes.at(-1) ?? null)}, ${p.add(run.eventHops ?? null)})
         ON CONFLICT (id) DO NOTHING
         RETURNING id, status, namespace, priority),
       s AS (
@@ -786,9 +786,9 @@ export class PostgresStore implements Store {
     if (c0.inbox && c0.update.status === 'waiting' && c0.update.waitKey) {
       await cl.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:wait:' || $1, 0))`, [c0.update.waitKey]);
       const row = (await cl.query(
-        `SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = $1 AND consumed_at IS NULL AND arrived_at >= $2 AND expires_at > $3
+        `SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = $1 AND (namespace IS NULL OR namespace = $4) AND consumed_at IS NULL AND arrived_at >= $2 AND expires_at > $3
          ORDER BY arrived_at, seq LIMIT 1 FOR UPDATE`,
-        [c0.update.waitKey, c0.inbox.since, now],
+        [c0.update.waitKey, c0.inbox.since, now, c0.inbox.namespace],
       )).rows[0] as { seq: string; payload: string; arrived_at: string } | undefined;
       if (row) {
         consumed = Number(row.seq);
@@ -1044,7 +1044,8 @@ export class PostgresStore implements Store {
         return { buffered: false, duplicate: true };
       }
       const payload = JSON.stringify(d.payload ?? null);
-      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' ORDER BY started_at NULLS LAST, run_id, key`, [d.waitKey])).rows as Array<{ run_id: string; key: string }>;
+      const ns = d.namespace ?? null;
+      const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' AND ($2::text IS NULL OR namespace = $2) ORDER BY started_at NULLS LAST, run_id, key`, [d.waitKey, ns])).rows as Array<{ run_id: string; key: string }>;
       for (const k of cands) {
         // Run row first, then the step (the commit's lock order), re-read under the lock.
         await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [k.run_id]);
@@ -1055,13 +1056,13 @@ export class PostgresStore implements Store {
         a.notify = true;
         // Remembered (consumed) only to recognise a redelivery of the same id.
         if (d.eventId !== undefined) {
-          await c.query(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by) VALUES ($1, $2, $3, $4, $5, $4, $6)`,
-            [d.waitKey, d.eventId, payload, d.at, d.expiresAt, `${st.runId}/${st.key}`]);
+          await c.query(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by, namespace) VALUES ($1, $2, $3, $4, $5, $4, $6, $7)`,
+            [d.waitKey, d.eventId, payload, d.at, d.expiresAt, `${st.runId}/${st.key}`, ns]);
         }
         return { woken: { runId: st.runId, key: st.key }, buffered: false, duplicate: false };
       }
-      await c.query(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-        [d.waitKey, d.eventId ?? null, payload, d.at, d.expiresAt]);
+      await c.query(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, namespace) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [d.waitKey, d.eventId ?? null, payload, d.at, d.expiresAt, ns]);
       return { buffered: true, duplicate: false };
     });
   }

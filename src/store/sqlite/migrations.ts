@@ -337,4 +337,12 @@ export const SQLITE_MIGRATIONS: string[] = [
   ALTER TABLE tasks ADD COLUMN max_attempts INTEGER;
   CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE status = 'leased';
   `,
+  // 15: a buffered event's namespace (an emit's event is taken by waits of its run's namespace only; NULL: any)
+  `
+  ALTER TABLE event_inbox ADD COLUMN namespace TEXT;
+  `,
+  // 16: how many emits passed on the event that started a run (its emits count on from there: a loop is cut)
+  `
+  ALTER TABLE runs ADD COLUMN event_hops INTEGER;
+  `,
 ];

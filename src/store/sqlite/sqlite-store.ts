@@ -147,6 +147,7 @@ export class SqliteStore implements Store {
       replayOf: run.replayOf ?? null,
       trace: run.trace ?? null,
       configHash: run.configHash ?? null,
+      eventHops: run.eventHops ?? null,
     });
     if (res.changes === 0) return { created: false };
     for (const st of run.steps) this.insertStep(run.id, queued ? { ...st, owner: undefined } : st, fair);
@@ -483,7 +484,7 @@ export class SqliteStore implements Store {
     let consumed: { seq: number } | undefined;
     let c = c0;
     if (c0.inbox && c0.update.status === 'waiting' && c0.update.waitKey) {
-      const row = this.s.inboxOldest.get(c0.update.waitKey, c0.inbox.since, now) as { seq: number; payload: string; arrived_at: number } | undefined;
+      const row = this.s.inboxOldest.get(c0.update.waitKey, c0.inbox.namespace, c0.inbox.since, now) as { seq: number; payload: string; arrived_at: number } | undefined;
       if (row) {
         consumed = { seq: row.seq };
         const r = c0.inbox.resume(JSON.parse(row.payload) as unknown, row.arrived_at);
@@ -604,15 +605,16 @@ export class SqliteStore implements Store {
       this.s.inboxPrune.run(d.at);
       if (d.eventId !== undefined && this.s.inboxSeen.get(d.waitKey, d.eventId)) return { buffered: false, duplicate: true };
       const payload = JSON.stringify(d.payload ?? null);
-      for (const st of (this.s.waitingOldest.all(d.waitKey) as Row[]).map(toStep)) {
+      const ns = d.namespace ?? null;
+      for (const st of (this.s.waitingOldest.all(d.waitKey, ns, ns) as Row[]).map(toStep)) {
         if (this.s.wake.run(JSON.stringify(d.state(st) ?? null), d.at, st.runId, st.key).changes !== 1) continue;
         this.s.setRunStatusIf.run('running', d.at, st.runId, 'waiting');
         this.insertEvents(st.runId, d.events.map((e) => ({ ...e, stepKey: st.key })));
         // Remembered (consumed) only to recognise a redelivery of the same id.
-        if (d.eventId !== undefined) this.s.inboxInsert.run(d.waitKey, d.eventId, payload, d.at, d.expiresAt, d.at, `${st.runId}/${st.key}`);
+        if (d.eventId !== undefined) this.s.inboxInsert.run(d.waitKey, d.eventId, payload, d.at, d.expiresAt, d.at, `${st.runId}/${st.key}`, ns);
         return { woken: { runId: st.runId, key: st.key }, buffered: false, duplicate: false };
       }
-      this.s.inboxInsert.run(d.waitKey, d.eventId ?? null, payload, d.at, d.expiresAt, null, null);
+      this.s.inboxInsert.run(d.waitKey, d.eventId ?? null, payload, d.at, d.expiresAt, null, null, ns);
       return { buffered: true, duplicate: false };
     });
   }
@@ -1085,9 +1087,9 @@ function prepare(db: Database.Database) {
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
     insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
-                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace, config_hash)
+                    namespace, priority, concurrency_key, concurrency_limit, replay_of, trace, config_hash, event_hops)
                   VALUES (@id, @versionId, @workflow, @status, @input, @parentRunId, @parentStepKey, @createdAt, @createdAt, @budget,
-                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace, @configHash) ON CONFLICT (id) DO NOTHING`),
+                    @namespace, @priority, @concurrencyKey, @concurrencyLimit, @replayOf, @trace, @configHash, @eventHops) ON CONFLICT (id) DO NOTHING`),
     activeWithKey: p(`SELECT COUNT(*) AS n FROM runs WHERE concurrency_key = ? AND status IN ('running', 'waiting', 'paused', 'pending')`),
     oldestQueued: p(`SELECT id FROM runs WHERE concurrency_key = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT 1`),
     runKey: p('SELECT concurrency_key, concurrency_limit FROM runs WHERE id = ?'),
@@ -1181,12 +1183,12 @@ function prepare(db: Database.Database) {
     anyBusy: p(`SELECT 1 FROM steps WHERE run_id = ? AND status IN ('scheduled', 'running') LIMIT 1`),
     anyWaiting: p(`SELECT 1 FROM steps WHERE run_id = ? AND status = 'waiting' LIMIT 1`),
     waiting: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting'`),
-    waitingOldest: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting' ORDER BY started_at IS NULL, started_at, run_id, key`),
-    inboxOldest: p(`SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = ? AND consumed_at IS NULL AND arrived_at >= ? AND expires_at > ?
+    waitingOldest: p(`SELECT * FROM steps WHERE wait_key = ? AND status = 'waiting' AND (? IS NULL OR namespace = ?) ORDER BY started_at IS NULL, started_at, run_id, key`),
+    inboxOldest: p(`SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = ? AND (namespace IS NULL OR namespace = ?) AND consumed_at IS NULL AND arrived_at >= ? AND expires_at > ?
                     ORDER BY arrived_at, seq LIMIT 1`),
     inboxConsume: p('UPDATE event_inbox SET consumed_at = ?, consumed_by = ? WHERE seq = ?'),
     inboxSeen: p('SELECT 1 FROM event_inbox WHERE wait_key = ? AND event_id = ?'),
-    inboxInsert: p(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    inboxInsert: p(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by, namespace) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     inboxPrune: p('DELETE FROM event_inbox WHERE expires_at <= ?'),
     outboxInsert: p('INSERT OR IGNORE INTO event_outbox (id, run_id, namespace, event, created_at) VALUES (?, ?, ?, ?, ?)'),
     outboxPending: p('SELECT * FROM event_outbox WHERE dispatched_at IS NULL AND created_at < ? ORDER BY created_at LIMIT ?'),

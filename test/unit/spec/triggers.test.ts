@@ -44,6 +44,15 @@ describe('workflow triggers', () => {
     expect(text).toMatch(/^11:\d+ .*cannot read steps\.a/m);
   });
 
+  it('takes 5 or 6 cron fields, as documented, and says so with the count it found', () => {
+    expect(compile(`  - schedule: { cron: "0 0 9 * * 1-5" }`).problems).toEqual([]);
+    for (const [cron, n] of [['0 0 9 * * 1-5 2027', 7], ['9 * *', 3]] as const) {
+      const text = compile(`  - schedule: { cron: "${cron}" }`).problems.join('\n');
+      expect(text).toContain(`"${cron}" is not a cron expression: it has ${n} fields. Use 5 fields`);
+      expect(text).not.toMatch(/seven/);
+    }
+  });
+
   it('computes the next fire in the declared time zone', () => {
     // 09:00 in Paris on a weekday is 08:00 UTC in winter.
     expect(new Date(nextFire('0 9 * * 1-5', 'Europe/Paris', Date.parse('2026-11-25T12:00:00Z'))!).toISOString()).toBe('2026-11-26T08:00:00.000Z');
