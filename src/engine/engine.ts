@@ -448,29 +448,40 @@ export class Baton extends EventEmitter<BatonEvents> {
     return this.wait(id, opts);
   }
 
-  /** Resolves when the run is completed, failed or cancelled (by any process). */
-  async wait(runId: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+  /**
+   * Resolves when the run is completed, failed or cancelled (by any process); at `timeoutMs`, or
+   * when `signal` aborts, with the run as it is then.
+   */
+  async wait(runId: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<RunResult> {
     const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
+    const stopped = () => Date.now() >= deadline || opts.signal?.aborted === true;
     let checked = false;
     for (;;) {
       // A run executing here hands its final record to waiters; otherwise read the store.
       if (!this.runs.has(runId) || checked) {
         const r = await this.getRun(runId);
-        if (TERMINAL_RUN_STATES.has(r.status) || Date.now() >= deadline) return r;
+        if (TERMINAL_RUN_STATES.has(r.status) || stopped()) return r;
       }
       const rec = await new Promise<RunResult | undefined>((res) => {
         const list = this.waiters.get(runId) ?? [];
         // Re-checked now and then for runs that other processes execute.
         const t = setTimeout(() => done(undefined), Math.min(500, Math.max(1, deadline - Date.now())));
+        const signal = opts.signal;
         function done(r?: RunResult) {
           clearTimeout(t);
+          signal?.removeEventListener('abort', onAbort);
           res(r);
         }
+        function onAbort() {
+          done(undefined);
+        }
+        signal?.addEventListener('abort', onAbort);
         list.push(done);
         this.waiters.set(runId, list);
+        if (signal?.aborted) done(undefined);
       });
       if (rec) return rec;
-      if (Date.now() >= deadline) return this.getRun(runId);
+      if (stopped()) return this.getRun(runId);
       checked = true;
     }
   }
