@@ -11,7 +11,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
 import { purgeExpired, type RetentionPolicy } from '../audit/retention.js';
@@ -351,6 +352,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     // A bad policy list is refused before anything is opened.
     if (!isParsedPolicies(opts.policies)) opts = { ...opts, policies: parsePolicies(opts.policies) };
     const dir = resolve(opts.dir ?? '.baton');
+    // `baton serve` prints the database file's path, and it is easily given back as the store.
+    const notFolder = opts.store ? undefined : fileInTheWay(dir);
+    if (notFolder) {
+      const hint = basename(dir) === 'baton.db' ? ` Give the folder that holds it: ${dirname(dir)}` : '';
+      throw new BatonError('BATON_USAGE', { detail: `the store (--db, or dir in Baton.open) is a folder holding baton.db and blobs/, but ${notFolder}.${hint}` });
+    }
     // The OpenTelemetry SDK is loaded only when tracing is on.
     const telemetry = telemetryWanted(opts.telemetry) ? (await import('../observability/telemetry.js')).Telemetry.from(opts.telemetry) : undefined;
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
@@ -1271,6 +1278,15 @@ export class Baton extends EventEmitter<BatonEvents> {
   private decode(v: unknown): unknown {
     if (isBlobRef(v)) return decodeValue(JSON.stringify(v), this.blobs);
     return v;
+  }
+}
+
+/** Why the store folder `dir` cannot be one (a file is in the way), or undefined (a missing folder is made). */
+function fileInTheWay(dir: string): string | undefined {
+  try {
+    return statSync(dir).isDirectory() ? undefined : `${dir} is a file`;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? `a part of ${dir} is a file` : undefined;
   }
 }
 

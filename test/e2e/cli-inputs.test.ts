@@ -1,0 +1,39 @@
+/**
+ * Command-line inputs that used to be accepted silently or to crash with a stack trace: each is
+ * now `error[BATON_…]` with exit 2 (or, for a closed stdout, a quiet exit).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '../..');
+const bin = join(root, 'bin/baton.js');
+let dir: string;
+
+function baton(args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'dist/cli/main.js'))) {
+    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+    if (b.status !== 0) throw new Error('build failed');
+  }
+  dir = mkdtempSync(join(tmpdir(), 'baton-cli-inputs-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('baton CLI inputs', () => {
+  it('refuses a --db that is a file (the baton.db `baton serve` prints), naming the folder', () => {
+    expect(baton(['runs', 'list', '--db', 'store']).code).toBe(0);
+    const r = baton(['runs', 'list', '--db', join('store', 'baton.db')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^error\[BATON_USAGE\]: the store .* is a folder .* is a file\. Give the folder that holds it: .*store\n$/);
+    const under = baton(['runs', 'list', '--db', join('store', 'baton.db', 'sub')]);
+    expect(under.code).toBe(2);
+    expect(under.err).toMatch(/^error\[BATON_USAGE\]: .* a part of .* is a file\.\n$/);
+  });
+});
