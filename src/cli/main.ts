@@ -800,6 +800,15 @@ function reportError(e: unknown): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // A reader that stops early (`baton runs show ID | head -1`) closes the pipe: Node ignores
+  // SIGPIPE, and a write then fails with EPIPE, unhandled. Stop quietly instead, as Unix tools
+  // do, with the exit code so far (a run this command drove is durable; a worker continues it).
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      process.exit();
+    });
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

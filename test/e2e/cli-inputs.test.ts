@@ -2,7 +2,7 @@
  * Command-line inputs that used to be accepted silently or to crash with a stack trace: each is
  * now `error[BATON_…]` with exit 2 (or, for a closed stdout, a quiet exit).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,5 +35,17 @@ describe('baton CLI inputs', () => {
     const under = baton(['runs', 'list', '--db', join('store', 'baton.db', 'sub')]);
     expect(under.code).toBe(2);
     expect(under.err).toMatch(/^error\[BATON_USAGE\]: .* a part of .* is a file\.\n$/);
+  });
+
+  it('exits quietly when its stdout is closed early (`| head -1`)', async () => {
+    for (const args of [['runs', 'list', '--db', 'store'], ['--help']]) {
+      const p = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      p.stdout.destroy(); // the reader is gone before the first line: every write fails with EPIPE
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((res) => p.on('close', res));
+      expect(err, args.join(' ')).toBe('');
+      expect(code, args.join(' ')).toBe(0);
+    }
   });
 });
