@@ -334,6 +334,13 @@ export function buildProgram(): Command {
       .description('continue every unfinished run in the store (after a crash or a restart) and wait for them')
       .option('--timeout <duration>', 'stop waiting after this long (runs stay durable)', '0'),
   ).action(async (o: StoreOpts & { timeout: string }) => {
+    // Plain seconds or a duration (5m); anything else is refused, not taken as no limit.
+    let deadline: number;
+    try {
+      deadline = parseDuration(/^\d+(\.\d+)?$/.test(o.timeout) ? `${o.timeout}s` : o.timeout);
+    } catch {
+      throw new BatonError('BATON_USAGE', { detail: `--timeout "${o.timeout}" is not a duration; write e.g. 90s or 5m (0: no limit).` });
+    }
     const baton = await openBaton(o);
     try {
       const unfinished = (await baton.listRuns({ status: ['running', 'pending', 'waiting'], limit: 100_000 })).map((r) => r.id);
@@ -342,7 +349,6 @@ export function buildProgram(): Command {
         return;
       }
       process.stdout.write(`resuming ${unfinished.length} unfinished run${unfinished.length === 1 ? '' : 's'}…\n`);
-      const deadline = Number(o.timeout.replace(/s$/, '')) * 1000 || 0;
       const results = await Promise.all(unfinished.map((id) => waitActive(baton, id, deadline)));
       const by: Record<string, number> = {};
       for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;

@@ -29,7 +29,7 @@ import { STAGES, WorkflowRegistry } from './registry.js';
 import { planRetry } from './retry.js';
 import { suggest } from '../util/suggest.js';
 import { RunState, parseKey } from './run-state.js';
-import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
+import { EventType, RunStatus, TERMINAL_RUN_STATES } from './states.js';
 import { Worker } from './worker.js';
 import { TaskQueue } from './tasks.js';
 import { ApprovalDesk } from './approvals.js';
@@ -499,7 +499,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     return { ...r, input: this.decode(r.input), output: this.decode(r.output) };
   }
 
-  listRuns(filter?: RunFilter): Promise<RunRecord[]> {
+  async listRuns(filter?: RunFilter): Promise<RunRecord[]> {
+    // A status that does not exist would match nothing: "no runs" for a typo.
+    const statuses = Object.values(RunStatus) as string[];
+    for (const s of filter?.status ?? []) {
+      if (!statuses.includes(s)) throw new BatonError('BATON_USAGE', { detail: `run status must be one of ${statuses.join(', ')}, got "${s}".` });
+    }
     return this.store.listRuns(filter);
   }
 

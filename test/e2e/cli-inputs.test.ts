@@ -37,6 +37,16 @@ describe('baton CLI inputs', () => {
     expect(under.err).toMatch(/^error\[BATON_USAGE\]: .* a part of .* is a file\.\n$/);
   });
 
+  it('refuses a run status that does not exist, listing the valid ones (and a --timeout that is no duration)', () => {
+    const r = baton(['runs', 'list', '--db', 'store', '--status', 'failed,complete']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('error[BATON_USAGE]: run status must be one of pending, queued, running, waiting, paused, completed, failed, cancelled, got "complete".\n');
+    expect(baton(['runs', 'list', '--db', 'store', '--status', 'failed,completed'])).toMatchObject({ code: 0, err: '' });
+    const t = baton(['resume', '--db', 'store', '--timeout', '5 minutes']);
+    expect(t.code).toBe(2);
+    expect(t.err).toMatch(/^error\[BATON_USAGE\]: --timeout "5 minutes" is not a duration/);
+  });
+
   it('exits quietly when its stdout is closed early (`| head -1`)', async () => {
     for (const args of [['runs', 'list', '--db', 'store'], ['--help']]) {
       const p = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
