@@ -10,6 +10,7 @@ import { Baton, type BatonOptions, type RunResult } from '../engine/engine.js';
 import type { ApprovalViewStatus } from '../engine/approvals.js';
 import { approvalBody } from '../gateway/approvals.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
+import { isNamespace } from '../engine/namespaces.js';
 import { BatonError, formatProblem } from '../errors.js';
 import { compileWorkflow } from '../spec/compile.js';
 import { readSource } from '../spec/parse.js';
@@ -562,7 +563,7 @@ export function buildProgram(): Command {
     try {
       const list = (await baton.store.listApiKeys()).map(({ hash: _hash, ...k }) => k);
       if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-      else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${k.namespaces.join(',').padEnd(16)}  ${k.ratePerMinute}/min  ${k.revokedAt ? 'revoked' : 'active'}  ${k.name}\n`);
+      else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${namespaceList(k.namespaces).padEnd(16)}  ${k.ratePerMinute}/min  ${k.revokedAt ? 'revoked' : 'active'}  ${k.name}\n`);
     } finally {
       await baton.close();
     }
@@ -754,6 +755,14 @@ export function buildProgram(): Command {
     }
   });
   return program;
+}
+
+/**
+ * A key's namespaces, comma-separated; a malformed one (from a key created before they were
+ * checked: "team-a,team-b", "team a") is quoted, so that it does not read as several.
+ */
+function namespaceList(namespaces: string[]): string {
+  return namespaces.map((ns) => (ns === '*' || isNamespace(ns) ? ns : JSON.stringify(ns))).join(',');
 }
 
 /** Who is asking, for the run's history: the CLI knows only the local user. */

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'bin/baton.js');
@@ -45,6 +46,23 @@ describe('baton CLI inputs', () => {
     const t = baton(['resume', '--db', 'store', '--timeout', '5 minutes']);
     expect(t.code).toBe(2);
     expect(t.err).toMatch(/^error\[BATON_USAGE\]: --timeout "5 minutes" is not a duration/);
+  });
+
+  it('refuses a key namespace no run can be in, hinting that several are separate values', async () => {
+    const comma = baton(['keys', 'create', '--db', 'keys', '--role', 'operator', '--namespace', 'team-a,team-b']);
+    expect(comma.code).toBe(2);
+    expect(comma.err).toMatch(/^error\[BATON_USAGE\]: a key's namespace must be .*; got "team-a,team-b"\. Several namespaces are separate values: --namespace team-a team-b\.\n$/);
+    expect(baton(['keys', 'create', '--db', 'keys', '--role', 'operator', '--namespace', 'team a']).code).toBe(2);
+    expect(baton(['keys', 'list', '--db', 'keys']).out).toBe(''); // nothing was created
+    const two = baton(['keys', 'create', '--db', 'keys', '--role', 'operator', '--namespace', 'team-a', 'team-b']);
+    expect(two.code).toBe(0);
+    // A key stored before namespaces were checked lists its one malformed namespace quoted.
+    const store = new SqliteStore(join(dir, 'keys', 'baton.db'));
+    await store.putApiKey({ id: '0123456789ab', hash: '00'.repeat(32), name: 'old', role: 'viewer', namespaces: ['team-a,team-b', 'team-c'], ratePerMinute: 600, createdAt: Date.now() });
+    await store.close();
+    const list = baton(['keys', 'list', '--db', 'keys']).out;
+    expect(list).toMatch(/ operator {2}team-a,team-b {3}/);
+    expect(list).toMatch(/0123456789ab {2}viewer {4}"team-a,team-b",team-c /);
   });
 
   it('exits quietly when its stdout is closed early (`| head -1`)', async () => {
