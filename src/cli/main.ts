@@ -10,6 +10,7 @@ import { Baton, type BatonOptions, type RunResult } from '../engine/engine.js';
 import type { ApprovalViewStatus } from '../engine/approvals.js';
 import { approvalBody } from '../gateway/approvals.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
+import { isNamespace } from '../engine/namespaces.js';
 import { BatonError, formatProblem } from '../errors.js';
 import { compileWorkflow } from '../spec/compile.js';
 import { readSource } from '../spec/parse.js';
@@ -334,6 +335,13 @@ export function buildProgram(): Command {
       .description('continue every unfinished run in the store (after a crash or a restart) and wait for them')
       .option('--timeout <duration>', 'stop waiting after this long (runs stay durable)', '0'),
   ).action(async (o: StoreOpts & { timeout: string }) => {
+    // Plain seconds or a duration (5m); anything else is refused, not taken as no limit.
+    let deadline: number;
+    try {
+      deadline = parseDuration(/^\d+(\.\d+)?$/.test(o.timeout) ? `${o.timeout}s` : o.timeout);
+    } catch {
+      throw new BatonError('BATON_USAGE', { detail: `--timeout "${o.timeout}" is not a duration; write e.g. 90s or 5m (0: no limit).` });
+    }
     const baton = await openBaton(o);
     try {
       const unfinished = (await baton.listRuns({ status: ['running', 'pending', 'waiting'], limit: 100_000 })).map((r) => r.id);
@@ -342,7 +350,6 @@ export function buildProgram(): Command {
         return;
       }
       process.stdout.write(`resuming ${unfinished.length} unfinished run${unfinished.length === 1 ? '' : 's'}…\n`);
-      const deadline = Number(o.timeout.replace(/s$/, '')) * 1000 || 0;
       const results = await Promise.all(unfinished.map((id) => waitActive(baton, id, deadline)));
       const by: Record<string, number> = {};
       for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
@@ -556,7 +563,7 @@ export function buildProgram(): Command {
     try {
       const list = (await baton.store.listApiKeys()).map(({ hash: _hash, ...k }) => k);
       if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-      else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${k.namespaces.join(',').padEnd(16)}  ${k.ratePerMinute}/min  ${k.revokedAt ? 'revoked' : 'active'}  ${k.name}\n`);
+      else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${namespaceList(k.namespaces).padEnd(16)}  ${k.ratePerMinute}/min  ${k.revokedAt ? 'revoked' : 'active'}  ${k.name}\n`);
     } finally {
       await baton.close();
     }
@@ -750,6 +757,14 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A key's namespaces, comma-separated; a malformed one (from a key created before they were
+ * checked: "team-a,team-b", "team a") is quoted, so that it does not read as several.
+ */
+function namespaceList(namespaces: string[]): string {
+  return namespaces.map((ns) => (ns === '*' || isNamespace(ns) ? ns : JSON.stringify(ns))).join(',');
+}
+
 /** Who is asking, for the run's history: the CLI knows only the local user. */
 function whoAmI(): string {
   try {
@@ -800,6 +815,15 @@ function reportError(e: unknown): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // A reader that stops early (`baton runs show ID | head -1`) closes the pipe: Node ignores
+  // SIGPIPE, and a write then fails with EPIPE, unhandled. Stop quietly instead, as Unix tools
+  // do, with the exit code so far (a run this command drove is durable; a worker continues it).
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      process.exit();
+    });
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

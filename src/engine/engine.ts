@@ -11,7 +11,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { BatonError, serializeError, type Problem, type SerializedError } from '../errors.js';
 import { BlobStore, decodeValue, encodeValue, isBlobRef } from '../store/blobs.js';
 import { purgeExpired, type RetentionPolicy } from '../audit/retention.js';
@@ -29,7 +30,7 @@ import { STAGES, WorkflowRegistry } from './registry.js';
 import { planRetry } from './retry.js';
 import { suggest } from '../util/suggest.js';
 import { RunState, parseKey } from './run-state.js';
-import { EventType, TERMINAL_RUN_STATES, type RunStatus } from './states.js';
+import { EventType, RunStatus, TERMINAL_RUN_STATES } from './states.js';
 import { Worker } from './worker.js';
 import { TaskQueue } from './tasks.js';
 import { ApprovalDesk } from './approvals.js';
@@ -354,6 +355,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     // A bad policy list is refused before anything is opened.
     if (!isParsedPolicies(opts.policies)) opts = { ...opts, policies: parsePolicies(opts.policies) };
     const dir = resolve(opts.dir ?? '.baton');
+    // `baton serve` prints the database file's path, and it is easily given back as the store.
+    const notFolder = opts.store ? undefined : fileInTheWay(dir);
+    if (notFolder) {
+      const hint = basename(dir) === 'baton.db' ? ` Give the folder that holds it: ${dirname(dir)}` : '';
+      throw new BatonError('BATON_USAGE', { detail: `the store (--db, or dir in Baton.open) is a folder holding baton.db and blobs/, but ${notFolder}.${hint}` });
+    }
     // The OpenTelemetry SDK is loaded only when tracing is on.
     const telemetry = telemetryWanted(opts.telemetry) ? (await import('../observability/telemetry.js')).Telemetry.from(opts.telemetry) : undefined;
     const store = opts.store ?? new SqliteStore(join(dir, 'baton.db'), opts.sqlite);
@@ -456,29 +463,40 @@ export class Baton extends EventEmitter<BatonEvents> {
     return this.wait(id, opts);
   }
 
-  /** Resolves when the run is completed, failed or cancelled (by any process). */
-  async wait(runId: string, opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+  /**
+   * Resolves when the run is completed, failed or cancelled (by any process); at `timeoutMs`, or
+   * when `signal` aborts, with the run as it is then.
+   */
+  async wait(runId: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<RunResult> {
     const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
+    const stopped = () => Date.now() >= deadline || opts.signal?.aborted === true;
     let checked = false;
     for (;;) {
       // A run executing here hands its final record to waiters; otherwise read the store.
       if (!this.runs.has(runId) || checked) {
         const r = await this.getRun(runId);
-        if (TERMINAL_RUN_STATES.has(r.status) || Date.now() >= deadline) return r;
+        if (TERMINAL_RUN_STATES.has(r.status) || stopped()) return r;
       }
       const rec = await new Promise<RunResult | undefined>((res) => {
         const list = this.waiters.get(runId) ?? [];
         // Re-checked now and then for runs that other processes execute.
         const t = setTimeout(() => done(undefined), Math.min(500, Math.max(1, deadline - Date.now())));
+        const signal = opts.signal;
         function done(r?: RunResult) {
           clearTimeout(t);
+          signal?.removeEventListener('abort', onAbort);
           res(r);
         }
+        function onAbort() {
+          done(undefined);
+        }
+        signal?.addEventListener('abort', onAbort);
         list.push(done);
         this.waiters.set(runId, list);
+        if (signal?.aborted) done(undefined);
       });
       if (rec) return rec;
-      if (Date.now() >= deadline) return this.getRun(runId);
+      if (stopped()) return this.getRun(runId);
       checked = true;
     }
   }
@@ -489,7 +507,12 @@ export class Baton extends EventEmitter<BatonEvents> {
     return { ...r, input: this.decode(r.input), output: this.decode(r.output) };
   }
 
-  listRuns(filter?: RunFilter): Promise<RunRecord[]> {
+  async listRuns(filter?: RunFilter): Promise<RunRecord[]> {
+    // A status that does not exist would match nothing: "no runs" for a typo.
+    const statuses = Object.values(RunStatus) as string[];
+    for (const s of filter?.status ?? []) {
+      if (!statuses.includes(s)) throw new BatonError('BATON_USAGE', { detail: `run status must be one of ${statuses.join(', ')}, got "${s}".` });
+    }
     return this.store.listRuns(filter);
   }
 
@@ -1276,6 +1299,15 @@ export class Baton extends EventEmitter<BatonEvents> {
   private decode(v: unknown): unknown {
     if (isBlobRef(v)) return decodeValue(JSON.stringify(v), this.blobs);
     return v;
+  }
+}
+
+/** Why the store folder `dir` cannot be one (a file is in the way), or undefined (a missing folder is made). */
+function fileInTheWay(dir: string): string | undefined {
+  try {
+    return statSync(dir).isDirectory() ? undefined : `${dir} is a file`;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? `a part of ${dir} is a file` : undefined;
   }
 }
 

@@ -14,10 +14,15 @@ export const DEFAULT_NAMESPACE = 'default';
 
 const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/;
 
+/** Whether `ns` is a well-formed namespace name. */
+export function isNamespace(ns: unknown): ns is string {
+  return typeof ns === 'string' && NAMESPACE.test(ns);
+}
+
 /** Validates a namespace name (undefined → `default`). */
 export function checkNamespace(ns: string | undefined): string {
   if (ns === undefined) return DEFAULT_NAMESPACE;
-  if (typeof ns !== 'string' || !NAMESPACE.test(ns)) {
+  if (!isNamespace(ns)) {
     throw new BatonError('BATON_USAGE', { detail: `namespace must be 1-100 letters, digits, '_', '.', ':' or '-', starting with a letter or digit; got ${JSON.stringify(ns)}.` });
   }
   return ns;

@@ -9,6 +9,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BatonError } from '../errors.js';
+import { checkNamespace } from '../engine/namespaces.js';
 import type { ApiKeyRecord, Store } from '../store/store.js';
 
 export type Role = ApiKeyRecord['role'];
@@ -32,6 +33,17 @@ function digest(secret: string): string {
 export async function createApiKey(store: Store, o: { name: string; role: Role; namespaces: string[]; ratePerMinute?: number }): Promise<{ key: string; record: ApiKeyRecord }> {
   if (!ROLES.includes(o.role)) throw new BatonError('BATON_USAGE', { detail: `role must be one of ${ROLES.join(', ')}, got "${o.role}".` });
   if (o.namespaces.length === 0) throw new BatonError('BATON_USAGE', { detail: 'a key needs at least one namespace (or * for all).' });
+  // A malformed name is one no run can be in: every request with the key would be refused.
+  for (const ns of o.namespaces) {
+    if (ns === '*') continue;
+    try {
+      checkNamespace(ns);
+    } catch (e) {
+      const parts = typeof ns === 'string' ? ns.split(/[\s,]+/).filter(Boolean) : [];
+      const several = parts.length > 1 ? ` Several namespaces are separate values: --namespace ${parts.join(' ')}.` : '';
+      throw new BatonError('BATON_USAGE', { detail: `a key's ${(e as BatonError).message}${several}` });
+    }
+  }
   const id = randomBytes(6).toString('hex');
   const secret = randomBytes(24).toString('base64url');
   const record: ApiKeyRecord = { id, hash: digest(secret), name: o.name, role: o.role, namespaces: o.namespaces, ratePerMinute: o.ratePerMinute ?? 600, createdAt: Date.now() };

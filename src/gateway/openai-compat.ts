@@ -30,13 +30,14 @@
  * - A run is durable and outlives the HTTP request. The request waits for it (at most 120 s,
  *   or less with `x-baton-timeout-ms`); a run still going answers 504 with its run id
  *   (also in `x-baton-run-id` and `location`) so the client fetches it later from `/runs/{id}`.
- *   A client that disconnects stops the waiting, never the run.
+ *   A client that disconnects stops the waiting, never the run; so does the gateway closing,
+ *   which answers 503 with the run id (in a stream: an in-stream error).
  * - Errors use OpenAI's shape (`{ error: { message, type, code, param } }`), not the gateway's
  *   RFC 9457 problems, because OpenAI clients only read that shape; `code` keeps the Baton code
  *   so callers can still branch on it. Routes carry their own error handler for this.
- * - Workflow failures (502) and timeouts (504) send `x-should-retry: false`: the OpenAI SDKs
- *   retry 5xx on their own, which here would start duplicate runs; retries belong to the
- *   workflow's own retry policies.
+ * - Workflow failures (502), timeouts (504) and the gateway closing during a run (503) send
+ *   `x-should-retry: false`: the OpenAI SDKs retry 5xx on their own, which here would start
+ *   duplicate runs; retries belong to the workflow's own retry policies.
  * - Streaming cannot stream tokens of a multi-step workflow (the answer exists only when the
  *   run ends), so the stream is opened at once (headers and the role chunk flushed), shows
  *   progress as SSE comments (`: step X succeeded`, ignored by clients) and keep-alives, and
@@ -151,6 +152,8 @@ export interface OpenAiRouteHooks {
   namespace?: (req: FastifyRequest) => string;
   /** Whether the caller may use a workflow of this namespace. */
   reaches?: (req: FastifyRequest, namespace: string) => boolean;
+  /** Aborted when the gateway closes: requests waiting for their run answer 503 at once. */
+  closing?: AbortSignal;
 }
 
 /**
@@ -211,12 +214,12 @@ export function registerOpenAiRoutes(app: FastifyInstance, baton: Baton, hooks: 
     reply.header('x-baton-run-id', runId);
 
     if (progress) {
-      await streamCompletion(baton, reply, progress, { runId, model, body, timeoutMs });
+      await streamCompletion(baton, reply, progress, { runId, model, body, timeoutMs, closing: hooks.closing });
       return reply;
     }
 
     const gone = disconnected(reply.raw);
-    const run = await waitForRun(baton, runId, timeoutMs, gone.promise);
+    const run = await waitForRun(baton, runId, timeoutMs, gone.promise, hooks.closing);
     gone.dispose();
     if (run === undefined) {
       // The client left; the run goes on. Nothing is left to answer.
@@ -224,7 +227,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, baton: Baton, hooks: 
       reply.raw.end();
       return reply;
     }
-    const failure = runFailure(run, timeoutMs);
+    const failure = runFailure(run, timeoutMs, hooks.closing);
     if (failure) return sendError(reply, failure);
     const content = contentOf(run.output);
     return {
@@ -270,7 +273,7 @@ async function streamCompletion(
   baton: Baton,
   reply: FastifyReply,
   progress: ReturnType<typeof watchSteps>,
-  o: { runId: string; model: string; body: ChatBody; timeoutMs: number },
+  o: { runId: string; model: string; body: ChatBody; timeoutMs: number; closing?: AbortSignal },
 ): Promise<void> {
   const res = reply.raw;
   reply.hijack();
@@ -308,7 +311,7 @@ async function streamCompletion(
   const gone = disconnected(res);
   let run: RunResult | undefined;
   try {
-    run = await waitForRun(baton, o.runId, o.timeoutMs, gone.promise);
+    run = await waitForRun(baton, o.runId, o.timeoutMs, gone.promise, o.closing);
   } catch (e) {
     write(`data: ${JSON.stringify(toOpenAiError(e).body())}\n\n`);
     res.end();
@@ -322,7 +325,7 @@ async function streamCompletion(
     res.end();
     return;
   }
-  const failure = runFailure(run, o.timeoutMs);
+  const failure = runFailure(run, o.timeoutMs, o.closing);
   if (failure) {
     // OpenAI's in-stream error: a data event carrying `error`, then the stream ends.
     write(`data: ${JSON.stringify(failure.body())}\n\n`);
@@ -342,19 +345,19 @@ async function streamCompletion(
 }
 
 /**
- * Waits for the run to end, the deadline, or the client to leave (then undefined). Waits in
- * short slices so an abandoned wait does not linger.
+ * Waits for the run to end, the deadline, the gateway to close, or the client to leave (then
+ * undefined). Waits in short slices so an abandoned wait does not linger.
  */
-async function waitForRun(baton: Baton, runId: string, timeoutMs: number, gone: Promise<void>): Promise<RunResult | undefined> {
+async function waitForRun(baton: Baton, runId: string, timeoutMs: number, gone: Promise<void>, closing?: AbortSignal): Promise<RunResult | undefined> {
   const deadline = Date.now() + timeoutMs;
   let left = false;
   void gone.then(() => (left = true));
   const leaving = gone.then(() => undefined);
   for (;;) {
     const slice = Math.max(1, Math.min(1000, deadline - Date.now()));
-    const r = await Promise.race([baton.wait(runId, { timeoutMs: slice }), leaving]);
+    const r = await Promise.race([baton.wait(runId, { timeoutMs: slice, signal: closing }), leaving]);
     if (r === undefined || left) return undefined;
-    if (TERMINAL_RUN_STATES.has(r.status) || Date.now() >= deadline) return r;
+    if (TERMINAL_RUN_STATES.has(r.status) || Date.now() >= deadline || closing?.aborted) return r;
   }
 }
 
@@ -371,7 +374,7 @@ function disconnected(res: ServerResponse): { promise: Promise<void>; dispose: (
 }
 
 /** The error to answer for a run that did not complete, or undefined when it did. */
-function runFailure(run: RunResult, timeoutMs: number): OpenAiError | undefined {
+function runFailure(run: RunResult, timeoutMs: number, closing?: AbortSignal): OpenAiError | undefined {
   if (run.status === 'completed') return undefined;
   if (run.status === 'failed' || run.status === 'cancelled') {
     // The engine records an error thrown by a user's function under its own name (`Error`,
@@ -380,6 +383,13 @@ function runFailure(run: RunResult, timeoutMs: number): OpenAiError | undefined 
     const code = recorded?.startsWith('BATON_') ? recorded : run.status === 'cancelled' ? 'BATON_CANCELLED' : 'BATON_STEP_FAILED';
     const why = run.error?.message ?? run.status;
     return new OpenAiError(502, 'workflow_failed', code, `Workflow run ${run.id} ${run.status}: ${why}`, null, run.id);
+  }
+  if (closing?.aborted) {
+    return new OpenAiError(
+      503, 'server_error', 'server_shutting_down',
+      `The gateway is shutting down; workflow run ${run.id} is still ${run.status} and goes on. Fetch its result later at GET /runs/${run.id}.`,
+      null, run.id,
+    );
   }
   return new OpenAiError(
     504, 'timeout', 'workflow_timeout',
@@ -481,8 +491,8 @@ function toOpenAiError(e: unknown): OpenAiError {
 }
 
 function sendError(reply: FastifyReply, e: OpenAiError): FastifyReply {
-  if (e.runId) reply.header('x-baton-run-id', e.runId).header('location', `/runs/${e.runId}`);
-  // The SDKs retry 5xx themselves; a repeat would start another run (see the header comment).
-  if (e.status === 502 || e.status === 504) reply.header('x-should-retry', 'false');
+  // A run was started: the SDKs retry 5xx themselves, and a repeat would start another run (see
+  // the header comment).
+  if (e.runId) reply.header('x-baton-run-id', e.runId).header('location', `/runs/${e.runId}`).header('x-should-retry', 'false');
   return reply.code(e.status).type('application/json; charset=utf-8').send(e.body());
 }

@@ -10,6 +10,7 @@
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { setMaxListeners } from 'node:events';
 import { documentGateway } from './openapi.js';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
@@ -98,6 +99,18 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   const app = given ?? newFastify(opts);
   const maxWaitMs = opts.maxWaitMs ?? 30_000;
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+  // Requests held open (long polls, event streams, sync starts, chat completions) end when the
+  // gateway begins to close: the server's close waits for every request in flight, and would
+  // otherwise wait out their waits (up to 120 s) before the engine could stop.
+  const closing = new AbortController();
+  setMaxListeners(0, closing.signal); // one listener for each request held open
+  app.addHook('preClose', async () => {
+    closing.abort();
+    // The server's close ends only the keep-alive connections idle when it begins; one whose
+    // request ends afterwards would be kept for the keep-alive timeout (72 s) before it closes.
+    const reap = setInterval(() => app.server.closeIdleConnections(), 100).unref();
+    app.server.once('close', () => clearInterval(reap));
+  });
 
   // YAML documents are accepted as text.
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -280,7 +293,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const id = await baton.start(versionId, b.input ?? {}, { id: b.id, namespace, priority: b.priority, budget: b.budget, traceparent: traceparentOf(req) });
     runIds.set(req, id);
     if (!b.wait) return reply.code(202).header('location', `/runs/${id}`).send({ run_id: id, status: 'running' });
-    const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs) });
+    // Closing: 202 with the run as it is (as at the deadline); it goes on, durable.
+    const r = await baton.wait(id, { timeoutMs: Math.min(b.wait * 1000, maxWaitMs), signal: closing.signal });
     return reply.code(TERMINAL_RUN_STATES.has(r.status) ? 200 : 202).header('location', `/runs/${id}`).send(runBody(r));
   });
 
@@ -359,6 +373,10 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     res.write(': baton run events\n\n');
     let open = true;
     req.raw.on('close', () => (open = false));
+    // The gateway closing ends the stream without its `end` event: a client resumes from
+    // Last-Event-ID on another gateway (or this one, restarted).
+    const stop = () => (open = false);
+    closing.signal.addEventListener('abort', stop, { once: true });
     let quiet = 0;
     const send = (raw: EventRecord) => {
       const [e] = presentEvents([raw]);
@@ -384,6 +402,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
       if (quiet > 0 && quiet % 60 === 0) res.write(': keep-alive\n\n');
       await new Promise((r) => setTimeout(r, events.length ? 20 : 250));
     }
+    closing.signal.removeEventListener('abort', stop);
     res.end();
   });
 
@@ -477,10 +496,11 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     },
     namespace: (req) => namespaceOf(req, undefined, 'use workflows'),
     reaches: (req, ns) => ns === DEFAULT_NAMESPACE || reaches(keyOf(req), ns),
+    closing: closing.signal,
   });
 
   // External workers of any language: `task` steps handed out by long poll, under leases.
-  registerTaskRoutes(app, baton, { keyOf, maxWaitMs });
+  registerTaskRoutes(app, baton, { keyOf, maxWaitMs, closing: closing.signal });
   registerApprovalRoutes(app, baton, keyOf);
 
   app.post('/events/:name/:key', {

@@ -57,6 +57,8 @@ export interface TaskRouteOptions {
   keyOf(req: FastifyRequest): ApiKeyRecord | undefined;
   /** Longest long poll a request may ask for, ms (default 30 s). */
   maxWaitMs?: number;
+  /** Aborted when the gateway closes: long polls answer 204 at once. */
+  closing?: AbortSignal;
 }
 
 export function registerTaskRoutes(app: FastifyInstance, baton: Baton, opts: TaskRouteOptions): void {
@@ -87,14 +89,17 @@ export function registerTaskRoutes(app: FastifyInstance, baton: Baton, opts: Tas
   }, async (req, reply) => {
     const b = req.body as { types: string[]; worker_id: string; lease?: number; wait?: number };
     const namespaces = reach(req, 'poll tasks');
-    // The client going away stops the wait, so no task is leased to a worker that is gone.
-    const gone = new AbortController();
-    reply.raw.once('close', () => gone.abort());
+    // The client going away stops the wait, so no task is leased to a worker that is gone; the
+    // gateway closing stops it too (204: the worker polls again, elsewhere or after a restart).
+    const stop = new AbortController();
+    const onStop = () => stop.abort();
+    reply.raw.once('close', onStop);
+    opts.closing?.addEventListener('abort', onStop);
     const t = await baton.tasks.poll({
-      types: b.types, workerId: b.worker_id, namespaces, signal: gone.signal,
+      types: b.types, workerId: b.worker_id, namespaces, signal: stop.signal,
       leaseMs: b.lease === undefined ? undefined : Math.max(1, Math.round(b.lease * 1000)),
       waitMs: Math.min((b.wait ?? 0) * 1000, maxWaitMs),
-    });
+    }).finally(() => opts.closing?.removeEventListener('abort', onStop));
     if (!t) return reply.code(204).send();
     return taskBody(t);
   });

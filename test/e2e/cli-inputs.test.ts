@@ -1,0 +1,79 @@
+/**
+ * Command-line inputs that used to be accepted silently or to crash with a stack trace: each is
+ * now `error[BATON_…]` with exit 2 (or, for a closed stdout, a quiet exit).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const bin = join(root, 'bin/baton.js');
+let dir: string;
+
+function baton(args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'dist/cli/main.js'))) {
+    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+    if (b.status !== 0) throw new Error('build failed');
+  }
+  dir = mkdtempSync(join(tmpdir(), 'baton-cli-inputs-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('baton CLI inputs', () => {
+  it('refuses a --db that is a file (the baton.db `baton serve` prints), naming the folder', () => {
+    expect(baton(['runs', 'list', '--db', 'store']).code).toBe(0);
+    const r = baton(['runs', 'list', '--db', join('store', 'baton.db')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^error\[BATON_USAGE\]: the store .* is a folder .* is a file\. Give the folder that holds it: .*store\n$/);
+    const under = baton(['runs', 'list', '--db', join('store', 'baton.db', 'sub')]);
+    expect(under.code).toBe(2);
+    expect(under.err).toMatch(/^error\[BATON_USAGE\]: .* a part of .* is a file\.\n$/);
+  });
+
+  it('refuses a run status that does not exist, listing the valid ones (and a --timeout that is no duration)', () => {
+    const r = baton(['runs', 'list', '--db', 'store', '--status', 'failed,complete']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('error[BATON_USAGE]: run status must be one of pending, queued, running, waiting, paused, completed, failed, cancelled, got "complete".\n');
+    expect(baton(['runs', 'list', '--db', 'store', '--status', 'failed,completed'])).toMatchObject({ code: 0, err: '' });
+    const t = baton(['resume', '--db', 'store', '--timeout', '5 minutes']);
+    expect(t.code).toBe(2);
+    expect(t.err).toMatch(/^error\[BATON_USAGE\]: --timeout "5 minutes" is not a duration/);
+  });
+
+  it('refuses a key namespace no run can be in, hinting that several are separate values', async () => {
+    const comma = baton(['keys', 'create', '--db', 'keys', '--role', 'operator', '--namespace', 'team-a,team-b']);
+    expect(comma.code).toBe(2);
+    expect(comma.err).toMatch(/^error\[BATON_USAGE\]: a key's namespace must be .*; got "team-a,team-b"\. Several namespaces are separate values: --namespace team-a team-b\.\n$/);
+    expect(baton(['keys', 'create', '--db', 'keys', '--role', 'operator', '--namespace', 'team a']).code).toBe(2);
+    expect(baton(['keys', 'list', '--db', 'keys']).out).toBe(''); // nothing was created
+    const two = baton(['keys', 'create', '--db', 'keys', '--role', 'operator', '--namespace', 'team-a', 'team-b']);
+    expect(two.code).toBe(0);
+    // A key stored before namespaces were checked lists its one malformed namespace quoted.
+    const store = new SqliteStore(join(dir, 'keys', 'baton.db'));
+    await store.putApiKey({ id: '0123456789ab', hash: '00'.repeat(32), name: 'old', role: 'viewer', namespaces: ['team-a,team-b', 'team-c'], ratePerMinute: 600, createdAt: Date.now() });
+    await store.close();
+    const list = baton(['keys', 'list', '--db', 'keys']).out;
+    expect(list).toMatch(/ operator {2}team-a,team-b {3}/);
+    expect(list).toMatch(/0123456789ab {2}viewer {4}"team-a,team-b",team-c /);
+  });
+
+  it('exits quietly when its stdout is closed early (`| head -1`)', async () => {
+    for (const args of [['runs', 'list', '--db', 'store'], ['--help']]) {
+      const p = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      p.stdout.destroy(); // the reader is gone before the first line: every write fails with EPIPE
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((res) => p.on('close', res));
+      expect(err, args.join(' ')).toBe('');
+      expect(code, args.join(' ')).toBe(0);
+    }
+  });
+});
