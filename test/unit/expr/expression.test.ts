@@ -1,5 +1,5 @@
 import jsonata from 'jsonata';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Expression, Template, ExpressionCache } from '../../../src/expr/expression.js';
 import { BatonError } from '../../../src/errors.js';
 
@@ -57,6 +57,28 @@ describe('expressions', () => {
     const t0 = Date.now();
     await expect(e.evaluate({}, 'in step x: input')).rejects.toMatchObject({ code: 'BATON_EXPR_TIMEOUT' });
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('does not count time the process was not running against the limit (a starved host, a throttled container)', async () => {
+    // The clock jumps 5 s while the expression evaluates, as for a process descheduled that
+    // long, but the process uses next to no CPU: a trivial expression still gives its value.
+    const e = Expression.compile('$sum([1, 2, 3]) & "!"', { timeoutMs: 1000, maxDepth: 200, maxSequence: 1e6 });
+    const real = Date.now.bind(Date);
+    let calls = 0;
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => real() + (++calls > 1 ? 5000 : 0));
+    try {
+      expect(await e.evaluate({}, 'in step x: input')).toBe('6!');
+      expect(calls).toBeGreaterThan(1); // the guard did see the jump
+    } finally {
+      spy.mockRestore();
+    }
+    // A clock that keeps jumping (the process never gets to run) still ends in the timeout.
+    const always = vi.spyOn(Date, 'now').mockImplementation(() => real() + 5000 * calls++);
+    try {
+      await expect(e.evaluate({}, 'in step x: input')).rejects.toMatchObject({ code: 'BATON_EXPR_TIMEOUT' });
+    } finally {
+      always.mockRestore();
+    }
   });
 
   it('stops unbounded recursion at the depth limit', async () => {
