@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Baton, type BatonOptions, type RunResult } from '../engine/engine.js';
-import type { ApprovalViewStatus } from '../engine/approvals.js';
+import { APPROVAL_STATUSES, type ApprovalViewStatus } from '../engine/approvals.js';
 import { approvalBody } from '../gateway/approvals.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { isNamespace } from '../engine/namespaces.js';
@@ -415,7 +415,7 @@ export function buildProgram(): Command {
     const log = createLogger({ level, base: { component: 'worker' } });
     const baton = await openBaton(o, [], { concurrency }, false, true, { network: o.strictEgress ? {} : undefined, onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
-    process.stderr.write(`baton worker ${baton.workerId} on ${baton.store.kind} ${baton.store.location}, ${concurrency} at a time\n`);
+    process.stderr.write(`baton worker ${baton.workerId} on ${storeShown(baton)}, ${concurrency} at a time\n`);
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
     if (metricsServer) process.stderr.write(`baton worker: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     // The engine's polls are unref'd timers (an embedded Baton must not hold its host process
@@ -465,7 +465,7 @@ export function buildProgram(): Command {
     const { createGateway } = await import('../gateway/server.js');
     const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention });
     const address = await app.listen({ port, host: o.host });
-    process.stdout.write(`baton serve: ${address} on ${baton.store.kind} ${baton.store.location}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
+    process.stdout.write(`baton serve: ${address} on ${storeShown(baton)}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
     if (metricsServer) process.stdout.write(`baton serve: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {
@@ -488,6 +488,7 @@ export function buildProgram(): Command {
       const baton = await openBaton(o, [], false);
       try {
         const status = o.status === 'all' ? undefined : ((o.status ?? 'pending') as ApprovalViewStatus);
+        if (status !== undefined && !APPROVAL_STATUSES.includes(status)) throw new BatonError('BATON_USAGE', { detail: `--status must be one of ${APPROVAL_STATUSES.join(', ')} or all; got "${status}".` });
         const list = await baton.approvals.list({ status, runId: o.run });
         if (o.json) process.stdout.write(`${JSON.stringify(list.map(approvalBody), null, 2)}\n`);
         else if (list.length === 0) process.stdout.write(`no ${o.status === 'all' ? '' : `${o.status ?? 'open'} `}approvals\n`);
@@ -842,4 +843,12 @@ export async function main(argv: string[]): Promise<number> {
 /** Colours only for a terminal: piped output stays plain text. */
 function paint(code: string, text: string): string {
   return process.stdout.isTTY ? `\x1b[${code}m${text}\x1b[0m` : text;
+}
+
+/**
+ * The store a long-running command works on, as the user would name it again: an embedded
+ * store by its folder (what --db takes; its baton.db file is refused there), PostgreSQL by URL.
+ */
+function storeShown(baton: Baton): string {
+  return baton.store.kind === 'sqlite' ? `sqlite store ${dirname(baton.store.location)} (--db)` : `${baton.store.kind} ${baton.store.location}`;
 }

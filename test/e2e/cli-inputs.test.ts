@@ -46,6 +46,11 @@ describe('baton CLI inputs', () => {
     const t = baton(['resume', '--db', 'store', '--timeout', '5 minutes']);
     expect(t.code).toBe(2);
     expect(t.err).toMatch(/^error\[BATON_USAGE\]: --timeout "5 minutes" is not a duration/);
+    // Approvals too, naming `all`, which the command takes beside the statuses.
+    const a = baton(['approvals', 'list', '--db', 'store', '--status', 'bogus']);
+    expect(a.code).toBe(2);
+    expect(a.err).toContain('or all; got "bogus"');
+    expect(baton(['approvals', 'list', '--db', 'store', '--status', 'all'])).toMatchObject({ code: 0, err: '' });
   });
 
   it('refuses a key namespace no run can be in, hinting that several are separate values', async () => {
