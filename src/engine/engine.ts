@@ -465,7 +465,8 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   /**
    * Resolves when the run is completed, failed or cancelled (by any process); at `timeoutMs`, or
-   * when `signal` aborts, with the run as it is then.
+   * once `signal` has aborted, with the run as it is then. The signal is looked at when the wait
+   * wakes: at once after wakeWaiters(), else within half a second.
    */
   async wait(runId: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<RunResult> {
     const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
@@ -481,19 +482,15 @@ export class Baton extends EventEmitter<BatonEvents> {
         const list = this.waiters.get(runId) ?? [];
         // Re-checked now and then for runs that other processes execute.
         const t = setTimeout(() => done(undefined), Math.min(500, Math.max(1, deadline - Date.now())));
-        const signal = opts.signal;
         function done(r?: RunResult) {
           clearTimeout(t);
-          signal?.removeEventListener('abort', onAbort);
           res(r);
         }
-        function onAbort() {
-          done(undefined);
-        }
-        signal?.addEventListener('abort', onAbort);
+        // No listener on the signal (a sync start is the gateway's busiest path; one per request
+        // costs a few µs): whoever aborts it calls wakeWaiters(), and this loop looks again.
+        if (opts.signal?.aborted) return done(undefined);
         list.push(done);
         this.waiters.set(runId, list);
-        if (signal?.aborted) done(undefined);
       });
       if (rec) return rec;
       if (stopped()) return this.getRun(runId);
@@ -1233,6 +1230,14 @@ export class Baton extends EventEmitter<BatonEvents> {
 
   private anchorGathered(): Promise<void> {
     return Promise.resolve(this.store.anchorPending?.()).then(() => undefined, (e) => this.onInternalError(e, 'audit anchoring'));
+  }
+
+  /**
+   * Wakes every wait() of this process to look again: one whose `signal` was aborted (the
+   * gateway closing) then returns the run as it is; the others wait on.
+   */
+  wakeWaiters(): void {
+    for (const runId of [...this.waiters.keys()]) this.notify(runId);
   }
 
   private notify(runId: string, final?: RunResult): void {

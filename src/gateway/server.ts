@@ -106,6 +106,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   setMaxListeners(0, closing.signal); // one listener for each request held open
   app.addHook('preClose', async () => {
     closing.abort();
+    baton.wakeWaiters(); // waits given the signal see it now (they do not listen to it)
     // The server's close ends only the keep-alive connections idle when it begins; one whose
     // request ends afterwards would be kept for the keep-alive timeout (72 s) before it closes.
     const reap = setInterval(() => app.server.closeIdleConnections(), 100).unref();
