@@ -102,19 +102,21 @@ async function openPostgres(url: string) {
   return PostgresStore.open(url, { applicationName: `baton ${command}`.trim(), retryForMs: patient ? 60_000 : 10_000 });
 }
 
-function parseInput(raw: string | undefined): unknown {
+/** JSON given to `flag` inline, as @file or as a file path; --input is the run input (BATON_INPUT_PARSE), other flags' data is a usage error. */
+function parseInput(raw: string | undefined, flag = '--input'): unknown {
+  const fail = (detail: string) => (flag === '--input' ? new BatonError('BATON_INPUT_PARSE', { detail }) : new BatonError('BATON_USAGE', { detail: `${flag}: ${detail}` }));
   if (raw === undefined) return {};
   const fromFile = (file: string) => {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new BatonError('BATON_INPUT_PARSE', { detail: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}` });
+      throw fail(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
     }
     try {
       return JSON.parse(text) as unknown;
     } catch (e) {
-      throw new BatonError('BATON_INPUT_PARSE', { detail: `${file} is not valid JSON: ${(e as Error).message}` });
+      throw fail(`${file} is not valid JSON: ${(e as Error).message}`);
     }
   };
   if (raw.startsWith('@')) return fromFile(raw.slice(1));
@@ -122,7 +124,7 @@ function parseInput(raw: string | undefined): unknown {
     return JSON.parse(raw) as unknown;
   } catch (e) {
     if (existsSync(raw) && statSync(raw).isFile()) return fromFile(raw);
-    throw new BatonError('BATON_INPUT_PARSE', { detail: `--input is neither JSON nor a readable file (${(e as Error).message}). Pass JSON, @file.json or a file path.` });
+    throw fail(`${flag === '--input' ? '--input is' : 'it is'} neither JSON nor a readable file (${(e as Error).message}). Pass JSON, @file.json or a file path.`);
   }
 }
 
@@ -258,7 +260,7 @@ export function buildProgram(): Command {
     .argument('<runId>').argument('<event>', "the wait step's `event`").option('--data <json>', 'payload', '{}')).action(async (runId: string, event: string, o: StoreOpts & { data: string }) => {
     const baton = await openBaton(o, [], false);
     try {
-      const r = await baton.signalRun(runId, event, parseInput(o.data));
+      const r = await baton.signalRun(runId, event, parseInput(o.data, '--data'));
       process.stdout.write(`signalled ${runId}: woke ${r.woken.join(', ')}\n`);
     } finally {
       await baton.close();
@@ -521,7 +523,7 @@ export function buildProgram(): Command {
       async (id: string, o: StoreOpts & { reason?: string; data?: string; as?: string }) => {
         let data: unknown;
         if (o.data !== undefined) {
-          data = parseInput(o.data);
+          data = parseInput(o.data, '--data');
           if (!data || typeof data !== 'object' || Array.isArray(data)) throw new BatonError('BATON_USAGE', { detail: '--data must be a JSON object of the form\'s fields.' });
         }
         const baton = await openBaton(o, [], false);
@@ -743,7 +745,7 @@ export function buildProgram(): Command {
   ).action(async (name: string, key: string, o: StoreOpts & { data: string; id?: string }) => {
     const baton = await openBaton(o, [], false);
     try {
-      const r = await baton.sendEvent(name, key, parseInput(o.data), { eventId: o.id });
+      const r = await baton.sendEvent(name, key, parseInput(o.data, '--data'), { eventId: o.id });
       if (r.duplicate) {
         process.stdout.write(`event ${o.id} was delivered before: nothing changed\n`);
         return;

@@ -513,9 +513,10 @@ export class Baton extends EventEmitter<BatonEvents> {
     return this.store.listRuns(filter);
   }
 
+  /** The run's steps, outputs resolved (one stored apart for its size is read back, as getRun does for the run's). */
   async getSteps(runId: string): Promise<StepRecord[]> {
     await this.getRun(runId);
-    return this.store.getSteps(runId);
+    return (await this.store.getSteps(runId)).map((s) => (isBlobRef(s.output) ? { ...s, output: this.decode(s.output) } : s));
   }
 
   async getEvents(runId: string, afterId?: number): Promise<EventRecord[]> {

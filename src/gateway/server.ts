@@ -54,7 +54,7 @@ export interface GatewayOptions {
 }
 
 /** Reachable without a key: probes and documentation. */
-const PUBLIC = new Set(['/', '/health', '/ready', '/openapi.json']);
+const PUBLIC = new Set(['/', '/health', '/ready', '/openapi.json', '/favicon.ico']);
 
 const RUN_STATUSES: RunStatus[] = ['pending', 'queued', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'];
 
@@ -86,8 +86,12 @@ function newFastify(opts: GatewayOptions): FastifyInstance {
   // Path parameters (run ids, child runs' `<parent>.<step>.<attempt>` ids, workflow names) may
   // be 200 characters and more: Fastify's default of 100 would answer 414 for runs it started.
   const routerOptions = { maxParamLength: 512 };
-  if (opts.logger) return Fastify({ bodyLimit, routerOptions, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
-  return Fastify({ bodyLimit, routerOptions, logger: false, ajv });
+  // Errors Fastify meets before routing (a malformed %-escape in the URL) are problem JSON too.
+  const frameworkErrors = (err: Error, req: FastifyRequest, reply: FastifyReply) => {
+    problem(reply, req, new BatonError('BATON_REQUEST_INVALID', { detail: `the URL cannot be read (${err.message}); escape it properly.` }));
+  };
+  if (opts.logger) return Fastify({ bodyLimit, routerOptions, frameworkErrors, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
+  return Fastify({ bodyLimit, routerOptions, frameworkErrors, logger: false, ajv });
 }
 
 /** Gateways built with a logger log internal errors there instead of stderr. */
@@ -113,8 +117,12 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     app.server.once('close', () => clearInterval(reap));
   });
 
-  // YAML documents are accepted as text.
-  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // YAML documents are accepted as text, by POST /workflows only: elsewhere such a body is 415
+  // (a JSON route would otherwise answer "body must be object" to text/plain).
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (req, body, done) => {
+    if (req.method === 'POST' && req.routeOptions.url === '/workflows') return done(null, body);
+    done(new BatonError('BATON_UNSUPPORTED_MEDIA_TYPE', { detail: `${req.method} ${req.routeOptions.url ?? req.url} takes application/json, not ${String(req.headers['content-type']).split(';')[0]}` }), undefined);
+  });
   // JSON is parsed here rather than by Fastify's default parser, for three things it does not
   // do: an empty body is no body (many clients send `content-type: application/json` on a
   // body-less POST /runs/{id}/cancel); a `__proto__` or `constructor` key is refused as such,
@@ -194,6 +202,8 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'GET /workflows/{name}/versions', 'GET /workflows/{name}/history', 'GET /workflows/diff', 'POST /workflows/{name}/promote', 'GET /services', 'POST /services/{name}/status', 'GET /services/{name}/history', 'GET /lineage', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'GET /runs/{id}/audit', 'GET /runs/{id}/audit.html', 'GET /audit/verify', 'POST /audit/purge', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
   }));
   app.get('/health', async () => ({ status: 'ok' }));
+  // Browsers ask for it on every console page: no icon, and no 401 in their console.
+  app.get('/favicon.ico', { schema: { hide: true } }, async (_req, reply) => reply.code(204).send());
 
   // Prometheus scrape target. Behind the API keys like every other read (a `viewer` key is
   // enough); `baton serve --metrics-port` serves it on a separate port without keys instead.

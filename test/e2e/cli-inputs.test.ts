@@ -51,6 +51,10 @@ describe('baton CLI inputs', () => {
     expect(a.code).toBe(2);
     expect(a.err).toContain('or all; got "bogus"');
     expect(baton(['approvals', 'list', '--db', 'store', '--status', 'all'])).toMatchObject({ code: 0, err: '' });
+    // --data that is not JSON is named as --data (it was reported as a bad run --input).
+    const d = baton(['event', 'paid', 'k1', '--db', 'store', '--data', 'notjson']);
+    expect(d.code).toBe(2);
+    expect(d.err).toMatch(/^error\[BATON_USAGE\]: --data: it is neither JSON nor a readable file/);
   });
 
   it('refuses a key namespace no run can be in, hinting that several are separate values', async () => {

@@ -357,6 +357,8 @@ steps:
       db.close();
       expect(row.n).toBeLessThan(200);
       expect(JSON.parse(row.output)).toMatchObject({ $baton_blob: expect.stringMatching(/^sha256:/) });
+      // Read through the API, the step's output is the document, not the reference.
+      expect(((await b.getSteps(r.id)).find((s) => s.key === 'make')!.output as { doc: string }).doc.length).toBe(big.length);
       const blobDirs = readdirSync(join(suite.dir, 'blobs'));
       expect(blobDirs.length).toBeGreaterThan(0);
     });

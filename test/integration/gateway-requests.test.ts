@@ -100,11 +100,31 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     expect((await call('POST', '/workflows', ECHO)).status).toBe(201);
   });
 
+  it('answers a malformed URL and a body of the wrong type as problems, and shows a large step output itself', async () => {
+    const { b, call } = await serve();
+    const badUrl = await call('GET', '/runs/%E0%A4%A');
+    expect(badUrl.status).toBe(400);
+    expect(badUrl.type).toContain('application/problem+json');
+    expect(badUrl.body.code).toBe('BATON_REQUEST_INVALID');
+    // text/plain is read as YAML by POST /workflows only; a JSON route answers 415.
+    const plain = await call('POST', '/runs', 'workflow: echo', { 'content-type': 'text/plain' });
+    expect(plain.status).toBe(415);
+    expect(plain.body.code).toBe('BATON_UNSUPPORTED_MEDIA_TYPE');
+    expect((await call('POST', '/workflows', 'name: plain\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n', { 'content-type': 'text/plain' })).status).toBe(201);
+    // A step output stored apart for its size (over 256 KiB) comes back as the output.
+    await b.register('{ "name": "big", "steps": [{ "id": "a", "kind": "transform", "expression": "$pad(\\"\\", 300000, \\"x\\")" }] }');
+    const run = await call('POST', '/runs', JSON.stringify({ workflow: 'big', wait: 10 }));
+    expect(run.body.status).toBe('completed');
+    const got = await call('GET', `/runs/${run.body.run_id}`);
+    expect(got.body.steps[0].output).toBe('x'.repeat(300000));
+  });
+
   it('keeps requiring keys after every key is revoked (auth auto)', async () => {
     const { b, call } = await serve('auto');
     const { key, record } = await createApiKey(b.store, { name: 'only', role: 'admin', namespaces: ['*'] });
     expect((await call('GET', '/runs', undefined, { authorization: `Bearer ${key}` })).status).toBe(200);
     expect((await call('GET', '/runs')).status).toBe(401);
+    expect((await call('GET', '/favicon.ico')).status).toBe(204); // browsers ask for it without a key
     await b.store.revokeApiKey(record.id, Date.now());
     // Past the gateway's 2-second memory of whether keys exist.
     const now = Date.now();

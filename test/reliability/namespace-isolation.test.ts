@@ -45,6 +45,7 @@ type Class = { cls: 'deny' | 'hidden' | 'star'; calls: (i: Ids) => Call[] } | { 
 const ROUTES: Record<string, Class> = {
   'GET /': { cls: 'public' },
   'GET /health': { cls: 'public' },
+  'GET /favicon.ico': { cls: 'public' },
   'GET /ready': { cls: 'public' },
   'GET /metrics': { cls: 'star', calls: () => [{ method: 'GET', path: '/metrics' }] },
   'GET /workflows': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/workflows' }, { method: 'GET', path: '/workflows?namespace=team-a' }, { method: 'GET', path: '/workflows?namespace=team-a&name=report' }] },
