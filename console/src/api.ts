@@ -127,8 +127,9 @@ export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 /**
  * Follows a run's Server-Sent Events from `after`, calling `onEvent` for each, until the run
- * ends (the server closes the stream) or `signal` aborts. A dropped connection is picked up
- * again from the last event id, so nothing is missed or repeated.
+ * ends (the server's `end` event) or `signal` aborts. A dropped connection, or a stream the
+ * server closed without `end` (a gateway stopping or restarting), is picked up again from the
+ * last event id, so nothing is missed or repeated.
  */
 export async function followEvents(runId: string, onEvent: (e: RunEvent) => void, signal: AbortSignal, after = 0): Promise<void> {
   let last = after;
@@ -140,16 +141,17 @@ export async function followEvents(runId: string, onEvent: (e: RunEvent) => void
       let buf = '';
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return; // the run ended: the server closed the stream
+        if (done) break; // closed without `end`: follow again from the last id
         buf += value;
         let cut: number;
         while ((cut = buf.indexOf('\n\n')) >= 0) {
           const chunk = buf.slice(0, cut);
           buf = buf.slice(cut + 2);
+          if (chunk.split('\n').includes('event: end')) return; // the run ended
           const data = chunk.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
           if (!data) continue;
           const e = JSON.parse(data) as RunEvent;
-          if (typeof e.id !== 'number') continue; // the closing `end` event
+          if (typeof e.id !== 'number') continue;
           last = e.id;
           onEvent(e);
         }
@@ -157,8 +159,8 @@ export async function followEvents(runId: string, onEvent: (e: RunEvent) => void
     } catch (e) {
       if (signal.aborted) return;
       if (e instanceof ApiError && e.problem.status >= 400 && e.problem.status < 500) throw e;
-      await new Promise((r) => setTimeout(r, 1000));
     }
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 

@@ -92,7 +92,7 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       },
     });
     const keys: Record<string, string> = {};
-    for (const [name, role] of [['olga', 'operator'], ['ana', 'approver'], ['vic', 'viewer']] as const) {
+    for (const [name, role] of [['olga', 'operator'], ['ana', 'approver'], ['vic', 'viewer'], ['finance-lead', 'viewer']] as const) {
       keys[name] = (await createApiKey(b.store, { name, role, namespaces: ['team-a'] })).key;
     }
     app = await createGateway(b, { auth: 'required' });
@@ -163,6 +163,11 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       // An operator may cancel, but cannot decide the approval.
       expect(await op.isVisible('[data-testid=cancel]')).toBe(true);
       expect(await op.isVisible('[data-testid=to-inbox]')).toBe(false);
+      // A viewer key the step names (approvers.users: finance-lead) may decide it: its run page
+      // says so and links to the inbox (it said "your key cannot decide it", going by the role).
+      const lead = await signIn('finance-lead');
+      await lead.goto(`${base}/console/runs/${encodeURIComponent(runId)}`);
+      await lead.waitForSelector('[data-testid=to-inbox]', { timeout: 20_000 });
       // The timeline has a bar for each step that ran; the detail panel shows the fraud score.
       await expect.poll(() => op.locator('svg.gantt .lane').count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
       await op.click('svg.graph [data-step=fraud]');

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { api, followEvents, fmtCost, fmtTime, TERMINAL, type Run, type RunEvent, type StepRow, type VersionDetail, type Whoami } from '../api';
+import { api, followEvents, fmtCost, fmtTime, TERMINAL, type Approval, type Run, type RunEvent, type StepRow, type VersionDetail, type Whoami } from '../api';
 import { Gantt, fmtDur } from '../components/Gantt';
 import { Graph } from '../components/Graph';
 import { Json } from '../components/Json';
@@ -84,6 +84,20 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
     return () => clearInterval(t);
   }, [live]);
 
+  // Who may decide a waiting approval is the step's rule (roles, named keys), not the key's
+  // role: the inbox holds exactly what this key may decide, as the Approvals page reads it.
+  const waitingKey = run && version ? version.steps.find((s) => s.kind === 'approval' && (h.states[s.id] ?? run.steps.find((r) => r.key === s.id)?.status) === 'waiting')?.id : undefined;
+  const [mayDecide, setMayDecide] = useState<Set<string>>(new Set());
+  useEffect(() => {
+    if (!waitingKey) return;
+    let stop = false;
+    api<Approval[]>(`/approvals?run_id=${encodeURIComponent(id)}`).then(
+      (l) => !stop && setMayDecide(new Set(l.map((a) => a.step))),
+      () => !stop && setMayDecide(new Set()),
+    );
+    return () => { stop = true; };
+  }, [id, waitingKey]);
+
   if (error && !run) return <div className="error">{error}</div>;
   if (!run || !version) return <p className="muted">Loading…</p>;
 
@@ -129,7 +143,7 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
       </div>
       {notice && <div className="notice">{notice}</div>}
       {waitingApproval && (
-        <div className="notice">Step <b>{waitingApproval.id}</b> waits for a person's decision. {me.can.approve || me.auth === 'off'
+        <div className="notice">Step <b>{waitingApproval.id}</b> waits for a person's decision. {mayDecide.has(waitingApproval.id) || me.auth === 'off'
           ? <a {...linkProps(`/approvals?run=${encodeURIComponent(run.run_id)}`)} data-testid="to-inbox">Open in the approvals inbox</a>
           : <span className="muted">(your key cannot decide it)</span>}</div>
       )}
