@@ -437,13 +437,13 @@ async function fail(
       try {
         value = await onError.value.evaluate({ ...rs.scope, error }, `in step ${work.key}: on_error.continue`);
       } catch (e2) {
-        return failRun(host, rs, work, fence, serializeError(e2), [...startEv, failEvent(true)], emit, now - started);
+        return failRun(host, rs, work, fence, serializeError(e2), [...startEv, failEvent(true)], emit, started);
       }
     }
     const outputJson = encodeValue(host.sealOutput(rs, stepId, value ?? null), host.blobs, host.inlineLimit(rs.workflow)) ?? 'null';
     const res = await commit(host, rs, work, {
       fence,
-      update: { status: 'failed', outputJson, error, owner: null, finishedAt: now },
+      update: { status: 'failed', outputJson, error, owner: null, startedAt: started, finishedAt: now },
       events: [...startEv, failEvent(true, { continued_with: JSON.parse(outputJson) as unknown })],
       ...(index === undefined
         ? { decrement: top.dependents.map((d) => ({ key: d, live: true })) }
@@ -456,7 +456,7 @@ async function fail(
   if (onError.action === 'route' && index === undefined) {
     const res = await commit(host, rs, work, {
       fence,
-      update: { status: 'failed', error, owner: null, finishedAt: now },
+      update: { status: 'failed', error, owner: null, startedAt: started, finishedAt: now },
       events: [...startEv, failEvent(true, { routed_to: onError.step })],
       decrement: top.dependents.map((d) => ({ key: d, live: false })),
       schedule: [onError.step],
@@ -469,7 +469,7 @@ async function fail(
     // An item failed for good: the map fails (its own on_error then applies).
     const res = await commit(host, rs, work, {
       fence,
-      update: { status: 'failed', error, owner: null, finishedAt: now },
+      update: { status: 'failed', error, owner: null, startedAt: started, finishedAt: now },
       events: [...startEv, failEvent(true)],
       cancelChildrenOf: stepId,
       wake: { key: stepId, state: { count: 0, failed: { key: work.key, error } }, events: [] },
@@ -478,7 +478,7 @@ async function fail(
     if (res) res.poke = true;
     return res ?? EMPTY;
   }
-  return failRun(host, rs, work, fence, error, [...startEv, failEvent(true)], emit, now - started);
+  return failRun(host, rs, work, fence, error, [...startEv, failEvent(true)], emit, started);
 }
 
 /**
@@ -500,13 +500,14 @@ async function attemptsSinceRetry(host: ExecutorHost, runId: string, work: Work)
 
 async function failRun(
   host: ExecutorHost, rs: RunState, work: Work, fence: StepCommit['fence'], error: SerializedError, events: NewEvent[],
-  emit: (s: StepEvent['status'], x?: Partial<StepEvent>) => void, durationMs: number,
+  emit: (s: StepEvent['status'], x?: Partial<StepEvent>) => void, started: number,
 ): Promise<AttemptResult> {
   const now = Date.now();
+  const durationMs = now - started;
   const runError: SerializedError = { code: error.code, message: `step ${work.key}: ${error.message}`, retryable: false, details: { step: work.key }, cause: error };
   const res = await commit(host, rs, work, {
     fence,
-    update: { status: 'failed', error, owner: null, finishedAt: now },
+    update: { status: 'failed', error, owner: null, startedAt: started, finishedAt: now },
     events,
     finishRun: {
       status: 'failed', error: runError, events: [{ type: EventType.runFailed, at: now, data: { error: runError } }],

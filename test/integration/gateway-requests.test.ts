@@ -117,6 +117,13 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     expect(run.body.status).toBe('completed');
     const got = await call('GET', `/runs/${run.body.run_id}`);
     expect(got.body.steps[0].output).toBe('x'.repeat(300000));
+    // A step that failed has its start time, like one that succeeded (it had none: "started —").
+    await b.register('{ "name": "boom", "steps": [{ "id": "a", "kind": "transform", "expression": "$error(\\"no\\")" }] }');
+    const failed = await call('POST', '/runs', JSON.stringify({ workflow: 'boom', wait: 10 }));
+    expect(failed.body.status).toBe('failed');
+    const step = (await call('GET', `/runs/${failed.body.run_id}`)).body.steps[0];
+    expect(step.status).toBe('failed');
+    expect(Date.parse(step.started_at)).toBeLessThanOrEqual(Date.parse(step.finished_at));
   });
 
   it('keeps requiring keys after every key is revoked (auth auto)', async () => {
