@@ -109,6 +109,8 @@ export const ERRORS = {
   BATON_UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, message: 'The request body has a content type the gateway does not read: {detail}. Send application/json (or YAML for workflows).' },
   BATON_INTERNAL: { status: 500, retryable: true, message: 'Internal error; see the server log.' },
   BATON_UNAUTHENTICATED: { status: 401, retryable: false, message: '{detail} Send `Authorization: Bearer <key>` with a key from `baton keys create`.' },
+  BATON_CROSS_ORIGIN: { status: 403, retryable: false, message: 'A web page of another origin ({origin}) may not change anything on this gateway. Call it from a program (no Origin header), or from the console it serves.' },
+  BATON_HOST_NOT_ALLOWED: { status: 403, retryable: false, message: 'Host "{host}" is not a name of this gateway: it listens on loopback and answers to localhost, 127.0.0.1 and [::1] only (a page reaching it through another name is refused). Listen on another address (--host) to serve other names.' },
   BATON_FORBIDDEN: { status: 403, retryable: false, message: 'This key ({key}, role {role}) may not {action}.' },
   BATON_CONSOLE_NOT_BUILT: { status: 503, retryable: false, message: 'The web console is not built ({path} is missing). Run `npm run build`, then restart `baton serve`.' },
   BATON_WEBHOOK_NOT_FOUND: { status: 404, retryable: false, message: 'No workflow listens on webhook path "{path}". Declare `triggers: [{ webhook: { path: {path}, secret: env:NAME } }]` in the latest version of a workflow (a namespaced workflow listens on /hooks/<namespace>/<path>).' },
@@ -251,14 +253,17 @@ export function isBatonError(e: unknown): e is BatonError {
  * For vendors that echo the key they were sent ("Incorrect API key provided: sk-…") in an error
  * that would otherwise be stored, returned by the API and logged.
  */
+/** `v` with every occurrence of `secret` in its strings replaced by `[redacted]` (plain data). */
+export function scrubSecret(v: unknown, secret: string): unknown {
+  if (typeof v === 'string') return v.split(secret).join('[redacted]');
+  if (Array.isArray(v)) return v.map((x) => scrubSecret(x, secret));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, scrubSecret(x, secret)]));
+  return v;
+}
+
 export function withoutSecret(e: unknown, secret: string | undefined): unknown {
   if (!secret || secret.length < 6) return e;
-  const scrub = (v: unknown): unknown => {
-    if (typeof v === 'string') return v.split(secret).join('[redacted]');
-    if (Array.isArray(v)) return v.map(scrub);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, scrub(x)]));
-    return v;
-  };
+  const scrub = (v: unknown) => scrubSecret(v, secret);
   if (e instanceof BatonError) {
     if (!JSON.stringify({ m: e.message, d: e.details, p: e.problems, c: String((e as { cause?: unknown }).cause ?? '') }).includes(secret)) return e;
     return new BatonError(e.code, scrub(e.details) as Record<string, unknown>, { retryable: e.retryable, problems: scrub(e.problems) as Problem[] });

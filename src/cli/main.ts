@@ -465,7 +465,10 @@ export function buildProgram(): Command {
     const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true, { network: o.strictEgress ? {} : undefined, onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     const { createGateway } = await import('../gateway/server.js');
-    const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention });
+    // On loopback only loopback names are answered (a page reaching it by another name is DNS rebinding).
+    const { LOOPBACK_HOSTS } = await import('../gateway/browser-guard.js');
+    const allowedHosts = LOOPBACK_HOSTS.includes(o.host.replace(/^\[|\]$/g, '').toLowerCase()) ? LOOPBACK_HOSTS : undefined;
+    const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention, allowedHosts });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${storeShown(baton)}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);

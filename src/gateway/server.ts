@@ -11,6 +11,8 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { setMaxListeners } from 'node:events';
+import { browserGuard } from './browser-guard.js';
+import { parseJsonBody } from './json-body.js';
 import { documentGateway } from './openapi.js';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
@@ -51,6 +53,11 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Store-wide retention (baton.config.yaml `retention:`), for `POST /audit/purge`. */
   retention?: AuditRouteOptions['retention'];
+  /**
+   * Host names the gateway answers to (the Host header, port aside); others get 403. `baton
+   * serve` on a loopback address sets the loopback names (DNS rebinding). Default: any.
+   */
+  allowedHosts?: readonly string[];
 }
 
 /** Reachable without a key: probes and documentation. */
@@ -90,8 +97,13 @@ function newFastify(opts: GatewayOptions): FastifyInstance {
   const frameworkErrors = (err: Error, req: FastifyRequest, reply: FastifyReply) => {
     problem(reply, req, new BatonError('BATON_REQUEST_INVALID', { detail: `the URL cannot be read (${err.message}); escape it properly.` }));
   };
-  if (opts.logger) return Fastify({ bodyLimit, routerOptions, frameworkErrors, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
-  return Fastify({ bodyLimit, routerOptions, frameworkErrors, logger: false, ajv });
+  // A request (headers and body) must arrive within 30 s: Fastify's default (0) switches off
+  // Node's, and a client sending a body a byte at a time held its socket forever; thousands
+  // of them (webhooks take no key) ran the process out of file descriptors. Answers may take
+  // longer (event streams, long polls, sync waits): this bounds only the request's arrival.
+  const requestTimeout = 30_000;
+  if (opts.logger) return Fastify({ bodyLimit, routerOptions, frameworkErrors, requestTimeout, loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: (logger) => logger, ajv }) as unknown as FastifyInstance;
+  return Fastify({ bodyLimit, routerOptions, frameworkErrors, requestTimeout, logger: false, ajv });
 }
 
 /** Gateways built with a logger log internal errors there instead of stderr. */
@@ -142,6 +154,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => problem(reply, req, err));
+
+  // Web pages in the user's browser may not drive the gateway (browser-guard.ts), keys or not.
+  app.addHook('onRequest', browserGuard(opts.allowedHosts, (reply, req, e) => void problem(reply, req, e)));
 
   // Who is calling: a key checked on every request (and its rate limit taken), unless auth is off.
   const keys = new WeakMap<FastifyRequest, ApiKeyRecord>();
@@ -556,27 +571,6 @@ function iso(ms: number | undefined): string | null {
 /** The text of JSON request bodies of POST /workflows, for positions in its problems. */
 const jsonText = new WeakMap<FastifyRequest, string>();
 
-/**
- * JSON.parse, refusing keys that would reach an object's prototype if the value were ever
- * merged with Object.assign (`__proto__`, `constructor.prototype`). The check walks only bodies
- * that mention either name.
- */
-export function parseJsonBody(text: string): unknown {
-  const value = JSON.parse(text) as unknown;
-  if (!text.includes('__proto__') && !text.includes('constructor')) return value;
-  const stack = [value];
-  while (stack.length) {
-    const v = stack.pop();
-    if (v === null || typeof v !== 'object') continue;
-    if (Object.prototype.hasOwnProperty.call(v, '__proto__')) throw new BatonError('BATON_REQUEST_INVALID', { detail: 'the body has a "__proto__" key, which is refused (it could change an object\'s prototype); rename it.' });
-    const c = (v as Record<string, unknown>).constructor;
-    if (Object.prototype.hasOwnProperty.call(v, 'constructor') && c !== null && typeof c === 'object' && Object.prototype.hasOwnProperty.call(c, 'prototype')) {
-      throw new BatonError('BATON_REQUEST_INVALID', { detail: 'the body has a "constructor" key holding "prototype", which is refused; rename it.' });
-    }
-    stack.push(...Object.values(v as Record<string, unknown>));
-  }
-  return value;
-}
 
 /** RFC 9457 problem JSON; a Baton error keeps its code and status, anything else is a 500 without internals. */
 export function problem(reply: FastifyReply, req: FastifyRequest, err: Error & { statusCode?: number; code?: string; validation?: unknown }, status?: number): FastifyReply {

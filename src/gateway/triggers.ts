@@ -23,6 +23,7 @@ import { hookPath, latestTriggers, triggerRun, type Listening, type TriggerEvent
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { requireCap } from './auth.js';
+import { checkJsonDepth } from './json-body.js';
 import { responses } from './schemas.js';
 
 export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
@@ -113,6 +114,7 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
   const text = raw.toString('utf8');
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (type === 'application/json' || type.endsWith('+json') || (type === '' && /^\s*[[{"]/.test(text))) {
+    checkJsonDepth(text);
     try {
       return JSON.parse(text) as unknown;
     } catch (e) {
@@ -139,6 +141,7 @@ export function readCloudEvents(headers: FastifyRequest['headers'], raw: Buffer)
   const type = String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   const text = raw.toString('utf8');
   const structured = type === 'application/cloudevents+json' || type === 'application/cloudevents-batch+json';
+  checkJsonDepth(text); // structured events, or a binary-mode event's JSON data
   const problems: string[] = [];
   if (structured) {
     let parsed: unknown;

@@ -16,7 +16,7 @@
 import { SpanKind, SpanStatusCode, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import type { ValidateFunction } from 'ajv';
 import { genAiOperation, genAiProvider } from '../observability/genai.js';
-import { BatonError, serializeError, withoutSecret } from '../errors.js';
+import { BatonError, scrubSecret, serializeError, withoutSecret } from '../errors.js';
 import type { ModelOperation, ModelRequest, ModelResponse, Provider, ProviderFactory } from '../providers/provider.js';
 import { ServiceBreaker, type BreakerState } from '../resilience/breaker.js';
 import { LatencyTracker, hedgeDelay } from '../resilience/hedge.js';
@@ -487,6 +487,9 @@ export class ServiceRuntime {
       } finally {
         clearTimeout(timer);
       }
+      // Nor one that echoes it in an answer (its text, the model name it reports).
+      const secret = st.credential;
+      if (secret && secret.length >= 6 && JSON.stringify(response).includes(secret)) response = scrubSecret(response, secret) as ModelResponse;
       const latency = Date.now() - started;
       st.latency.record(latency);
       st.limits.settle(estTokens, response.usage.inputTokens + response.usage.cachedInputTokens + response.usage.outputTokens);

@@ -8,6 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { createGateway } from '../../src/gateway/server.js';
+import { LOOPBACK_HOSTS } from '../../src/gateway/browser-guard.js';
+import { request as httpRequest } from 'node:http';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 const ECHO = '{ "name": "echo", "steps": [{ "id": "a", "kind": "transform", "expression": "input" }] }';
@@ -22,9 +24,9 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     app = undefined;
   });
 
-  async function serve(auth: 'off' | 'auto' = 'off') {
+  async function serve(auth: 'off' | 'auto' = 'off', allowedHosts?: readonly string[]) {
     const b = await suite.baton();
-    app = await createGateway(b, { auth });
+    app = await createGateway(b, { auth, allowedHosts });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
     const call = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
       const res = await fetch(`${base}${path}`, { method, headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers }, body });
@@ -124,6 +126,48 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     const step = (await call('GET', `/runs/${failed.body.run_id}`)).body.steps[0];
     expect(step.status).toBe('failed');
     expect(Date.parse(step.started_at)).toBeLessThanOrEqual(Date.parse(step.finished_at));
+  });
+
+  it('refuses what a web page in the browser would do to it: cross-origin changes, other host names (DNS rebinding)', async () => {
+    const { b, call } = await serve('off', LOOPBACK_HOSTS);
+    const doc = 'name: planted\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n';
+    // A page of another site POSTs text/plain (no preflight): refused, nothing registered.
+    const cross = await call('POST', '/workflows', doc, { 'content-type': 'text/plain', origin: 'http://evil.example' });
+    expect(cross.status).toBe(403);
+    expect(cross.body.code).toBe('BATON_CROSS_ORIGIN');
+    expect((await call('POST', '/workflows', doc, { 'content-type': 'text/plain', origin: 'null' })).status).toBe(403);
+    expect(await b.store.listVersions()).toEqual([]);
+    // The console's own origin, and programs (no Origin), may; reads are not concerned.
+    const port = app!.server.address() as { port: number };
+    expect((await call('POST', '/workflows', doc, { 'content-type': 'text/plain', origin: `http://127.0.0.1:${port.port}` })).status).toBe(201);
+    expect((await call('GET', '/workflows', undefined, { origin: 'http://evil.example' })).status).toBe(200);
+    // A Host that is not a loopback name (a rebound DNS name) is refused, whatever the request.
+    const rebound = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const r = httpRequest({ host: '127.0.0.1', port: port.port, path: '/health', headers: { host: `attacker.example:${port.port}` } }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      r.on('error', reject);
+      r.end();
+    });
+    expect(rebound.status).toBe(403);
+    expect(JSON.parse(rebound.body).code).toBe('BATON_HOST_NOT_ALLOWED');
+    expect((await call('GET', '/health')).status).toBe(200);
+  });
+
+  it('refuses a JSON body nested deeper than the limit (a 500 before), and bounds how long a request may take to arrive', async () => {
+    const { b, call } = await serve();
+    await b.register(ECHO);
+    const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    const r = await call('POST', '/runs', `{ "workflow": "echo", "input": { "x": ${deep(6000)} } }`);
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ code: 'BATON_REQUEST_INVALID' });
+    expect(r.body.detail).toContain('nested deeper than 1000');
+    expect(await b.store.listRuns({ limit: 10 })).toEqual([]);
+    expect((await call('POST', '/runs', `{ "workflow": "echo", "input": { "x": ${deep(900)} }, "wait": 10 }`)).body.status).toBe('completed');
+    // A body sent a byte at a time is cut off (Fastify's default turns Node's limit off).
+    expect(app!.server.requestTimeout).toBe(30_000);
   });
 
   it('keeps requiring keys after every key is revoked (auth auto)', async () => {

@@ -38,6 +38,14 @@ steps:
     service: good
     prompt: "{{ input.text }}"
 `;
+const PARROT_WF = `
+name: parrot
+steps:
+  - id: answer
+    kind: model
+    service: parrot
+    prompt: "hello"
+`;
 const ECHO_WF = `
 name: echo
 steps:
@@ -98,6 +106,8 @@ describe.each(STORE_KINDS)('secrets never appear (%s)', (kind) => {
   it('credential, webhook secret and API key appear in no row, file, answer, log line or console output', async () => {
     vendor.model('m-good', { reply: (r) => `answer to ${r.prompt.slice(0, 20)}` });
     vendor.model('m-leaky', {});
+    // And one that repeats it in a successful answer.
+    vendor.model('m-parrot', { reply: () => `your key is ${VENDOR_KEY}, keep it safe` });
     // A broken vendor that repeats the key it was sent, in its error body.
     vendor.fault('m-leaky', { kind: '401', message: `Incorrect API key provided: ${VENDOR_KEY}` });
     let store;
@@ -110,6 +120,7 @@ describe.each(STORE_KINDS)('secrets never appear (%s)', (kind) => {
       services: {
         good: { provider: 'openai', model: 'm-good', endpoint: `${vendor.url}/v1`, credential: 'env:BATON_TEST_VENDOR_KEY' },
         leaky: { provider: 'openai', model: 'm-leaky', endpoint: `${vendor.url}/v1`, credential: 'env:BATON_TEST_VENDOR_KEY', retry: { max_attempts: 1 } },
+        parrot: { provider: 'openai', model: 'm-parrot', endpoint: `${vendor.url}/v1`, credential: 'env:BATON_TEST_VENDOR_KEY' },
       },
     });
     const admin = await createApiKey(b.store, { name: 'root', role: 'admin', namespaces: ['*'] });
@@ -135,6 +146,7 @@ describe.each(STORE_KINDS)('secrets never appear (%s)', (kind) => {
 
     expect((await post('/workflows', (await import('yaml')).parse(WF))).status).toBe(201);
     expect((await post('/workflows', (await import('yaml')).parse(ECHO_WF))).status).toBe(201);
+    expect((await post('/workflows', (await import('yaml')).parse(PARROT_WF))).status).toBe(201);
     // A run through the gateway (sync), one through the signed webhook, one that the vendor fails.
     const ok = JSON.parse((await post('/runs', { workflow: 'chat', input: { text: 'hi there' }, wait: 20 })).text) as { run_id: string; status: string };
     expect(ok.status).toBe('completed');
@@ -148,6 +160,9 @@ describe.each(STORE_KINDS)('secrets never appear (%s)', (kind) => {
     expect(bad.status).toBe(401);
     const leak = JSON.parse((await post('/runs', { workflow: 'echo', input: {}, wait: 20 })).text) as { run_id: string; status: string };
     expect(leak.status).toBe('failed');
+    const parrot = JSON.parse((await post('/runs', { workflow: 'parrot', input: {}, wait: 20 })).text) as { status: string; output: unknown };
+    expect(parrot.status).toBe('completed');
+    expect(JSON.stringify(parrot.output)).toContain('your key is [redacted], keep it safe');
     // The vendor really did get (and echo) the key: the search below is not vacuous.
     expect(vendor.lastRequest('m-good')?.headers.authorization).toBe(`Bearer ${VENDOR_KEY}`);
     await b.wait((await b.listRuns({ limit: 10 })).map((r) => r.id)[0], { timeoutMs: 20_000 });
