@@ -22,7 +22,7 @@ import type { EventRecord, FinishRun, LineageQuery, LineageRecord, NewRun, NewSt
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
 import { MAX_EVENT_HOPS, eventHops } from '../steps/emit.js';
-import { cloudEventMatches, derivedRunId, latestTriggers, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
+import { cloudEventMatches, derivedRunId, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { executeAttempt, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
@@ -756,7 +756,7 @@ export class Baton extends EventEmitter<BatonEvents> {
    */
   async publish(e: TriggerEvent, opts: { namespace?: string; traceparent?: string } = {}): Promise<PublishResult> {
     const ns = opts.namespace === undefined ? undefined : checkNamespace(opts.namespace);
-    const listening = (await latestTriggers(this.store, (v) => this.registry.get(v)))
+    const listening = (await this.registry.listening())
       .filter((l): l is Listening<CloudEventTrigger> => l.trigger.kind === 'cloudevent')
       .filter((l) => cloudEventMatches(l.trigger, e) && (ns === undefined || l.namespace === ns || l.namespace === DEFAULT_NAMESPACE));
     const runs: PublishResult['runs'] = [];

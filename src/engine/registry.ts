@@ -14,6 +14,7 @@ import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
 import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
 import { hookPath, latestTriggers, type Listening, type WebhookTrigger } from './triggers.js';
+import type { CompiledTrigger } from '../spec/triggers.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
 
@@ -32,6 +33,8 @@ const LATEST_TTL_MS = 1000;
 export class WorkflowRegistry {
   private readonly compiled = new Map<string, CompiledWorkflow>();
   private readonly latest = new Map<string, { versionId: string; at: number }>();
+  /** The triggers of every workflow's latest version, remembered as names are (LATEST_TTL_MS). */
+  private listeningCache: { at: number; list: Promise<Array<Listening<CompiledTrigger>>> } | undefined;
 
   constructor(
     private readonly store: Store,
@@ -40,6 +43,22 @@ export class WorkflowRegistry {
     /** Called after each registration (children included): keeps schedules in step with the document. */
     private readonly onRegistered?: (rec: VersionRecord, wf: CompiledWorkflow) => Promise<void>,
   ) {}
+
+  /**
+   * What listens for webhooks and CloudEvents: the triggers of every workflow's latest version.
+   * Each webhook request and published event asks, and reading it means reading every version:
+   * it is remembered for a second (one registered here is seen at once, elsewhere within that).
+   */
+  listening(): Promise<Array<Listening<CompiledTrigger>>> {
+    const now = Date.now();
+    if (this.listeningCache && now - this.listeningCache.at < LATEST_TTL_MS) return this.listeningCache.list;
+    const list = latestTriggers(this.store, (v) => this.get(v));
+    this.listeningCache = { at: now, list };
+    list.catch(() => {
+      if (this.listeningCache?.list === list) this.listeningCache = undefined;
+    });
+    return list;
+  }
 
   /**
    * Validates (every problem at once, with positions when `source` is given) and registers.
@@ -58,6 +77,7 @@ export class WorkflowRegistry {
     const hash = contentHash(canonical);
     const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file });
     this.latest.delete(name);
+    this.listeningCache = undefined;
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
     await this.onRegistered?.(rec, this.compiled.get(rec.versionId)!);
     return { ...rec, warnings };

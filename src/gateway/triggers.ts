@@ -19,7 +19,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { HTTP, type CloudEventV1 } from 'cloudevents';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import { hookPath, latestTriggers, triggerRun, type Listening, type TriggerEvent, type WebhookTrigger } from '../engine/triggers.js';
+import { hookPath, triggerRun, type Listening, type TriggerEvent, type WebhookTrigger } from '../engine/triggers.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { requireCap } from './auth.js';
@@ -37,7 +37,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
     }, async (req, reply) => {
       const path = (req.params as { '*': string })['*'];
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const hooks = (await latestTriggers(baton.store, (v) => baton.registry.get(v))).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
+      const hooks = (await baton.registry.listening()).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       const matching = hooks.filter((l) => hookPath(l) === path);
       if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
       // The signature first: a caller that cannot sign for this path learns nothing more.

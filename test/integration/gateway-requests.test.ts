@@ -166,6 +166,14 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     expect(r.body.detail).toContain('nested deeper than 1000');
     expect(await b.store.listRuns({ limit: 10 })).toEqual([]);
     expect((await call('POST', '/runs', `{ "workflow": "echo", "input": { "x": ${deep(900)} }, "wait": 10 }`)).body.status).toBe('completed');
+    // A body with many unknown fields: the first few are named, the rest counted (the answer
+    // listed every one: 5 MB for 60,000 fields).
+    const fields = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`f${i}`, 1]));
+    const many = await call('POST', '/runs', JSON.stringify({ workflow: 'echo', ...fields }));
+    expect(many.status).toBe(400);
+    expect(many.body.detail).toContain('must NOT have additional properties ("f0")');
+    expect(many.body.detail).toContain('and 1995 more problems');
+    expect(JSON.stringify(many.body).length).toBeLessThan(2000);
     // A body sent a byte at a time is cut off (Fastify's default turns Node's limit off).
     expect(app!.server.requestTimeout).toBe(30_000);
   });
