@@ -61,15 +61,16 @@ export class Worker {
     this.schedulePoll(0);
   }
 
-  /** Hands over steps this worker already holds. */
+  /** Hands over steps this worker already holds (stopping: kept by nobody, their claims go back at unregister). */
   push(works: Work[]): void {
-    if (works.length === 0) return;
+    if (works.length === 0 || this.stopped) return;
     for (const w of works) this.queue.push(w);
     this.pump();
   }
 
   /** Holds a step until its due time (short retries, short sleeps). */
   later(work: Work, dueAt: number): void {
+    if (this.stopped) return;
     const t = setTimeout(() => {
       this.timers.delete(t);
       this.push([work]);
@@ -93,8 +94,14 @@ export class Worker {
     await this.unlisten?.().catch(() => undefined);
     // A poll already talking to the store finishes before the store may close.
     await this.pollDone;
+    // Attempts that finish meanwhile hand their successors to nobody (push ignores them once
+    // stopped; unregistering gives their claims back), so this ends when the last one does.
+    // The grace timer holds the process: let go, it could exit (an idle connection pool is
+    // all that is left) before the claims are given back.
     if (this.inflight > 0) {
-      await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise((r) => (grace = setTimeout(r, graceMs)))]);
+      clearTimeout(grace);
     }
     // A store that cannot take the write (disk full, connection lost) must not make stopping
     // fail: the worker row's lease simply expires and the reaper hands back what it held.
@@ -125,7 +132,7 @@ export class Worker {
     if (r.ready.length) this.push(r.ready);
     else this.pump();
     if (r.poke) this.poke();
-    if (this.inflight === 0 && this.queue.length === 0) {
+    if (this.inflight === 0 && (this.queue.length === 0 || this.stopped)) {
       const ws = this.idleWaiters;
       this.idleWaiters = [];
       for (const f of ws) f();

@@ -71,6 +71,35 @@ describe.runIf(STORE_KINDS.includes('postgres'))('baton worker on PostgreSQL', (
     }
   });
 
+  it('on SIGTERM stops once its attempts in flight end, handing their next steps back at once', async () => {
+    // The step after the one in flight was claimed by this worker as the first one committed:
+    // the stop used to keep it (queued, never started) and wait out the whole grace period, and
+    // the process could exit before giving the claims back (exit code 13).
+    writeFileSync(join(dir, 'two.yaml'), 'name: two\nsteps:\n  - { id: nap, kind: function, function: slow, input: input.ms }\n  - { id: then, kind: function, function: slow, input: "input.ms + 1", needs: [nap] }\n');
+    const client = await Baton.open({ store: await PostgresStore.open(db!.url), worker: false, dir, functions: { slow: async () => 0 } });
+    try {
+      const v = await client.registerFile(join(dir, 'two.yaml'));
+      const id = await client.start(v, { ms: 800 });
+      const w = worker('60s');
+      await until(async () => existsSync(join(dir, 'started-800')));
+      w.proc.kill('SIGTERM');
+      const code = await Promise.race([w.exited, new Promise((r) => setTimeout(() => r('still running 20 s after SIGTERM'), 20_000))]);
+      expect(code).toBe(0);
+      expect(w.log()).toMatch(/stopped/);
+      const steps = await client.getSteps(id);
+      expect(steps.find((s) => s.key === 'nap')?.status).toBe('succeeded');
+      const then = steps.find((s) => s.key === 'then')!;
+      expect(then.owner).toBeUndefined();
+      expect(then.status).toBe('scheduled');
+      const second = worker('10s');
+      expect((await client.wait(id, { timeoutMs: 15_000 })).status).toBe('completed');
+      second.proc.kill('SIGTERM');
+      await second.exited;
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+
   it('past its grace period hands the step back, and another worker runs it once', async () => {
     const client = await Baton.open({ store: await PostgresStore.open(db!.url), worker: false, dir, functions: { slow: async () => 0 } });
     try {
