@@ -472,16 +472,22 @@ export class Baton extends EventEmitter<BatonEvents> {
     const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
     const stopped = () => Date.now() >= deadline || opts.signal?.aborted === true;
     let checked = false;
+    // A run another process executes is read again now and then: soon at first (most runs a
+    // client waits for are short: an API-only gateway answered them 500 ms late), then less
+    // often. One executing here hands its end to the waiters: its re-read is a safety net.
+    let elsewhere = 20;
     for (;;) {
       // A run executing here hands its final record to waiters; otherwise read the store.
-      if (!this.runs.has(runId) || checked) {
+      const here = this.runs.has(runId);
+      if (!here || checked) {
         const r = await this.getRun(runId);
         if (TERMINAL_RUN_STATES.has(r.status) || stopped()) return r;
       }
+      const pause = here ? 500 : elsewhere;
+      elsewhere = Math.min(500, elsewhere * 2);
       const rec = await new Promise<RunResult | undefined>((res) => {
         const list = this.waiters.get(runId) ?? [];
-        // Re-checked now and then for runs that other processes execute.
-        const t = setTimeout(() => done(undefined), Math.min(500, Math.max(1, deadline - Date.now())));
+        const t = setTimeout(() => done(undefined), Math.min(pause, Math.max(1, deadline - Date.now())));
         function done(r?: RunResult) {
           clearTimeout(t);
           res(r);
@@ -643,7 +649,7 @@ export class Baton extends EventEmitter<BatonEvents> {
    * input has no recording: BATON_REPLAY_NO_RECORDING (the replay run is kept, failed), unless `live`.
    */
   async replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayReport> {
-    if (!this.worker) throw new BatonError('BATON_USAGE', { detail: 'replay runs in the process that asks for it: open the engine with a worker (not `worker: false`).' });
+    if (!this.worker) throw new BatonError('BATON_REPLAY_NO_WORKER', {});
     const original = await this.getRun(runId);
     if (!TERMINAL_RUN_STATES.has(original.status)) throw new BatonError('BATON_RUN_STATE', { runId, status: original.status, action: 'replay it (wait for it to end)' });
     const before = await this.registry.get(original.versionId);

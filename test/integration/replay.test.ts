@@ -146,6 +146,9 @@ describe.each(STORE_KINDS)('replay on %s', (k) => {
     const waiting = await b.register('name: waits\nsteps:\n  - { id: w, kind: wait, event: never, key: "1" }\n');
     const pending = await b.start(waiting, {});
     expect(await code(b.replay(pending))).toMatch(/^BATON_RUN_STATE/);
+    // An engine without a worker (an API-only gateway) cannot drive one, and says so.
+    const apiOnly = await suite.baton({ worker: false, services: { llm: { provider: 'openai', model: 'gpt-x', endpoint: `${vendor.url}/v1` } } });
+    expect(await code(apiOnly.replay(run.id))).toMatch(/^BATON_REPLAY_NO_WORKER: .*runs no worker/);
     // Nothing was started by the refusals.
     expect((await b.listRuns({ limit: 50 })).filter((r) => r.replayOf)).toEqual([]);
     expect(vendor.calls()).toBe(0);
