@@ -18,12 +18,20 @@ export function consoleDir(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '../../dist/console');
 }
 
+/**
+ * The console holds an API key in the tab's session: no script but its own may run (CSP), no
+ * other site may frame it (clickjacking a signed-in console, or a keyless gateway's), and
+ * nothing is sniffed or leaked in a Referer. Style attributes are React's (the graph's SVG).
+ */
+const PAGE_HEADERS = {
+  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
 export async function registerConsole(app: FastifyInstance, dir = consoleDir()): Promise<void> {
   const index = resolve(dir, 'index.html');
-  // Browsers asking for `/` get the console; API clients (Accept: application/json, curl's */*) the index.
-  app.addHook('onRequest', async (req, reply) => {
-    if (req.method === 'GET' && req.url === '/' && (req.headers.accept ?? '').includes('text/html')) await reply.redirect('/console/', 302);
-  });
   if (!existsSync(index)) {
     const missing = new BatonError('BATON_CONSOLE_NOT_BUILT', { path: index });
     app.get('/console', async (req, reply) => problem(reply, req, missing));
@@ -31,8 +39,13 @@ export async function registerConsole(app: FastifyInstance, dir = consoleDir()):
     return;
   }
   const html = readFileSync(index, 'utf8');
-  await app.register(fastifyStatic, { root: dir, prefix: '/console/', index: false, wildcard: false, decorateReply: false, maxAge: 0 });
-  const app_ = (_req: unknown, reply: import('fastify').FastifyReply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(html);
+  await app.register(fastifyStatic, {
+    root: dir, prefix: '/console/', index: false, wildcard: false, decorateReply: false, maxAge: 0,
+    setHeaders: (res) => {
+      for (const [k, v] of Object.entries(PAGE_HEADERS)) res.setHeader(k, v);
+    },
+  });
+  const app_ = (_req: unknown, reply: import('fastify').FastifyReply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').headers(PAGE_HEADERS).send(html);
   app.get('/console', async (_req, reply) => reply.redirect('/console/', 302));
   app.get('/console/', app_);
   // wildcard: false registers one route per built file; every other path is a page of the app.

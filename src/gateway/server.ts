@@ -77,7 +77,19 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transformObject: (d) => documentGateway((d as { openapiObject: Record<string, unknown> }).openapiObject),
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The docs page: its own CSP (the UI's static files), not framed by other sites, no sniffing.
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    // Swagger UI sets a few inline styles, which its own policy would block (a console error).
+    transformStaticCSP: (header) => header.replace("style-src 'self' https:", "style-src 'self' https: 'unsafe-inline'"),
+    uiHooks: {
+      onRequest: (_req, reply, next) => {
+        reply.header('x-frame-options', 'DENY').header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
+        next();
+      },
+    },
+  });
   buildGateway(baton, opts, app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await registerConsole(app);
@@ -214,12 +226,14 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   const runIds = new WeakMap<FastifyRequest, string>();
   app.setNotFoundHandler((req, reply) => problem(reply, req, new BatonError('BATON_USAGE', { detail: `No route ${req.method} ${req.url}. See GET / for the routes.` }), 404));
 
-  app.get('/', async () => ({
+  // Browsers asking for `/` get the console; API clients (Accept: application/json, curl's */*)
+  // the index. (Decided here, not in a hook: a hook would run on every request.)
+  app.get('/', async (req, reply) => ((req.headers.accept ?? '').includes('text/html') ? reply.redirect('/console/', 302) : ({
     name: 'baton',
     docs: '/docs',
     openapi: '/openapi.json',
     routes: ['GET /health', 'GET /ready', 'GET /metrics', 'GET /workflows', 'POST /workflows', 'GET /workflows/{name}/versions', 'GET /workflows/{name}/history', 'GET /workflows/diff', 'POST /workflows/{name}/promote', 'GET /services', 'POST /services/{name}/status', 'GET /services/{name}/history', 'GET /lineage', 'POST /runs', 'GET /runs', 'GET /runs/{id}', 'GET /runs/{id}/events', 'POST /runs/{id}/pause', 'POST /runs/{id}/resume', 'POST /runs/{id}/cancel', 'POST /runs/{id}/retry', 'POST /runs/{id}/replay', 'POST /runs/{id}/signal', 'GET /runs/{id}/audit', 'GET /runs/{id}/audit.html', 'GET /audit/verify', 'POST /audit/purge', 'POST /events/{name}/{key}', 'POST /tasks/poll', 'POST /tasks/{id}/heartbeat', 'POST /tasks/{id}/complete', 'POST /tasks/{id}/fail', 'GET /tasks/{id}', 'GET /approvals', 'GET /approvals/{id}', 'POST /approvals/{id}', 'POST /hooks/{path}', 'POST /cloudevents', 'GET /schedules', 'POST /schedules/{id}/pause', 'POST /schedules/{id}/resume', 'POST /schedules/{id}/trigger', 'GET /v1/models', 'POST /v1/chat/completions', 'GET /console/'],
-  }));
+  })));
   app.get('/health', async () => ({ status: 'ok' }));
   // Browsers ask for it on every console page: no icon, and no 401 in their console.
   app.get('/favicon.ico', { schema: { hide: true } }, async (_req, reply) => reply.code(204).send());

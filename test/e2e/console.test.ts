@@ -139,6 +139,14 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       const html = await fetch(`${base}/console/runs/whatever`);
       expect(html.status).toBe(200);
       expect(await html.text()).toContain('<div id="root">');
+      // It holds a key in the tab: only its own scripts run, and no other site may frame it.
+      expect(html.headers.get('content-security-policy')).toContain("script-src 'self'");
+      expect(html.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+      expect(html.headers.get('x-frame-options')).toBe('DENY');
+      expect(html.headers.get('x-content-type-options')).toBe('nosniff');
+      const docs = await fetch(`${base}/docs/static/index.html`);
+      expect(docs.headers.get('x-frame-options')).toBe('DENY');
+      expect(docs.headers.get('content-security-policy')).toBeTruthy();
       expect((await fetch(`${base}/console-api/whoami`)).status).toBe(401);
 
       // Without a key, the page asks for one; the console's files themselves load without one.
