@@ -99,7 +99,36 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-const json = (v: unknown) => `<pre>${escapeHtml(v === undefined ? '' : JSON.stringify(v, null, 2))}</pre>`;
+/** Most of one value the HTML page shows; the JSON export (GET /runs/{id}/audit) has it whole. */
+const HTML_VALUE_CHARS = 256 * 1024;
+
+/**
+ * A value for the page: indented when small and shallow, else on one line (indentation grows
+ * with depth: a 6 KB input nested 3,000 deep made a 90 MB page and blocked the server), and cut
+ * at HTML_VALUE_CHARS with a note.
+ */
+function shownJson(v: unknown): string {
+  if (v === undefined) return '';
+  const flat = JSON.stringify(v) ?? 'null';
+  let text = flat.length <= 64 * 1024 && depthOf(v) <= 16 ? JSON.stringify(v, null, 2) : flat;
+  if (text.length > HTML_VALUE_CHARS) text = `${text.slice(0, HTML_VALUE_CHARS)}… (cut: ${flat.length.toLocaleString('en')} characters in all; the JSON export has it whole)`;
+  return text;
+}
+
+function depthOf(v: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[v, 0]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== 'object') continue;
+    if (d + 1 > max) max = d + 1;
+    if (max > 16) return max;
+    for (const c of Object.values(x as object)) stack.push([c, d + 1]);
+  }
+  return max;
+}
+
+const json = (v: unknown) => `<pre>${escapeHtml(shownJson(v))}</pre>`;
 const td = (v: unknown) => `<td>${escapeHtml(v === undefined || v === null ? '' : String(v))}</td>`;
 
 /** The report as one HTML page: inline CSS, no scripts or external assets, every value escaped. */

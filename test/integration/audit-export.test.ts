@@ -130,6 +130,16 @@ describe.each(STORE_KINDS)('on %s', (k) => {
 
     // An unknown run is a 404 problem.
     expect((await fetch(`${url}/runs/run_nope/audit`)).status).toBe(404);
+
+    // A deeply nested input (6 KB, 3,000 levels) no longer makes a page of ~90 MB: deep values
+    // are shown on one line, and long ones cut (the JSON export has them whole).
+    const deep = JSON.parse(`${'['.repeat(3000)}1${']'.repeat(3000)}`) as unknown;
+    const plain = await b.register('name: plain\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n');
+    const d = await b.run(plain, { deep, long: 'y'.repeat(400_000) });
+    const deepPage = await (await fetch(`${url}/runs/${d.id}/audit.html`)).text();
+    expect(deepPage.length).toBeLessThan(2_000_000);
+    expect(deepPage).toContain('the JSON export has it whole');
+    expect((await (await fetch(`${url}/runs/${d.id}/audit`)).json()).run.input.long).toHaveLength(400_000);
   });
 
   it('stores sensitive fields encrypted or hashed, computes with the real values, masks them for readers, reveals them to an admin on the record', async () => {
