@@ -589,7 +589,6 @@ function iso(ms: number | undefined): string | null {
 /** The text of JSON request bodies of POST /workflows, for positions in its problems. */
 const jsonText = new WeakMap<FastifyRequest, string>();
 
-
 /**
  * What a schema refusal says: the first few problems, each naming its field, and how many more
  * (every problem of a body with 60,000 unknown fields made a 5 MB answer to a 769 KB request).
