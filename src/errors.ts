@@ -111,7 +111,7 @@ export const ERRORS = {
   BATON_INTERNAL: { status: 500, retryable: true, message: 'Internal error; see the server log.' },
   BATON_UNAUTHENTICATED: { status: 401, retryable: false, message: '{detail} Send `Authorization: Bearer <key>` with a key from `baton keys create`.' },
   BATON_CROSS_ORIGIN: { status: 403, retryable: false, message: 'A web page of another origin ({origin}) may not change anything on this gateway. Call it from a program (no Origin header), or from the console it serves.' },
-  BATON_HOST_NOT_ALLOWED: { status: 403, retryable: false, message: 'Host "{host}" is not a name of this gateway: it listens on loopback and answers to localhost, 127.0.0.1 and [::1] only (a page reaching it through another name is refused). Listen on another address (--host) to serve other names.' },
+  BATON_HOST_NOT_ALLOWED: { status: 403, retryable: false, message: 'Host "{host}" is not a name of this gateway (a page reaching it through another name is refused: DNS rebinding). On loopback it answers to localhost, 127.0.0.1 and [::1]; behind a reverse proxy that keeps the public name, start it with --allowed-host <that name>.' },
   BATON_FORBIDDEN: { status: 403, retryable: false, message: 'This key ({key}, role {role}) may not {action}.' },
   BATON_CONSOLE_NOT_BUILT: { status: 503, retryable: false, message: 'The web console is not built ({path} is missing). Run `npm run build`, then restart `baton serve`.' },
   BATON_WEBHOOK_NOT_FOUND: { status: 404, retryable: false, message: 'No workflow listens on webhook path "{path}". Declare `triggers: [{ webhook: { path: {path}, secret: env:NAME } }]` in the latest version of a workflow (a namespaced workflow listens on /hooks/<namespace>/<path>).' },

@@ -444,6 +444,7 @@ export function buildProgram(): Command {
       .description('run the HTTP gateway, and a worker unless --no-worker (SIGTERM/SIGINT: stop accepting, finish or hand back)')
       .option('--port <n>', 'port to listen on (0: any free port)', '8080')
       .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--allowed-host <name...>', 'a name clients reach it by besides loopback (a reverse proxy\'s public name): Host and browser Origin')
       .option('--no-worker', 'serve the API only; separate `baton worker` processes run the steps')
       .option('--concurrency <n>', 'step attempts in flight at once in this process', '32')
       .option('--grace <duration>', 'how long a stop waits for attempts in flight', '20s')
@@ -452,7 +453,7 @@ export function buildProgram(): Command {
       .option('--metrics-port <n>', 'also serve GET /metrics on this port, without API keys (for a Prometheus on a private network)')
       .option('--strict-egress', 'refuse requests of http steps, emit sinks and notify URLs to loopback and private addresses (as a `network:` section would), unless baton.config.yaml has a network: section')
       .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1'),
-  ).action(async (o: StoreOpts & { port: string; host: string; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string; metricsHost: string; strictEgress?: boolean }) => {
+  ).action(async (o: StoreOpts & { port: string; host: string; allowedHost?: string[]; worker: boolean; concurrency: string; grace: string; auth: string; logLevel: string; metricsPort?: string; metricsHost: string; strictEgress?: boolean }) => {
     const level = logLevel(o.logLevel);
     const metricsPort = portOption('--metrics-port', o.metricsPort);
     if (!['auto', 'required', 'off'].includes(o.auth)) throw new BatonError('BATON_USAGE', { detail: `--auth must be auto, required or off, got "${o.auth}".` });
@@ -465,9 +466,13 @@ export function buildProgram(): Command {
     const baton = await openBaton(o, [], o.worker ? { concurrency } : false, true, true, { network: o.strictEgress ? {} : undefined, onInternalError: (e, where) => log.error({ where, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'internal error') });
     logLifecycle(baton, log.child({ worker_id: baton.workerId }));
     const { createGateway } = await import('../gateway/server.js');
-    // On loopback only loopback names are answered (a page reaching it by another name is DNS rebinding).
+    // On loopback only loopback names are answered (a page reaching it by another name is DNS
+    // rebinding), plus the names --allowed-host gives (a reverse proxy's public name), which
+    // also count as the gateway's own origin; elsewhere any Host unless names are given.
     const { LOOPBACK_HOSTS } = await import('../gateway/browser-guard.js');
-    const allowedHosts = LOOPBACK_HOSTS.includes(o.host.replace(/^\[|\]$/g, '').toLowerCase()) ? LOOPBACK_HOSTS : undefined;
+    const extra = o.allowedHost ?? [];
+    const loopback = LOOPBACK_HOSTS.includes(o.host.replace(/^\[|\]$/g, '').toLowerCase());
+    const allowedHosts = loopback || extra.length > 0 ? [...LOOPBACK_HOSTS, ...extra] : undefined;
     const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention, allowedHosts });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${storeShown(baton)}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);

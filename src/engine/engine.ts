@@ -478,7 +478,8 @@ export class Baton extends EventEmitter<BatonEvents> {
     let elsewhere = 20;
     for (;;) {
       // A run executing here hands its final record to waiters; otherwise read the store.
-      const here = this.runs.has(runId);
+      // (An engine without a worker keeps a started run's view but executes nothing of it.)
+      const here = this.worker !== undefined && this.runs.has(runId);
       if (!here || checked) {
         const r = await this.getRun(runId);
         if (TERMINAL_RUN_STATES.has(r.status) || stopped()) return r;

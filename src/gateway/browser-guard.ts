@@ -17,37 +17,54 @@ import { BatonError } from '../errors.js';
 
 export const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '::1'];
 
-/** The host name of a Host header (`[::1]:8080` → `::1`, `Example.com:80` → `example.com`). */
+/** The host name of a Host header (`[::1]:8080` → `::1`, `Example.com.:80` → `example.com`). */
 function hostName(host: string): string {
-  const h = host.trim().toLowerCase();
+  let h = host.trim().toLowerCase();
   if (h.startsWith('[')) return h.slice(1, h.indexOf(']') < 0 ? undefined : h.indexOf(']'));
   const colon = h.indexOf(':');
-  return colon < 0 ? h : h.slice(0, colon);
+  if (colon >= 0) h = h.slice(0, colon);
+  return h.endsWith('.') ? h.slice(0, -1) : h;
 }
 
-function sameOrigin(origin: string, host: string | undefined): boolean {
-  if (host === undefined) return false;
+/**
+ * Whether the page's origin is this gateway: the same host and port as the request's Host
+ * (default ports read as such: `Origin: http://127.0.0.1` is `Host: 127.0.0.1:80`), or a name
+ * the operator allowed (the public name of a reverse proxy in front of it).
+ */
+function originAllowed(origin: string, host: string | undefined, allowed: ReadonlySet<string> | undefined): boolean {
+  let o: URL;
   try {
-    return new URL(origin).host === host.toLowerCase();
+    o = new URL(origin);
   } catch {
     return false; // `null` (a sandboxed frame, a file:// page) or garbage: not this origin
+  }
+  // A loopback origin must match exactly, port included: another local app's page is not this one.
+  const name = hostName(o.hostname);
+  if (allowed?.has(name) && !LOOPBACK_HOSTS.includes(name)) return true;
+  if (host === undefined) return false;
+  try {
+    return new URL(`${o.protocol}//${host}`).host === o.host;
+  } catch {
+    return false;
   }
 }
 
 /**
  * An onRequest hook refusing cross-origin requests that change something and, when
- * `allowedHosts` is given, requests whose Host is not one of them. Synchronous: it runs on
- * every request, keyless gateways included.
+ * `allowedHosts` is given, requests whose Host is not one of them (a request without Host, an
+ * HTTP/1.0 probe, is no browser's). Allowed names other than loopback's also count as this
+ * gateway's origin (a reverse proxy that rewrites Host). Synchronous: it runs on every
+ * request, keyless gateways included.
  */
 export function browserGuard(allowedHosts: readonly string[] | undefined, refuse: (reply: FastifyReply, req: FastifyRequest, e: BatonError) => void) {
-  const allowed = allowedHosts && new Set(allowedHosts.map((h) => h.toLowerCase().replace(/^\[|\]$/g, '')));
+  const allowed = allowedHosts && new Set(allowedHosts.map((h) => hostName(h.startsWith('[') ? h : h.includes(':') && !h.includes('.') ? `[${h}]` : h)));
   return (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
     const host = req.headers.host;
-    if (allowed && !allowed.has(hostName(host ?? ''))) {
-      return refuse(reply, req, new BatonError('BATON_HOST_NOT_ALLOWED', { host: String(host ?? '') }));
+    if (allowed && host !== undefined && !allowed.has(hostName(host))) {
+      return refuse(reply, req, new BatonError('BATON_HOST_NOT_ALLOWED', { host }));
     }
     const origin = req.headers.origin;
-    if (origin !== undefined && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS' && !sameOrigin(origin, host)) {
+    if (origin !== undefined && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS' && !originAllowed(origin, host, allowed)) {
       return refuse(reply, req, new BatonError('BATON_CROSS_ORIGIN', { origin }));
     }
     done();

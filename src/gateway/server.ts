@@ -158,14 +158,16 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   // problems carry line and column as a YAML one's do.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, text, done) => {
-    if ((text as string).trim() === '') return done(null, undefined);
+    // A leading byte order mark (some Windows and .NET clients send one) is not part of the JSON.
+    const json = (text as string).charCodeAt(0) === 0xfeff ? (text as string).slice(1) : (text as string);
+    if (json.trim() === '') return done(null, undefined);
     let body: unknown;
     try {
-      body = parseJsonBody(text as string);
+      body = parseJsonBody(json);
     } catch (e) {
       return done(e instanceof BatonError ? e : new BatonError('BATON_REQUEST_INVALID', { detail: `the body is not valid JSON: ${(e as Error).message}` }), undefined);
     }
-    if (req.method === 'POST' && req.routeOptions.url === '/workflows') jsonText.set(req, text as string);
+    if (req.method === 'POST' && req.routeOptions.url === '/workflows') jsonText.set(req, json);
     done(null, body);
   });
 
@@ -300,9 +302,17 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   }, async (req, reply) => {
     requireCap(keyOf(req), 'register', 'register workflows');
     const namespace = namespaceOf(req, (req.query as { namespace?: string }).namespace, 'register workflows');
-    // Registered from the text (YAML, or JSON as sent), so that problems have line and column.
+    // A YAML body is registered from its text, so that problems have line and column. A JSON
+    // body is registered as parsed (fast, and as JSON reads it: the last of duplicate keys); only
+    // a refused one is read again from its text, for the positions of its problems.
     const json = jsonText.get(req);
-    const v = json !== undefined ? await baton.register(json, 'request.json', { namespace }) : await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined, { namespace });
+    let v: Awaited<ReturnType<Baton['register']>>;
+    try {
+      v = await baton.register(req.body, typeof req.body === 'string' ? 'request.yaml' : undefined, { namespace });
+    } catch (e) {
+      if (json === undefined || !(e instanceof BatonError) || e.code !== 'BATON_DOC_INVALID') throw e;
+      v = await baton.register(json, 'request.json', { namespace });
+    }
     return reply.code(201).send({ version_id: v.versionId, name: splitQualified(v.name).name, namespace, seq: v.seq, warnings: v.warnings });
   });
 

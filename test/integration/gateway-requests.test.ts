@@ -10,6 +10,7 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { createGateway } from '../../src/gateway/server.js';
 import { LOOPBACK_HOSTS } from '../../src/gateway/browser-guard.js';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 
 const ECHO = '{ "name": "echo", "steps": [{ "id": "a", "kind": "transform", "expression": "input" }] }';
@@ -87,6 +88,10 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     const bad = await call('POST', '/runs', '{ "workflow": ');
     expect(bad.body).toMatchObject({ status: 400, code: 'BATON_REQUEST_INVALID' });
     expect(bad.body.detail).toContain('not valid JSON');
+    // A byte order mark before the JSON (some Windows clients) is not part of it.
+    expect((await call('POST', '/runs', `\uFEFF${JSON.stringify({ workflow: 'waits', input: { k: 'bom' } })}`)).status).toBe(202);
+    // A JSON document registers as JSON reads it (the last of duplicate keys wins), as before.
+    expect((await call('POST', '/workflows', '{ "name": "dup", "name": "dup2", "steps": [{ "id": "a", "kind": "transform", "expression": "1" }] }')).body).toMatchObject({ name: 'dup2' });
 
     // Two problems of a JSON document, each with its line and column.
     const doc = '{\n  "name": "broken",\n  "steps": [\n    { "id": "a", "kind": "transform", "expression": "steps.zz.output" },\n    { "id": "b", "kind": "nope" }\n  ]\n}';
@@ -154,6 +159,29 @@ describe.each(STORE_KINDS)('gateway requests on %s', (k) => {
     expect(rebound.status).toBe(403);
     expect(JSON.parse(rebound.body).code).toBe('BATON_HOST_NOT_ALLOWED');
     expect((await call('GET', '/health')).status).toBe(200);
+  });
+
+  it('lets through what is no attack: an HTTP/1.0 probe without Host, a trailing-dot name, a default port, a proxy name the operator allowed', async () => {
+    const { call } = await serve('off', [...LOOPBACK_HOSTS, 'baton.example.com']);
+    const port = (app!.server.address() as { port: number }).port;
+    const raw = (text: string) => new Promise<string>((resolve, reject) => {
+      const sock = connect(port, '127.0.0.1', () => sock.end(text));
+      let out = '';
+      sock.on('data', (d) => (out += d));
+      sock.on('end', () => resolve(out));
+      sock.on('error', reject);
+    });
+    expect(await raw('GET /health HTTP/1.0\r\n\r\n')).toMatch(/^HTTP\/1\.[01] 200/);
+    expect(await raw(`GET /health HTTP/1.1\r\nHost: localhost.:${port}\r\nConnection: close\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200/);
+    // Behind a proxy that keeps the public name, or one that rewrites Host but not Origin.
+    expect(await raw(`GET /health HTTP/1.1\r\nHost: baton.example.com\r\nConnection: close\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200/);
+    const doc = 'name: proxied\nsteps:\n  - { id: a, kind: transform, expression: "1" }\n';
+    expect((await call('POST', '/workflows', doc, { 'content-type': 'text/plain', origin: 'https://baton.example.com' })).status).toBe(201);
+    // `Origin: http://127.0.0.1` is `Host: 127.0.0.1:80` (checked on the parsing, not a socket).
+    const post = (host: string, origin: string) => raw(`POST /runs/x/cancel HTTP/1.1\r\nHost: ${host}\r\nOrigin: ${origin}\r\nConnection: close\r\n\r\n`);
+    expect(await post('127.0.0.1:80', 'http://127.0.0.1')).not.toContain('BATON_CROSS_ORIGIN');
+    // Another local app's page (another port) is still another origin.
+    expect(await post(`127.0.0.1:${port}`, 'http://127.0.0.1:3000')).toContain('BATON_CROSS_ORIGIN');
   });
 
   it('refuses a JSON body nested deeper than the limit (a 500 before), and bounds how long a request may take to arrive', async () => {
