@@ -504,6 +504,8 @@ async function failRun(
 ): Promise<AttemptResult> {
   const now = Date.now();
   const durationMs = now - started;
+  const parentIndex = rs.parentStepKey === undefined ? undefined : parseKey(rs.parentStepKey).index;
+  const parentState = parentIndex === undefined ? undefined : (await host.store.getStep(rs.parentRunId!, rs.parentStepKey!))?.state;
   const runError: SerializedError = { code: error.code, message: `step ${work.key}: ${error.message}`, retryable: false, details: { step: work.key }, cause: error };
   const res = await commit(host, rs, work, {
     fence,
@@ -511,7 +513,7 @@ async function failRun(
     events,
     finishRun: {
       status: 'failed', error: runError, events: [{ type: EventType.runFailed, at: now, data: { error: runError } }],
-      parent: rs.parentRunId ? { runId: rs.parentRunId, key: rs.parentStepKey!, state: { child: { runId: rs.id, status: 'failed', error: runError } }, events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status: 'failed' } }] } : undefined,
+      parent: rs.parentRunId ? { runId: rs.parentRunId, key: rs.parentStepKey!, state: withChild(parentIndex, parentState, { runId: rs.id, status: 'failed', error: runError }), events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status: 'failed' } }] } : undefined,
     },
   });
   emit('failed', { error, durationMs });
@@ -569,6 +571,17 @@ function summarise(v: unknown): unknown {
 function inputJson(v: unknown): string {
   const text = JSON.stringify(v) ?? 'null';
   return text.length > 64 * 1024 ? `{"$truncated":true,"bytes":${Buffer.byteLength(text)}}` : text;
+}
+
+/**
+ * A parent step's state with its child run's end: a map item keeps its item and its kind's
+ * state under `resume` (see executor wrapState), or it would run again from nothing and wait
+ * for a child that has already ended.
+ */
+export function withChild(index: number | undefined, state: unknown, child: unknown): unknown {
+  return index === undefined
+    ? { child }
+    : { ...(state as object), resume: { ...((state as { resume?: object } | undefined)?.resume ?? {}), child } };
 }
 
 function wrapState(index: number | undefined, item: unknown, state: unknown): unknown {

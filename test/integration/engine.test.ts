@@ -230,6 +230,20 @@ steps:
       expect(kid.parentRunId).toBe(r.id);
     });
 
+    it('runs a child workflow for each item of a map, and fails the map with a failed child', async () => {
+      // Each item waits for its child run; the child's end wakes it with its item kept (it was
+      // replaced: the item ran again from nothing and waited for a child that had ended).
+      const b = await baton();
+      await b.register('name: kid\nsteps:\n  - { id: a, kind: transform, expression: "input.n = 3 ? $error(\'no three\') : input.n * 2" }\n');
+      const ok = await b.register(`name: fan\nsteps:\n  - { id: m, kind: map, over: "input.ns", step: { kind: workflow, workflow: kid, input: "{ 'n': item }" } }\n`);
+      const r = await b.run(ok, { ns: [1, 2, 4] }, { timeoutMs: 20_000 });
+      expect(r.status).toBe('completed');
+      expect(r.output).toEqual([2, 4, 8]);
+      const bad = await b.run(ok, { ns: [1, 3] }, { timeoutMs: 20_000 });
+      expect(bad.status).toBe('failed');
+      expect(JSON.stringify(bad.error)).toContain('no three');
+    });
+
     it('pins a child workflow named by name to its version at registration', async () => {
       const b = await baton();
       await expect(b.register('name: p0\nsteps:\n  - { id: k, kind: workflow, workflow: nobody }\n')).rejects.toMatchObject({ code: 'BATON_WORKFLOW_NOT_FOUND' });
