@@ -3,16 +3,15 @@
  * model service answered by the fake vendor and an HTTP service counting its calls, both over
  * real sockets in this process (so the CLI is spawned asynchronously, never blocking them).
  */
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
 import { countingServer, triage } from '../helpers/replay.js';
+import { bin, ensureBuilt } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 let vendor: FakeVendor;
 let srv: Awaited<ReturnType<typeof countingServer>>;
@@ -26,11 +25,7 @@ function baton(args: string[]): Promise<{ code: number; out: string; err: string
 }
 
 beforeAll(async () => {
-  // The CLI runs from dist/ exactly as an installed package would.
-  if (!existsSync(join(root, 'dist/cli/main.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-    if (b.status !== 0) throw new Error('build failed');
-  }
+  ensureBuilt();
   vendor = await new FakeVendor().start();
   vendor.model('gpt-x', { reply: () => ({ label: 'billing', score: 0.9 }) });
   srv = await countingServer();

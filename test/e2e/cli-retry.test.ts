@@ -5,24 +5,16 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, runBaton } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 
-function baton(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
+const baton = (args: string[]) => runBaton(dir, args);
 
 beforeAll(() => {
-  // The CLI runs from dist/ exactly as an installed package would.
-  if (!existsSync(join(root, 'dist/cli/main.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-    if (b.status !== 0) throw new Error('build failed');
-  }
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'baton-cli-retry-'));
   writeFileSync(join(dir, 'fns.mjs'), `import { existsSync, appendFileSync } from 'node:fs';
 export function load(rows) {

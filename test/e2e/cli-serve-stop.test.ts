@@ -4,21 +4,17 @@
  * waits for requests in flight, so each must end when the gateway begins to close, not when its
  * own wait runs out (30 s, 120 s). The client is Node's fetch, which keeps connections alive.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bin, ensureBuilt } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 
 beforeAll(() => {
-  if (!existsSync(join(root, 'dist/cli/main.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-    if (b.status !== 0) throw new Error('build failed');
-  }
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'baton-serve-stop-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

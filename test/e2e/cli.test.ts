@@ -1,12 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bin, ensureBuilt, root } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 
 function baton(args: string[], opts: { cwd?: string; input?: string } = {}) {
@@ -51,11 +50,7 @@ function killAfterRunStarts(args: string[], parked?: { db: string; step: string 
 }
 
 beforeAll(() => {
-  // The CLI runs from dist/ exactly as an installed package would.
-  if (!existsSync(join(root, 'dist/cli/main.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-    if (b.status !== 0) throw new Error('build failed');
-  }
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'baton-cli-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,13 +3,12 @@
  * cron trigger, `baton serve` fires it (a real process), `baton schedules list|pause|trigger`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bin, ensureBuilt } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 
 function baton(args: string[]) {
@@ -18,10 +17,7 @@ function baton(args: string[]) {
 }
 
 beforeAll(() => {
-  if (!existsSync(join(root, 'dist/cli/main.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-    if (b.status !== 0) throw new Error('build failed');
-  }
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'baton-sched-cli-'));
   writeFileSync(join(dir, 'beat.yaml'), `name: beat
 triggers:

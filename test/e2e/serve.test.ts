@@ -3,14 +3,13 @@
  * separate `baton worker` process, both on one PostgreSQL database; requests over real HTTP.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS, createTestDatabase, type TestDatabase } from '../helpers/stores.js';
+import { bin, ensureBuilt } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 let db: TestDatabase;
 let base: string;
@@ -44,7 +43,7 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
 
 describe.runIf(STORE_KINDS.includes('postgres'))('baton serve', () => {
   beforeAll(async () => {
-    if (!existsSync(join(root, 'dist/cli/main.js'))) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+    ensureBuilt();
     dir = mkdtempSync(join(tmpdir(), 'baton-serve-'));
     writeFileSync(join(dir, 'fns.mjs'), 'export async function shout(s) { return String(s).toUpperCase(); }\n');
     writeFileSync(join(dir, 'baton.config.yaml'), 'functions:\n  - ./fns.mjs\n');

@@ -7,20 +7,19 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Baton } from '../../src/index.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { STORE_KINDS, createTestDatabase, type TestDatabase } from '../helpers/stores.js';
+import { bin, ensureBuilt } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 let db: TestDatabase | undefined;
 const procs: ChildProcess[] = [];
 
 beforeEach(async () => {
-  if (!existsSync(join(root, 'dist/cli/main.js'))) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'baton-worker-'));
   // `slow` leaves a marker when it starts, so that the test signals a worker that is executing
   // the step (a step claimed but not started is handed back at once, which is right too). Run

@@ -3,16 +3,15 @@
  * 127.0.0.1 fails with BATON_EGRESS_DENIED and the server receives nothing; the same server is
  * reached by a `baton serve` without the flag (the dev default).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bin, ensureBuilt } from '../helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = join(root, 'bin/baton.js');
 let dir: string;
 let server: Server;
 let port = 0;
@@ -44,7 +43,7 @@ async function runThrough(base: string, path: string): Promise<Record<string, an
 
 describe('baton serve --strict-egress', () => {
   beforeAll(async () => {
-    if (!existsSync(join(root, 'dist/cli/main.js'))) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+    ensureBuilt();
     dir = mkdtempSync(join(tmpdir(), 'baton-strict-egress-'));
     server = createServer((req, res) => {
       hits.push(req.url ?? '');
