@@ -25,7 +25,7 @@ import { MAX_EVENT_HOPS, eventHops } from '../steps/emit.js';
 import { cloudEventMatches, derivedRunId, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
-import { executeAttempt, withChild, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
+import { childEndState, executeAttempt, withChild, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
 import { STAGES, WorkflowRegistry } from './registry.js';
 import { planRetry } from './retry.js';
 import { suggest } from '../util/suggest.js';
@@ -1157,10 +1157,6 @@ export class Baton extends EventEmitter<BatonEvents> {
     }
     const now = Date.now();
     const stored = this.isSensitive(wf) ? sealRunOutput(wf.doc, output ?? null, this.sensitiveSteps(wf)) : output;
-    // A child of a map item: the item's state is kept around the child's end (read here; the
-    // item waits for this child, so nothing else changes it meanwhile).
-    const parentIndex = rs.parentStepKey === undefined ? undefined : parseKey(rs.parentStepKey).index;
-    const parentState = parentIndex === undefined ? undefined : (await this.store.getStep(rs.parentRunId!, rs.parentStepKey!))?.state;
     const outputJson = encodeValue(stored ?? null, this.blobs, this.inlineLimit(wf));
     const record: FinishRun = {
       runId: rs.id,
@@ -1175,7 +1171,7 @@ export class Baton extends EventEmitter<BatonEvents> {
             runId: rs.parentRunId,
             key: rs.parentStepKey!,
             // As stored: sealed sensitive fields stay sealed in the parent's step state (its step unseals them in memory).
-            state: withChild(parentIndex, parentState, { runId: rs.id, status, output: stored ?? null, error }),
+            state: await childEndState(this.store, rs, { runId: rs.id, status, output: stored ?? null, error }),
             events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status } }],
           }
         : undefined,
@@ -1345,7 +1341,8 @@ function notRetryable(runId: string, status: RunStatus, extra = ''): BatonError 
  * A run id a caller chooses: it appears in URLs (`/runs/{id}`, the `location` header), so it is
  * URL-safe as it is and cannot be a path segment like `..`.
  */
-const RUN_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:~-]{0,199}$/;
+export const RUN_ID_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.:~-]{0,199}$';
+const RUN_ID = new RegExp(RUN_ID_PATTERN);
 
 function checkRunId(id: unknown): void {
   if (typeof id !== 'string' || !RUN_ID.test(id)) {

@@ -504,8 +504,6 @@ async function failRun(
 ): Promise<AttemptResult> {
   const now = Date.now();
   const durationMs = now - started;
-  const parentIndex = rs.parentStepKey === undefined ? undefined : parseKey(rs.parentStepKey).index;
-  const parentState = parentIndex === undefined ? undefined : (await host.store.getStep(rs.parentRunId!, rs.parentStepKey!))?.state;
   const runError: SerializedError = { code: error.code, message: `step ${work.key}: ${error.message}`, retryable: false, details: { step: work.key }, cause: error };
   const res = await commit(host, rs, work, {
     fence,
@@ -513,7 +511,7 @@ async function failRun(
     events,
     finishRun: {
       status: 'failed', error: runError, events: [{ type: EventType.runFailed, at: now, data: { error: runError } }],
-      parent: rs.parentRunId ? { runId: rs.parentRunId, key: rs.parentStepKey!, state: withChild(parentIndex, parentState, { runId: rs.id, status: 'failed', error: runError }), events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status: 'failed' } }] } : undefined,
+      parent: rs.parentRunId ? { runId: rs.parentRunId, key: rs.parentStepKey!, state: await childEndState(host.store, rs, { runId: rs.id, status: 'failed', error: runError }), events: [{ type: EventType.stepResumed, stepKey: rs.parentStepKey, at: now, data: { child_run: rs.id, status: 'failed' } }] } : undefined,
     },
   });
   emit('failed', { error, durationMs });
@@ -582,6 +580,16 @@ export function withChild(index: number | undefined, state: unknown, child: unkn
   return index === undefined
     ? { child }
     : { ...(state as object), resume: { ...((state as { resume?: object } | undefined)?.resume ?? {}), child } };
+}
+
+/**
+ * The state that wakes the parent step of run `rs` with the run's end. A map item's is read
+ * (its item and kind's state are kept around the child's end); the item waits for this child,
+ * so nothing else changes it meanwhile.
+ */
+export async function childEndState(store: Store, rs: RunState, child: unknown): Promise<unknown> {
+  const index = rs.parentStepKey === undefined ? undefined : parseKey(rs.parentStepKey).index;
+  return withChild(index, index === undefined ? undefined : (await store.getStep(rs.parentRunId!, rs.parentStepKey!))?.state, child);
 }
 
 function wrapState(index: number | undefined, item: unknown, state: unknown): unknown {

@@ -57,7 +57,8 @@ function originAllowed(origin: string, host: string | undefined, allowed: Readon
  * request, keyless gateways included.
  */
 export function browserGuard(allowedHosts: readonly string[] | undefined, refuse: (reply: FastifyReply, req: FastifyRequest, e: BatonError) => void) {
-  const allowed = allowedHosts && new Set(allowedHosts.map((h) => hostName(h.startsWith('[') ? h : h.includes(':') && !h.includes('.') ? `[${h}]` : h)));
+  // Given as names, not Host headers (no port): `::1` or `[::1]`, `Example.com.`.
+  const allowed = allowedHosts && new Set(allowedHosts.map((h) => h.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '')));
   return (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
     const host = req.headers.host;
     if (allowed && host !== undefined && !allowed.has(hostName(host))) {

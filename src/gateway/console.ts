@@ -18,6 +18,9 @@ export function consoleDir(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '../../dist/console');
 }
 
+/** Every page the gateway serves to browsers (the console, /docs): not framed, not sniffed, no Referer. */
+export const BROWSER_PAGE_HEADERS = { 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' } as const;
+
 /**
  * The console holds an API key in the tab's session: no script but its own may run (CSP), no
  * other site may frame it (clickjacking a signed-in console, or a keyless gateway's), and
@@ -25,9 +28,7 @@ export function consoleDir(): string {
  */
 const PAGE_HEADERS = {
   'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
-  'x-frame-options': 'DENY',
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  ...BROWSER_PAGE_HEADERS,
 };
 
 export async function registerConsole(app: FastifyInstance, dir = consoleDir()): Promise<void> {

@@ -15,7 +15,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Baton } from '../engine/engine.js';
-import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
+import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified, workflowOfVersion } from '../engine/namespaces.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord, StageRecord } from '../store/store.js';
 import { reaches, requireCap } from './auth.js';
@@ -34,10 +34,15 @@ const stageBody = (s: StageRecord) => ({ name: splitQualified(s.name).name, stag
  * resolves names. A qualified name (`team-a/triage`) is returned as it is.
  */
 export async function callerWorkflowName(baton: Baton, key: ApiKeyRecord | undefined, name: string): Promise<string> {
-  if (name.includes('/')) return name;
   const own = key && !key.namespaces.includes('*') ? checkNamespace(key.namespaces[0]) : DEFAULT_NAMESPACE;
-  if (own !== DEFAULT_NAMESPACE && (await baton.versions(qualifiedName(own, name))).length > 0) return qualifiedName(own, name);
-  return name;
+  if (name.includes('/') || name.includes('@') || own === DEFAULT_NAMESPACE) return name;
+  // The registry's lookup (own namespace, then default) is the one POST /runs uses.
+  try {
+    return workflowOfVersion(await baton.registry.resolve(name, own));
+  } catch (e) {
+    if (e instanceof BatonError && e.code === 'BATON_WORKFLOW_NOT_FOUND') return name;
+    throw e;
+  }
 }
 
 export function registerGovernanceRoutes(app: FastifyInstance, baton: Baton, keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined): void {

@@ -15,7 +15,7 @@ import { browserGuard } from './browser-guard.js';
 import { parseJsonBody } from './json-body.js';
 import { documentGateway } from './openapi.js';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Baton } from '../engine/engine.js';
+import { RUN_ID_PATTERN, type Baton } from '../engine/engine.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { BatonError, serializeError } from '../errors.js';
 import type { ApiKeyRecord, EventRecord } from '../store/store.js';
@@ -34,7 +34,7 @@ import { registerApprovalRoutes } from './approvals.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
 import { registerTriggerRoutes } from './triggers.js';
 import { registerConsoleApi } from './console-api.js';
-import { registerConsole } from './console.js';
+import { BROWSER_PAGE_HEADERS, registerConsole } from './console.js';
 
 export interface GatewayOptions {
   /**
@@ -85,7 +85,7 @@ export async function createGateway(baton: Baton, opts: GatewayOptions = {}): Pr
     transformStaticCSP: (header) => header.replace("style-src 'self' https:", "style-src 'self' https: 'unsafe-inline'"),
     uiHooks: {
       onRequest: (_req, reply, next) => {
-        reply.header('x-frame-options', 'DENY').header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
+        reply.headers(BROWSER_PAGE_HEADERS);
         next();
       },
     },
@@ -325,7 +325,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
         properties: {
           workflow: { type: 'string', minLength: 1, description: 'A workflow name (its latest version), name@staging / name@production (the promoted version) or a version id.' },
           input: {},
-          id: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9_.:~-]{0,199}$', description: 'Your id for the run (an idempotency key: starting the same workflow with it again returns that run). URL-safe: letters, digits, _ - . : ~' },
+          id: { type: 'string', pattern: RUN_ID_PATTERN, description: 'Your id for the run (an idempotency key: starting the same workflow with it again returns that run). URL-safe: letters, digits, _ - . : ~' },
           namespace: { type: 'string' },
           priority: { type: 'integer' },
           budget: { type: 'number', exclusiveMinimum: 0 },
