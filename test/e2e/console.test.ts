@@ -4,7 +4,9 @@
  * starts a run from the workflow page and watches it, without reloading, reach the approval;
  * an approver answers it in the inbox with a form field; the operator's page shows the run
  * completed with the corrected amount. A viewer is offered no action. Cancel and retry from a
- * step are driven from the run page; the costs page shows a model workflow's fallback.
+ * step are driven from the run page; the costs page shows a model workflow's fallback. An open
+ * run page lives through gateway restarts (a graceful stop, a cut connection) on the same port:
+ * it follows the run's events again from the last it saw, and reads the run again.
  *
  * `BATON_SCREENSHOTS=1` also saves docs/screenshots/{runs,run,approvals,workflow,costs}.png.
  */
@@ -62,6 +64,15 @@ const backup: ProviderFactory = () => ({
   },
 });
 
+/** A run that waits for two signals in turn: something to send after each gateway restart. */
+const SIGNALS = `
+name: two-signals
+steps:
+  - { id: first, kind: wait, event: go.one, timeout: 1h }
+  - { id: second, kind: wait, event: go.two, timeout: 1h, needs: [first] }
+  - { id: finish, kind: transform, needs: [second], expression: '{ "done": true }' }
+`;
+
 // One build and one browser for the whole file; the tests run on every store.
 let browser: Browser;
 beforeAll(async () => {
@@ -97,6 +108,26 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
     }
     app = await createGateway(b, { auth: 'required' });
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = Number(new URL(base).port);
+    /** The event streams' URLs the gateway was asked for (path and query), in order. */
+    const streams: string[] = [];
+    /**
+     * Stops the gateway and starts another on the same port and store (the engine runs on).
+     * `close`: a graceful stop, which ends each event stream without its `end` event;
+     * `drop`: the connections are cut first, mid-stream, as when the process dies.
+     */
+    const restart = async (how: 'close' | 'drop') => {
+      if (how === 'drop') app!.server.closeAllConnections();
+      await app!.close();
+      app = undefined;
+      // Down long enough that the page's first tries to follow again are refused.
+      await new Promise((r) => setTimeout(r, 1500));
+      app = await createGateway(b, { auth: 'required' });
+      app.addHook('onRequest', async (req) => {
+        if (/^\/runs\/[^/]+\/events/.test(req.url)) streams.push(req.url);
+      });
+      await app.listen({ port, host: '127.0.0.1' });
+    };
     const contexts: BrowserContext[] = [];
     /** A browser tab signed in as `who` (each its own context: its own sessionStorage). */
     const signIn = async (who: string): Promise<Page> => {
@@ -122,7 +153,7 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       await app?.close();
       app = undefined;
     };
-    return { b, base, keys, signIn, api, close };
+    return { b, base, keys, signIn, api, close, restart, streams };
   }
 
   const shot = async (page: Page, name: string) => {
@@ -241,6 +272,59 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       await vic.click('[data-workflow=refund-release]');
       await vic.waitForSelector('svg.graph [data-step=review]');
       expect(await vic.locator('[data-testid=start-run]').count()).toBe(0);
+    } finally {
+      await close();
+    }
+  }, 120_000);
+
+  it('follows the run again when the gateway restarts (a graceful stop, then a dropped connection), from the last event it saw, without reloading', async () => {
+    const { b, base, signIn, api, close, restart, streams } = await setup();
+    try {
+      await b.register(SIGNALS);
+      const started = await api('POST', '/runs', 'olga', { workflow: 'two-signals', input: {} });
+      expect(started.status).toBe(202);
+      const runId = started.body.run_id as string;
+      const op = await signIn('olga');
+      await op.goto(`${base}/console/runs/${encodeURIComponent(runId)}`);
+      await op.waitForSelector('svg.graph [data-step=first][data-state=waiting]', { timeout: 20_000 });
+      await op.evaluate(() => ((window as unknown as { __mark: number }).__mark = 42));
+      /** Waits until the page holds every event of the run, and gives the last one's id. */
+      const caughtUp = async () => {
+        const events = await b.getEvents(runId);
+        await op.waitForSelector(`details summary:text-is("Events (${events.length})")`, { timeout: 20_000 });
+        return events[events.length - 1].id;
+      };
+      const stream = (after: number) => `/runs/${encodeURIComponent(runId)}/events?after=${after}`;
+
+      // A graceful stop ends the stream without its `end` event: the page follows it again on
+      // the new gateway, from the last event it saw.
+      const seen1 = await caughtUp();
+      await restart('close');
+      await expect.poll(() => streams, { timeout: 10_000 }).toContain(stream(seen1));
+
+      // The first signal: its events reach the page, which reads the run 250 ms later (the
+      // step's output is there, not in the graph's events). The connection is cut as soon as
+      // the graph shows them, mid-stream, as when the process dies, so that read fails (on the
+      // old page, 3 runs of 3 stayed without the output). Once the gateway is back the
+      // stream is followed again (an error, not a close) and the run is read again: the
+      // step's output shows, though no event comes to ask for it (the run waits).
+      await op.click('svg.graph [data-step=first]');
+      streams.length = 0;
+      expect((await api('POST', `/runs/${runId}/signal`, 'olga', { event: 'go.one', payload: { by: 'the first signal' } })).status).toBe(200);
+      await op.waitForSelector('svg.graph [data-step=second][data-state=waiting]', { timeout: 20_000 });
+      await restart('drop');
+      const seen2 = await caughtUp();
+      expect(seen2).toBeGreaterThan(seen1);
+      await expect.poll(() => streams, { timeout: 10_000 }).toContain(stream(seen2));
+      await op.waitForSelector('[data-testid=step-detail] :text("the first signal")', { timeout: 10_000 });
+
+      // The second signal: the run completes on the page.
+      expect((await api('POST', `/runs/${runId}/signal`, 'olga', { event: 'go.two' })).status).toBe(200);
+      await op.waitForSelector('[data-testid=run-status]:has-text("completed")', { timeout: 20_000 });
+      await op.waitForSelector('svg.graph [data-step=finish][data-state=succeeded]');
+      // Nothing missed (the page's events are the store's), and the same document throughout.
+      await caughtUp();
+      expect(await op.evaluate(() => (window as unknown as { __mark?: number }).__mark)).toBe(42);
     } finally {
       await close();
     }

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { api, followEvents, fmtCost, fmtTime, TERMINAL, type Approval, type Run, type RunEvent, type StepRow, type VersionDetail, type Whoami } from '../api';
+import { api, ApiError, followEvents, fmtCost, fmtTime, TERMINAL, type Approval, type Run, type RunEvent, type StepRow, type VersionDetail, type Whoami } from '../api';
 import { Gantt, fmtDur } from '../components/Gantt';
 import { Graph } from '../components/Graph';
 import { Json } from '../components/Json';
@@ -28,6 +28,10 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
   useEffect(() => {
     let stop = false;
     let pending: ReturnType<typeof setTimeout> | undefined;
+    const later = (ms: number) => {
+      if (pending) return;
+      pending = setTimeout(() => { pending = undefined; void load(); }, ms);
+    };
     const load = async () => {
       try {
         const r = await api<RunWithSteps>(`/runs/${encodeURIComponent(id)}`);
@@ -39,14 +43,16 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
           if (!stop) setVersion(v);
         }
       } catch (e) {
-        if (!stop) setError((e as Error).message);
+        if (stop) return;
+        setError((e as Error).message);
+        // A read the gateway did not answer (stopping, restarting, a proxy's 502) is tried
+        // again: the events that asked for it have been seen, and a run that now waits or has
+        // ended sends no more, so the page would keep its status and outputs as they were.
+        if (!(e instanceof ApiError) || e.problem.status >= 500) later(1000);
       }
     };
     // Outputs live on the run; the stream says when to read them again (at most every 250 ms).
-    reload.current = () => {
-      if (pending) return;
-      pending = setTimeout(() => { pending = undefined; void load(); }, 250);
-    };
+    reload.current = () => later(250);
     void load();
     return () => { stop = true; if (pending) clearTimeout(pending); };
   }, [id]);
