@@ -99,7 +99,8 @@ export class TaskQueue {
     for (;;) {
       if (this.closed || o.signal?.aborted) return undefined;
       const t = await this.host.store.pollTask({ types: o.types, workerId: o.workerId, leaseMs: o.leaseMs, namespaces, token: randomBytes(18).toString('base64url'), now: Date.now() });
-      // Tasks stored before their max_attempts was are still judged here, after the hand-out.
+      // Tasks without max_attempts (the store's migration gave it to those it found; an older
+      // Baton still running during an upgrade writes them without) are judged here, after the hand-out.
       if (t && t.maxAttempts === undefined && (await this.usedUp(t))) continue;
       if (t) {
         this.watch(t);
@@ -178,8 +179,9 @@ export class TaskQueue {
   }
 
   /**
-   * Tasks stored without `maxAttempts` (before it was): judged after the poll leased them, so
-   * the hand-out is recorded and the poller is blamed; newer tasks never get here.
+   * Tasks stored without `maxAttempts` (written by an older Baton after the store was migrated,
+   * or whose run is gone): judged after the poll leased them, so the hand-out is recorded and
+   * the poller is blamed; others never get here.
    */
   private async usedUp(t: TaskRecord): Promise<boolean> {
     const step = await this.stepOf(t);

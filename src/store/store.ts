@@ -350,7 +350,7 @@ export interface TaskRecord {
   leaseMs: number;
   /** How many times it was handed out (polls that claimed it). */
   attempts: number;
-  /** Most hand-outs (the step's retry.max_attempts); undefined for tasks made before it was stored. */
+  /** Most hand-outs (the step's retry.max_attempts); undefined for a task an older Baton wrote after the store's migration filled those it found. */
   maxAttempts?: number;
   /** A pending task is not handed out before this time (backoff after a retryable failure). */
   availableAt: number;

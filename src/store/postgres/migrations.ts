@@ -381,6 +381,24 @@ export const PG_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN event_hops INTEGER;
   `,
+  // 15: tasks stored without max_attempts (before 12, or by an older Baton still running during
+  // an upgrade) get their step's, by the rule written out at SQLite's migration that does the same.
+  `
+  UPDATE tasks t SET max_attempts = COALESCE(
+           (x.step -> 'retry' ->> 'max_attempts')::int,
+           CASE WHEN x.step ? 'retry' OR (x.doc -> 'defaults') ? 'retry'
+                THEN COALESCE((x.doc -> 'defaults' -> 'retry' ->> 'max_attempts')::int, 1)
+                ELSE 3 END)
+    FROM (SELECT o.id, d.doc, CASE WHEN strpos(o.step_key, '[') > 0 THEN s.value -> 'step' ELSE s.value END AS step
+            FROM tasks o
+            JOIN runs r ON r.id = o.run_id
+            JOIN workflow_versions v ON v.version_id = r.version_id
+            CROSS JOIN LATERAL (SELECT v.document::jsonb AS doc) d
+            CROSS JOIN LATERAL jsonb_array_elements(d.doc -> 'steps') s
+           WHERE o.max_attempts IS NULL AND o.status IN ('pending', 'leased')
+             AND s.value ->> 'id' = split_part(o.step_key, '[', 1)) x
+   WHERE t.id = x.id;
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -345,4 +345,26 @@ export const SQLITE_MIGRATIONS: string[] = [
   `
   ALTER TABLE runs ADD COLUMN event_hops INTEGER;
   `,
+  // 17: tasks stored without max_attempts (before 14, or by an older Baton still running during
+  // an upgrade) get their step's, so that they too are not handed out again after their last
+  // lease and their step fails when it runs out. The value is the one spec/compile.ts gives the
+  // step of the run's version: its retry.max_attempts; else, when the step or the workflow's
+  // defaults have a retry, defaults.retry.max_attempts or 1; else the task kind's 3. A map
+  // item's task (key "id[i]") is the map's sub-step. Only live tasks: an ended one is never
+  // handed out again. A task whose run is gone keeps NULL (TaskQueue judges it after a poll).
+  `
+  UPDATE tasks SET max_attempts = (
+    SELECT COALESCE(
+             json_extract(s.value, x.at || '.retry.max_attempts'),
+             CASE WHEN json_type(s.value, x.at || '.retry') IS NOT NULL OR json_type(v.document, '$.defaults.retry') IS NOT NULL
+                  THEN COALESCE(json_extract(v.document, '$.defaults.retry.max_attempts'), 1)
+                  ELSE 3 END)
+      FROM runs r
+      JOIN workflow_versions v ON v.version_id = r.version_id
+      JOIN (SELECT CASE WHEN instr(tasks.step_key, '[') > 0 THEN '$.step' ELSE '$' END AS at,
+                   CASE WHEN instr(tasks.step_key, '[') > 0 THEN substr(tasks.step_key, 1, instr(tasks.step_key, '[') - 1) ELSE tasks.step_key END AS id) x
+      JOIN json_each(v.document, '$.steps') s ON json_extract(s.value, '$.id') = x.id
+     WHERE r.id = tasks.run_id)
+  WHERE max_attempts IS NULL AND status IN ('pending', 'leased');
+  `,
 ];
