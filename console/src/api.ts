@@ -22,7 +22,7 @@ export interface Problem {
 }
 
 export class ApiError extends Error {
-  constructor(readonly problem: Problem) {
+  constructor(readonly problem: Problem, readonly retryAfterMs?: number) {
     super(problem.detail ?? problem.title ?? `HTTP ${problem.status}`);
   }
 }
@@ -133,10 +133,14 @@ export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
  */
 export async function followEvents(runId: string, onEvent: (e: RunEvent) => void, signal: AbortSignal, after = 0): Promise<void> {
   let last = after;
+  let delay = RETRY_FIRST_MS;
   while (!signal.aborted) {
     try {
       const res = await fetch(`/runs/${encodeURIComponent(runId)}/events${last ? `?after=${last}` : ''}`, { headers: headers({ accept: 'text/event-stream' }), signal });
-      if (!res.ok || !res.body) throw new ApiError({ status: res.status, detail: `event stream: HTTP ${res.status}` });
+      if (!res.ok || !res.body) {
+        const problem = await res.json().catch(() => ({})) as Partial<Problem>;
+        throw new ApiError({ ...problem, status: res.status, detail: `event stream: ${problem.detail ?? `HTTP ${res.status}`}` }, retryAfterMs(res));
+      }
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
       for (;;) {
@@ -153,15 +157,35 @@ export async function followEvents(runId: string, onEvent: (e: RunEvent) => void
           const e = JSON.parse(data) as RunEvent;
           if (typeof e.id !== 'number') continue;
           last = e.id;
+          delay = RETRY_FIRST_MS; // the stream worked: a later drop starts over from a second
           onEvent(e);
         }
       }
     } catch (e) {
       if (signal.aborted) return;
-      if (e instanceof ApiError && e.problem.status >= 400 && e.problem.status < 500) throw e;
+      // A refusal that asking again will not change (401, 403, 404) ends following, and the
+      // page says so; a timeout (408), a rate limit (429), a server error or a dropped
+      // connection is asked again, less often each time, or when the server says to.
+      if (e instanceof ApiError && !retryable(e.problem.status)) throw e;
+      if (e instanceof ApiError && e.retryAfterMs !== undefined) delay = Math.max(delay, e.retryAfterMs);
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, RETRY_MAX_MS);
   }
+}
+
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 15_000;
+
+/** Whether asking again later may succeed: timeouts, rate limits and server errors. */
+export function retryable(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** A `Retry-After` in seconds, as milliseconds (capped at the longest pause between tries). */
+function retryAfterMs(res: Response): number | undefined {
+  const s = Number(res.headers.get('retry-after'));
+  return Number.isFinite(s) && s > 0 ? Math.min(s * 1000, RETRY_MAX_MS) : undefined;
 }
 
 export function fmtCost(c: number | undefined | null): string {

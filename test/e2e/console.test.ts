@@ -103,8 +103,11 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       },
     });
     const keys: Record<string, string> = {};
+    const keyIds: Record<string, string> = {};
     for (const [name, role] of [['olga', 'operator'], ['ana', 'approver'], ['vic', 'viewer'], ['finance-lead', 'viewer']] as const) {
-      keys[name] = (await createApiKey(b.store, { name, role, namespaces: ['team-a'] })).key;
+      const made = await createApiKey(b.store, { name, role, namespaces: ['team-a'] });
+      keys[name] = made.key;
+      keyIds[name] = made.record.id;
     }
     app = await createGateway(b, { auth: 'required' });
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -115,16 +118,22 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
      * Stops the gateway and starts another on the same port and store (the engine runs on).
      * `close`: a graceful stop, which ends each event stream without its `end` event;
      * `drop`: the connections are cut first, mid-stream, as when the process dies.
+     * `refuseStreams`: the new gateway answers that many event-stream requests with a 429.
      */
-    const restart = async (how: 'close' | 'drop') => {
+    const restart = async (how: 'close' | 'drop', refuseStreams = 0) => {
       if (how === 'drop') app!.server.closeAllConnections();
       await app!.close();
       app = undefined;
       // Down long enough that the page's first tries to follow again are refused.
       await new Promise((r) => setTimeout(r, 1500));
       app = await createGateway(b, { auth: 'required' });
-      app.addHook('onRequest', async (req) => {
-        if (/^\/runs\/[^/]+\/events/.test(req.url)) streams.push(req.url);
+      app.addHook('onRequest', async (req, reply) => {
+        if (!/^\/runs\/[^/]+\/events/.test(req.url)) return;
+        streams.push(req.url);
+        if (refuseStreams-- > 0) {
+          return reply.code(429).header('retry-after', '1').type('application/problem+json')
+            .send({ type: 'about:blank', title: 'Too Many Requests', status: 429, code: 'BATON_RATE_LIMITED', detail: 'slow down (test)' });
+        }
       });
       await app.listen({ port, host: '127.0.0.1' });
     };
@@ -153,7 +162,7 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       await app?.close();
       app = undefined;
     };
-    return { b, base, keys, signIn, api, close, restart, streams };
+    return { b, base, keys, keyIds, signIn, api, close, restart, streams };
   }
 
   const shot = async (page: Page, name: string) => {
@@ -325,6 +334,38 @@ describe.each(STORE_KINDS)('web console in Chromium on %s', (kind) => {
       // Nothing missed (the page's events are the store's), and the same document throughout.
       await caughtUp();
       expect(await op.evaluate(() => (window as unknown as { __mark?: number }).__mark)).toBe(42);
+    } finally {
+      await close();
+    }
+  }, 120_000);
+
+  it('keeps following through a rate limit on the event stream, and says so when the gateway refuses the page for good', async () => {
+    const { b, base, keyIds, signIn, api, close, restart, streams } = await setup();
+    try {
+      await b.register(SIGNALS);
+      const started = await api('POST', '/runs', 'olga', { workflow: 'two-signals', input: {} });
+      const runId = started.body.run_id as string;
+      const op = await signIn('olga');
+      await op.goto(`${base}/console/runs/${encodeURIComponent(runId)}`);
+      await op.waitForSelector('svg.graph [data-step=first][data-state=waiting]', { timeout: 20_000 });
+
+      // The new gateway answers the page's next two event-stream requests 429 (Retry-After 1):
+      // a rate limit passes, so the page asks again and follows on (the old page stopped at
+      // any 4xx, silently, with the run still shown as waiting).
+      streams.length = 0;
+      await restart('close', 2);
+      await expect.poll(() => streams.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(3);
+      expect((await api('POST', `/runs/${runId}/signal`, 'olga', { event: 'go.one' })).status).toBe(200);
+      await op.waitForSelector('svg.graph [data-step=second][data-state=waiting]', { timeout: 20_000 });
+      expect(await op.locator('[data-testid=stream-error]').count()).toBe(0);
+
+      // The page's key revoked while the gateway is down: following again is refused (401),
+      // which asking again will not change. The page keeps the run and says live updates stopped.
+      expect(await b.store.revokeApiKey(keyIds.olga, Date.now())).toBe(true);
+      await restart('close');
+      const banner = await op.waitForSelector('[data-testid=stream-error]', { timeout: 20_000 });
+      expect(await banner.textContent()).toMatch(/Live updates stopped .*not valid.*Reload the page/);
+      expect(await op.locator('svg.graph [data-step=first][data-state=succeeded]').count()).toBe(1);
     } finally {
       await close();
     }

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { api, ApiError, followEvents, fmtCost, fmtTime, TERMINAL, type Approval, type Run, type RunEvent, type StepRow, type VersionDetail, type Whoami } from '../api';
+import { api, ApiError, followEvents, retryable, fmtCost, fmtTime, TERMINAL, type Approval, type Run, type RunEvent, type StepRow, type VersionDetail, type Whoami } from '../api';
 import { Gantt, fmtDur } from '../components/Gantt';
 import { Graph } from '../components/Graph';
 import { Json } from '../components/Json';
@@ -22,12 +22,14 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
   const [selected, setSelected] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
   const [streamGen, setStreamGen] = useState(0);
+  const [streamError, setStreamError] = useState<string | null>(null);
   const reload = useRef<() => void>(() => undefined);
   const versionId = useRef<string | null>(null);
 
   useEffect(() => {
     let stop = false;
     let pending: ReturnType<typeof setTimeout> | undefined;
+    let retryMs = 1000;
     const later = (ms: number) => {
       if (pending) return;
       pending = setTimeout(() => { pending = undefined; void load(); }, ms);
@@ -36,6 +38,7 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
       try {
         const r = await api<RunWithSteps>(`/runs/${encodeURIComponent(id)}`);
         if (stop) return;
+        retryMs = 1000;
         setRun(r);
         if (versionId.current !== r.version_id) {
           const v = await api<VersionDetail>(`/console-api/versions/${encodeURIComponent(r.version_id)}`);
@@ -48,7 +51,11 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
         // A read the gateway did not answer (stopping, restarting, a proxy's 502) is tried
         // again: the events that asked for it have been seen, and a run that now waits or has
         // ended sends no more, so the page would keep its status and outputs as they were.
-        if (!(e instanceof ApiError) || e.problem.status >= 500) later(1000);
+        // Less often each time (up to every 15 s), as the event stream does.
+        if (!(e instanceof ApiError) || retryable(e.problem.status)) {
+          later(retryMs);
+          retryMs = Math.min(retryMs * 2, 15_000);
+        }
       }
     };
     // Outputs live on the run; the stream says when to read them again (at most every 250 ms).
@@ -60,6 +67,7 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
   useEffect(() => {
     const ac = new AbortController();
     setEvents([]);
+    setStreamError(null);
     const seen = new Set<number>();
     // Events arrive in bursts (a run's history at first, a map's items): render them in batches.
     let batch: RunEvent[] = [];
@@ -75,7 +83,12 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
         setEvents((es) => [...es, ...add]);
       }, 60);
       if (e.type.startsWith('run.') || e.type === 'step.succeeded' || e.type === 'step.failed' || e.type === 'step.waiting') reload.current();
-    }, ac.signal).catch((e) => setError((e as Error).message));
+    }, ac.signal).catch((e) => {
+      // Before the run is shown this is the page's error; after, the page stays as it was
+      // and says that it no longer follows the run.
+      setError((e as Error).message);
+      setStreamError((e as Error).message);
+    });
     return () => {
       ac.abort();
       if (flush) clearTimeout(flush);
@@ -148,6 +161,7 @@ export function RunPage({ id, me }: { id: string; me: Whoami }) {
         </div>
       </div>
       {notice && <div className="notice">{notice}</div>}
+      {streamError && <div className="error" data-testid="stream-error">Live updates stopped ({streamError.replace(/\.$/, '')}). Reload the page to follow the run again.</div>}
       {waitingApproval && (
         <div className="notice">Step <b>{waitingApproval.id}</b> waits for a person's decision. {mayDecide.has(waitingApproval.id) || me.auth === 'off'
           ? <a {...linkProps(`/approvals?run=${encodeURIComponent(run.run_id)}`)} data-testid="to-inbox">Open in the approvals inbox</a>
