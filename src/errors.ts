@@ -121,7 +121,8 @@ export const ERRORS = {
   BATON_WEBHOOK_SECRET_MISSING: { status: 500, retryable: false, message: 'Webhook "{path}" takes its secret from environment variable {env}, which is not set in the gateway\'s environment. Set it and restart `baton serve`.' },
   BATON_EVENT_HOP_LIMIT: { status: 422, retryable: false, message: 'CloudEvent {type} would pass through emit steps {hops} times ({where}); the limit is {limit}, so it was not passed on. A workflow whose emit starts itself (or A → B → A) would start runs without end: emit another type, or narrow the trigger with a `source`.' },
   BATON_CLOUDEVENT_INVALID: { status: 400, retryable: false, message: 'Not a valid CloudEvent: {detail}. Send structured mode (Content-Type: application/cloudevents+json), binary mode (ce-specversion, ce-id, ce-type, ce-source headers) or a batch (application/cloudevents-batch+json).' },
-  BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute; retry after {retryAfterMs} ms.' },
+  BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute{counted}; retry after {retryAfterMs} ms.' },
+  BATON_RATE_BATCH_TOO_LARGE: { status: 413, retryable: false, message: 'This batch of {events} CloudEvents counts as {events} requests, more than the {perMinute} a minute key {key} may make: it could never pass, so none of it was started. Send batches of at most {perMinute} events, or use a key with a higher limit (`baton keys create --rate <per minute>`).' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

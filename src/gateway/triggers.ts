@@ -22,7 +22,7 @@ import type { Baton } from '../engine/engine.js';
 import { hookPath, triggerRun, type Listening, type TriggerEvent, type WebhookTrigger } from '../engine/triggers.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
-import { requireCap } from './auth.js';
+import { rateLimit, requireCap } from './auth.js';
 import { checkJsonDepth } from './json-body.js';
 import { responses } from './schemas.js';
 
@@ -67,11 +67,22 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
     scope.post('/cloudevents', {
       schema: { summary: 'CloudEvents (structured, binary or batch mode): start workflows whose cloudevent trigger matches; wake or buffer waits keyed by subject.', response: responses.triggered },
     }, async (req, reply) => {
-      // An event can start workflows of every namespace, so it takes a key that reaches them all.
       const k = o.keyOf(req);
-      requireCap(k, 'run', 'send events');
-      if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
-      const events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      // A batch is counted against the key's rate limit here, one request per event, before
+      // anything of it is started (the auth hook left it to this route); one refused before it
+      // was read counts as one request, as any other does.
+      const charge = (requests: number) => (k && isCloudEventsBatch(req.headers) ? rateLimit(baton.store, k, requests) : undefined);
+      let events: TriggerEvent[];
+      try {
+        // An event can start workflows of every namespace, so it takes a key that reaches them all.
+        requireCap(k, 'run', 'send events');
+        if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
+        events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      } catch (e) {
+        await charge(1);
+        throw e;
+      }
+      await charge(events.length);
       const runs: Array<{ run_id: string; workflow: string; event_id: string }> = [];
       const failed: Array<{ workflow: string; event_id: string; code?: string; detail: string }> = [];
       let delivered = 0;
@@ -127,6 +138,15 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
 
 const REQUIRED = ['specversion', 'id', 'source', 'type'] as const;
 
+function mediaType(headers: FastifyRequest['headers']): string {
+  return String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+}
+
+/** A request in CloudEvents batch mode: it counts one request per event against a key's rate limit. */
+export function isCloudEventsBatch(headers: FastifyRequest['headers']): boolean {
+  return mediaType(headers) === 'application/cloudevents-batch+json';
+}
+
 /** RFC 3339 date-time (the CloudEvents `time` format): the SDK takes any string, even "yesterday". */
 function isRfc3339(t: string): boolean {
   return /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(t) && !Number.isNaN(Date.parse(t));
@@ -138,7 +158,7 @@ function isRfc3339(t: string): boolean {
  * SDK's own validation.
  */
 export function readCloudEvents(headers: FastifyRequest['headers'], raw: Buffer): TriggerEvent[] {
-  const type = String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaType(headers);
   const text = raw.toString('utf8');
   const structured = type === 'application/cloudevents+json' || type === 'application/cloudevents-batch+json';
   checkJsonDepth(text); // structured events, or a binary-mode event's JSON data

@@ -5,6 +5,7 @@ import { createHmac } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
+import { createApiKey } from '../../src/gateway/auth.js';
 import { buildGateway } from '../../src/gateway/server.js';
 import { canonicalJson, contentHash, versionIdOf } from '../../src/spec/canonical.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
@@ -243,6 +244,38 @@ steps:
       const out = (await res.json()) as { events: number; runs: Array<{ workflow: string; event_id: string }> };
       expect(out.events).toBe(3);
       expect(out.runs.map((r) => `${r.workflow}:${r.event_id}`).sort()).toEqual(['on_created:x-1', 'on_deleted:x-2']);
+    });
+
+    it('each event of a batch counts against the key\'s rate limit; a batch over the whole minute is refused whole', async () => {
+      const { b, url } = await serve('required');
+      await listeners(b);
+      const { key } = await createApiKey(b.store, { name: 'events', role: 'operator', namespaces: ['*'], ratePerMinute: 5 });
+      const send = (events: unknown[]) => post(`${url}/cloudevents`, JSON.stringify(events), { 'content-type': 'application/cloudevents-batch+json', authorization: `Bearer ${key}` });
+      const batch = (from: number, n: number) => Array.from({ length: n }, (_, i) => ce(`r-${from + i}`, 'com.example.order.created', '/pos', { n: from + i }));
+      // 20 events against 5 a minute can never pass: a clear refusal, not a wait, and nothing started.
+      const huge = await send(batch(0, 20));
+      expect(huge.status).toBe(413);
+      expect(huge.headers.get('retry-after')).toBeNull();
+      const refused = (await huge.json()) as { code: string; detail: string; retryable: boolean };
+      expect(refused).toMatchObject({ code: 'BATON_RATE_BATCH_TOO_LARGE', retryable: false });
+      expect(refused.detail).toContain('batch of 20 CloudEvents counts as 20 requests, more than the 5 a minute key');
+      expect(refused.detail).toContain('batches of at most 5 events');
+      expect(refused.detail).toContain('--rate');
+      expect(await b.listRuns()).toHaveLength(0);
+      // It took nothing from the bucket: a batch of the whole minute passes, and uses it up.
+      const full = await send(batch(100, 5));
+      expect(full.status).toBe(202);
+      expect(((await full.json()) as { runs: unknown[] }).runs).toHaveLength(5);
+      // The next batch and the next single event wait; neither starts anything.
+      const more = await send(batch(200, 2));
+      expect(more.status).toBe(429);
+      expect(Number(more.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(((await more.json()) as { detail: string }).detail).toContain('this batch of 2 CloudEvents counts as 2');
+      const single = await post(`${url}/cloudevents`, JSON.stringify(ce('r-300', 'com.example.order.created', '/pos', {})), { 'content-type': 'application/cloudevents+json', authorization: `Bearer ${key}` });
+      expect(single.status).toBe(429);
+      // A batch refused before it was read counts as one request, as any other request does.
+      expect((await send([{ id: 'bad' }])).status).toBe(429);
+      expect(await b.listRuns()).toHaveLength(5);
     });
 
     it('an invalid event is 400 with a problem and starts nothing', async () => {
