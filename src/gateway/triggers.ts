@@ -12,8 +12,10 @@
  *   derived from the workflow, the event's source and id (see Baton.publish), and is delivered
  *   to waits for `event: <type>` keyed by the event's `subject`.
  *
- * Secrets never leave: a missing variable is named, never a value; signatures are compared in
- * constant time and never echoed.
+ * A caller that cannot sign learns nothing: an unknown path, a missing or wrong signature and
+ * an unset secret variable all answer the same 401 (BATON_WEBHOOK_REFUSED); the log says which
+ * (the variable by name, never a value). Signatures are compared in constant time and never
+ * echoed or logged.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { HTTP, type CloudEventV1 } from 'cloudevents';
@@ -24,6 +26,7 @@ import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
 import { rateLimit, requireCap } from './auth.js';
 import { checkJsonDepth } from './json-body.js';
+import { gatewayLog } from './log.js';
 import { responses } from './schemas.js';
 
 export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
@@ -33,25 +36,25 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
     scope.post('/hooks/*', {
-      schema: { summary: 'Webhook trigger: an HMAC-signed POST starts the workflow listening on this path.', response: responses.triggered },
+      schema: {
+        summary: 'Webhook trigger: an HMAC-signed POST starts the workflow listening on this path.',
+        description: 'No API key: the signature is the credential. An unknown path and a missing or wrong signature answer the same 401 problem (BATON_WEBHOOK_REFUSED), so a caller that cannot sign cannot tell which paths exist; the gateway log says which it was. 409 BATON_WEBHOOK_CONFLICT: a signed request to a path two workflows declare.',
+        response: responses.triggered,
+      },
     }, async (req, reply) => {
       const path = (req.params as { '*': string })['*'];
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const hooks = (await baton.registry.listening()).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       const matching = hooks.filter((l) => hookPath(l) === path);
-      if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
-      // The signature first: a caller that cannot sign for this path learns nothing more.
-      const refusals: unknown[] = [];
-      const signed = matching.filter((l) => {
-        try {
-          verifySignature(l, path, raw, req.headers);
-          return true;
-        } catch (e) {
-          refusals.push(e);
-          return false;
-        }
-      });
-      if (!signed.length) throw refusals[0];
+      const signed = matching.filter((l) => accepts(req, l, path, raw));
+      // A caller that cannot sign for this path learns nothing, not even whether it exists: an
+      // unknown path gets the answer a failed signature gets, after the same work (one HMAC of
+      // the body). Only the log says which it was.
+      if (!matching.length) {
+        createHmac('sha256', '').update(raw).digest();
+        gatewayLog(req, 'info', { path, reason: 'unknown path' }, 'webhook refused: no workflow listens on this path');
+      }
+      if (!signed.length) throw new BatonError('BATON_WEBHOOK_REFUSED', { path });
       // Registration refuses a path already held; two workflows holding one anyway (registered
       // at the same instant, or stored by an older Baton) are refused, not guessed between.
       if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
@@ -100,11 +103,31 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
   });
 }
 
+/**
+ * Whether the request is signed for this webhook. Why not goes to the log, never to the caller:
+ * a bad signature as a warning (without its value), an unset secret variable as an error that
+ * names the variable (the operator's to fix; the caller only hears it was refused).
+ */
+function accepts(req: FastifyRequest, hook: Listening<WebhookTrigger>, path: string, raw: Buffer): boolean {
+  try {
+    verifySignature(hook, path, raw, req.headers);
+    return true;
+  } catch (e) {
+    const err = e as BatonError;
+    const fields = { path, workflow: hook.workflow, code: err.code };
+    if (err.code === 'BATON_WEBHOOK_SECRET_MISSING') gatewayLog(req, 'error', { ...fields, env: err.details.env }, err.message, err.message);
+    else gatewayLog(req, 'warn', { ...fields, header: hook.trigger.webhook.header, reason: err.details.detail }, 'webhook refused: not signed with its secret');
+    return false;
+  }
+}
+
 /** Exported for the constant-time test (test/reliability/webhook-signature.test.ts). */
 export function verifySignature(hook: Listening<WebhookTrigger>, path: string, raw: Buffer, headers: FastifyRequest['headers']): void {
   const { secret, header, algorithm } = hook.trigger.webhook;
   const env = secret.slice('env:'.length);
   const key = process.env[env];
+  // The digest first, whatever follows: how long a refusal takes says nothing of why.
+  const expected = createHmac(algorithm, key ?? '').update(raw).digest();
   if (key === undefined || key === '') throw new BatonError('BATON_WEBHOOK_SECRET_MISSING', { path, env });
   const params = { path, algorithm, header };
   const given = headers[header];
@@ -112,7 +135,6 @@ export function verifySignature(hook: Listening<WebhookTrigger>, path: string, r
   if (!value) throw new BatonError('BATON_WEBHOOK_SIGNATURE', { ...params, detail: `header ${header} is missing; nothing was started.` });
   // GitHub style `sha256=<hex>`, or the bare hex digest.
   const hex = value.trim().replace(new RegExp(`^${algorithm}=`, 'i'), '');
-  const expected = createHmac(algorithm, key).update(raw).digest();
   const got = /^[0-9a-fA-F]+$/.test(hex) && hex.length % 2 === 0 ? Buffer.from(hex, 'hex') : Buffer.alloc(0);
   if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
     throw new BatonError('BATON_WEBHOOK_SIGNATURE', { ...params, detail: 'the signature does not match the body; nothing was started.' });

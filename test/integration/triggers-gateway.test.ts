@@ -2,13 +2,16 @@
  * Webhooks and CloudEvents through the real gateway (a listening socket, fetch), on every store.
  */
 import { createHmac } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
 import { createApiKey } from '../../src/gateway/auth.js';
 import { buildGateway } from '../../src/gateway/server.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { canonicalJson, contentHash, versionIdOf } from '../../src/spec/canonical.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const SECRET = 'wh-secret-3f9a1c77e2';
 const sign = (body: string, key = SECRET, alg = 'sha256') => createHmac(alg, key).update(body).digest('hex');
@@ -23,11 +26,14 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     delete process.env.TEST_UNSET_SECRET;
   });
 
-  async function serve(auth: 'off' | 'required' = 'off'): Promise<{ b: Baton; url: string }> {
+  /** A gateway on a fresh engine; its log lines (JSON, parsed) are in `log`. */
+  async function serve(auth: 'off' | 'required' = 'off'): Promise<{ b: Baton; url: string; log: Array<Record<string, unknown>> }> {
     const b = await suite.baton();
-    app = buildGateway(b, { auth });
+    const log: Array<Record<string, unknown>> = [];
+    const stream = new Writable({ write(chunk, _enc, cb) { log.push(...String(chunk).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)); cb(); } });
+    app = buildGateway(b, { auth, logger: createLogger({ level: 'info', stream }) });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
-    return { b, url };
+    return { b, url, log };
   }
   const post = (url: string, body: string, headers: Record<string, string>) => fetch(url, { method: 'POST', body, headers });
 
@@ -73,16 +79,16 @@ steps:
         expect(res.status).toBe(401);
         expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
         const text = await res.text();
-        expect(JSON.parse(text)).toMatchObject({ status: 401, code: 'BATON_WEBHOOK_SIGNATURE' });
+        expect(JSON.parse(text)).toMatchObject({ status: 401, code: 'BATON_WEBHOOK_REFUSED' });
         expect(text).not.toContain(SECRET);
         expect(text).not.toContain(sign(body));
       }
       expect(await b.listRuns({ workflow: 'hooked' })).toHaveLength(0);
     });
 
-    it('an unset secret variable is a 500 problem naming the variable, never a value', async () => {
+    it('an unset secret variable refuses every delivery as a bad signature would; the log names the variable, never a value', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
-      const { b, url } = await serve();
+      const { b, url, log } = await serve();
       await b.register(`
 name: unset
 triggers:
@@ -91,12 +97,17 @@ steps:
   - { id: x, kind: transform, expression: "input" }
 `);
       const res = await post(`${url}/hooks/unset`, '{}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{}', SECRET, 'sha1')}` });
-      expect(res.status).toBe(500);
+      expect(res.status).toBe(401);
       const text = await res.text();
-      expect(JSON.parse(text)).toMatchObject({ code: 'BATON_WEBHOOK_SECRET_MISSING' });
-      expect(text).toContain('TEST_UNSET_SECRET');
+      expect(JSON.parse(text)).toMatchObject({ code: 'BATON_WEBHOOK_REFUSED' });
+      expect(text).not.toContain('TEST_UNSET_SECRET');
       expect(text).not.toContain(SECRET);
       expect(await b.listRuns({ workflow: 'unset' })).toHaveLength(0);
+      // The operator's problem, in the operator's log: an error naming the variable and the workflow.
+      const line = await until(async () => log.find((l) => l.code === 'BATON_WEBHOOK_SECRET_MISSING'), 'the log line of the unset variable');
+      expect(line).toMatchObject({ level: 'error', path: 'unset', workflow: 'unset', env: 'TEST_UNSET_SECRET' });
+      expect(String(line.msg)).toContain('environment variable TEST_UNSET_SECRET, which is not set');
+      expect(JSON.stringify(log)).not.toContain(SECRET);
       // Once set, the trigger's own header and algorithm apply; the default body is the input.
       process.env.TEST_UNSET_SECRET = 'other-secret';
       const ok = await post(`${url}/hooks/unset`, '{"a":1}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{"a":1}', 'other-secret', 'sha1')}` });
@@ -104,15 +115,58 @@ steps:
       expect((await b.wait(((await ok.json()) as { run_id: string }).run_id, { timeoutMs: 20_000 })).output).toEqual({ a: 1 });
     });
 
-    it('an unknown path is 404; a namespaced workflow listens under its namespace and runs there', async () => {
+    it('a caller that cannot sign cannot tell a known path from an unknown one; the log can', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url, log } = await serve();
+      await b.register(hooked);
+      await b.register(`
+name: unset
+triggers:
+  - webhook: { path: orders/put, secret: env:TEST_UNSET_SECRET }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      const body = '{"id":"P-1"}';
+      /** Status, content type, length and body of a POST, its path (all three the same length) made generic. */
+      const probe = async (path: string, headers: Record<string, string>) => {
+        const res = await post(`${url}/hooks/${path}`, body, { 'content-type': 'application/json', ...headers });
+        return { status: res.status, type: res.headers.get('content-type'), length: res.headers.get('content-length'), body: (await res.text()).replaceAll(path, '<path>') };
+      };
+      for (const headers of <Array<Record<string, string>>>[{}, { 'x-baton-signature': `sha256=${sign(body, 'guessed')}` }]) {
+        const unknown = await probe('orders/old', headers);
+        expect(unknown).toMatchObject({ status: 401, type: expect.stringMatching(/^application\/problem\+json/) });
+        // A path a workflow listens on, and one whose secret variable is unset: byte for byte the same answer.
+        expect(await probe('orders/new', headers)).toEqual(unknown);
+        expect(await probe('orders/put', headers)).toEqual(unknown);
+        expect(JSON.parse(unknown.body)).toEqual({
+          type: 'https://baton.dev/errors/BATON_WEBHOOK_REFUSED', title: 'BATON_WEBHOOK_REFUSED', status: 401, code: 'BATON_WEBHOOK_REFUSED', retryable: false,
+          detail: expect.stringMatching(/^No webhook at \/hooks\/<path> accepts this request; nothing was started\. Check the path .* and the signature/), details: { path: '<path>' }, instance: '/hooks/<path>',
+        });
+        expect(unknown.body).not.toMatch(/hooked|unset|TEST_|SECRET/);
+      }
+      expect(await b.listRuns()).toHaveLength(0);
+      // The log tells the cases apart (and never holds a signature).
+      const about = (path: string) => log.filter((l) => l.path === path);
+      await until(async () => ['orders/old', 'orders/new', 'orders/put'].every((p) => about(p).length === 2), 'the log lines of the refusals');
+      expect(about('orders/old').map((l) => [l.level, l.reason])).toEqual([['info', 'unknown path'], ['info', 'unknown path']]);
+      expect(about('orders/new').map((l) => [l.level, l.workflow, l.reason])).toEqual([
+        ['warn', 'hooked', 'header x-baton-signature is missing; nothing was started.'],
+        ['warn', 'hooked', 'the signature does not match the body; nothing was started.'],
+      ]);
+      expect(about('orders/put').map((l) => [l.level, l.env])).toEqual([['error', 'TEST_UNSET_SECRET'], ['error', 'TEST_UNSET_SECRET']]);
+      expect(JSON.stringify(log)).not.toContain(sign(body, 'guessed'));
+      expect(JSON.stringify(log)).not.toContain(SECRET);
+    });
+
+    it('a namespaced workflow listens under its namespace (its bare path is refused) and runs there', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url } = await serve();
       await b.register(hooked, undefined, { namespace: 'team-a' });
       const body = '{"id":"N-1"}';
       const headers = { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'n-1' };
       const miss = await post(`${url}/hooks/orders/new`, body, headers);
-      expect(miss.status).toBe(404);
-      expect(((await miss.json()) as { code: string }).code).toBe('BATON_WEBHOOK_NOT_FOUND');
+      expect(miss.status).toBe(401);
+      expect(((await miss.json()) as { code: string }).code).toBe('BATON_WEBHOOK_REFUSED');
       const res = await post(`${url}/hooks/team-a/orders/new`, body, headers);
       expect(res.status).toBe(202);
       const run = await b.getRun(((await res.json()) as { run_id: string }).run_id);
