@@ -55,8 +55,8 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
         gatewayLog(req, 'info', { path, reason: 'unknown path' }, 'webhook refused: no workflow listens on this path');
       }
       if (!signed.length) throw new BatonError('BATON_WEBHOOK_REFUSED', { path });
-      // Registration refuses a path already held; two workflows holding one anyway (registered
-      // at the same instant, or stored by an older Baton) are refused, not guessed between.
+      // Registration refuses a path already held (atomically); two workflows holding one anyway
+      // (stored by an older Baton, or not through the registry) are refused, not guessed between.
       if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
       const hook = signed[0];
       const body = parseBody(raw, req.headers['content-type']);

@@ -191,11 +191,32 @@ steps:
       await b.register(`${hooked}  - { id: more, kind: transform, expression: "1" }\n`, undefined, { namespace: 'team-a' });
     });
 
+    it('two workflows registering one path at the same instant, on two engines: exactly one gets it', async () => {
+      const [one, two] = [await suite.baton(), await suite.baton()];
+      const doc = (name: string, path: string) => `
+name: ${name}
+triggers:
+  - webhook: { path: ${path}, secret: env:TEST_HOOK_SECRET }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`;
+      for (let i = 0; i < 8; i++) {
+        const path = `race/${i}`;
+        const results = await Promise.allSettled([one.register(doc(`first_${i}`, path)), two.register(doc(`second_${i}`, path))]);
+        expect(results.map((r) => r.status).sort(), `round ${i}`).toEqual(['fulfilled', 'rejected']);
+        const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as { code: string; message: string };
+        expect(refused.code).toBe('BATON_WEBHOOK_PATH_TAKEN');
+        expect(refused.message).toMatch(new RegExp(`^Webhook path "${path}" is already declared by workflow (first|second)_${i}; (first|second)_${i} was not registered`));
+        // The refused workflow was not stored: the path has one holder.
+        expect((await one.store.listVersions()).filter((v) => v.name.endsWith(`_${i}`))).toHaveLength(1);
+      }
+    });
+
     it('a path two workflows hold anyway answers an unsigned caller 401, naming nobody', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url } = await serve();
       await b.register(hooked);
-      // As an older Baton (or two registrations at one instant) could have stored it.
+      // As an older Baton (whose check two registrations at one instant could both pass) could have stored it.
       const doc = { name: 'hooked_too', triggers: [{ webhook: { path: 'orders/new', secret: 'env:TEST_HOOK_SECRET' } }], steps: [{ id: 'x', kind: 'transform', expression: 'input' }] };
       const canonical = canonicalJson(doc);
       await b.store.putVersion({ versionId: versionIdOf('hooked_too', contentHash(canonical)), name: 'hooked_too', hash: contentHash(canonical), document: canonical });
