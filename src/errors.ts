@@ -114,20 +114,25 @@ export const ERRORS = {
   BATON_HOST_NOT_ALLOWED: { status: 403, retryable: false, message: 'Host "{host}" is not a name of this gateway (a page reaching it through another name is refused: DNS rebinding). On loopback it answers to localhost, 127.0.0.1 and [::1]; behind a reverse proxy that keeps the public name, start it with --allowed-host <that name>.' },
   BATON_FORBIDDEN: { status: 403, retryable: false, message: 'This key ({key}, role {role}) may not {action}.' },
   BATON_CONSOLE_NOT_BUILT: { status: 503, retryable: false, message: 'The web console is not built ({path} is missing). Run `npm run build`, then restart `baton serve`.' },
-  BATON_WEBHOOK_NOT_FOUND: { status: 404, retryable: false, message: 'No workflow listens on webhook path "{path}". Declare `triggers: [{ webhook: { path: {path}, secret: env:NAME } }]` in the latest version of a workflow (a namespaced workflow listens on /hooks/<namespace>/<path>).' },
+  BATON_WEBHOOK_REFUSED: { status: 401, retryable: false, message: 'No webhook at /hooks/{path} accepts this request; nothing was started. Check the path (a workflow of a namespace listens on /hooks/<namespace>/<path>) and the signature: the HMAC-SHA256 (or the algorithm the trigger names) of the exact raw body with the webhook\'s shared secret, as hex or `sha256=<hex>`, in header X-Baton-Signature (or the one the trigger names). The gateway\'s log says which of the two was wrong.' },
   BATON_WEBHOOK_CONFLICT: { status: 409, retryable: false, message: 'Webhook path "{path}" is declared by more than one workflow ({workflows}); nothing was started. Give each workflow its own path.' },
   BATON_WEBHOOK_PATH_TAKEN: { status: 409, retryable: false, message: 'Webhook path "{path}" is already declared by workflow {workflow}; {name} was not registered. Give it another path, or first register a version of {workflow} without that trigger.' },
   BATON_WEBHOOK_SIGNATURE: { status: 401, retryable: false, message: 'Webhook "{path}": {detail} Sign the raw body with HMAC-{algorithm} and the shared secret, and send the hex digest (or `{algorithm}=<hex>`) in header {header}.' },
-  BATON_WEBHOOK_SECRET_MISSING: { status: 500, retryable: false, message: 'Webhook "{path}" takes its secret from environment variable {env}, which is not set in the gateway\'s environment. Set it and restart `baton serve`.' },
+  BATON_WEBHOOK_SECRET_MISSING: { status: 500, retryable: false, message: 'Webhook "{path}" takes its secret from environment variable {env}, which is not set in the gateway\'s environment. Set it and restart `baton serve`; until then every delivery to it is refused with BATON_WEBHOOK_REFUSED (the caller is not told why).' },
   BATON_EVENT_HOP_LIMIT: { status: 422, retryable: false, message: 'CloudEvent {type} would pass through emit steps {hops} times ({where}); the limit is {limit}, so it was not passed on. A workflow whose emit starts itself (or A → B → A) would start runs without end: emit another type, or narrow the trigger with a `source`.' },
   BATON_CLOUDEVENT_INVALID: { status: 400, retryable: false, message: 'Not a valid CloudEvent: {detail}. Send structured mode (Content-Type: application/cloudevents+json), binary mode (ce-specversion, ce-id, ce-type, ce-source headers) or a batch (application/cloudevents-batch+json).' },
-  BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute; retry after {retryAfterMs} ms.' },
+  BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute{counted}; retry after {retryAfterMs} ms.' },
+  BATON_RATE_BATCH_TOO_LARGE: { status: 413, retryable: false, message: 'This batch of {events} CloudEvents counts as {events} requests, more than the {perMinute} a minute key {key} may make: it could never pass, so none of it was started. Send batches of at most {perMinute} events, or use a key with a higher limit (`baton keys create --rate <per minute>`).' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
 
 /** Codes that existed once and must never be reused. */
-export const RETIRED_CODES: readonly string[] = [];
+export const RETIRED_CODES: readonly string[] = [
+  // A 404 for an unknown webhook path told callers that could not sign which paths exist:
+  // unknown paths and failed signatures now answer BATON_WEBHOOK_REFUSED alike.
+  'BATON_WEBHOOK_NOT_FOUND',
+];
 
 /** One problem in a document, with where it is. */
 export interface Problem {

@@ -13,7 +13,7 @@ import { readSource, type SourceDocument } from '../spec/parse.js';
 import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
 import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
-import { hookPath, latestTriggers, type Listening, type WebhookTrigger } from './triggers.js';
+import { hookPath, latestOf, triggersOf, type Listening, type WebhookTrigger } from './triggers.js';
 import type { CompiledTrigger } from '../spec/triggers.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
@@ -52,7 +52,7 @@ export class WorkflowRegistry {
   listening(): Promise<Array<Listening<CompiledTrigger>>> {
     const now = Date.now();
     if (this.listeningCache && now - this.listeningCache.at < LATEST_TTL_MS) return this.listeningCache.list;
-    const list = latestTriggers(this.store, (v) => this.get(v));
+    const list = this.store.listVersions().then((all) => triggersOf(latestOf(all), (v) => this.compiledOf(v)));
     this.listeningCache = { at: now, list };
     list.catch(() => {
       if (this.listeningCache?.list === list) this.listeningCache = undefined;
@@ -71,11 +71,15 @@ export class WorkflowRegistry {
     const warnings = checked.warnings;
     const doc = structuredClone(value) as WorkflowDocument;
     const name = qualifiedName(namespace, doc.name);
-    await this.checkHookPaths(name, namespace, checked);
+    // Webhook paths are checked twice: here, so that a refused document registers none of its
+    // children, and in the insert's own transaction, where two registrations at one instant
+    // (any processes) are serialised, so that they cannot both take one path.
+    const pathsFree = this.hookPathCheck(name, namespace, checked);
+    pathsFree?.(latestOf(await this.store.listVersions()));
     await this.resolveChildren(doc, namespace, source);
     const canonical = canonicalJson(doc);
     const hash = contentHash(canonical);
-    const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file });
+    const rec = await this.store.putVersion({ versionId: versionIdOf(name, hash), name, hash, document: canonical, source: source?.file }, pathsFree);
     this.latest.delete(name);
     this.listeningCache = undefined;
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
@@ -84,21 +88,24 @@ export class WorkflowRegistry {
   }
 
   /**
-   * A webhook path already held by another workflow's latest version is refused here: accepted,
-   * it would leave both without a webhook (the /hooks handler does not guess between them). A
-   * new version of the same workflow may keep or move its paths. Two processes registering
-   * clashing workflows at the same instant can still both pass; the handler refuses that case.
+   * What a version declaring webhook paths must pass, given the latest version of every
+   * workflow (undefined for one without webhooks): none of its paths is declared by another
+   * workflow's latest version. Accepted, such a path would leave both without a webhook (the
+   * /hooks handler does not guess between them). A new version of the same workflow may keep
+   * or move its paths. Synchronous: it runs inside the store's write transaction.
    */
-  private async checkHookPaths(name: string, namespace: string, wf: CompiledWorkflow): Promise<void> {
+  private hookPathCheck(name: string, namespace: string, wf: CompiledWorkflow): ((latest: VersionRecord[]) => void) | undefined {
     const mine = wf.triggers.filter((t): t is WebhookTrigger => t.kind === 'webhook');
-    if (!mine.length) return;
-    const held = (await latestTriggers(this.store, (v) => this.get(v)))
-      .filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook' && l.workflow !== name);
-    for (const t of mine) {
-      const path = hookPath({ versionId: '', workflow: name, namespace, trigger: t });
-      const holder = held.find((l) => hookPath(l) === path);
-      if (holder) throw new BatonError('BATON_WEBHOOK_PATH_TAKEN', { path, workflow: holder.workflow, name });
-    }
+    if (!mine.length) return undefined;
+    return (latest) => {
+      const held = triggersOf(latest.filter((v) => v.name !== name), (v) => this.compiledOf(v))
+        .filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
+      for (const t of mine) {
+        const path = hookPath({ versionId: '', workflow: name, namespace, trigger: t });
+        const holder = held.find((l) => hookPath(l) === path);
+        if (holder) throw new BatonError('BATON_WEBHOOK_PATH_TAKEN', { path, workflow: holder.workflow, name });
+      }
+    };
   }
 
   async registerFile(file: string, namespace = DEFAULT_NAMESPACE): Promise<VersionRecord & { warnings: Problem[] }> {
@@ -112,9 +119,16 @@ export class WorkflowRegistry {
     if (hit) return hit;
     const rec = await this.store.getVersion(versionId);
     if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: versionId });
+    return this.compiledOf(rec);
+  }
+
+  /** The compiled form of a stored version (compiled once per process). */
+  private compiledOf(rec: VersionRecord): CompiledWorkflow {
+    const hit = this.compiled.get(rec.versionId);
+    if (hit) return hit;
     // Functions are checked at call time here: a worker may serve versions registered elsewhere.
     const wf = compileOrThrow(JSON.parse(rec.document));
-    this.compiled.set(versionId, wf);
+    this.compiled.set(rec.versionId, wf);
     return wf;
   }
 

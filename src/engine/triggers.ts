@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { BatonError } from '../errors.js';
 import type { CompiledTrigger } from '../spec/triggers.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
-import type { Store } from '../store/store.js';
+import type { VersionRecord } from '../store/store.js';
 import { DEFAULT_NAMESPACE, splitQualified } from './namespaces.js';
 
 export type WebhookTrigger = CompiledTrigger & { kind: 'webhook' };
@@ -39,19 +39,19 @@ export interface TriggerEvent {
   batonhops?: number | string;
 }
 
-/** Every trigger of the latest version of every workflow. */
-export async function latestTriggers(store: Store, get: (versionId: string) => Promise<CompiledWorkflow>): Promise<Array<Listening<CompiledTrigger>>> {
-  const latest = new Map<string, { versionId: string; seq: number }>();
-  for (const v of await store.listVersions()) {
+/** The latest version of each workflow among `versions`. */
+export function latestOf(versions: VersionRecord[]): VersionRecord[] {
+  const latest = new Map<string, VersionRecord>();
+  for (const v of versions) {
     const cur = latest.get(v.name);
-    if (!cur || v.seq > cur.seq) latest.set(v.name, { versionId: v.versionId, seq: v.seq });
+    if (!cur || v.seq > cur.seq) latest.set(v.name, v);
   }
-  const out: Array<Listening<CompiledTrigger>> = [];
-  for (const [workflow, { versionId }] of latest) {
-    const wf = await get(versionId);
-    for (const trigger of wf.triggers ?? []) out.push({ versionId, workflow, namespace: splitQualified(workflow).namespace, trigger });
-  }
-  return out;
+  return [...latest.values()];
+}
+
+/** Every trigger of `versions` (each the latest of its workflow), compiled by `compiled`. */
+export function triggersOf(versions: VersionRecord[], compiled: (v: VersionRecord) => CompiledWorkflow): Array<Listening<CompiledTrigger>> {
+  return versions.flatMap((v) => (compiled(v).triggers ?? []).map((trigger) => ({ versionId: v.versionId, workflow: v.name, namespace: splitQualified(v.name).namespace, trigger })));
 }
 
 /** The URL path (after `/hooks/`) a webhook trigger listens on: namespaced workflows under their namespace. */

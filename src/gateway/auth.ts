@@ -71,8 +71,16 @@ export function reaches(key: ApiKeyRecord | undefined, namespace: string): boole
   return !key || key.namespaces.includes('*') || key.namespaces.includes(namespace);
 }
 
-/** Takes one request from the key's bucket, or BATON_RATE_LIMITED with how long to wait. */
-export async function rateLimit(store: Store, key: ApiKeyRecord): Promise<void> {
-  const wait = await store.takeTokens(`apikey:${key.id}`, key.ratePerMinute, 1, Date.now());
-  if (wait > 0) throw new BatonError('BATON_RATE_LIMITED', { key: key.id, perMinute: key.ratePerMinute, retryAfterMs: wait });
+/**
+ * Takes `requests` from the key's bucket (a CloudEvents batch counts one per event), or
+ * BATON_RATE_LIMITED with how long to wait. More than the key's whole minute could never pass
+ * (the bucket holds at most a minute's worth): BATON_RATE_BATCH_TOO_LARGE, rather than a wait
+ * after which it would be refused again.
+ */
+export async function rateLimit(store: Store, key: ApiKeyRecord, requests = 1): Promise<void> {
+  const perMinute = key.ratePerMinute;
+  if (requests > perMinute) throw new BatonError('BATON_RATE_BATCH_TOO_LARGE', { key: key.id, perMinute, events: requests });
+  const wait = await store.takeTokens(`apikey:${key.id}`, perMinute, requests, Date.now());
+  const counted = requests > 1 ? ` (this batch of ${requests} CloudEvents counts as ${requests})` : '';
+  if (wait > 0) throw new BatonError('BATON_RATE_LIMITED', { key: key.id, perMinute, retryAfterMs: wait, counted });
 }

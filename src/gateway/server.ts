@@ -32,7 +32,8 @@ import { present, presentEvents, recordReveal } from '../audit/redaction.js';
 import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
 import { responses, SHARED_SCHEMAS } from './schemas.js';
-import { registerTriggerRoutes } from './triggers.js';
+import { gatewayLog, markLogging } from './log.js';
+import { isCloudEventsBatch, registerTriggerRoutes } from './triggers.js';
 import { registerConsoleApi } from './console-api.js';
 import { BROWSER_PAGE_HEADERS, registerConsole } from './console.js';
 
@@ -118,13 +119,6 @@ function newFastify(opts: GatewayOptions): FastifyInstance {
   return Fastify({ bodyLimit, routerOptions, frameworkErrors, requestTimeout, logger: false, ajv });
 }
 
-/**
- * Gateways built with a logger log internal errors there (scrubbed of secrets) instead of
- * stderr. A decorator, not a set of instances: routes registered in a plugin's own scope
- * (webhooks, CloudEvents, the OpenAI routes) see a child instance, which inherits it.
- */
-const LOGGING = 'batonLogsErrors';
-
 export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: FastifyInstance): FastifyInstance {
   // Unknown fields are refused, not silently dropped, and types are not coerced: a client
   // that sends the wrong thing hears about it.
@@ -196,7 +190,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/') || path === '/console' || path.startsWith('/console/')) return;
     if (!(await authOn())) return;
     const key = await authenticate(baton.store, req.headers.authorization);
-    await rateLimit(baton.store, key);
+    // A CloudEvents batch counts one request per event: its route takes them once it has read
+    // the batch (triggers.ts). Only POST reaches that route: anything else is counted here.
+    if (!(req.method === 'POST' && path === '/cloudevents' && isCloudEventsBatch(req.headers))) await rateLimit(baton.store, key);
     keys.set(req, key);
   });
   const keyOf = (req: FastifyRequest) => keys.get(req);
@@ -207,7 +203,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return run;
   };
   if (opts.logger) {
-    app.decorate(LOGGING, true);
+    markLogging(app);
     // One line per request: never the key itself, nor query values (a token in a URL stays out).
     // The line is built here from fields that hold no secret, so it skips pino's path redaction
     // (about 4 µs a line, a fifth of what the HTTP layer costs a request); the scrub of every
@@ -625,8 +621,7 @@ export function problem(reply: FastifyReply, req: FastifyRequest, err: Error & {
     const code = err.statusCode === 413 ? 'BATON_REQUEST_TOO_LARGE' : err.statusCode === 415 ? 'BATON_UNSUPPORTED_MEDIA_TYPE' : 'BATON_REQUEST_INVALID';
     return problem(reply, req, new BatonError(code, { detail: validationDetail(err) }));
   } else {
-    if ((req.server as unknown as Record<string, unknown>)[LOGGING] === true) req.log.error({ method: req.method, url: loggedUrl(req.url), err: { message: err.message, stack: err.stack } }, 'internal error');
-    else process.stderr.write(`baton serve: internal error on ${req.method} ${loggedUrl(req.url)}: ${err.stack ?? err.message}\n`);
+    gatewayLog(req, 'error', { method: req.method, url: loggedUrl(req.url), err: { message: err.message, stack: err.stack } }, 'internal error', `internal error on ${req.method} ${loggedUrl(req.url)}: ${err.stack ?? err.message}`);
     return problem(reply, req, new BatonError('BATON_INTERNAL'));
   }
   if (body.code === 'BATON_RATE_LIMITED') reply.header('retry-after', String(Math.ceil(Number((body.details as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 1000) / 1000)));

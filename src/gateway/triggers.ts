@@ -12,8 +12,10 @@
  *   derived from the workflow, the event's source and id (see Baton.publish), and is delivered
  *   to waits for `event: <type>` keyed by the event's `subject`.
  *
- * Secrets never leave: a missing variable is named, never a value; signatures are compared in
- * constant time and never echoed.
+ * A caller that cannot sign learns nothing: an unknown path, a missing or wrong signature and
+ * an unset secret variable all answer the same 401 (BATON_WEBHOOK_REFUSED); the log says which
+ * (the variable by name, never a value). Signatures are compared in constant time and never
+ * echoed or logged.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { HTTP, type CloudEventV1 } from 'cloudevents';
@@ -22,8 +24,9 @@ import type { Baton } from '../engine/engine.js';
 import { hookPath, triggerRun, type Listening, type TriggerEvent, type WebhookTrigger } from '../engine/triggers.js';
 import { BatonError } from '../errors.js';
 import type { ApiKeyRecord } from '../store/store.js';
-import { requireCap } from './auth.js';
+import { rateLimit, requireCap } from './auth.js';
 import { checkJsonDepth } from './json-body.js';
+import { gatewayLog } from './log.js';
 import { responses } from './schemas.js';
 
 export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
@@ -33,27 +36,27 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
     scope.post('/hooks/*', {
-      schema: { summary: 'Webhook trigger: an HMAC-signed POST starts the workflow listening on this path.', response: responses.triggered },
+      schema: {
+        summary: 'Webhook trigger: an HMAC-signed POST starts the workflow listening on this path.',
+        description: 'No API key: the signature is the credential. An unknown path and a missing or wrong signature answer the same 401 problem (BATON_WEBHOOK_REFUSED), so a caller that cannot sign cannot tell which paths exist; the gateway log says which it was. 409 BATON_WEBHOOK_CONFLICT: a signed request to a path two workflows declare.',
+        response: responses.triggered,
+      },
     }, async (req, reply) => {
       const path = (req.params as { '*': string })['*'];
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const hooks = (await baton.registry.listening()).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       const matching = hooks.filter((l) => hookPath(l) === path);
-      if (matching.length === 0) throw new BatonError('BATON_WEBHOOK_NOT_FOUND', { path });
-      // The signature first: a caller that cannot sign for this path learns nothing more.
-      const refusals: unknown[] = [];
-      const signed = matching.filter((l) => {
-        try {
-          verifySignature(l, path, raw, req.headers);
-          return true;
-        } catch (e) {
-          refusals.push(e);
-          return false;
-        }
-      });
-      if (!signed.length) throw refusals[0];
-      // Registration refuses a path already held; two workflows holding one anyway (registered
-      // at the same instant, or stored by an older Baton) are refused, not guessed between.
+      const signed = matching.filter((l) => accepts(req, l, path, raw));
+      // A caller that cannot sign for this path learns nothing, not even whether it exists: an
+      // unknown path gets the answer a failed signature gets, after the same work (one HMAC of
+      // the body). Only the log says which it was.
+      if (!matching.length) {
+        createHmac('sha256', '').update(raw).digest();
+        gatewayLog(req, 'info', { path, reason: 'unknown path' }, 'webhook refused: no workflow listens on this path');
+      }
+      if (!signed.length) throw new BatonError('BATON_WEBHOOK_REFUSED', { path });
+      // Registration refuses a path already held (atomically); two workflows holding one anyway
+      // (stored by an older Baton, or not through the registry) are refused, not guessed between.
       if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
       const hook = signed[0];
       const body = parseBody(raw, req.headers['content-type']);
@@ -67,11 +70,22 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
     scope.post('/cloudevents', {
       schema: { summary: 'CloudEvents (structured, binary or batch mode): start workflows whose cloudevent trigger matches; wake or buffer waits keyed by subject.', response: responses.triggered },
     }, async (req, reply) => {
-      // An event can start workflows of every namespace, so it takes a key that reaches them all.
       const k = o.keyOf(req);
-      requireCap(k, 'run', 'send events');
-      if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
-      const events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      // A batch is counted against the key's rate limit here, one request per event, before
+      // anything of it is started (the auth hook left it to this route); one refused before it
+      // was read counts as one request, as any other does.
+      const charge = (requests: number) => (k && isCloudEventsBatch(req.headers) ? rateLimit(baton.store, k, requests) : undefined);
+      let events: TriggerEvent[];
+      try {
+        // An event can start workflows of every namespace, so it takes a key that reaches them all.
+        requireCap(k, 'run', 'send events');
+        if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
+        events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      } catch (e) {
+        await charge(1);
+        throw e;
+      }
+      await charge(events.length);
       const runs: Array<{ run_id: string; workflow: string; event_id: string }> = [];
       const failed: Array<{ workflow: string; event_id: string; code?: string; detail: string }> = [];
       let delivered = 0;
@@ -89,11 +103,31 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
   });
 }
 
+/**
+ * Whether the request is signed for this webhook. Why not goes to the log, never to the caller:
+ * a bad signature as a warning (without its value), an unset secret variable as an error that
+ * names the variable (the operator's to fix; the caller only hears it was refused).
+ */
+function accepts(req: FastifyRequest, hook: Listening<WebhookTrigger>, path: string, raw: Buffer): boolean {
+  try {
+    verifySignature(hook, path, raw, req.headers);
+    return true;
+  } catch (e) {
+    const err = e as BatonError;
+    const fields = { path, workflow: hook.workflow, code: err.code };
+    if (err.code === 'BATON_WEBHOOK_SECRET_MISSING') gatewayLog(req, 'error', { ...fields, env: err.details.env }, err.message, err.message);
+    else gatewayLog(req, 'warn', { ...fields, header: hook.trigger.webhook.header, reason: err.details.detail }, 'webhook refused: not signed with its secret');
+    return false;
+  }
+}
+
 /** Exported for the constant-time test (test/reliability/webhook-signature.test.ts). */
 export function verifySignature(hook: Listening<WebhookTrigger>, path: string, raw: Buffer, headers: FastifyRequest['headers']): void {
   const { secret, header, algorithm } = hook.trigger.webhook;
   const env = secret.slice('env:'.length);
   const key = process.env[env];
+  // The digest first, whatever follows: how long a refusal takes says nothing of why.
+  const expected = createHmac(algorithm, key ?? '').update(raw).digest();
   if (key === undefined || key === '') throw new BatonError('BATON_WEBHOOK_SECRET_MISSING', { path, env });
   const params = { path, algorithm, header };
   const given = headers[header];
@@ -101,7 +135,6 @@ export function verifySignature(hook: Listening<WebhookTrigger>, path: string, r
   if (!value) throw new BatonError('BATON_WEBHOOK_SIGNATURE', { ...params, detail: `header ${header} is missing; nothing was started.` });
   // GitHub style `sha256=<hex>`, or the bare hex digest.
   const hex = value.trim().replace(new RegExp(`^${algorithm}=`, 'i'), '');
-  const expected = createHmac(algorithm, key).update(raw).digest();
   const got = /^[0-9a-fA-F]+$/.test(hex) && hex.length % 2 === 0 ? Buffer.from(hex, 'hex') : Buffer.alloc(0);
   if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
     throw new BatonError('BATON_WEBHOOK_SIGNATURE', { ...params, detail: 'the signature does not match the body; nothing was started.' });
@@ -127,6 +160,15 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
 
 const REQUIRED = ['specversion', 'id', 'source', 'type'] as const;
 
+function mediaType(headers: FastifyRequest['headers']): string {
+  return String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+}
+
+/** A request in CloudEvents batch mode: it counts one request per event against a key's rate limit. */
+export function isCloudEventsBatch(headers: FastifyRequest['headers']): boolean {
+  return mediaType(headers) === 'application/cloudevents-batch+json';
+}
+
 /** RFC 3339 date-time (the CloudEvents `time` format): the SDK takes any string, even "yesterday". */
 function isRfc3339(t: string): boolean {
   return /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(t) && !Number.isNaN(Date.parse(t));
@@ -138,7 +180,7 @@ function isRfc3339(t: string): boolean {
  * SDK's own validation.
  */
 export function readCloudEvents(headers: FastifyRequest['headers'], raw: Buffer): TriggerEvent[] {
-  const type = String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaType(headers);
   const text = raw.toString('utf8');
   const structured = type === 'application/cloudevents+json' || type === 'application/cloudevents-batch+json';
   checkJsonDepth(text); // structured events, or a binary-mode event's JSON data

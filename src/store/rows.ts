@@ -20,6 +20,9 @@ export function toVersion(r: Row): VersionRecord {
   };
 }
 
+/** SQL, the same on both stores: the latest version of every workflow. */
+export const LATEST_VERSIONS = `SELECT w.* FROM workflow_versions w
+  JOIN (SELECT name, MAX(seq) AS seq FROM workflow_versions GROUP BY name) m ON m.name = w.name AND m.seq = w.seq ORDER BY w.name`;
 
 export function toRun(r: Row): RunRecord {
   return {

@@ -707,8 +707,14 @@ export interface Store {
   readonly location: string;
 
   // --- workflow versions (immutable) ---
-  /** Inserts the version unless it exists; throws BATON_VERSION_CONFLICT if the id exists with another hash. */
-  putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>): Promise<VersionRecord>;
+  /**
+   * Inserts the version unless it exists; throws BATON_VERSION_CONFLICT if the id exists with
+   * another hash. With `check`, a new version is inserted only if `check` passes (returns) on
+   * the latest version of every workflow, read in the insert's own transaction: the inserts
+   * of all calls with a check are serialised (every process of the store), so two cannot both
+   * pass on a state that neither includes the other (the registry's webhook-path check).
+   */
+  putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>, check?: (latest: VersionRecord[]) => void): Promise<VersionRecord>;
   getVersion(versionId: string): Promise<VersionRecord | undefined>;
   latestVersion(name: string): Promise<VersionRecord | undefined>;
   listVersions(name?: string): Promise<VersionRecord[]>;

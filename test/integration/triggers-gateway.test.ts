@@ -2,12 +2,16 @@
  * Webhooks and CloudEvents through the real gateway (a listening socket, fetch), on every store.
  */
 import { createHmac } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/index.js';
+import { createApiKey } from '../../src/gateway/auth.js';
 import { buildGateway } from '../../src/gateway/server.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { canonicalJson, contentHash, versionIdOf } from '../../src/spec/canonical.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
+import { until } from '../helpers/wait.js';
 
 const SECRET = 'wh-secret-3f9a1c77e2';
 const sign = (body: string, key = SECRET, alg = 'sha256') => createHmac(alg, key).update(body).digest('hex');
@@ -22,11 +26,14 @@ describe.each(STORE_KINDS)('on %s', (k) => {
     delete process.env.TEST_UNSET_SECRET;
   });
 
-  async function serve(auth: 'off' | 'required' = 'off'): Promise<{ b: Baton; url: string }> {
+  /** A gateway on a fresh engine; its log lines (JSON, parsed) are in `log`. */
+  async function serve(auth: 'off' | 'required' = 'off'): Promise<{ b: Baton; url: string; log: Array<Record<string, unknown>> }> {
     const b = await suite.baton();
-    app = buildGateway(b, { auth });
+    const log: Array<Record<string, unknown>> = [];
+    const stream = new Writable({ write(chunk, _enc, cb) { log.push(...String(chunk).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)); cb(); } });
+    app = buildGateway(b, { auth, logger: createLogger({ level: 'info', stream }) });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
-    return { b, url };
+    return { b, url, log };
   }
   const post = (url: string, body: string, headers: Record<string, string>) => fetch(url, { method: 'POST', body, headers });
 
@@ -72,16 +79,16 @@ steps:
         expect(res.status).toBe(401);
         expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
         const text = await res.text();
-        expect(JSON.parse(text)).toMatchObject({ status: 401, code: 'BATON_WEBHOOK_SIGNATURE' });
+        expect(JSON.parse(text)).toMatchObject({ status: 401, code: 'BATON_WEBHOOK_REFUSED' });
         expect(text).not.toContain(SECRET);
         expect(text).not.toContain(sign(body));
       }
       expect(await b.listRuns({ workflow: 'hooked' })).toHaveLength(0);
     });
 
-    it('an unset secret variable is a 500 problem naming the variable, never a value', async () => {
+    it('an unset secret variable refuses every delivery as a bad signature would; the log names the variable, never a value', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
-      const { b, url } = await serve();
+      const { b, url, log } = await serve();
       await b.register(`
 name: unset
 triggers:
@@ -90,12 +97,17 @@ steps:
   - { id: x, kind: transform, expression: "input" }
 `);
       const res = await post(`${url}/hooks/unset`, '{}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{}', SECRET, 'sha1')}` });
-      expect(res.status).toBe(500);
+      expect(res.status).toBe(401);
       const text = await res.text();
-      expect(JSON.parse(text)).toMatchObject({ code: 'BATON_WEBHOOK_SECRET_MISSING' });
-      expect(text).toContain('TEST_UNSET_SECRET');
+      expect(JSON.parse(text)).toMatchObject({ code: 'BATON_WEBHOOK_REFUSED' });
+      expect(text).not.toContain('TEST_UNSET_SECRET');
       expect(text).not.toContain(SECRET);
       expect(await b.listRuns({ workflow: 'unset' })).toHaveLength(0);
+      // The operator's problem, in the operator's log: an error naming the variable and the workflow.
+      const line = await until(async () => log.find((l) => l.code === 'BATON_WEBHOOK_SECRET_MISSING'), 'the log line of the unset variable');
+      expect(line).toMatchObject({ level: 'error', path: 'unset', workflow: 'unset', env: 'TEST_UNSET_SECRET' });
+      expect(String(line.msg)).toContain('environment variable TEST_UNSET_SECRET, which is not set');
+      expect(JSON.stringify(log)).not.toContain(SECRET);
       // Once set, the trigger's own header and algorithm apply; the default body is the input.
       process.env.TEST_UNSET_SECRET = 'other-secret';
       const ok = await post(`${url}/hooks/unset`, '{"a":1}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{"a":1}', 'other-secret', 'sha1')}` });
@@ -103,15 +115,58 @@ steps:
       expect((await b.wait(((await ok.json()) as { run_id: string }).run_id, { timeoutMs: 20_000 })).output).toEqual({ a: 1 });
     });
 
-    it('an unknown path is 404; a namespaced workflow listens under its namespace and runs there', async () => {
+    it('a caller that cannot sign cannot tell a known path from an unknown one; the log can', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url, log } = await serve();
+      await b.register(hooked);
+      await b.register(`
+name: unset
+triggers:
+  - webhook: { path: orders/put, secret: env:TEST_UNSET_SECRET }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      const body = '{"id":"P-1"}';
+      /** Status, content type, length and body of a POST, its path (all three the same length) made generic. */
+      const probe = async (path: string, headers: Record<string, string>) => {
+        const res = await post(`${url}/hooks/${path}`, body, { 'content-type': 'application/json', ...headers });
+        return { status: res.status, type: res.headers.get('content-type'), length: res.headers.get('content-length'), body: (await res.text()).replaceAll(path, '<path>') };
+      };
+      for (const headers of <Array<Record<string, string>>>[{}, { 'x-baton-signature': `sha256=${sign(body, 'guessed')}` }]) {
+        const unknown = await probe('orders/old', headers);
+        expect(unknown).toMatchObject({ status: 401, type: expect.stringMatching(/^application\/problem\+json/) });
+        // A path a workflow listens on, and one whose secret variable is unset: byte for byte the same answer.
+        expect(await probe('orders/new', headers)).toEqual(unknown);
+        expect(await probe('orders/put', headers)).toEqual(unknown);
+        expect(JSON.parse(unknown.body)).toEqual({
+          type: 'https://baton.dev/errors/BATON_WEBHOOK_REFUSED', title: 'BATON_WEBHOOK_REFUSED', status: 401, code: 'BATON_WEBHOOK_REFUSED', retryable: false,
+          detail: expect.stringMatching(/^No webhook at \/hooks\/<path> accepts this request; nothing was started\. Check the path .* and the signature/), details: { path: '<path>' }, instance: '/hooks/<path>',
+        });
+        expect(unknown.body).not.toMatch(/hooked|unset|TEST_|SECRET/);
+      }
+      expect(await b.listRuns()).toHaveLength(0);
+      // The log tells the cases apart (and never holds a signature).
+      const about = (path: string) => log.filter((l) => l.path === path);
+      await until(async () => ['orders/old', 'orders/new', 'orders/put'].every((p) => about(p).length === 2), 'the log lines of the refusals');
+      expect(about('orders/old').map((l) => [l.level, l.reason])).toEqual([['info', 'unknown path'], ['info', 'unknown path']]);
+      expect(about('orders/new').map((l) => [l.level, l.workflow, l.reason])).toEqual([
+        ['warn', 'hooked', 'header x-baton-signature is missing; nothing was started.'],
+        ['warn', 'hooked', 'the signature does not match the body; nothing was started.'],
+      ]);
+      expect(about('orders/put').map((l) => [l.level, l.env])).toEqual([['error', 'TEST_UNSET_SECRET'], ['error', 'TEST_UNSET_SECRET']]);
+      expect(JSON.stringify(log)).not.toContain(sign(body, 'guessed'));
+      expect(JSON.stringify(log)).not.toContain(SECRET);
+    });
+
+    it('a namespaced workflow listens under its namespace (its bare path is refused) and runs there', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url } = await serve();
       await b.register(hooked, undefined, { namespace: 'team-a' });
       const body = '{"id":"N-1"}';
       const headers = { 'content-type': 'application/json', 'x-baton-signature': sign(body), 'x-delivery': 'n-1' };
       const miss = await post(`${url}/hooks/orders/new`, body, headers);
-      expect(miss.status).toBe(404);
-      expect(((await miss.json()) as { code: string }).code).toBe('BATON_WEBHOOK_NOT_FOUND');
+      expect(miss.status).toBe(401);
+      expect(((await miss.json()) as { code: string }).code).toBe('BATON_WEBHOOK_REFUSED');
       const res = await post(`${url}/hooks/team-a/orders/new`, body, headers);
       expect(res.status).toBe(202);
       const run = await b.getRun(((await res.json()) as { run_id: string }).run_id);
@@ -136,11 +191,32 @@ steps:
       await b.register(`${hooked}  - { id: more, kind: transform, expression: "1" }\n`, undefined, { namespace: 'team-a' });
     });
 
+    it('two workflows registering one path at the same instant, on two engines: exactly one gets it', async () => {
+      const [one, two] = [await suite.baton(), await suite.baton()];
+      const doc = (name: string, path: string) => `
+name: ${name}
+triggers:
+  - webhook: { path: ${path}, secret: env:TEST_HOOK_SECRET }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`;
+      for (let i = 0; i < 8; i++) {
+        const path = `race/${i}`;
+        const results = await Promise.allSettled([one.register(doc(`first_${i}`, path)), two.register(doc(`second_${i}`, path))]);
+        expect(results.map((r) => r.status).sort(), `round ${i}`).toEqual(['fulfilled', 'rejected']);
+        const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as { code: string; message: string };
+        expect(refused.code).toBe('BATON_WEBHOOK_PATH_TAKEN');
+        expect(refused.message).toMatch(new RegExp(`^Webhook path "${path}" is already declared by workflow (first|second)_${i}; (first|second)_${i} was not registered`));
+        // The refused workflow was not stored: the path has one holder.
+        expect((await one.store.listVersions()).filter((v) => v.name.endsWith(`_${i}`))).toHaveLength(1);
+      }
+    });
+
     it('a path two workflows hold anyway answers an unsigned caller 401, naming nobody', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url } = await serve();
       await b.register(hooked);
-      // As an older Baton (or two registrations at one instant) could have stored it.
+      // As an older Baton (whose check two registrations at one instant could both pass) could have stored it.
       const doc = { name: 'hooked_too', triggers: [{ webhook: { path: 'orders/new', secret: 'env:TEST_HOOK_SECRET' } }], steps: [{ id: 'x', kind: 'transform', expression: 'input' }] };
       const canonical = canonicalJson(doc);
       await b.store.putVersion({ versionId: versionIdOf('hooked_too', contentHash(canonical)), name: 'hooked_too', hash: contentHash(canonical), document: canonical });
@@ -243,6 +319,38 @@ steps:
       const out = (await res.json()) as { events: number; runs: Array<{ workflow: string; event_id: string }> };
       expect(out.events).toBe(3);
       expect(out.runs.map((r) => `${r.workflow}:${r.event_id}`).sort()).toEqual(['on_created:x-1', 'on_deleted:x-2']);
+    });
+
+    it('each event of a batch counts against the key\'s rate limit; a batch over the whole minute is refused whole', async () => {
+      const { b, url } = await serve('required');
+      await listeners(b);
+      const { key } = await createApiKey(b.store, { name: 'events', role: 'operator', namespaces: ['*'], ratePerMinute: 5 });
+      const send = (events: unknown[]) => post(`${url}/cloudevents`, JSON.stringify(events), { 'content-type': 'application/cloudevents-batch+json', authorization: `Bearer ${key}` });
+      const batch = (from: number, n: number) => Array.from({ length: n }, (_, i) => ce(`r-${from + i}`, 'com.example.order.created', '/pos', { n: from + i }));
+      // 20 events against 5 a minute can never pass: a clear refusal, not a wait, and nothing started.
+      const huge = await send(batch(0, 20));
+      expect(huge.status).toBe(413);
+      expect(huge.headers.get('retry-after')).toBeNull();
+      const refused = (await huge.json()) as { code: string; detail: string; retryable: boolean };
+      expect(refused).toMatchObject({ code: 'BATON_RATE_BATCH_TOO_LARGE', retryable: false });
+      expect(refused.detail).toContain('batch of 20 CloudEvents counts as 20 requests, more than the 5 a minute key');
+      expect(refused.detail).toContain('batches of at most 5 events');
+      expect(refused.detail).toContain('--rate');
+      expect(await b.listRuns()).toHaveLength(0);
+      // It took nothing from the bucket: a batch of the whole minute passes, and uses it up.
+      const full = await send(batch(100, 5));
+      expect(full.status).toBe(202);
+      expect(((await full.json()) as { runs: unknown[] }).runs).toHaveLength(5);
+      // The next batch and the next single event wait; neither starts anything.
+      const more = await send(batch(200, 2));
+      expect(more.status).toBe(429);
+      expect(Number(more.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(((await more.json()) as { detail: string }).detail).toContain('this batch of 2 CloudEvents counts as 2');
+      const single = await post(`${url}/cloudevents`, JSON.stringify(ce('r-300', 'com.example.order.created', '/pos', {})), { 'content-type': 'application/cloudevents+json', authorization: `Bearer ${key}` });
+      expect(single.status).toBe(429);
+      // A batch refused before it was read counts as one request, as any other request does.
+      expect((await send([{ id: 'bad' }])).status).toBe(429);
+      expect(await b.listRuns()).toHaveLength(5);
     });
 
     it('an invalid event is 400 with a problem and starts nothing', async () => {

@@ -34,7 +34,7 @@ import type {
 } from '../store.js';
 import { applyMigrations, type MigrateResult } from './migrations.js';
 import { anchorHash, chainHashes, eventContentHash, eventDataText, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
-import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, LATEST_VERSIONS, type Row } from '../rows.js';
 
 type Q = pg.PoolClient;
 
@@ -279,14 +279,18 @@ export class PostgresStore implements Store {
 
   // ---------------------------------------------------------------- versions
 
-  async putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>): Promise<VersionRecord> {
+  async putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>, check?: (latest: VersionRecord[]) => void): Promise<VersionRecord> {
     return this.run(async (c) => {
+      // Checked inserts take one store-wide lock (always before a name's), held to the commit:
+      // what `check` reads cannot change before this insert is visible to the next one.
+      if (check) await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:checked-versions', 0))`);
       await c.query(`SELECT pg_advisory_xact_lock(hashtextextended('baton:version:' || $1, 0))`, [v.name]);
       const existing = (await c.query('SELECT * FROM workflow_versions WHERE version_id = $1', [v.versionId])).rows[0];
       if (existing) {
         if (existing.hash !== v.hash) throw new BatonError('BATON_VERSION_CONFLICT', { versionId: v.versionId });
         return toVersion(existing);
       }
+      check?.((await c.query(LATEST_VERSIONS)).rows.map(toVersion));
       const r = await c.query(
         `INSERT INTO workflow_versions (version_id, name, hash, seq, document, source, created_at)
          SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6 FROM workflow_versions WHERE name = $2 RETURNING *`,

@@ -17,7 +17,7 @@ import type {
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { CheckpointThread } from './checkpointer.js';
 import { anchorHash, eventContentHash, eventDataText, linkHash, type AnchorRecord, type AuditEventRow, type PurgedRunRecord } from '../audit-chain.js';
-import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, type Row } from '../rows.js';
+import { approvalChangeValues, checkApproval, checkLease, parseJsonColumn, toApproval, schedulePatchSql, toAnchor, toApiKey, toAuditEvent, toPurged, toEvent, toLineage, toRun, toSchedule, toServiceStatus, toStage, toStep, toTask, toVersion, LATEST_VERSIONS, type Row } from '../rows.js';
 
 
 export interface SqliteStoreOptions {
@@ -101,13 +101,15 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- versions
 
-  async putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>): Promise<VersionRecord> {
+  async putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>, check?: (latest: VersionRecord[]) => void): Promise<VersionRecord> {
+    // BEGIN IMMEDIATE: what `check` reads cannot change before the insert commits.
     return this.write(() => {
       const existing = this.s.getVersion.get(v.versionId) as Row | undefined;
       if (existing) {
         if (existing.hash !== v.hash) throw new BatonError('BATON_VERSION_CONFLICT', { versionId: v.versionId });
         return toVersion(existing);
       }
+      check?.((this.s.latestVersions.all() as Row[]).map(toVersion));
       const seqRow = this.s.maxSeq.get(v.name) as { seq: number | null };
       const rec: VersionRecord = { ...v, seq: (seqRow.seq ?? 0) + 1, createdAt: Date.now() };
       this.s.insertVersion.run(rec.versionId, rec.name, rec.hash, rec.seq, rec.document, rec.source ?? null, rec.createdAt);
@@ -1085,6 +1087,7 @@ function prepare(db: Database.Database) {
     insertVersion: p('INSERT INTO workflow_versions (version_id, name, hash, seq, document, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     latestVersion: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq DESC LIMIT 1'),
     listVersions: p('SELECT * FROM workflow_versions ORDER BY name, seq'),
+    latestVersions: p(LATEST_VERSIONS),
     listVersionsByName: p('SELECT * FROM workflow_versions WHERE name = ? ORDER BY seq'),
     insertRun: p(`INSERT INTO runs (id, version_id, workflow, status, input, parent_run_id, parent_step_key, created_at, updated_at, budget,
                     namespace, priority, concurrency_key, concurrency_limit, replay_of, trace, config_hash, event_hops)
