@@ -48,6 +48,7 @@ export const ERRORS = {
   BATON_REPLAY_VERSION: { status: 400, retryable: false, message: 'Version {version} belongs to workflow {workflow}, not {expected}: a run replays against a version of its own workflow (give a version id of {expected}, or its name for the latest).' },
   BATON_REPLAY_NO_WORKER: { status: 409, retryable: false, message: 'A replay runs in the process asked for it, and this one runs no worker (baton serve --no-worker, or an engine opened with worker: false). Ask a gateway that runs a worker, or run `baton runs replay` where the store is reachable. Nothing was started.' },
   BATON_REPLAY_ORPHANED: { status: 409, retryable: false, message: 'Run {runId} is a replay driven by another process (or one that stopped); step {step} is not executed here, so that a replay never calls anything. Replay the original run again.' },
+  BATON_REPLAY_INTERRUPTED: { status: 503, retryable: true, message: 'The replay of run {runId} was stopped before it ended: {reason}. Its replay run {replayRunId} was cancelled (nothing more of it runs); replay the run again.' },
 
   // --- step execution -------------------------------------------------------------------
   BATON_STEP_FAILED: { status: 500, retryable: true, message: 'Step {step} failed: {detail}' },

@@ -161,6 +161,11 @@ export interface ReplayOptions {
   live?: boolean;
   /** How long to wait for the replay run (default 5 minutes); it is cancelled after that. */
   timeoutMs?: number;
+  /**
+   * Stops the replay early (whoever aborts it calls `wakeWaiters()`, as for `wait`): the replay
+   * run is cancelled with the signal's reason (a string) and the call fails BATON_REPLAY_INTERRUPTED.
+   */
+  signal?: AbortSignal;
 }
 
 /** The run's concurrency key from the workflow's expression over its input; a run without one is not limited. */
@@ -685,10 +690,19 @@ export class Baton extends EventEmitter<BatonEvents> {
     let replayed: RunResult;
     try {
       await this.start(versionId, original.input, { id, namespace: original.namespace, priority: original.priority, replay: { of: runId, from, live: Boolean(opts.live) } });
-      replayed = await this.wait(id, { timeoutMs: opts.timeoutMs ?? 300_000 });
+      replayed = await this.wait(id, { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal });
       if (!TERMINAL_RUN_STATES.has(replayed.status)) {
-        await this.cancel(id, 'replay took too long').catch(() => undefined);
-        throw new BatonError('BATON_RUN_STATE', { runId: id, status: replayed.status, action: `finish the replay within ${opts.timeoutMs ?? 300_000} ms; it was cancelled` });
+        // Its recordings live in this call only: a replay run left behind would never end
+        // (another worker refuses its steps), so it is cancelled, saying why.
+        const stopped = opts.signal?.aborted === true;
+        const reason = stopped ? (typeof opts.signal!.reason === 'string' ? opts.signal!.reason : 'the replay was stopped') : 'replay took too long';
+        const cancelled = await this.cancel(id, reason).then(() => true, () => false);
+        // Refused: it may have ended meanwhile, and then its report is as good as any.
+        if (!cancelled) replayed = await this.getRun(id);
+        if (cancelled || !TERMINAL_RUN_STATES.has(replayed.status)) {
+          if (stopped) throw new BatonError('BATON_REPLAY_INTERRUPTED', { runId, replayRunId: id, reason });
+          throw new BatonError('BATON_RUN_STATE', { runId: id, status: replayed.status, action: `finish the replay within ${opts.timeoutMs ?? 300_000} ms; it was cancelled` });
+        }
       }
     } finally {
       this.replays.delete(id);

@@ -137,7 +137,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   const closing = new AbortController();
   setMaxListeners(0, closing.signal); // one listener for each request held open
   app.addHook('preClose', async () => {
-    closing.abort();
+    closing.abort('the gateway is shutting down'); // a replay in flight is cancelled saying so
     baton.wakeWaiters(); // waits given the signal see it now (they do not listen to it)
     // The server's close ends only the keep-alive connections idle when it begins; one whose
     // request ends afterwards would be kept for the keep-alive timeout (72 s) before it closes.
@@ -492,11 +492,13 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return reply.code(202).header('location', `/runs/${id}`).send(runBody(run));
   });
 
-  // Replays execute in this process (their recordings are here), and answer once the replay run ended.
+  // Replays execute in this process (their recordings are here), and answer once the replay run
+  // ended. The gateway closing cancels one in flight (a replay run cannot go on without its
+  // recordings) and answers 503 BATON_REPLAY_INTERRUPTED, rather than hold the shutdown up to 5 minutes.
   app.post('/runs/:id/replay', {
     schema: {
       summary: "Replays a finished run against a version of its workflow with its recorded model, HTTP and task outputs (nothing is called) and reports where the version's decisions differ.",
-      description: 'The replay is a new run `replay_…` (marked `replay_of`, cost 0). `version`: a version id, or the workflow name for its latest (default: the run\'s own version). `from`: keep the recorded outputs of the steps before that one. `live`: call for real the steps whose input has no recording (default: 422 BATON_REPLAY_NO_RECORDING naming the step). 409 BATON_RUN_STATE for a run not finished; 400 BATON_REPLAY_STEP_UNKNOWN / BATON_REPLAY_VERSION.',
+      description: 'The replay is a new run `replay_…` (marked `replay_of`, cost 0). `version`: a version id, or the workflow name for its latest (default: the run\'s own version). `from`: keep the recorded outputs of the steps before that one. `live`: call for real the steps whose input has no recording (default: 422 BATON_REPLAY_NO_RECORDING naming the step). 409 BATON_RUN_STATE for a run not finished; 400 BATON_REPLAY_STEP_UNKNOWN / BATON_REPLAY_VERSION; 503 BATON_REPLAY_INTERRUPTED when the gateway shuts down during the replay (the replay run is cancelled; replay again).',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
       body: {
         type: ['object', 'null'],
@@ -514,7 +516,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const b = (req.body ?? {}) as { version?: string; from?: string; live?: boolean };
     requireCap(keyOf(req), 'run', 'replay runs');
     await visibleRun(req, id);
-    return baton.replay(id, { version: b.version, from: b.from, live: b.live });
+    return baton.replay(id, { version: b.version, from: b.from, live: b.live, signal: closing.signal });
   });
 
   // A signal addressed to one run: wakes its steps waiting for the event, whatever their key.
