@@ -717,7 +717,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Delivers an external event for `event` with correlation `key`: it wakes ONE step waiting for
    * it (the longest waiting), or, when none is, is buffered for a wait that arms later with a
    * `lookback` covering its arrival (kept at most EVENT_RETENTION_MS). With `eventId`, a second
-   * delivery of the same id for the same key changes nothing (`duplicate`). It reaches runs of
+   * delivery of the same id for the same key and namespace changes nothing (`duplicate`); the
+   * same id sent to another namespace is another event. It reaches runs of
    * every namespace; with `namespace`, only runs of that one (waiting now, or arming later), as
    * an `emit` step's event reaches only its own run's namespace.
    */
