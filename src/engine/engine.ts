@@ -22,7 +22,7 @@ import type { EventRecord, FinishRun, LineageQuery, LineageRecord, NewRun, NewSt
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
 import { MAX_EVENT_HOPS, eventHops } from '../steps/emit.js';
-import { cloudEventMatches, derivedRunId, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
+import { cloudEventMatches, derivedRunId, runIdScope, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { childEndState, executeAttempt, withChild, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
@@ -772,7 +772,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Publishes a CloudEvent: starts every workflow whose latest version has a matching
    * `cloudevent` trigger (only those of `namespace` and the default one, when given), each with a
    * run id derived from the workflow and the event's source and id (or the trigger's `run_id`),
-   * so publishing the same event again starts nothing new; and, when the event has a `subject`,
+   * and for a default-namespace workflow the namespace it runs in (runIdScope), so publishing the
+   * same event again starts nothing new; and, when the event has a `subject`,
    * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits):
    * with `namespace`, only to runs of that namespace (an emit's event stays in its team).
    */
@@ -789,8 +790,8 @@ export class Baton extends EventEmitter<BatonEvents> {
         // An event that went round too often (a sink or a relay feeding it back) starts nothing;
         // emit steps refuse to pass one on beyond the limit themselves.
         if (hops > MAX_EVENT_HOPS) throw new BatonError('BATON_EVENT_HOP_LIMIT', { hops, limit: MAX_EVENT_HOPS, type: e.type, where: `starting ${l.workflow}` }, { retryable: false });
-        const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
         const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
+        const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id, ...runIdScope(l, namespace)), namespace);
         const traceparent = typeof e.traceparent === 'string' ? e.traceparent : opts.traceparent;
         runs.push({ runId: await this.start(l.versionId, input, { id, namespace, traceparent, eventHops: hops }), workflow: l.workflow });
       } catch (err) {
