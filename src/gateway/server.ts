@@ -31,7 +31,7 @@ import { registerAuditRoutes, wantsReveal, whoIs, type AuditRouteOptions } from 
 import { present, presentEvents, recordReveal } from '../audit/redaction.js';
 import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
-import { responses, SHARED_SCHEMAS } from './schemas.js';
+import { eventQuerySchema, responses, SHARED_SCHEMAS } from './schemas.js';
 import { registerTriggerRoutes } from './triggers.js';
 import { registerConsoleApi } from './console-api.js';
 import { BROWSER_PAGE_HEADERS, registerConsole } from './console.js';
@@ -268,6 +268,19 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const ns = checkNamespace(asked ?? (key && !key.namespaces.includes('*') ? key.namespaces[0] : undefined));
     if (!reaches(key, ns)) throw new BatonError('BATON_FORBIDDEN', { key: key!.id, role: key!.role, action: `${action} in namespace "${ns}"` });
     return ns;
+  };
+  /**
+   * The namespace an event sent by this request goes to (POST /events, POST /cloudevents): the
+   * one `?namespace=` names (which the key must reach, as namespaceOf has it), else a key's only
+   * namespace; a key of several must name one. Undefined, every namespace: a `*` key, or auth off.
+   */
+  const eventNamespace = (req: FastifyRequest, action: string): string | undefined => {
+    const asked = (req.query as { namespace?: string }).namespace;
+    if (asked !== undefined) return namespaceOf(req, asked, action);
+    const key = keyOf(req);
+    if (!key || key.namespaces.includes('*')) return undefined;
+    if (key.namespaces.length > 1) throw new BatonError('BATON_NAMESPACE_REQUIRED', { key: key.id, namespaces: key.namespaces.join(', '), action, example: key.namespaces[0] });
+    return key.namespaces[0];
   };
   /** A workflow reference resolved in the caller's namespace; another team's workflow is "not found". */
   const visibleVersion = async (req: FastifyRequest, ref: string, namespace: string): Promise<string> => {
@@ -560,21 +573,25 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   registerApprovalRoutes(app, baton, keyOf);
 
   app.post('/events/:name/:key', {
-    schema: { summary: 'Delivers an event to the step waiting for it (name + correlation key), or buffers it for a wait with a lookback.', response: responses.delivery },
+    schema: {
+      summary: 'Delivers an event to the step waiting for it (name + correlation key), or buffers it for a wait with a lookback.',
+      description: "Only runs of the event's namespace (`?namespace=`, or the key's) are woken or take it buffered. An `Idempotency-Key` header delivers it once per namespace.",
+      querystring: eventQuerySchema,
+      response: responses.delivery,
+    },
   }, async (req, reply) => {
     const { name, key } = req.params as { name: string; key: string };
-    // An event can wake runs of any namespace, so it takes a key that reaches them all.
-    const k = keyOf(req);
-    requireCap(k, 'run', 'send events');
-    if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send events (they can reach every namespace; use a key with namespace *)' });
+    requireCap(keyOf(req), 'run', 'send events');
+    // A key confined to namespaces wakes (and buffers for) runs of its namespace only.
+    const namespace = eventNamespace(req, 'send events');
     // With an Idempotency-Key, a retried request delivers (or buffers) the event once.
     const idem = req.headers['idempotency-key'];
-    const r = await baton.sendEvent(name, key, req.body ?? null, { eventId: typeof idem === 'string' && idem ? idem : undefined });
+    const r = await baton.sendEvent(name, key, req.body ?? null, { eventId: typeof idem === 'string' && idem ? idem : undefined, namespace });
     return reply.code(202).send(r);
   });
 
   // Webhooks (POST /hooks/<path>) and CloudEvents (POST /cloudevents): src/gateway/triggers.ts.
-  registerTriggerRoutes(app, baton, { keyOf });
+  registerTriggerRoutes(app, baton, { keyOf, eventNamespace });
   registerConsoleApi(app, baton, keyOf);
 
   return app;
