@@ -48,6 +48,7 @@ export const ERRORS = {
   BATON_REPLAY_VERSION: { status: 400, retryable: false, message: 'Version {version} belongs to workflow {workflow}, not {expected}: a run replays against a version of its own workflow (give a version id of {expected}, or its name for the latest).' },
   BATON_REPLAY_NO_WORKER: { status: 409, retryable: false, message: 'A replay runs in the process asked for it, and this one runs no worker (baton serve --no-worker, or an engine opened with worker: false). Ask a gateway that runs a worker, or run `baton runs replay` where the store is reachable. Nothing was started.' },
   BATON_REPLAY_ORPHANED: { status: 409, retryable: false, message: 'Run {runId} is a replay driven by another process (or one that stopped); step {step} is not executed here, so that a replay never calls anything. Replay the original run again.' },
+  BATON_REPLAY_INTERRUPTED: { status: 503, retryable: true, message: 'The replay of run {runId} was stopped before it ended: {reason}. Its replay run {replayRunId} was cancelled (nothing more of it runs); replay the run again.' },
 
   // --- step execution -------------------------------------------------------------------
   BATON_STEP_FAILED: { status: 500, retryable: true, message: 'Step {step} failed: {detail}' },
@@ -113,6 +114,7 @@ export const ERRORS = {
   BATON_CROSS_ORIGIN: { status: 403, retryable: false, message: 'A web page of another origin ({origin}) may not change anything on this gateway. Call it from a program (no Origin header), or from the console it serves.' },
   BATON_HOST_NOT_ALLOWED: { status: 403, retryable: false, message: 'Host "{host}" is not a name of this gateway (a page reaching it through another name is refused: DNS rebinding). On loopback it answers to localhost, 127.0.0.1 and [::1]; behind a reverse proxy that keeps the public name, start it with --allowed-host <that name>.' },
   BATON_FORBIDDEN: { status: 403, retryable: false, message: 'This key ({key}, role {role}) may not {action}.' },
+  BATON_NAMESPACE_REQUIRED: { status: 400, retryable: false, message: 'This key ({key}) reaches several namespaces ({namespaces}) and may {action} in any one of them: say which with ?namespace=<one of them> in the URL (e.g. ?namespace={example}). Nothing was sent.' },
   BATON_CONSOLE_NOT_BUILT: { status: 503, retryable: false, message: 'The web console is not built ({path} is missing). Run `npm run build`, then restart `baton serve`.' },
   BATON_WEBHOOK_REFUSED: { status: 401, retryable: false, message: 'No webhook at /hooks/{path} accepts this request; nothing was started. Check the path (a workflow of a namespace listens on /hooks/<namespace>/<path>) and the signature: the HMAC-SHA256 (or the algorithm the trigger names) of the exact raw body with the webhook\'s shared secret, as hex or `sha256=<hex>`, in header X-Baton-Signature (or the one the trigger names). The gateway\'s log says which of the two was wrong.' },
   BATON_WEBHOOK_CONFLICT: { status: 409, retryable: false, message: 'Webhook path "{path}" is declared by more than one workflow ({workflows}); nothing was started. Give each workflow its own path.' },

@@ -22,7 +22,7 @@ import type { EventRecord, FinishRun, LineageQuery, LineageRecord, NewRun, NewSt
 import type { ExecServices, StepFunction } from '../steps/kind.js';
 import { EVENT_RETENTION_MS, eventWaitKey } from '../steps/wait.js';
 import { MAX_EVENT_HOPS, eventHops } from '../steps/emit.js';
-import { cloudEventMatches, derivedRunId, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
+import { cloudEventMatches, derivedRunId, runIdScope, triggerRun, type CloudEventTrigger, type Listening, type TriggerEvent } from './triggers.js';
 import { parseSource, type SourceDocument } from '../spec/parse.js';
 import type { CompiledWorkflow } from '../spec/compile.js';
 import { childEndState, executeAttempt, withChild, type ExecutorHost, type PreparedFinish, type StepEvent, type Work } from './executor.js';
@@ -161,6 +161,11 @@ export interface ReplayOptions {
   live?: boolean;
   /** How long to wait for the replay run (default 5 minutes); it is cancelled after that. */
   timeoutMs?: number;
+  /**
+   * Stops the replay early (whoever aborts it calls `wakeWaiters()`, as for `wait`): the replay
+   * run is cancelled with the signal's reason (a string) and the call fails BATON_REPLAY_INTERRUPTED.
+   */
+  signal?: AbortSignal;
 }
 
 /** The run's concurrency key from the workflow's expression over its input; a run without one is not limited. */
@@ -685,10 +690,19 @@ export class Baton extends EventEmitter<BatonEvents> {
     let replayed: RunResult;
     try {
       await this.start(versionId, original.input, { id, namespace: original.namespace, priority: original.priority, replay: { of: runId, from, live: Boolean(opts.live) } });
-      replayed = await this.wait(id, { timeoutMs: opts.timeoutMs ?? 300_000 });
+      replayed = await this.wait(id, { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal });
       if (!TERMINAL_RUN_STATES.has(replayed.status)) {
-        await this.cancel(id, 'replay took too long').catch(() => undefined);
-        throw new BatonError('BATON_RUN_STATE', { runId: id, status: replayed.status, action: `finish the replay within ${opts.timeoutMs ?? 300_000} ms; it was cancelled` });
+        // Its recordings live in this call only: a replay run left behind would never end
+        // (another worker refuses its steps), so it is cancelled, saying why.
+        const stopped = opts.signal?.aborted === true;
+        const reason = stopped ? (typeof opts.signal!.reason === 'string' ? opts.signal!.reason : 'the replay was stopped') : 'replay took too long';
+        const cancelled = await this.cancel(id, reason).then(() => true, () => false);
+        // Refused: it may have ended meanwhile, and then its report is as good as any.
+        if (!cancelled) replayed = await this.getRun(id);
+        if (cancelled || !TERMINAL_RUN_STATES.has(replayed.status)) {
+          if (stopped) throw new BatonError('BATON_REPLAY_INTERRUPTED', { runId, replayRunId: id, reason });
+          throw new BatonError('BATON_RUN_STATE', { runId: id, status: replayed.status, action: `finish the replay within ${opts.timeoutMs ?? 300_000} ms; it was cancelled` });
+        }
       }
     } finally {
       this.replays.delete(id);
@@ -703,7 +717,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Delivers an external event for `event` with correlation `key`: it wakes ONE step waiting for
    * it (the longest waiting), or, when none is, is buffered for a wait that arms later with a
    * `lookback` covering its arrival (kept at most EVENT_RETENTION_MS). With `eventId`, a second
-   * delivery of the same id for the same key changes nothing (`duplicate`). It reaches runs of
+   * delivery of the same id for the same key and namespace changes nothing (`duplicate`); the
+   * same id sent to another namespace is another event. It reaches runs of
    * every namespace; with `namespace`, only runs of that one (waiting now, or arming later), as
    * an `emit` step's event reaches only its own run's namespace.
    */
@@ -757,7 +772,8 @@ export class Baton extends EventEmitter<BatonEvents> {
    * Publishes a CloudEvent: starts every workflow whose latest version has a matching
    * `cloudevent` trigger (only those of `namespace` and the default one, when given), each with a
    * run id derived from the workflow and the event's source and id (or the trigger's `run_id`),
-   * so publishing the same event again starts nothing new; and, when the event has a `subject`,
+   * and for a default-namespace workflow the namespace it runs in (runIdScope), so publishing the
+   * same event again starts nothing new; and, when the event has a `subject`,
    * delivers it to waits for `event: <type>` with `key` = the subject (buffered if none waits):
    * with `namespace`, only to runs of that namespace (an emit's event stays in its team).
    */
@@ -774,8 +790,8 @@ export class Baton extends EventEmitter<BatonEvents> {
         // An event that went round too often (a sink or a relay feeding it back) starts nothing;
         // emit steps refuse to pass one on beyond the limit themselves.
         if (hops > MAX_EVENT_HOPS) throw new BatonError('BATON_EVENT_HOP_LIMIT', { hops, limit: MAX_EVENT_HOPS, type: e.type, where: `starting ${l.workflow}` }, { retryable: false });
-        const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id));
         const namespace = l.namespace !== DEFAULT_NAMESPACE ? l.namespace : ns ?? DEFAULT_NAMESPACE;
+        const { input, id } = await triggerRun(l, { event: e, data: e.data ?? null }, e.data ?? {}, derivedRunId('ce', l.workflow, e.source, e.id, ...runIdScope(l, namespace)), namespace);
         const traceparent = typeof e.traceparent === 'string' ? e.traceparent : opts.traceparent;
         runs.push({ runId: await this.start(l.versionId, input, { id, namespace, traceparent, eventHops: hops }), workflow: l.workflow });
       } catch (err) {

@@ -70,10 +70,20 @@ export function derivedRunId(prefix: 'hook' | 'ce' | 'sched', ...parts: string[]
 }
 
 /**
- * The run a trigger starts: input (trigger `input`, else `fallback`) and id (trigger `run_id`
- * made a deterministic id for this workflow, else `defaultId`, which may be undefined: a fresh id).
+ * The last part of a derived run id: for a shared (default-namespace) workflow started in a
+ * team's namespace, that namespace, so that two teams relaying one event each start their own
+ * run instead of the second being refused the id. None otherwise (ids as they always were).
  */
-export async function triggerRun(l: Listening<CompiledTrigger>, context: Record<string, unknown>, fallback: unknown, defaultId: string | undefined): Promise<{ input: unknown; id: string | undefined }> {
+export function runIdScope(l: Listening<CompiledTrigger>, runNamespace: string): string[] {
+  return l.namespace === DEFAULT_NAMESPACE && runNamespace !== DEFAULT_NAMESPACE ? [runNamespace] : [];
+}
+
+/**
+ * The run a trigger starts, in `runNamespace`: input (trigger `input`, else `fallback`) and id
+ * (trigger `run_id` made a deterministic id for this workflow, else `defaultId`, which may be
+ * undefined: a fresh id).
+ */
+export async function triggerRun(l: Listening<CompiledTrigger>, context: Record<string, unknown>, fallback: unknown, defaultId: string | undefined, runNamespace = l.namespace): Promise<{ input: unknown; id: string | undefined }> {
   const where = `in ${l.workflow} triggers[${l.trigger.id.split(':')[1]}]`;
   const ctx = { trigger: { id: l.trigger.id, kind: l.trigger.kind, workflow: l.workflow }, ...context };
   const input = l.trigger.input ? await l.trigger.input.evaluate(ctx, `${where}: input`) : fallback;
@@ -83,7 +93,7 @@ export async function triggerRun(l: Listening<CompiledTrigger>, context: Record<
     if (v === undefined || v === null || v === '' || typeof v === 'object') {
       throw new BatonError('BATON_EXPR_EVAL', { where: `${where}: run_id`, detail: `gave ${JSON.stringify(v ?? null)}; it must give a non-empty string or number (e.g. a delivery id header)` });
     }
-    id = derivedRunId(l.trigger.kind === 'webhook' ? 'hook' : 'ce', l.workflow, l.trigger.id, String(v));
+    id = derivedRunId(l.trigger.kind === 'webhook' ? 'hook' : 'ce', l.workflow, l.trigger.id, String(v), ...runIdScope(l, runNamespace));
   }
   return { input: input ?? {}, id };
 }

@@ -168,6 +168,21 @@ export const approvalSchema = {
   required: ['id', 'status', 'run_id', 'step', 'namespace', 'workflow', 'approvers', 'evidence_hash', 'form'],
 } as const;
 
+/**
+ * The query of the routes that send events (POST /events, POST /cloudevents): the namespace they
+ * go to. Unknown parameters are refused: a misspelt `?namespace=` must not send to every namespace.
+ */
+export const eventQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    namespace: {
+      type: 'string',
+      description: "The namespace the event goes to: only its runs' waits are woken (a buffered event waits for its runs only), and only its own and shared workflows' triggers start runs, in it. The key must reach it. Default: the key's namespace for a key of one; every namespace for a key with namespace `*` (or with auth off); a key of several must name one (400 BATON_NAMESPACE_REQUIRED).",
+    },
+  },
+} as const;
+
 const ref = (id: string) => ({ $ref: `${id}#` });
 
 /** Every error status answers a problem. */

@@ -31,7 +31,7 @@ import { registerAuditRoutes, wantsReveal, whoIs, type AuditRouteOptions } from 
 import { present, presentEvents, recordReveal } from '../audit/redaction.js';
 import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
-import { responses, SHARED_SCHEMAS } from './schemas.js';
+import { eventQuerySchema, responses, SHARED_SCHEMAS } from './schemas.js';
 import { gatewayLog, markLogging } from './log.js';
 import { isCloudEventsBatch, registerTriggerRoutes } from './triggers.js';
 import { registerConsoleApi } from './console-api.js';
@@ -131,7 +131,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   const closing = new AbortController();
   setMaxListeners(0, closing.signal); // one listener for each request held open
   app.addHook('preClose', async () => {
-    closing.abort();
+    closing.abort('the gateway is shutting down'); // a replay in flight is cancelled saying so
     baton.wakeWaiters(); // waits given the signal see it now (they do not listen to it)
     // The server's close ends only the keep-alive connections idle when it begins; one whose
     // request ends afterwards would be kept for the keep-alive timeout (72 s) before it closes.
@@ -264,6 +264,19 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const ns = checkNamespace(asked ?? (key && !key.namespaces.includes('*') ? key.namespaces[0] : undefined));
     if (!reaches(key, ns)) throw new BatonError('BATON_FORBIDDEN', { key: key!.id, role: key!.role, action: `${action} in namespace "${ns}"` });
     return ns;
+  };
+  /**
+   * The namespace an event sent by this request goes to (POST /events, POST /cloudevents): the
+   * one `?namespace=` names (which the key must reach, as namespaceOf has it), else a key's only
+   * namespace; a key of several must name one. Undefined, every namespace: a `*` key, or auth off.
+   */
+  const eventNamespace = (req: FastifyRequest, action: string): string | undefined => {
+    const asked = (req.query as { namespace?: string }).namespace;
+    if (asked !== undefined) return namespaceOf(req, asked, action);
+    const key = keyOf(req);
+    if (!key || key.namespaces.includes('*')) return undefined;
+    if (key.namespaces.length > 1) throw new BatonError('BATON_NAMESPACE_REQUIRED', { key: key.id, namespaces: key.namespaces.join(', '), action, example: key.namespaces[0] });
+    return key.namespaces[0];
   };
   /** A workflow reference resolved in the caller's namespace; another team's workflow is "not found". */
   const visibleVersion = async (req: FastifyRequest, ref: string, namespace: string): Promise<string> => {
@@ -488,11 +501,13 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     return reply.code(202).header('location', `/runs/${id}`).send(runBody(run));
   });
 
-  // Replays execute in this process (their recordings are here), and answer once the replay run ended.
+  // Replays execute in this process (their recordings are here), and answer once the replay run
+  // ended. The gateway closing cancels one in flight (a replay run cannot go on without its
+  // recordings) and answers 503 BATON_REPLAY_INTERRUPTED, rather than hold the shutdown up to 5 minutes.
   app.post('/runs/:id/replay', {
     schema: {
       summary: "Replays a finished run against a version of its workflow with its recorded model, HTTP and task outputs (nothing is called) and reports where the version's decisions differ.",
-      description: 'The replay is a new run `replay_…` (marked `replay_of`, cost 0). `version`: a version id, or the workflow name for its latest (default: the run\'s own version). `from`: keep the recorded outputs of the steps before that one. `live`: call for real the steps whose input has no recording (default: 422 BATON_REPLAY_NO_RECORDING naming the step). 409 BATON_RUN_STATE for a run not finished; 400 BATON_REPLAY_STEP_UNKNOWN / BATON_REPLAY_VERSION.',
+      description: 'The replay is a new run `replay_…` (marked `replay_of`, cost 0). `version`: a version id, or the workflow name for its latest (default: the run\'s own version). `from`: keep the recorded outputs of the steps before that one. `live`: call for real the steps whose input has no recording (default: 422 BATON_REPLAY_NO_RECORDING naming the step). 409 BATON_RUN_STATE for a run not finished; 400 BATON_REPLAY_STEP_UNKNOWN / BATON_REPLAY_VERSION; 503 BATON_REPLAY_INTERRUPTED when the gateway shuts down during the replay (the replay run is cancelled; replay again).',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
       body: {
         type: ['object', 'null'],
@@ -510,7 +525,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     const b = (req.body ?? {}) as { version?: string; from?: string; live?: boolean };
     requireCap(keyOf(req), 'run', 'replay runs');
     await visibleRun(req, id);
-    return baton.replay(id, { version: b.version, from: b.from, live: b.live });
+    return baton.replay(id, { version: b.version, from: b.from, live: b.live, signal: closing.signal });
   });
 
   // A signal addressed to one run: wakes its steps waiting for the event, whatever their key.
@@ -554,21 +569,25 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   registerApprovalRoutes(app, baton, keyOf);
 
   app.post('/events/:name/:key', {
-    schema: { summary: 'Delivers an event to the step waiting for it (name + correlation key), or buffers it for a wait with a lookback.', response: responses.delivery },
+    schema: {
+      summary: 'Delivers an event to the step waiting for it (name + correlation key), or buffers it for a wait with a lookback.',
+      description: "Only runs of the event's namespace (`?namespace=`, or the key's) are woken or take it buffered. An `Idempotency-Key` header delivers it once per namespace.",
+      querystring: eventQuerySchema,
+      response: responses.delivery,
+    },
   }, async (req, reply) => {
     const { name, key } = req.params as { name: string; key: string };
-    // An event can wake runs of any namespace, so it takes a key that reaches them all.
-    const k = keyOf(req);
-    requireCap(k, 'run', 'send events');
-    if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send events (they can reach every namespace; use a key with namespace *)' });
+    requireCap(keyOf(req), 'run', 'send events');
+    // A key confined to namespaces wakes (and buffers for) runs of its namespace only.
+    const namespace = eventNamespace(req, 'send events');
     // With an Idempotency-Key, a retried request delivers (or buffers) the event once.
     const idem = req.headers['idempotency-key'];
-    const r = await baton.sendEvent(name, key, req.body ?? null, { eventId: typeof idem === 'string' && idem ? idem : undefined });
+    const r = await baton.sendEvent(name, key, req.body ?? null, { eventId: typeof idem === 'string' && idem ? idem : undefined, namespace });
     return reply.code(202).send(r);
   });
 
   // Webhooks (POST /hooks/<path>) and CloudEvents (POST /cloudevents): src/gateway/triggers.ts.
-  registerTriggerRoutes(app, baton, { keyOf });
+  registerTriggerRoutes(app, baton, { keyOf, eventNamespace });
   registerConsoleApi(app, baton, keyOf);
 
   return app;

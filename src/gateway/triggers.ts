@@ -27,9 +27,13 @@ import type { ApiKeyRecord } from '../store/store.js';
 import { rateLimit, requireCap } from './auth.js';
 import { checkJsonDepth } from './json-body.js';
 import { gatewayLog } from './log.js';
-import { responses } from './schemas.js';
+import { eventQuerySchema, responses } from './schemas.js';
 
-export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined }): void {
+export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: {
+  keyOf: (req: FastifyRequest) => ApiKeyRecord | undefined;
+  /** The namespace the request's events go to (undefined: every namespace); see server.ts. */
+  eventNamespace: (req: FastifyRequest, action: string) => string | undefined;
+}): void {
   // Own scope: bodies arrive as raw bytes (the signature covers the exact bytes sent).
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -68,7 +72,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
     });
 
     scope.post('/cloudevents', {
-      schema: { summary: 'CloudEvents (structured, binary or batch mode): start workflows whose cloudevent trigger matches; wake or buffer waits keyed by subject.', response: responses.triggered },
+      schema: { summary: 'CloudEvents (structured, binary or batch mode): start workflows whose cloudevent trigger matches; wake or buffer waits keyed by subject.', querystring: eventQuerySchema, response: responses.triggered },
     }, async (req, reply) => {
       const k = o.keyOf(req);
       // A batch is counted against the key's rate limit here, one request per event, before
@@ -76,10 +80,11 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       // was read counts as one request, as any other does.
       const charge = (requests: number) => (k && isCloudEventsBatch(req.headers) ? rateLimit(baton.store, k, requests) : undefined);
       let events: TriggerEvent[];
+      let namespace: string | undefined;
       try {
-        // An event can start workflows of every namespace, so it takes a key that reaches them all.
         requireCap(k, 'run', 'send events');
-        if (k && !k.namespaces.includes('*')) throw new BatonError('BATON_FORBIDDEN', { key: k.id, role: k.role, action: 'send CloudEvents (they can reach every namespace; use a key with namespace *)' });
+        // A key confined to namespaces starts its namespace's (and shared) workflows, in it, and wakes its runs only.
+        namespace = o.eventNamespace(req, 'send CloudEvents');
         events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
       } catch (e) {
         await charge(1);
@@ -92,7 +97,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: { k
       let buffered = 0;
       for (const e of events) {
         // The event's own traceparent (extension attribute) wins over the request's header.
-        const r = await baton.publish(e, { traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined });
+        const r = await baton.publish(e, { namespace, traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined });
         for (const x of r.runs) runs.push({ run_id: x.runId, workflow: x.workflow, event_id: e.id });
         for (const f of r.failed) failed.push({ workflow: f.workflow, event_id: e.id, code: f.error.code, detail: f.error.message });
         delivered += r.delivered;

@@ -448,7 +448,10 @@ export interface EventDelivery {
    * every namespace (events from a caller that reaches them all).
    */
   namespace?: string;
-  /** Dedupe: a second delivery with the same id for the same key changes nothing. */
+  /**
+   * Dedupe: a second delivery with the same id for the same key, sent to the same namespace
+   * (or, absent, to every namespace), changes nothing. Ids of different namespaces never meet.
+   */
   eventId?: string;
   payload: unknown;
   at: number;

@@ -151,6 +151,14 @@ steps:
   });
 
   describe('emit and cloudevent triggers', () => {
+    /** A workflow that echoes its input, started by CloudEvents of `type` (`extra`: more of the trigger). */
+    const listener = (name: string, type: string, extra = '') => `
+name: ${name}
+triggers:
+  - cloudevent: { type: ${type} }${extra}
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`;
     const consumer = `
 name: consumer
 triggers:
@@ -304,16 +312,9 @@ steps:
 
     it('an emit starts workflows of its own namespace and the default one, not another team', async () => {
       const b = await baton();
-      const body = (name: string) => `
-name: ${name}
-triggers:
-  - cloudevent: { type: team.ping }
-steps:
-  - { id: x, kind: transform, expression: "input" }
-`;
-      await b.register(body('shared_listener'));
-      await b.register(body('a_listener'), undefined, { namespace: 'team-a' });
-      await b.register(body('b_listener'), undefined, { namespace: 'team-b' });
+      await b.register(listener('shared_listener', 'team.ping'));
+      await b.register(listener('a_listener', 'team.ping'), undefined, { namespace: 'team-a' });
+      await b.register(listener('b_listener', 'team.ping'), undefined, { namespace: 'team-b' });
       const p = await b.register(`
 name: pinger
 steps:
@@ -325,6 +326,24 @@ steps:
       expect(runs.map((x) => x.workflow).sort()).toEqual(['shared_listener', 'team-a/a_listener']);
       expect(runs.every((x) => x.namespace === 'team-a')).toBe(true);
       expect(await b.listRuns({ workflow: 'team-b/b_listener' })).toHaveLength(0);
+    });
+
+    it("a shared workflow's trigger started by one event in two namespaces starts a run in each (derived or run_id ids alike); again in one, nothing new", async () => {
+      const b = await baton();
+      await b.register(listener('shared_derived', 'team.relay'));
+      await b.register(listener('shared_keyed', 'team.relay', '\n    run_id: "data.order"'));
+      const e = { id: 'R-1', type: 'team.relay', source: '/upstream', data: { order: 'O-9' } };
+      const a = await b.publish(e, { namespace: 'team-a' });
+      const c = await b.publish(e, { namespace: 'team-b' });
+      const d = await b.publish(e); // every namespace: the shared workflows run in default
+      for (const r of [a, c, d]) {
+        expect(r.failed).toEqual([]);
+        expect(r.runs.map((x) => x.workflow).sort()).toEqual(['shared_derived', 'shared_keyed']);
+      }
+      const namespaces = async (r: typeof a) => Promise.all(r.runs.map(async (x) => (await b.getRun(x.runId)).namespace));
+      expect([await namespaces(a), await namespaces(c), await namespaces(d)]).toEqual([['team-a', 'team-a'], ['team-b', 'team-b'], ['default', 'default']]);
+      expect((await b.publish(e, { namespace: 'team-a' })).runs.map((x) => x.runId).sort()).toEqual(a.runs.map((x) => x.runId).sort());
+      expect(await b.listRuns()).toHaveLength(6);
     });
 
     it('a workflow whose emit starts itself is warned of at registration and stopped by the hop limit', async () => {

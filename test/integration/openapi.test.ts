@@ -60,6 +60,10 @@ describe('the OpenAPI document', () => {
     expect(Object.keys(doc.paths['/workflows'].post.requestBody.content)).toEqual(expect.arrayContaining(['application/json', 'application/yaml']));
     expect(Object.keys(doc.paths['/cloudevents'].post.requestBody.content)).toEqual(expect.arrayContaining(['application/cloudevents+json', 'application/cloudevents-batch+json']));
     expect(doc.paths['/events/{name}/{key}'].post.requestBody).toBeDefined();
+    // The namespace an event goes to, for keys of several namespaces (and * keys that want one).
+    for (const p of ['/events/{name}/{key}', '/cloudevents']) {
+      expect(doc.paths[p].post.parameters, p).toContainEqual(expect.objectContaining({ in: 'query', name: 'namespace', schema: { type: 'string' }, description: expect.stringContaining('BATON_NAMESPACE_REQUIRED') }));
+    }
     expect(doc.paths['/runs'].post.requestBody.content['application/json'].schema.required).toEqual(['workflow']);
   });
 });

@@ -401,4 +401,116 @@ steps:
       expect(await (await post(`${url}/events/paid/o-2`, '{}', h)).json()).toEqual({ delivered: 0, buffered: false, duplicate: true });
     });
   });
+
+  describe('events from keys confined to namespaces', () => {
+    const waiter = `
+name: waiter
+steps:
+  - { id: paid, kind: wait, event: paid, key: "input.order", lookback: 1m }
+`;
+    /** A gateway with keys required: a fraud key, a key of fraud and claims, a * key; waiters registered in fraud and claims. */
+    async function teams() {
+      const { b, url } = await serve('required');
+      const key = async (namespaces: string[]) => (await createApiKey(b.store, { name: namespaces.join('+'), role: 'operator', namespaces })).key;
+      const keys = { fraud: await key(['fraud']), claims: await key(['claims']), both: await key(['fraud', 'claims']), all: await key(['*']) };
+      const waiters = { fraud: await b.register(waiter, undefined, { namespace: 'fraud' }), claims: await b.register(waiter, undefined, { namespace: 'claims' }) };
+      /** A waiter run of that namespace, parked on its wait. */
+      const parked = async (ns: 'fraud' | 'claims', order: string) => {
+        const id = await b.start(waiters[ns], { order });
+        await until(async () => (await b.getRun(id)).status === 'waiting', `${id} waiting`);
+        return id;
+      };
+      const send = (k: string, path: string, body = '{}', headers: Record<string, string> = {}) => post(`${url}${path}`, body, { 'content-type': 'application/json', authorization: `Bearer ${k}`, ...headers });
+      return { b, url, keys, waiters, parked, send };
+    }
+    const problemOf = async (res: Response) => ({ status: res.status, ...((await res.json()) as { code: string; detail: string }) });
+
+    it("a fraud key's event wakes the fraud run's wait, not the same wait of a claims run, and is buffered for fraud only", async () => {
+      const { b, keys, waiters, parked, send } = await teams();
+      // The claims run waits longer: an event for every namespace would wake it first.
+      const claims = await parked('claims', 'O-1');
+      const fraud = await parked('fraud', 'O-1');
+      const res = await send(keys.fraud, '/events/paid/O-1', '{"by":"fraud"}');
+      expect(res.status).toBe(202);
+      expect(await res.json()).toEqual({ delivered: 1, buffered: false });
+      expect((await b.wait(fraud, { timeoutMs: 20_000 })).output).toEqual({ by: 'fraud' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await b.getRun(claims)).status).toBe('waiting');
+      // Buffered: a claims wait arming within the lookback does not take it, a fraud wait does.
+      expect(await (await send(keys.fraud, '/events/paid/O-2', '{"by":"fraud"}')).json()).toEqual({ delivered: 0, buffered: true });
+      const laterClaims = await parked('claims', 'O-2');
+      expect((await b.run(waiters.fraud, { order: 'O-2' }, { timeoutMs: 20_000 })).output).toEqual({ by: 'fraud' });
+      // The claims key's own event reaches the claims runs.
+      expect(await (await send(keys.claims, '/events/paid/O-2', '{"by":"claims"}')).json()).toEqual({ delivered: 1, buffered: false });
+      expect((await b.wait(laterClaims, { timeoutMs: 20_000 })).output).toEqual({ by: 'claims' });
+      // An Idempotency-Key counts within the namespace: fraud's does not swallow claims' event.
+      const idem = { 'idempotency-key': 'delivery-7' };
+      expect(await (await send(keys.fraud, '/events/paid/O-3', '{}', idem)).json()).toEqual({ delivered: 0, buffered: true });
+      expect(await (await send(keys.claims, '/events/paid/O-3', '{}', idem)).json()).toEqual({ delivered: 0, buffered: true });
+      expect(await (await send(keys.claims, '/events/paid/O-3', '{}', idem)).json()).toEqual({ delivered: 0, buffered: false, duplicate: true });
+      expect((await b.getRun(claims)).status).toBe('waiting');
+    });
+
+    it('a key of several namespaces names one with ?namespace= or gets 400; one it does not reach is refused as elsewhere', async () => {
+      const { b, keys, parked, send } = await teams();
+      const claims = await parked('claims', 'M-1');
+      const fraud = await parked('fraud', 'M-1');
+      const ce = JSON.stringify({ specversion: '1.0', id: 'm-1', source: '/test', type: 'paid', subject: 'M-1', data: {} });
+      for (const [path, body, headers] of [['/events/paid/M-1', '{}', {}], ['/cloudevents', ce, { 'content-type': 'application/cloudevents+json' }]] as const) {
+        const p = await problemOf(await send(keys.both, path, body, headers));
+        expect(p).toMatchObject({ status: 400, code: 'BATON_NAMESPACE_REQUIRED' });
+        expect(p.detail).toContain('fraud, claims');
+        expect(p.detail).toContain('?namespace=');
+        // A namespace the key does not reach: the gateway's usual refusal, whether or not it exists.
+        const other = await problemOf(await send(keys.fraud, `${path}?namespace=claims`, body, headers));
+        const none = await problemOf(await send(keys.fraud, `${path}?namespace=nowhere`, body, headers));
+        expect(other).toMatchObject({ status: 403, code: 'BATON_FORBIDDEN' });
+        expect(none).toMatchObject({ status: 403, code: 'BATON_FORBIDDEN' });
+        expect(none.detail.replace('nowhere', 'claims')).toBe(other.detail);
+        // A misspelt parameter is refused, not ignored (ignored, it would send to the key's default).
+        expect(await problemOf(await send(keys.all, `${path}?namespcae=claims`, body, headers))).toMatchObject({ status: 400, code: 'BATON_REQUEST_INVALID' });
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect([(await b.getRun(claims)).status, (await b.getRun(fraud)).status]).toEqual(['waiting', 'waiting']);
+      // Named: only that namespace's run.
+      expect(await (await send(keys.both, '/events/paid/M-1?namespace=claims', '{"to":"claims"}')).json()).toEqual({ delivered: 1, buffered: false });
+      expect((await b.wait(claims, { timeoutMs: 20_000 })).output).toEqual({ to: 'claims' });
+      // A * key reaches every namespace as before, or the one it names.
+      const claims2 = await parked('claims', 'M-2');
+      expect(await (await send(keys.all, '/events/paid/M-2?namespace=fraud', '{}')).json()).toEqual({ delivered: 0, buffered: true });
+      expect((await b.getRun(claims2)).status).toBe('waiting');
+      expect(await (await send(keys.all, '/events/paid/M-1', '{"to":"any"}')).json()).toEqual({ delivered: 1, buffered: false });
+      expect((await b.wait(fraud, { timeoutMs: 20_000 })).output).toEqual({ to: 'any' });
+    });
+
+    it("a fraud key's CloudEvent starts the fraud workflow's trigger and the shared one, in fraud, not the claims one", async () => {
+      const { b, keys, send } = await teams();
+      const listener = (name: string) => `
+name: ${name}
+triggers:
+  - cloudevent: { type: com.example.alert }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`;
+      await b.register(listener('on_alert'), undefined, { namespace: 'fraud' });
+      await b.register(listener('on_alert'), undefined, { namespace: 'claims' });
+      await b.register(listener('audit'));
+      const event = JSON.stringify({ specversion: '1.0', id: 'a-1', source: '/upstream', type: 'com.example.alert', data: { n: 1 } });
+      const h = { 'content-type': 'application/cloudevents+json' };
+      type Out = { runs: Array<{ run_id: string; workflow: string }>; failed: unknown[] };
+      const fromFraud = (await (await send(keys.fraud, '/cloudevents', event, h)).json()) as Out;
+      expect(fromFraud.runs.map((r) => r.workflow).sort()).toEqual(['audit', 'fraud/on_alert']);
+      for (const r of fromFraud.runs) expect((await b.wait(r.run_id, { timeoutMs: 20_000 })).namespace).toBe('fraud');
+      expect(await b.listRuns({ workflow: 'claims/on_alert' })).toHaveLength(0);
+      // The claims team relaying the same upstream event starts its own runs, the shared workflow's included.
+      const fromClaims = (await (await send(keys.claims, '/cloudevents', event, h)).json()) as Out;
+      expect(fromClaims.failed).toEqual([]);
+      expect(fromClaims.runs.map((r) => r.workflow).sort()).toEqual(['audit', 'claims/on_alert']);
+      for (const r of fromClaims.runs) expect((await b.wait(r.run_id, { timeoutMs: 20_000 })).namespace).toBe('claims');
+      // Sent again by fraud: the same runs, nothing new.
+      const again = (await (await send(keys.fraud, '/cloudevents', event, h)).json()) as Out;
+      expect(again.runs.map((r) => r.run_id).sort()).toEqual(fromFraud.runs.map((r) => r.run_id).sort());
+      expect(await b.listRuns({ workflow: 'audit' })).toHaveLength(2);
+    });
+  });
 });

@@ -31,10 +31,18 @@ steps:
   - { id: echo, kind: transform, expression: "input" }
 `;
 
+const WAITER = `
+name: waiter
+steps:
+  - { id: paid, kind: wait, event: paid, key: "input.order", lookback: 1m }
+`;
+/** A CloudEvent (binary mode) for team-a's waiting run: type paid, subject A-1. */
+const PAID = { 'ce-specversion': '1.0', 'ce-id': 'p-1', 'ce-source': '/team-b', 'ce-type': 'paid', 'ce-subject': 'A-1' };
+
 /** What team-a's ids are, for filling in a route's parameters. */
 interface Ids { run: string; approvalRun: string; taskRun: string; approval: string; task: string; schedule: string; version: string; workflow: string; shared: string }
 /** `statuses`: what this call must get instead of its class's usual answer. */
-type Call = { method: string; path: string; body?: unknown; statuses?: number[] };
+type Call = { method: string; path: string; body?: unknown; headers?: Record<string, string>; statuses?: number[] };
 /**
  * deny: 403/404 for team-b; hidden: 2xx (or 4xx) but nothing of team-a in the answer;
  * star: a store-wide route that needs a key with namespace `*` (403 for team-b);
@@ -80,7 +88,8 @@ const ROUTES: Record<string, Class> = {
   'GET /runs/:id/audit.html': { cls: 'deny', calls: (i) => [{ method: 'GET', path: `/runs/${i.run}/audit.html` }] },
   'GET /audit/verify': { cls: 'star', calls: (i) => [{ method: 'GET', path: '/audit/verify' }, { method: 'GET', path: `/audit/verify?run=${i.run}` }] },
   'POST /audit/purge': { cls: 'star', calls: () => [{ method: 'POST', path: '/audit/purge', body: { days: 0.000001 } }] },
-  'POST /events/:name/:key': { cls: 'star', calls: () => [{ method: 'POST', path: '/events/x/y', body: {} }] },
+  // Events go to the key's namespace: team-b's own reaches none of team-a's waiting run (A-1).
+  'POST /events/:name/:key': { cls: 'deny', calls: () => [{ method: 'POST', path: '/events/paid/A-1?namespace=team-a', body: {} }, { method: 'POST', path: '/events/paid/A-1', body: {}, statuses: [202] }] },
   'POST /tasks/poll': { cls: 'hidden', calls: () => [{ method: 'POST', path: '/tasks/poll', body: { types: ['score'], worker_id: 'intruder' } }] },
   'GET /tasks/:id': { cls: 'deny', calls: (i) => [{ method: 'GET', path: `/tasks/${i.task}` }] },
   'POST /tasks/:id/heartbeat': { cls: 'deny', calls: (i) => [{ method: 'POST', path: `/tasks/${i.task}/heartbeat`, body: { worker_id: 'w', lease_token: 'x' } }] },
@@ -90,7 +99,10 @@ const ROUTES: Record<string, Class> = {
   'GET /approvals/:id': { cls: 'deny', calls: (i) => [{ method: 'GET', path: `/approvals/${i.approval}` }] },
   'POST /approvals/:id': { cls: 'deny', calls: (i) => [{ method: 'POST', path: `/approvals/${i.approval}`, body: { decision: 'approve' } }] },
   'POST /hooks/*': { cls: 'signature' },
-  'POST /cloudevents': { cls: 'star', calls: () => [{ method: 'POST', path: '/cloudevents', body: { specversion: '1.0', id: '1', source: 'x', type: 'y' } }] },
+  'POST /cloudevents': { cls: 'deny', calls: () => [
+    { method: 'POST', path: '/cloudevents?namespace=team-a', body: {}, headers: PAID },
+    { method: 'POST', path: '/cloudevents', body: {}, headers: PAID, statuses: [202] },
+  ] },
   'GET /schedules': { cls: 'hidden', calls: () => [{ method: 'GET', path: '/schedules' }, { method: 'GET', path: '/schedules?namespace=team-a' }] },
   'POST /schedules/:id/pause': { cls: 'deny', calls: (i) => [{ method: 'POST', path: `/schedules/${encodeURIComponent(i.schedule)}/pause` }] },
   'POST /schedules/:id/resume': { cls: 'deny', calls: (i) => [{ method: 'POST', path: `/schedules/${encodeURIComponent(i.schedule)}/resume` }] },
@@ -125,7 +137,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
     buildGateway(b, { auth: 'required' }, app);
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
     const call = async (key: string, c: Call) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+      const headers: Record<string, string> = { authorization: `Bearer ${key}`, ...c.headers };
       if (c.body !== undefined) headers['content-type'] = 'application/json';
       const ac = new AbortController();
       const res = await fetch(`${base}${c.path}`, { method: c.method, headers, body: c.body === undefined ? undefined : JSON.stringify(c.body), signal: ac.signal });
@@ -150,6 +162,8 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
     await b.wait(run, { timeoutMs: 20_000 });
     const approvalRun = await b.start(refund, RISKY, { namespace: 'team-a' });
     const taskRun = await b.start(tasks, { review: 'fine' }, { namespace: 'team-a' });
+    const waitingRun = await b.start(await b.register(WAITER, undefined, { namespace: 'team-a' }), { order: 'A-1' });
+    await until(async () => (await b.getRun(waitingRun)).status === 'waiting', 'the waiting run');
     const approval = await until(async () => (await b.store.listApprovals()).find((a) => a.runId === approvalRun), 'the approval');
     const task = await until(teamATask, 'the task');
     async function teamATask() {
@@ -161,7 +175,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
     const ids: Ids = { run, approvalRun, taskRun, approval: approval.id, task: (task as { id: string }).id, schedule: schedule.id, version: report, workflow: 'report', shared };
 
     const snapshot = async () => JSON.stringify({
-      runs: await Promise.all([run, approvalRun, taskRun].map(async (id) => {
+      runs: await Promise.all([run, approvalRun, taskRun, waitingRun].map(async (id) => {
         const r = await b.store.getRun(id);
         return [id, r?.status, r?.namespace, (await b.store.getEvents(id)).length, (await b.store.getSteps(id)).map((s) => [s.key, s.status, s.attempt])];
       })),
@@ -173,7 +187,7 @@ describe.each(STORE_KINDS)('namespace isolation on every route (%s)', (k) => {
       stages: [await b.stageHistory('echo'), await b.stageHistory('team-a/report')].map((h) => h.length),
     });
     const before = await snapshot();
-    const secretsOfA = [run, approvalRun, taskRun, approval.id, ids.task, 'team-a'];
+    const secretsOfA = [run, approvalRun, taskRun, waitingRun, approval.id, ids.task, 'team-a'];
 
     const failures: string[] = [];
     for (const [route, c] of Object.entries(ROUTES)) {

@@ -192,6 +192,25 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(await store.getStep('r10', 'a')).toMatchObject({ status: 'scheduled', state: { signal: { payload: { n: 3 } } } });
     });
 
+    it('an event id counts within the namespace it was sent to: the same id sent to another namespace is delivered too', async () => {
+      const key = 'event:paid:o12';
+      const deliver = (eventId: string, namespace?: string) => store.deliverEvent({
+        waitKey: key, namespace, eventId, payload: { namespace: namespace ?? null }, at: Date.now(), expiresAt: Date.now() + 3_600_000, state: (st) => st.state, events: [{ type: 'signal.received', at: Date.now() }],
+      });
+      // Buffered: team-a's id neither hides team-b's event nor tells team-b it was sent.
+      expect(await deliver('x', 'team-a')).toEqual({ buffered: true, duplicate: false });
+      expect(await deliver('x', 'team-b')).toEqual({ buffered: true, duplicate: false });
+      expect(await deliver('x')).toEqual({ buffered: true, duplicate: false }); // every namespace: its own scope
+      expect(await deliver('x', 'team-a')).toEqual({ buffered: false, duplicate: true });
+      expect(await deliver('x')).toEqual({ buffered: false, duplicate: true });
+      // Taken by a waiting step (remembered as consumed): the same.
+      await store.admitRun({ ...joinRun('r12'), namespace: 'team-a' });
+      await store.commit({ fence: { runId: 'r12', key: 'a', owner: 'w1', attempt: 1 }, update: { status: 'waiting', waitKey: key, owner: null, state: { waitKey: key } }, events: [] });
+      expect(await deliver('y', 'team-a')).toEqual({ woken: { runId: 'r12', key: 'a' }, buffered: false, duplicate: false });
+      expect(await deliver('y', 'team-b')).toEqual({ buffered: true, duplicate: false });
+      expect(await deliver('y', 'team-a')).toEqual({ buffered: false, duplicate: true });
+    });
+
     it('records emitted events with the commit (once per id) until marked dispatched', async () => {
       await store.admitRun(joinRun('r11'));
       const entry = { id: 'r11/a', runId: 'r11', namespace: 'team-a', eventJson: JSON.stringify({ id: 'r11/a', type: 't' }) };

@@ -399,6 +399,13 @@ export const PG_MIGRATIONS: string[] = [
              AND s.value ->> 'id' = split_part(o.step_key, '[', 1)) x
    WHERE t.id = x.id;
   `,
+  // 16: an event id is unique within the namespace it was sent to (NULL: every namespace, a scope
+  // of its own), not across them: one team's id neither hid another team's event nor told it the
+  // id was taken.
+  `
+  ALTER TABLE event_inbox DROP CONSTRAINT event_inbox_wait_key_event_id_key;
+  CREATE UNIQUE INDEX event_inbox_event ON event_inbox (wait_key, event_id, COALESCE(namespace, ''));
+  `,
 ];
 
 /** Arbitrary constant key of the advisory lock that serialises migrations of one database. */

@@ -1044,11 +1044,12 @@ export class PostgresStore implements Store {
       // Lazy retention: whatever expired goes now (an index range, usually empty).
       // Rows another delivery is pruning are skipped (no waiting, no lock-order deadlock).
       await c.query(`DELETE FROM event_inbox WHERE seq IN (SELECT seq FROM event_inbox WHERE expires_at <= $1 ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED)`, [d.at]);
-      if (d.eventId !== undefined && (await c.query('SELECT 1 FROM event_inbox WHERE wait_key = $1 AND event_id = $2', [d.waitKey, d.eventId])).rows.length) {
+      const ns = d.namespace ?? null;
+      // An id is seen within the delivery's namespace ('': every namespace), as its unique index has it.
+      if (d.eventId !== undefined && (await c.query(`SELECT 1 FROM event_inbox WHERE wait_key = $1 AND event_id = $2 AND COALESCE(namespace, '') = $3`, [d.waitKey, d.eventId, ns ?? ''])).rows.length) {
         return { buffered: false, duplicate: true };
       }
       const payload = JSON.stringify(d.payload ?? null);
-      const ns = d.namespace ?? null;
       const cands = (await c.query(`SELECT run_id, key FROM steps WHERE wait_key = $1 AND status = 'waiting' AND ($2::text IS NULL OR namespace = $2) ORDER BY started_at NULLS LAST, run_id, key`, [d.waitKey, ns])).rows as Array<{ run_id: string; key: string }>;
       for (const k of cands) {
         // Run row first, then the step (the commit's lock order), re-read under the lock.

@@ -367,4 +367,28 @@ export const SQLITE_MIGRATIONS: string[] = [
      WHERE r.id = tasks.run_id)
   WHERE max_attempts IS NULL AND status IN ('pending', 'leased');
   `,
+  // 18: an event id is unique within the namespace it was sent to (NULL: every namespace, a scope
+  // of its own), not across them: one team's id neither hid another team's event nor told it the
+  // id was taken. SQLite drops a table's UNIQUE constraint only by building the table anew
+  // (https://www.sqlite.org/lang_altertable.html#otheralter): its columns are those of 7 and 15.
+  `
+  CREATE TABLE event_inbox_18 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    wait_key TEXT NOT NULL,
+    event_id TEXT,
+    payload TEXT NOT NULL,
+    arrived_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    consumed_at INTEGER,
+    consumed_by TEXT,
+    namespace TEXT
+  );
+  INSERT INTO event_inbox_18 (seq, wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by, namespace)
+    SELECT seq, wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by, namespace FROM event_inbox;
+  DROP TABLE event_inbox;
+  ALTER TABLE event_inbox_18 RENAME TO event_inbox;
+  CREATE INDEX event_inbox_open ON event_inbox (wait_key, arrived_at) WHERE consumed_at IS NULL;
+  CREATE INDEX event_inbox_expiry ON event_inbox (expires_at);
+  CREATE UNIQUE INDEX event_inbox_event ON event_inbox (wait_key, event_id, COALESCE(namespace, ''));
+  `,
 ];

@@ -605,9 +605,9 @@ export class SqliteStore implements Store {
     return this.write(() => {
       // Lazy retention: whatever expired goes now (an index range, usually empty).
       this.s.inboxPrune.run(d.at);
-      if (d.eventId !== undefined && this.s.inboxSeen.get(d.waitKey, d.eventId)) return { buffered: false, duplicate: true };
-      const payload = JSON.stringify(d.payload ?? null);
       const ns = d.namespace ?? null;
+      if (d.eventId !== undefined && this.s.inboxSeen.get(d.waitKey, d.eventId, ns ?? '')) return { buffered: false, duplicate: true };
+      const payload = JSON.stringify(d.payload ?? null);
       for (const st of (this.s.waitingOldest.all(d.waitKey, ns, ns) as Row[]).map(toStep)) {
         if (this.s.wake.run(JSON.stringify(d.state(st) ?? null), d.at, st.runId, st.key).changes !== 1) continue;
         this.s.setRunStatusIf.run('running', d.at, st.runId, 'waiting');
@@ -1190,7 +1190,8 @@ function prepare(db: Database.Database) {
     inboxOldest: p(`SELECT seq, payload, arrived_at FROM event_inbox WHERE wait_key = ? AND (namespace IS NULL OR namespace = ?) AND consumed_at IS NULL AND arrived_at >= ? AND expires_at > ?
                     ORDER BY arrived_at, seq LIMIT 1`),
     inboxConsume: p('UPDATE event_inbox SET consumed_at = ?, consumed_by = ? WHERE seq = ?'),
-    inboxSeen: p('SELECT 1 FROM event_inbox WHERE wait_key = ? AND event_id = ?'),
+    // An id is seen within the delivery's namespace ('': every namespace), as its unique index has it.
+    inboxSeen: p(`SELECT 1 FROM event_inbox WHERE wait_key = ? AND event_id = ? AND COALESCE(namespace, '') = ?`),
     inboxInsert: p(`INSERT INTO event_inbox (wait_key, event_id, payload, arrived_at, expires_at, consumed_at, consumed_by, namespace) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     inboxPrune: p('DELETE FROM event_inbox WHERE expires_at <= ?'),
     outboxInsert: p('INSERT OR IGNORE INTO event_outbox (id, run_id, namespace, event, created_at) VALUES (?, ?, ?, ?, ?)'),
