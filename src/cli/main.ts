@@ -11,6 +11,7 @@ import { APPROVAL_STATUSES, type ApprovalViewStatus } from '../engine/approvals.
 import { approvalBody } from '../gateway/approvals.js';
 import { TERMINAL_RUN_STATES, type RunStatus } from '../engine/states.js';
 import { isNamespace } from '../engine/namespaces.js';
+import { hookPath, unsetWebhookSecrets, type Listening, type WebhookTrigger } from '../engine/triggers.js';
 import { BatonError, formatProblem } from '../errors.js';
 import { compileWorkflow } from '../spec/compile.js';
 import { readSource } from '../spec/parse.js';
@@ -476,6 +477,13 @@ export function buildProgram(): Command {
     const app = await createGateway(baton, { auth: o.auth as 'auto', logger: log, retention: findConfig(o.config, []).retention, allowedHosts });
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${storeShown(baton)}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
+    // A webhook whose secret variable this gateway lacks refuses every delivery: said now, not
+    // first found when a delivery is refused.
+    for (const u of unsetWebhookSecrets(await baton.registry.listening())) {
+      const path = hookPath(u as Listening<WebhookTrigger>);
+      const err = new BatonError('BATON_WEBHOOK_SECRET_MISSING', { path, env: u.variable });
+      log.error({ path, workflow: u.workflow, env: u.variable, code: err.code }, err.message);
+    }
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
     if (metricsServer) process.stdout.write(`baton serve: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);
     const signal = await new Promise<NodeJS.Signals>((res) => {

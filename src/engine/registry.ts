@@ -8,12 +8,12 @@
 import { dirname, resolve } from 'node:path';
 import { BatonError, type Problem } from '../errors.js';
 import { canonicalJson, contentHash, versionIdOf } from '../spec/canonical.js';
-import { compileOrThrow, type CompiledWorkflow, type CompileOptions } from '../spec/compile.js';
+import { compileOrThrow, toProblem, type CompiledWorkflow, type CompileOptions } from '../spec/compile.js';
 import { readSource, type SourceDocument } from '../spec/parse.js';
 import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
 import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
-import { hookPath, latestOf, triggersOf, type Listening, type WebhookTrigger } from './triggers.js';
+import { hookPath, latestOf, triggersOf, unsetWebhookSecrets, type Listening, type WebhookTrigger } from './triggers.js';
 import type { CompiledTrigger } from '../spec/triggers.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
@@ -68,9 +68,9 @@ export class WorkflowRegistry {
   async register(value: unknown, source?: SourceDocument, namespace = DEFAULT_NAMESPACE): Promise<VersionRecord & { warnings: Problem[] }> {
     const known = this.known();
     const checked = compileOrThrow(value, { source, ...known });
-    const warnings = checked.warnings;
     const doc = structuredClone(value) as WorkflowDocument;
     const name = qualifiedName(namespace, doc.name);
+    const warnings = [...checked.warnings, ...this.secretWarnings(doc, namespace, checked, source)];
     // Webhook paths are checked twice: here, so that a refused document registers none of its
     // children, and in the insert's own transaction, where two registrations at one instant
     // (any processes) are serialised, so that they cannot both take one path.
@@ -85,6 +85,25 @@ export class WorkflowRegistry {
     if (!this.compiled.has(rec.versionId)) this.compiled.set(rec.versionId, compileOrThrow(doc, known));
     await this.onRegistered?.(rec, this.compiled.get(rec.versionId)!);
     return { ...rec, warnings };
+  }
+
+  /**
+   * A warning for each webhook whose secret variable this process does not have: registered,
+   * it listens, but every delivery is refused until the gateway that receives it has the
+   * variable (the register command may run elsewhere, hence "this process").
+   */
+  private secretWarnings(doc: WorkflowDocument, namespace: string, wf: CompiledWorkflow, source?: SourceDocument): Problem[] {
+    const unset = unsetWebhookSecrets(wf.triggers.map((trigger) => ({ trigger })));
+    return unset.map(({ trigger, variable }) => {
+      const t = trigger as WebhookTrigger;
+      const i = (doc.triggers ?? []).findIndex((d) => d?.webhook?.path === t.webhook.path);
+      const path = hookPath({ versionId: '', workflow: doc.name, namespace, trigger: t });
+      return toProblem({
+        path: ['triggers', i, 'webhook', 'secret'],
+        severity: 'warning',
+        message: `environment variable ${variable} is not set in this process: the webhook /hooks/${path} refuses every delivery (401 BATON_WEBHOOK_REFUSED) until the gateway that receives it has ${variable} set.`,
+      }, source);
+    });
   }
 
   /**

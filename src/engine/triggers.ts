@@ -5,8 +5,9 @@
  * `run_id`, or from the CloudEvent's source and id), so a redelivery starts no second run.
  *
  * Only the latest version of each workflow listens: registering a new version moves its
- * triggers with it. Versions are read from the store on every delivery (no cache), so a
- * workflow registered by any process listens at once.
+ * triggers with it. The latest versions are read from the store at most a second apart
+ * (registry.listening()), so a workflow registered by any process listens within a second, and
+ * one registered by this process at once.
  */
 import { createHash } from 'node:crypto';
 import { BatonError } from '../errors.js';
@@ -52,6 +53,19 @@ export function latestOf(versions: VersionRecord[]): VersionRecord[] {
 /** Every trigger of `versions` (each the latest of its workflow), compiled by `compiled`. */
 export function triggersOf(versions: VersionRecord[], compiled: (v: VersionRecord) => CompiledWorkflow): Array<Listening<CompiledTrigger>> {
   return versions.flatMap((v) => (compiled(v).triggers ?? []).map((trigger) => ({ versionId: v.versionId, workflow: v.name, namespace: splitQualified(v.name).namespace, trigger })));
+}
+
+/**
+ * The environment variable each webhook of `triggers` takes its secret from, when it is not set
+ * in `env`: every delivery to such a webhook is refused until the gateway has it, so its
+ * operator is told at registration and when `baton serve` starts, not by a refused delivery.
+ */
+export function unsetWebhookSecrets<T extends { trigger: CompiledTrigger }>(listening: T[], env: NodeJS.ProcessEnv = process.env): Array<T & { variable: string }> {
+  return listening.flatMap((l) => {
+    if (l.trigger.kind !== 'webhook') return [];
+    const variable = l.trigger.webhook.secret.slice('env:'.length);
+    return env[variable] ? [] : [{ ...l, variable }];
+  });
 }
 
 /** The URL path (after `/hooks/`) a webhook trigger listens on: namespaced workflows under their namespace. */

@@ -588,7 +588,7 @@ function valueAt(root: unknown, path: DocPath): unknown {
 }
 
 
-function toProblem(p: { path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }, source?: SourceDocument): Problem {
+export function toProblem(p: { path: DocPath; message: string; atKey?: boolean; severity?: 'warning' }, source?: SourceDocument): Problem {
   const out: Problem = { path: formatPath(p.path), message: p.message };
   if (p.severity) out.severity = p.severity;
   if (source) {

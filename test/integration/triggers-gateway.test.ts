@@ -89,13 +89,19 @@ steps:
     it('an unset secret variable refuses every delivery as a bad signature would; the log names the variable, never a value', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url, log } = await serve();
-      await b.register(`
+      const registered = await b.register(`
 name: unset
 triggers:
   - webhook: { path: unset, secret: env:TEST_UNSET_SECRET, header: X-Hub-Signature, algorithm: sha1 }
 steps:
   - { id: x, kind: transform, expression: "input" }
 `);
+      // Registering says so at once, naming the variable and where the document names it.
+      const unsetWarning = { path: 'triggers[0].webhook.secret', severity: 'warning', message: expect.stringMatching(/^environment variable TEST_UNSET_SECRET is not set in this process: the webhook \/hooks\/unset refuses every delivery/) };
+      expect(registered.warnings).toEqual([expect.objectContaining(unsetWarning)]);
+      const overHttp = await fetch(`${url}/workflows`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: 'name: unset_too\ntriggers:\n  - webhook: { path: unset/too, secret: env:TEST_UNSET_SECRET }\nsteps:\n  - { id: x, kind: transform, expression: "input" }\n' });
+      expect(overHttp.status).toBe(201);
+      expect(((await overHttp.json()) as { warnings: unknown[] }).warnings).toEqual([expect.objectContaining({ ...unsetWarning, message: expect.stringContaining('/hooks/unset/too'), line: 3 })]);
       const res = await post(`${url}/hooks/unset`, '{}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{}', SECRET, 'sha1')}` });
       expect(res.status).toBe(401);
       const text = await res.text();
@@ -110,6 +116,7 @@ steps:
       expect(JSON.stringify(log)).not.toContain(SECRET);
       // Once set, the trigger's own header and algorithm apply; the default body is the input.
       process.env.TEST_UNSET_SECRET = 'other-secret';
+      expect((await b.register({ name: 'unset_set', triggers: [{ webhook: { path: 'unset/set', secret: 'env:TEST_UNSET_SECRET' } }], steps: [{ id: 'x', kind: 'transform', expression: 'input' }] })).warnings).toEqual([]);
       const ok = await post(`${url}/hooks/unset`, '{"a":1}', { 'content-type': 'application/json', 'x-hub-signature': `sha1=${sign('{"a":1}', 'other-secret', 'sha1')}` });
       expect(ok.status).toBe(202);
       expect((await b.wait(((await ok.json()) as { run_id: string }).run_id, { timeoutMs: 20_000 })).output).toEqual({ a: 1 });
