@@ -314,11 +314,19 @@ export function buildProgram(): Command {
   ).action(async (runId: string, o: StoreOpts & { version?: string; from?: string; live?: boolean; json?: boolean }) => {
     // The replay runs in this process: it holds the recordings its steps read.
     const baton = await openBaton(o, [], true);
+    // Ctrl-C (or SIGTERM) stops the replay: its run is cancelled, saying why, instead of being
+    // left running with no process holding its recordings.
+    const interrupted = new AbortController();
+    const stop = (sig: NodeJS.Signals) => interrupted.abort(`baton runs replay was interrupted (${sig})`);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
     try {
-      const report = await baton.replay(runId, { version: o.version, from: o.from, live: o.live });
+      const report = await baton.replay(runId, { version: o.version, from: o.from, live: o.live, signal: interrupted.signal });
       if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printReplay(report);
     } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
       await baton.close();
     }
   });

@@ -237,6 +237,11 @@ export class Baton extends EventEmitter<BatonEvents> {
   private readonly waiters = new Map<string, Array<(r?: RunResult) => void>>();
   /** Replay runs this process drives: their recordings (see replay.ts). */
   private readonly replays = new Map<string, ReplaySource>();
+  /**
+   * The replays in flight here, each with what stops it: close() stops them (their runs are
+   * cancelled, saying why) rather than leave runs that no other process can drive.
+   */
+  private readonly replaying = new Map<AbortController, Promise<unknown>>();
   private readonly worker?: Worker;
   private readonly host: ExecutorHost;
   private readonly onInternalError: (e: unknown, where: string) => void;
@@ -656,6 +661,18 @@ export class Baton extends EventEmitter<BatonEvents> {
    */
   async replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayReport> {
     if (!this.worker) throw new BatonError('BATON_REPLAY_NO_WORKER', {});
+    const stop = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+    const replaying = this.replayRun(runId, { ...opts, signal });
+    this.replaying.set(stop, replaying.catch(() => undefined));
+    try {
+      return await replaying;
+    } finally {
+      this.replaying.delete(stop);
+    }
+  }
+
+  private async replayRun(runId: string, opts: ReplayOptions & { signal: AbortSignal }): Promise<ReplayReport> {
     const original = await this.getRun(runId);
     if (!TERMINAL_RUN_STATES.has(original.status)) throw new BatonError('BATON_RUN_STATE', { runId, status: original.status, action: 'replay it (wait for it to end)' });
     const before = await this.registry.get(original.versionId);
@@ -694,8 +711,8 @@ export class Baton extends EventEmitter<BatonEvents> {
       if (!TERMINAL_RUN_STATES.has(replayed.status)) {
         // Its recordings live in this call only: a replay run left behind would never end
         // (another worker refuses its steps), so it is cancelled, saying why.
-        const stopped = opts.signal?.aborted === true;
-        const reason = stopped ? (typeof opts.signal!.reason === 'string' ? opts.signal!.reason : 'the replay was stopped') : 'replay took too long';
+        const stopped = opts.signal.aborted;
+        const reason = stopped ? (typeof opts.signal.reason === 'string' ? opts.signal.reason : 'the replay was stopped') : 'replay took too long';
         const cancelled = await this.cancel(id, reason).then(() => true, () => false);
         // Refused: it may have ended meanwhile, and then its report is as good as any.
         if (!cancelled) replayed = await this.getRun(id);
@@ -855,6 +872,9 @@ export class Baton extends EventEmitter<BatonEvents> {
   async close(opts: { graceMs?: number } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // A replay's recordings are in this process only: its run is cancelled, saying why.
+    for (const stop of this.replaying.keys()) stop.abort('the process driving the replay closed its engine');
+    await Promise.all(this.replaying.values());
     await this.scheduler.stop();
     await this.tasks.close();
     await this.approvals.close();

@@ -3,12 +3,14 @@
  * model service answered by the fake vendor and an HTTP service counting its calls, both over
  * real sockets in this process (so the CLI is spawned asynchronously, never blocking them).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Baton } from '../../src/index.js';
 import { FakeVendor } from '../../src/testing/fake-vendor.js';
+import { until } from '../helpers/wait.js';
 import { countingServer, triage } from '../helpers/replay.js';
 import { bin, ensureBuilt } from '../helpers/cli.js';
 
@@ -92,4 +94,34 @@ describe('baton runs replay', () => {
     expect(list.out).toMatch(/REPLAY OF/);
     expect(list.out).toMatch(new RegExp(`${report.replay_run_id}\\s+triage\\s+completed.*${run.run_id}`));
   }, 180_000); // ten CLI processes, each starting an engine, on a shared machine
+  it('Ctrl-C during a replay cancels the replay run, saying why, and exits non-zero', async () => {
+    // A run cancelled while it waited has no recorded answer for its wait: a live replay waits.
+    const setup = await Baton.open({ dir: join(dir, 'store') });
+    const v = await setup.register('name: hold\nsteps:\n  - { id: w, kind: wait, event: go, key: "input.k" }\n');
+    const id = await setup.start(v, { k: 'x' });
+    await until(async () => (await setup.getRun(id)).status === 'waiting' || undefined, 'the run waiting');
+    await setup.cancel(id, 'to replay it');
+    await setup.close();
+    // Read from this process by an engine that runs nothing (a worker here would be one that
+    // does not drive the replay).
+    const look = await Baton.open({ dir: join(dir, 'store'), worker: false });
+    try {
+      const p = spawn(process.execPath, [bin, 'runs', 'replay', id, '--live', '--db', 'store'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+      const waiting = await until(async () => (await look.listRuns({ workflow: 'hold' })).find((r) => r.replayOf === id && r.status === 'waiting'), 'the replay run waiting');
+      p.kill('SIGINT');
+      const code = await Promise.race([exited, new Promise<'slow'>((r) => setTimeout(() => r('slow'), 10_000))]);
+      expect(code).not.toBe('slow');
+      expect(code).not.toBe(0);
+      expect(err).toMatch(/BATON_REPLAY_INTERRUPTED/);
+      expect(err).toContain('baton runs replay was interrupted (SIGINT)');
+      // The replay run is ended, saying why, not left waiting with no process to drive it.
+      expect((await look.getRun(waiting.id)).status).toBe('cancelled');
+      expect((await look.getEvents(waiting.id)).find((e) => e.type === 'run.cancelled')?.data).toMatchObject({ reason: 'baton runs replay was interrupted (SIGINT)' });
+    } finally {
+      await look.close();
+    }
+  }, 60_000);
 });

@@ -155,6 +155,24 @@ describe.each(STORE_KINDS)('replay on %s', (k) => {
     expect(srv.calls).toEqual([]);
   });
 
+  it('an engine closed during a replay cancels the replay run, saying why; the caller gets BATON_REPLAY_INTERRUPTED', async () => {
+    const b = await open();
+    const v = await b.register('name: hold\nsteps:\n  - { id: w, kind: wait, event: go, key: "input.k" }\n');
+    const id = await b.start(v, { k: 'x' });
+    await until(async () => (await b.getRun(id)).status === 'waiting' || undefined, 'the run waiting');
+    await b.cancel(id, 'to replay it');
+    // Cancelled while it waited, the run has no recorded answer for its wait: a live replay waits.
+    const replaying = b.replay(id, { live: true });
+    replaying.catch(() => undefined); // awaited below
+    const waiting = await until(async () => (await b.listRuns({ workflow: 'hold' })).find((r) => r.replayOf === id && r.status === 'waiting'), 'the replay run waiting');
+    await b.close();
+    await expect(replaying).rejects.toMatchObject({ code: 'BATON_REPLAY_INTERRUPTED' });
+    // Its recordings were in the closed engine only: the run is ended, not left waiting.
+    const again = await open();
+    expect((await again.getRun(waiting.id)).status).toBe('cancelled');
+    expect((await again.getEvents(waiting.id)).find((e) => e.type === 'run.cancelled')?.data).toMatchObject({ reason: 'the process driving the replay closed its engine' });
+  });
+
   it('a replay run claimed by a worker that does not drive it is refused there, and calls nothing', async () => {
     const b = await open();
     const { v1, run } = await recorded(b);
