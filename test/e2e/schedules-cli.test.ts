@@ -67,5 +67,5 @@ describe('baton schedules', () => {
     const bad = baton(['schedules', 'pause', 'nope']);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/error\[BATON_SCHEDULE_NOT_FOUND\]: No schedule with id "nope"/);
-  });
+  }, 90_000); // a dozen CLI processes, each starting an engine (20 s on a quiet machine; 30 s was too tight under load)
 });
