@@ -33,7 +33,7 @@ import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
 import { eventQuerySchema, responses, SHARED_SCHEMAS } from './schemas.js';
 import { gatewayLog, markLogging } from './log.js';
-import { isCloudEventsBatch, registerTriggerRoutes } from './triggers.js';
+import { registerTriggerRoutes } from './triggers.js';
 import { registerConsoleApi } from './console-api.js';
 import { BROWSER_PAGE_HEADERS, registerConsole } from './console.js';
 
@@ -190,9 +190,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/') || path === '/console' || path.startsWith('/console/')) return;
     if (!(await authOn())) return;
     const key = await authenticate(baton.store, req.headers.authorization);
-    // A CloudEvents batch counts one request per event: its route takes them once it has read
-    // the batch (triggers.ts). Only POST reaches that route: anything else is counted here.
-    if (!(req.method === 'POST' && path === '/cloudevents' && isCloudEventsBatch(req.headers))) await rateLimit(baton.store, key);
+    // Every request counts, before its body is read; a CloudEvents batch counts one request per
+    // event, the rest taken by its route once it has read the batch (triggers.ts).
+    await rateLimit(baton.store, key);
     keys.set(req, key);
   });
   const keyOf = (req: FastifyRequest) => keys.get(req);

@@ -344,20 +344,60 @@ steps:
       expect(refused.detail).toContain('batches of at most 5 events');
       expect(refused.detail).toContain('--rate');
       expect(await b.listRuns()).toHaveLength(0);
-      // It took nothing from the bucket: a batch of the whole minute passes, and uses it up.
-      const full = await send(batch(100, 5));
-      expect(full.status).toBe(202);
-      expect(((await full.json()) as { runs: unknown[] }).runs).toHaveLength(5);
-      // The next batch and the next single event wait; neither starts anything.
+      // It counted as one request, as any refused request does: 4 are left, and a batch of 3 passes.
+      const three = await send(batch(100, 3));
+      expect(three.status).toBe(202);
+      expect(((await three.json()) as { runs: unknown[] }).runs).toHaveLength(3);
+      // A batch of 2 with 1 left waits, and starts nothing; so do the next single event and a
+      // batch refused before it was read (they count one request each, taken before the body).
       const more = await send(batch(200, 2));
       expect(more.status).toBe(429);
       expect(Number(more.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(((await more.json()) as { detail: string }).detail).toContain('this batch of 2 CloudEvents counts as 2');
       const single = await post(`${url}/cloudevents`, JSON.stringify(ce('r-300', 'com.example.order.created', '/pos', {})), { 'content-type': 'application/cloudevents+json', authorization: `Bearer ${key}` });
       expect(single.status).toBe(429);
-      // A batch refused before it was read counts as one request, as any other request does.
       expect((await send([{ id: 'bad' }])).status).toBe(429);
-      expect(await b.listRuns()).toHaveLength(5);
+      expect(await b.listRuns()).toHaveLength(3);
+    });
+
+    it('a batch refused before its events are counted still counts as one request: a bad query, a body over the limit, too many events', async () => {
+      const { b, url } = await serve('required');
+      await listeners(b);
+      const { key } = await createApiKey(b.store, { name: 'events', role: 'operator', namespaces: ['*'], ratePerMinute: 3 });
+      const batch = JSON.stringify([ce('q-1', 'com.example.order.created', '/pos', {})]);
+      const send = (query: string, body: string) => post(`${url}/cloudevents${query}`, body, { 'content-type': 'application/cloudevents-batch+json', authorization: `Bearer ${key}` });
+      // Refused by the route's schema and by the body limit, before the route reads the batch.
+      expect((await send('?namespac=claims', batch)).status).toBe(400);
+      expect((await send('', `[${' '.repeat(1024 * 1024)}]`)).status).toBe(413);
+      // More events than the key's minute: refused (413) after reading them, and counted.
+      const four = JSON.stringify([1, 2, 3, 4].map((i) => ce(`q-${i}`, 'com.example.order.created', '/pos', {})));
+      expect(await (await send('', four)).json()).toMatchObject({ code: 'BATON_RATE_BATCH_TOO_LARGE' });
+      // Three requests made: the key's minute is used up, and the next batch is refused unread.
+      const next = await send('', four);
+      expect(next.status).toBe(429);
+      expect(await next.json()).toMatchObject({ code: 'BATON_RATE_LIMITED' });
+      expect((await send('', batch)).status).toBe(429);
+      expect(await b.listRuns()).toHaveLength(0);
+    });
+
+    it('a batch that waited as long as its 429 said passes', async () => {
+      const { b, url } = await serve('required');
+      await listeners(b);
+      // 600 a minute: a request every 100 ms.
+      const { key } = await createApiKey(b.store, { name: 'events', role: 'operator', namespaces: ['*'], ratePerMinute: 600 });
+      const send = (from: number, n: number) => post(`${url}/cloudevents`, JSON.stringify(Array.from({ length: n }, (_, i) => ce(`w-${from + i}`, 'com.example.unrelated', '/pos', {}))), { 'content-type': 'application/cloudevents-batch+json', authorization: `Bearer ${key}` });
+      expect((await send(0, 600)).status).toBe(202);
+      const statuses: number[] = [];
+      for (let i = 0; i < 4 && statuses.at(-1) !== 202; i++) {
+        const res = await send(1000, 3);
+        statuses.push(res.status);
+        if (res.status === 429) {
+          const { details } = (await res.json()) as { details: { retryAfterMs: number } };
+          await new Promise((r) => setTimeout(r, details.retryAfterMs));
+        }
+      }
+      expect(statuses.at(-1), String(statuses)).toBe(202);
+      expect(statuses.length).toBeLessThanOrEqual(3);
     });
 
     it('an invalid event is 400 with a problem and starts nothing', async () => {
