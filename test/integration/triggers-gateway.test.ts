@@ -10,6 +10,8 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { buildGateway } from '../../src/gateway/server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { canonicalJson, contentHash, versionIdOf } from '../../src/spec/canonical.js';
+import { derivedRunId } from '../../src/engine/triggers.js';
+import { fireRunId } from '../../src/engine/scheduler.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 import { until } from '../helpers/wait.js';
 
@@ -528,6 +530,32 @@ steps:
       expect((await b.getRun(claims2)).status).toBe('waiting');
       expect(await (await send(keys.all, '/events/paid/M-1', '{"to":"any"}')).json()).toEqual({ delivered: 1, buffered: false });
       expect((await b.wait(fraud, { timeoutMs: 20_000 })).output).toEqual({ to: 'any' });
+    });
+
+    it("another team can neither take the run id a team's trigger will give its run nor ask whether that run exists", async () => {
+      const { b, keys, send } = await teams();
+      await b.register(`
+name: on_alert
+triggers:
+  - cloudevent: { type: com.example.alert }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      // Each is known in advance: fraud's CloudEvent run of the shared workflow, a webhook's
+      // delivery, a schedule's fire. A run of claims taking one first would refuse fraud's.
+      const fraudsRun = derivedRunId('ce', 'on_alert', '/upstream', 'a-9', 'fraud');
+      for (const id of [fraudsRun, derivedRunId('hook', 'fraud/orders', 'webhook:0', 'd-1'), fireRunId('fraud/beat~schedule:0', Date.UTC(2027, 0, 1, 9))]) {
+        const p = await problemOf(await send(keys.claims, '/runs', JSON.stringify({ workflow: 'on_alert', id })));
+        expect(p).toMatchObject({ status: 400, code: 'BATON_USAGE' });
+        expect(p.detail).toContain('which only they may take');
+      }
+      expect(await b.listRuns()).toHaveLength(0);
+      const event = JSON.stringify({ specversion: '1.0', id: 'a-9', source: '/upstream', type: 'com.example.alert', data: {} });
+      const out = (await (await send(keys.fraud, '/cloudevents', event, { 'content-type': 'application/cloudevents+json' })).json()) as { runs: unknown[]; failed: unknown[] };
+      expect(out.failed).toEqual([]);
+      expect(out.runs).toEqual([expect.objectContaining({ run_id: fraudsRun, workflow: 'on_alert' })]);
+      // An id of the caller's own is taken as before.
+      expect((await send(keys.claims, '/runs', JSON.stringify({ workflow: 'on_alert', id: 'claims-alert-9' }))).status).toBe(202);
     });
 
     it("a fraud key's CloudEvent starts the fraud workflow's trigger and the shared one, in fraud, not the claims one", async () => {
