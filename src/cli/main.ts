@@ -486,11 +486,17 @@ export function buildProgram(): Command {
     const address = await app.listen({ port, host: o.host });
     process.stdout.write(`baton serve: ${address} on ${storeShown(baton)}${o.worker ? `, worker ${baton.workerId}` : ', API only'}\n`);
     // A webhook whose secret variable this gateway lacks refuses every delivery: said now, not
-    // first found when a delivery is refused.
-    for (const u of unsetWebhookSecrets(await baton.registry.listening())) {
-      const path = hookPath(u as Listening<WebhookTrigger>);
-      const err = new BatonError('BATON_WEBHOOK_SECRET_MISSING', { path, env: u.variable });
-      log.error({ path, workflow: u.workflow, env: u.variable, code: err.code }, err.message);
+    // first found when a delivery is refused. Only said: a stored version this Baton cannot
+    // compile (or a store that does not answer) must not leave a gateway that serves without
+    // its metrics port or its stop on SIGTERM.
+    try {
+      for (const u of unsetWebhookSecrets(await baton.registry.listening())) {
+        const path = hookPath(u as Listening<WebhookTrigger>);
+        const err = new BatonError('BATON_WEBHOOK_SECRET_MISSING', { path, env: u.variable });
+        log.error({ path, workflow: u.workflow, env: u.variable, code: err.code }, err.message);
+      }
+    } catch (e) {
+      log.error({ code: (e as BatonError).code, err: { message: (e as Error).message } }, 'webhook secrets not checked: the latest workflow versions could not be read');
     }
     const metricsServer = metricsPort === undefined ? undefined : await serveMetrics(baton, metricsPort, o.metricsHost);
     if (metricsServer) process.stdout.write(`baton serve: metrics on http://${o.metricsHost}:${(metricsServer.address() as { port: number }).port}/metrics\n`);

@@ -84,6 +84,16 @@ export function derivedRunId(prefix: 'hook' | 'ce' | 'sched', ...parts: string[]
 }
 
 /**
+ * Whether `id` has the form of the ids triggers give their runs (derivedRunId, and a schedule's
+ * fireRunId: `sched_<12 hex>_<fire time>`). Only triggers may start a run with such an id: a
+ * caller of another namespace who could would take a team's trigger's run id before it (its run
+ * refused BATON_RUN_ID_TAKEN), or learn from that refusal whether the team's run exists.
+ */
+export function isDerivedRunId(id: string): boolean {
+  return /^(?:(?:hook|ce|sched)_[0-9a-f]{32}|sched_[0-9a-f]{12}_\d{8}T\d{9}Z)$/.test(id);
+}
+
+/**
  * The last part of a derived run id: for a shared (default-namespace) workflow started in a
  * team's namespace, that namespace, so that two teams relaying one event each start their own
  * run instead of the second being refused the id. None otherwise (ids as they always were).

@@ -73,14 +73,20 @@ export function reaches(key: ApiKeyRecord | undefined, namespace: string): boole
 
 /**
  * Takes `requests` from the key's bucket (a CloudEvents batch counts one per event), or
- * BATON_RATE_LIMITED with how long to wait. More than the key's whole minute could never pass
- * (the bucket holds at most a minute's worth): BATON_RATE_BATCH_TOO_LARGE, rather than a wait
- * after which it would be refused again.
+ * BATON_RATE_LIMITED with how long to wait. `taken` of them were taken already: the auth hook
+ * takes every request's first before its body is read, so that a key out of requests is
+ * refused before its batch is parsed, and a request refused before its route reads it (a bad
+ * query, a body over the limit) still counts. More than the key's whole minute could never
+ * pass (the bucket holds at most a minute's worth): BATON_RATE_BATCH_TOO_LARGE, rather than a
+ * wait after which it would be refused again.
  */
-export async function rateLimit(store: Store, key: ApiKeyRecord, requests = 1): Promise<void> {
+export async function rateLimit(store: Store, key: ApiKeyRecord, requests = 1, taken = 0): Promise<void> {
   const perMinute = key.ratePerMinute;
   if (requests > perMinute) throw new BatonError('BATON_RATE_BATCH_TOO_LARGE', { key: key.id, perMinute, events: requests });
-  const wait = await store.takeTokens(`apikey:${key.id}`, perMinute, requests, Date.now());
+  if (requests <= taken) return;
+  const wait = await store.takeTokens(`apikey:${key.id}`, perMinute, requests - taken, Date.now());
   const counted = requests > 1 ? ` (this batch of ${requests} CloudEvents counts as ${requests})` : '';
-  if (wait > 0) throw new BatonError('BATON_RATE_LIMITED', { key: key.id, perMinute, retryAfterMs: wait, counted });
+  // The retry is taken in full again, `taken` of it by the auth hook first: the wait covers
+  // those too, or a client that waits just as long is refused again each time.
+  if (wait > 0) throw new BatonError('BATON_RATE_LIMITED', { key: key.id, perMinute, retryAfterMs: wait + Math.ceil((taken * 60_000) / perMinute), counted });
 }

@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { loggedUrl } from '../observability/logger.js';
 import { METRICS_CONTENT_TYPE } from '../observability/metrics.js';
 import { checkNamespace, DEFAULT_NAMESPACE, qualifiedName, splitQualified } from '../engine/namespaces.js';
+import { isDerivedRunId } from '../engine/triggers.js';
 import { authenticate, rateLimit, reaches, requireCap } from './auth.js';
 import { registerOpenAiRoutes } from './openai-compat.js';
 import { callerWorkflowName, registerGovernanceRoutes } from './governance.js';
@@ -33,7 +34,7 @@ import { registerTaskRoutes } from './tasks.js';
 import { registerApprovalRoutes } from './approvals.js';
 import { eventQuerySchema, responses, SHARED_SCHEMAS } from './schemas.js';
 import { gatewayLog, markLogging } from './log.js';
-import { isCloudEventsBatch, registerTriggerRoutes } from './triggers.js';
+import { registerTriggerRoutes } from './triggers.js';
 import { registerConsoleApi } from './console-api.js';
 import { BROWSER_PAGE_HEADERS, registerConsole } from './console.js';
 
@@ -190,9 +191,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
     if (PUBLIC.has(path) || path.startsWith('/docs') || path.startsWith('/hooks/') || path === '/console' || path.startsWith('/console/')) return;
     if (!(await authOn())) return;
     const key = await authenticate(baton.store, req.headers.authorization);
-    // A CloudEvents batch counts one request per event: its route takes them once it has read
-    // the batch (triggers.ts). Only POST reaches that route: anything else is counted here.
-    if (!(req.method === 'POST' && path === '/cloudevents' && isCloudEventsBatch(req.headers))) await rateLimit(baton.store, key);
+    // Every request counts, before its body is read; a CloudEvents batch counts one request per
+    // event, the rest taken by its route once it has read the batch (triggers.ts).
+    await rateLimit(baton.store, key);
     keys.set(req, key);
   });
   const keyOf = (req: FastifyRequest) => keys.get(req);
@@ -334,7 +335,7 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
         properties: {
           workflow: { type: 'string', minLength: 1, description: 'A workflow name (its latest version), name@staging / name@production (the promoted version) or a version id.' },
           input: {},
-          id: { type: 'string', pattern: RUN_ID_PATTERN, description: 'Your id for the run (an idempotency key: starting the same workflow with it again returns that run). URL-safe: letters, digits, _ - . : ~' },
+          id: { type: 'string', pattern: RUN_ID_PATTERN, description: 'Your id for the run (an idempotency key: starting the same workflow with it again returns that run). URL-safe: letters, digits, _ - . : ~. Not of the form of the ids triggers give their runs (hook_, ce_ or sched_ and 32 hex digits; sched_<12 hex digits>_<fire time>): 400.' },
           namespace: { type: 'string' },
           priority: { type: 'integer' },
           budget: { type: 'number', exclusiveMinimum: 0 },
@@ -346,6 +347,9 @@ export function buildGateway(baton: Baton, opts: GatewayOptions = {}, given?: Fa
   }, async (req, reply) => {
     const b = req.body as { workflow: string; input?: unknown; id?: string; namespace?: string; priority?: number; budget?: number; wait?: number };
     requireCap(keyOf(req), 'run', 'start runs');
+    if (b.id !== undefined && isDerivedRunId(b.id)) {
+      throw new BatonError('BATON_USAGE', { detail: `run id "${b.id}" has the form of the ids Baton gives the runs its triggers start (hook_, ce_ or sched_ and 32 hex digits, or a schedule's sched_<12 hex digits>_<fire time>), which only they may take. Choose another id, or leave it out for a generated one.` });
+    }
     // A key's runs go to its first namespace unless it names another it reaches; a namespaced
     // workflow's runs go to the workflow's namespace.
     const asked = b.namespace === undefined ? undefined : namespaceOf(req, b.namespace, 'start runs');

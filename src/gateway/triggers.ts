@@ -75,22 +75,13 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: {
       schema: { summary: 'CloudEvents (structured, binary or batch mode): start workflows whose cloudevent trigger matches; wake or buffer waits keyed by subject.', querystring: eventQuerySchema, response: responses.triggered },
     }, async (req, reply) => {
       const k = o.keyOf(req);
-      // A batch is counted against the key's rate limit here, one request per event, before
-      // anything of it is started (the auth hook left it to this route); one refused before it
-      // was read counts as one request, as any other does.
-      const charge = (requests: number) => (k && isCloudEventsBatch(req.headers) ? rateLimit(baton.store, k, requests) : undefined);
-      let events: TriggerEvent[];
-      let namespace: string | undefined;
-      try {
-        requireCap(k, 'run', 'send events');
-        // A key confined to namespaces starts its namespace's (and shared) workflows, in it, and wakes its runs only.
-        namespace = o.eventNamespace(req, 'send CloudEvents');
-        events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
-      } catch (e) {
-        await charge(1);
-        throw e;
-      }
-      await charge(events.length);
+      requireCap(k, 'run', 'send events');
+      // A key confined to namespaces starts its namespace's (and shared) workflows, in it, and wakes its runs only.
+      const namespace = o.eventNamespace(req, 'send CloudEvents');
+      const events = readCloudEvents(req.headers, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      // A batch counts one request per event against the key's rate limit, taken before
+      // anything of it is started: the auth hook took the first, as for any request.
+      if (k) await rateLimit(baton.store, k, events.length, 1);
       const runs: Array<{ run_id: string; workflow: string; event_id: string }> = [];
       const failed: Array<{ workflow: string; event_id: string; code?: string; detail: string }> = [];
       let delivered = 0;
@@ -167,11 +158,6 @@ const REQUIRED = ['specversion', 'id', 'source', 'type'] as const;
 
 function mediaType(headers: FastifyRequest['headers']): string {
   return String(headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-}
-
-/** A request in CloudEvents batch mode: it counts one request per event against a key's rate limit. */
-export function isCloudEventsBatch(headers: FastifyRequest['headers']): boolean {
-  return mediaType(headers) === 'application/cloudevents-batch+json';
 }
 
 /** RFC 3339 date-time (the CloudEvents `time` format): the SDK takes any string, even "yesterday". */

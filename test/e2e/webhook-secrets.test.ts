@@ -5,10 +5,11 @@
  * webhook when it starts.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { bin, ensureBuilt, runBaton } from '../helpers/cli.js';
 
 let dir: string;
@@ -28,12 +29,16 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /**
- * The JSON log lines `baton serve` writes up to and including the access line of a first
- * request (the start-up check is written before it), with `env` as its environment.
+ * The JSON log lines `baton serve` (on store folder `db`) writes up to and including the access
+ * line of a first request (the start-up check is written before it), with `env` as its
+ * environment; then it is sent SIGTERM: how it ended and what it wrote to stderr.
  */
-async function serveLog(env: NodeJS.ProcessEnv): Promise<Array<Record<string, unknown>>> {
-  const p = spawn(process.execPath, [bin, 'serve', '--db', join(dir, 'store'), '--port', '0'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+async function serveLog(env: NodeJS.ProcessEnv, db = join(dir, 'store')): Promise<Array<Record<string, unknown>> & { code?: number | null; stderr?: string }> {
+  const p = spawn(process.execPath, [bin, 'serve', '--db', db, '--port', '0'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let stderr = '';
+  p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let lines: Array<Record<string, unknown>> & { code?: number | null; stderr?: string } = [];
   try {
     const base = await new Promise<string>((res, rej) => {
       p.stdout.on('data', (d: Buffer) => {
@@ -44,14 +49,15 @@ async function serveLog(env: NodeJS.ProcessEnv): Promise<Array<Record<string, un
       p.on('exit', (code) => rej(new Error(`baton serve exited ${code}: ${out}`)));
     });
     expect((await fetch(`${base}/health`)).status).toBe(200);
-    const lines = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    for (let i = 0; i < 100 && !lines().some((l) => l.url === '/health'); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(lines().some((l) => l.url === '/health'), out).toBe(true);
-    return lines();
+    const read = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (let i = 0; i < 100 && !read().some((l) => l.url === '/health'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(read().some((l) => l.url === '/health'), out).toBe(true);
+    lines = read();
   } finally {
     p.kill('SIGTERM');
-    await new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)));
+    await new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r(null) : p.once('exit', r)));
   }
+  return Object.assign(lines, { code: p.exitCode, stderr });
 }
 
 describe('a webhook whose secret variable is not set', () => {
@@ -70,5 +76,19 @@ describe('a webhook whose secret variable is not set', () => {
     const log = await serveLog(withSecret);
     expect(log.filter((l) => l.code === 'BATON_WEBHOOK_SECRET_MISSING')).toEqual([]);
     expect(JSON.stringify(log)).not.toContain('e2e-hook-secret-value');
+  }, 60_000);
+
+  it('a stored version this Baton cannot compile is logged, and baton serve still starts and stops as usual', async () => {
+    // Written by another Baton (a step kind this one lacks), straight into the store.
+    const db = join(dir, 'store-unreadable');
+    mkdirSync(db, { recursive: true });
+    const store = new SqliteStore(join(db, 'baton.db'));
+    await store.putVersion({ versionId: 'newer@1', name: 'newer', hash: '1', document: JSON.stringify({ name: 'newer', steps: [{ id: 'a', kind: 'from_a_newer_baton' }] }) });
+    await store.close();
+    const log = await serveLog(process.env, db);
+    expect(log.find((l) => l.code === 'BATON_DOC_INVALID')).toMatchObject({ level: 'error', msg: expect.stringContaining('webhook secrets not checked') });
+    // Its SIGTERM handler was installed: a graceful stop, not a kill (exit code null).
+    expect(log.stderr).toContain('baton serve: SIGTERM, stopping');
+    expect(log.code).toBe(0);
   }, 60_000);
 });

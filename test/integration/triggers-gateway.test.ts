@@ -10,6 +10,8 @@ import { createApiKey } from '../../src/gateway/auth.js';
 import { buildGateway } from '../../src/gateway/server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { canonicalJson, contentHash, versionIdOf } from '../../src/spec/canonical.js';
+import { derivedRunId } from '../../src/engine/triggers.js';
+import { fireRunId } from '../../src/engine/scheduler.js';
 import { STORE_KINDS, engineSuite } from '../helpers/stores.js';
 import { until } from '../helpers/wait.js';
 
@@ -344,20 +346,60 @@ steps:
       expect(refused.detail).toContain('batches of at most 5 events');
       expect(refused.detail).toContain('--rate');
       expect(await b.listRuns()).toHaveLength(0);
-      // It took nothing from the bucket: a batch of the whole minute passes, and uses it up.
-      const full = await send(batch(100, 5));
-      expect(full.status).toBe(202);
-      expect(((await full.json()) as { runs: unknown[] }).runs).toHaveLength(5);
-      // The next batch and the next single event wait; neither starts anything.
+      // It counted as one request, as any refused request does: 4 are left, and a batch of 3 passes.
+      const three = await send(batch(100, 3));
+      expect(three.status).toBe(202);
+      expect(((await three.json()) as { runs: unknown[] }).runs).toHaveLength(3);
+      // A batch of 2 with 1 left waits, and starts nothing; so do the next single event and a
+      // batch refused before it was read (they count one request each, taken before the body).
       const more = await send(batch(200, 2));
       expect(more.status).toBe(429);
       expect(Number(more.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(((await more.json()) as { detail: string }).detail).toContain('this batch of 2 CloudEvents counts as 2');
       const single = await post(`${url}/cloudevents`, JSON.stringify(ce('r-300', 'com.example.order.created', '/pos', {})), { 'content-type': 'application/cloudevents+json', authorization: `Bearer ${key}` });
       expect(single.status).toBe(429);
-      // A batch refused before it was read counts as one request, as any other request does.
       expect((await send([{ id: 'bad' }])).status).toBe(429);
-      expect(await b.listRuns()).toHaveLength(5);
+      expect(await b.listRuns()).toHaveLength(3);
+    });
+
+    it('a batch refused before its events are counted still counts as one request: a bad query, a body over the limit, too many events', async () => {
+      const { b, url } = await serve('required');
+      await listeners(b);
+      const { key } = await createApiKey(b.store, { name: 'events', role: 'operator', namespaces: ['*'], ratePerMinute: 3 });
+      const batch = JSON.stringify([ce('q-1', 'com.example.order.created', '/pos', {})]);
+      const send = (query: string, body: string) => post(`${url}/cloudevents${query}`, body, { 'content-type': 'application/cloudevents-batch+json', authorization: `Bearer ${key}` });
+      // Refused by the route's schema and by the body limit, before the route reads the batch.
+      expect((await send('?namespac=claims', batch)).status).toBe(400);
+      expect((await send('', `[${' '.repeat(1024 * 1024)}]`)).status).toBe(413);
+      // More events than the key's minute: refused (413) after reading them, and counted.
+      const four = JSON.stringify([1, 2, 3, 4].map((i) => ce(`q-${i}`, 'com.example.order.created', '/pos', {})));
+      expect(await (await send('', four)).json()).toMatchObject({ code: 'BATON_RATE_BATCH_TOO_LARGE' });
+      // Three requests made: the key's minute is used up, and the next batch is refused unread.
+      const next = await send('', four);
+      expect(next.status).toBe(429);
+      expect(await next.json()).toMatchObject({ code: 'BATON_RATE_LIMITED' });
+      expect((await send('', batch)).status).toBe(429);
+      expect(await b.listRuns()).toHaveLength(0);
+    });
+
+    it('a batch that waited as long as its 429 said passes', async () => {
+      const { b, url } = await serve('required');
+      await listeners(b);
+      // 600 a minute: a request every 100 ms.
+      const { key } = await createApiKey(b.store, { name: 'events', role: 'operator', namespaces: ['*'], ratePerMinute: 600 });
+      const send = (from: number, n: number) => post(`${url}/cloudevents`, JSON.stringify(Array.from({ length: n }, (_, i) => ce(`w-${from + i}`, 'com.example.unrelated', '/pos', {}))), { 'content-type': 'application/cloudevents-batch+json', authorization: `Bearer ${key}` });
+      expect((await send(0, 600)).status).toBe(202);
+      const statuses: number[] = [];
+      for (let i = 0; i < 4 && statuses.at(-1) !== 202; i++) {
+        const res = await send(1000, 3);
+        statuses.push(res.status);
+        if (res.status === 429) {
+          const { details } = (await res.json()) as { details: { retryAfterMs: number } };
+          await new Promise((r) => setTimeout(r, details.retryAfterMs));
+        }
+      }
+      expect(statuses.at(-1), String(statuses)).toBe(202);
+      expect(statuses.length).toBeLessThanOrEqual(3);
     });
 
     it('an invalid event is 400 with a problem and starts nothing', async () => {
@@ -488,6 +530,32 @@ steps:
       expect((await b.getRun(claims2)).status).toBe('waiting');
       expect(await (await send(keys.all, '/events/paid/M-1', '{"to":"any"}')).json()).toEqual({ delivered: 1, buffered: false });
       expect((await b.wait(fraud, { timeoutMs: 20_000 })).output).toEqual({ to: 'any' });
+    });
+
+    it("another team can neither take the run id a team's trigger will give its run nor ask whether that run exists", async () => {
+      const { b, keys, send } = await teams();
+      await b.register(`
+name: on_alert
+triggers:
+  - cloudevent: { type: com.example.alert }
+steps:
+  - { id: x, kind: transform, expression: "input" }
+`);
+      // Each is known in advance: fraud's CloudEvent run of the shared workflow, a webhook's
+      // delivery, a schedule's fire. A run of claims taking one first would refuse fraud's.
+      const fraudsRun = derivedRunId('ce', 'on_alert', '/upstream', 'a-9', 'fraud');
+      for (const id of [fraudsRun, derivedRunId('hook', 'fraud/orders', 'webhook:0', 'd-1'), fireRunId('fraud/beat~schedule:0', Date.UTC(2027, 0, 1, 9))]) {
+        const p = await problemOf(await send(keys.claims, '/runs', JSON.stringify({ workflow: 'on_alert', id })));
+        expect(p).toMatchObject({ status: 400, code: 'BATON_USAGE' });
+        expect(p.detail).toContain('which only they may take');
+      }
+      expect(await b.listRuns()).toHaveLength(0);
+      const event = JSON.stringify({ specversion: '1.0', id: 'a-9', source: '/upstream', type: 'com.example.alert', data: {} });
+      const out = (await (await send(keys.fraud, '/cloudevents', event, { 'content-type': 'application/cloudevents+json' })).json()) as { runs: unknown[]; failed: unknown[] };
+      expect(out.failed).toEqual([]);
+      expect(out.runs).toEqual([expect.objectContaining({ run_id: fraudsRun, workflow: 'on_alert' })]);
+      // An id of the caller's own is taken as before.
+      expect((await send(keys.claims, '/runs', JSON.stringify({ workflow: 'on_alert', id: 'claims-alert-9' }))).status).toBe(202);
     });
 
     it("a fraud key's CloudEvent starts the fraud workflow's trigger and the shared one, in fraud, not the claims one", async () => {
