@@ -288,6 +288,7 @@ export class Baton extends EventEmitter<BatonEvents> {
       () => ({ functions: new Set(this.functions.keys()), services: catalog ?? EMPTY_CATALOG, policies: this.policies }),
       // Every registration keeps the schedule rows in step, whether or not this process fires them.
       (rec, wf) => this.scheduler.sync(rec, wf),
+      (e, versionId) => this.onInternalError(e, `version ${versionId} does not compile here: its triggers are not listened to`),
     );
     this.onInternalError = opts.onInternalError ?? ((e, where) => process.stderr.write(`baton: internal error (${where}): ${(e as Error)?.stack ?? String(e)}\n`));
     const schedOpts = typeof opts.schedules === 'object' ? opts.schedules : {};

@@ -42,7 +42,12 @@ export class WorkflowRegistry {
     private readonly known: () => Pick<CompileOptions, 'functions' | 'services' | 'policies'>,
     /** Called after each registration (children included): keeps schedules in step with the document. */
     private readonly onRegistered?: (rec: VersionRecord, wf: CompiledWorkflow) => Promise<void>,
+    /** Told once per version of a stored version this Baton cannot compile, whose triggers are then not listened to. */
+    private readonly onUnreadable?: (e: unknown, versionId: string) => void,
   ) {}
+
+  /** Versions already reported to onUnreadable. */
+  private readonly unreadable = new Set<string>();
 
   /**
    * What listens for webhooks and CloudEvents: the triggers of every workflow's latest version.
@@ -52,7 +57,7 @@ export class WorkflowRegistry {
   listening(): Promise<Array<Listening<CompiledTrigger>>> {
     const now = Date.now();
     if (this.listeningCache && now - this.listeningCache.at < LATEST_TTL_MS) return this.listeningCache.list;
-    const list = this.store.listVersions().then((all) => triggersOf(latestOf(all), (v) => this.compiledOf(v)));
+    const list = this.store.listVersions().then((all) => this.triggersOfReadable(latestOf(all)));
     this.listeningCache = { at: now, list };
     list.catch(() => {
       if (this.listeningCache?.list === list) this.listeningCache = undefined;
@@ -117,7 +122,7 @@ export class WorkflowRegistry {
     const mine = wf.triggers.filter((t): t is WebhookTrigger => t.kind === 'webhook');
     if (!mine.length) return undefined;
     return (latest) => {
-      const held = triggersOf(latest.filter((v) => v.name !== name), (v) => this.compiledOf(v))
+      const held = this.triggersOfReadable(latest.filter((v) => v.name !== name))
         .filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       for (const t of mine) {
         const path = hookPath({ versionId: '', workflow: name, namespace, trigger: t });
@@ -139,6 +144,27 @@ export class WorkflowRegistry {
     const rec = await this.store.getVersion(versionId);
     if (!rec) throw new BatonError('BATON_WORKFLOW_NOT_FOUND', { ref: versionId });
     return this.compiledOf(rec);
+  }
+
+  /**
+   * The triggers of `versions`, leaving out versions this Baton cannot compile (stored by a newer
+   * Baton, or by hand): one such version must not silence every other workflow's webhooks and
+   * CloudEvents, nor refuse every registration of a webhook. Each is reported once.
+   */
+  private triggersOfReadable(versions: VersionRecord[]): Array<Listening<CompiledTrigger>> {
+    const readable = versions.filter((v) => {
+      try {
+        this.compiledOf(v);
+        return true;
+      } catch (e) {
+        if (!this.unreadable.has(v.versionId)) {
+          this.unreadable.add(v.versionId);
+          this.onUnreadable?.(e, v.versionId);
+        }
+        return false;
+      }
+    });
+    return triggersOf(readable, (v) => this.compiledOf(v));
   }
 
   /** The compiled form of a stored version (compiled once per process). */

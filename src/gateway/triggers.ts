@@ -34,6 +34,8 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: {
   /** The namespace the request's events go to (undefined: every namespace); see server.ts. */
   eventNamespace: (req: FastifyRequest, action: string) => string | undefined;
 }): void {
+  /** This gateway's webhooks (path and variable) whose unset secret variable went to stderr. */
+  const secretMissingSaid = new Set<string>();
   // Own scope: bodies arrive as raw bytes (the signature covers the exact bytes sent).
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -50,7 +52,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const hooks = (await baton.registry.listening()).filter((l): l is Listening<WebhookTrigger> => l.trigger.kind === 'webhook');
       const matching = hooks.filter((l) => hookPath(l) === path);
-      const signed = matching.filter((l) => accepts(req, l, path, raw));
+      const signed = matching.filter((l) => accepts(req, l, path, raw, secretMissingSaid));
       // A caller that cannot sign for this path learns nothing, not even whether it exists: an
       // unknown path gets the answer a failed signature gets, after the same work (one HMAC of
       // the body). Only the log says which it was.
@@ -104,14 +106,20 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: {
  * a bad signature as a warning (without its value), an unset secret variable as an error that
  * names the variable (the operator's to fix; the caller only hears it was refused).
  */
-function accepts(req: FastifyRequest, hook: Listening<WebhookTrigger>, path: string, raw: Buffer): boolean {
+function accepts(req: FastifyRequest, hook: Listening<WebhookTrigger>, path: string, raw: Buffer, secretMissingSaid: Set<string>): boolean {
   try {
     verifySignature(hook, path, raw, req.headers);
     return true;
   } catch (e) {
     const err = e as BatonError;
     const fields = { path, workflow: hook.workflow, code: err.code };
-    if (err.code === 'BATON_WEBHOOK_SECRET_MISSING') gatewayLog(req, 'error', { ...fields, env: err.details.env }, err.message, err.message);
+    if (err.code === 'BATON_WEBHOOK_SECRET_MISSING') {
+      // On stderr (a gateway without a logger) once per webhook: unsigned callers must not be
+      // able to flood it; a logger's lines are per request, as the access log's are.
+      const first = !secretMissingSaid.has(`${path}\0${String(err.details.env)}`);
+      secretMissingSaid.add(`${path}\0${String(err.details.env)}`);
+      gatewayLog(req, 'error', { ...fields, env: err.details.env }, err.message, first ? err.message : undefined);
+    }
     else gatewayLog(req, 'warn', { ...fields, header: hook.trigger.webhook.header, reason: err.details.detail }, 'webhook refused: not signed with its secret');
     return false;
   }

@@ -124,6 +124,25 @@ steps:
       expect((await b.wait(((await ok.json()) as { run_id: string }).run_id, { timeoutMs: 20_000 })).output).toEqual({ a: 1 });
     });
 
+    it('without a logger, an unset secret variable is written to stderr once, however many deliveries come', async () => {
+      const b = await suite.baton();
+      app = buildGateway(b, { auth: 'off' });
+      const url = await app.listen({ host: '127.0.0.1', port: 0 });
+      await b.register({ name: 'unset_quiet', triggers: [{ webhook: { path: 'quiet', secret: 'env:TEST_UNSET_SECRET' } }], steps: [{ id: 'x', kind: 'transform', expression: 'input' }] });
+      const written: string[] = [];
+      const write = process.stderr.write.bind(process.stderr);
+      process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+        written.push(String(chunk));
+        return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+      }) as typeof process.stderr.write;
+      try {
+        for (let i = 0; i < 3; i++) expect((await post(`${url}/hooks/quiet`, '{}', { 'content-type': 'application/json' })).status).toBe(401);
+      } finally {
+        process.stderr.write = write;
+      }
+      expect(written.filter((l) => l.includes('TEST_UNSET_SECRET'))).toHaveLength(1);
+    });
+
     it('a caller that cannot sign cannot tell a known path from an unknown one; the log can', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url, log } = await serve();
@@ -238,6 +257,28 @@ steps:
       expect(await signed.json()).toMatchObject({ code: 'BATON_WEBHOOK_CONFLICT' });
       expect(await b.listRuns()).toHaveLength(0);
     });
+    it('a stored version this Baton cannot compile silences only its own triggers, reported once', async () => {
+      process.env.TEST_HOOK_SECRET = SECRET;
+      const { b, url } = await serve();
+      const errors: string[] = [];
+      (b as unknown as { onInternalError: (e: unknown, where: string) => void }).onInternalError = (_e, where) => errors.push(where);
+      await b.register(hooked);
+      // Written by a newer Baton (a step kind this one lacks), straight into the store.
+      await b.store.putVersion({ versionId: 'newer@1', name: 'newer', hash: '1', document: JSON.stringify({ name: 'newer', triggers: [{ webhook: { path: 'newer', secret: 'env:TEST_HOOK_SECRET' } }], steps: [{ id: 'a', kind: 'from_a_newer_baton' }] }) });
+      const body = '{"id":"A-2"}';
+      const signed = await post(`${url}/hooks/orders/new`, body, { 'content-type': 'application/json', 'x-baton-signature': `sha256=${sign(body)}`, 'x-delivery': 'd-2' });
+      expect(signed.status, await signed.clone().text()).toBe(202);
+      // An unsigned caller learns nothing of the stored document: the usual refusal.
+      const probe = await post(`${url}/hooks/elsewhere`, body, { 'content-type': 'application/json' });
+      expect(probe.status).toBe(401);
+      expect(((await probe.json()) as { code: string }).code).toBe('BATON_WEBHOOK_REFUSED');
+      // Registering another webhook still works; the CloudEvents route still answers.
+      await b.register({ name: 'later', triggers: [{ webhook: { path: 'later', secret: 'env:TEST_HOOK_SECRET' } }], steps: [{ id: 'x', kind: 'transform', expression: 'input' }] });
+      const ce = await post(`${url}/cloudevents`, JSON.stringify({ specversion: '1.0', id: 'e-1', source: '/t', type: 'com.example.none' }), { 'content-type': 'application/cloudevents+json' });
+      expect(ce.status).toBe(202);
+      expect(errors).toEqual(['version newer@1 does not compile here: its triggers are not listened to']);
+    });
+
     it('with API keys required, a webhook is authenticated by its signature alone; /cloudevents needs a key', async () => {
       process.env.TEST_HOOK_SECRET = SECRET;
       const { b, url } = await serve('required');
