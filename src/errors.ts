@@ -14,6 +14,8 @@ export interface ErrorSpec {
   retryable: boolean;
   /** Message template; `{name}` is replaced by `params.name`. */
   message: string;
+  /** Written to the gateway's log only; callers are answered with this code instead (it tells them less). */
+  loggedOnly?: string;
 }
 
 export const ERRORS = {
@@ -119,8 +121,8 @@ export const ERRORS = {
   BATON_WEBHOOK_REFUSED: { status: 401, retryable: false, message: 'No webhook at /hooks/{path} accepts this request; nothing was started. Check the path (a workflow of a namespace listens on /hooks/<namespace>/<path>) and the signature: the HMAC-SHA256 (or the algorithm the trigger names) of the exact raw body with the webhook\'s shared secret, as hex or `sha256=<hex>`, in header X-Baton-Signature (or the one the trigger names). The gateway\'s log says which of the two was wrong.' },
   BATON_WEBHOOK_CONFLICT: { status: 409, retryable: false, message: 'Webhook path "{path}" is declared by more than one workflow ({workflows}); nothing was started. Give each workflow its own path.' },
   BATON_WEBHOOK_PATH_TAKEN: { status: 409, retryable: false, message: 'Webhook path "{path}" is already declared by workflow {workflow}; {name} was not registered. Give it another path, or first register a version of {workflow} without that trigger.' },
-  BATON_WEBHOOK_SIGNATURE: { status: 401, retryable: false, message: 'Webhook "{path}": {detail} Sign the raw body with HMAC-{algorithm} and the shared secret, and send the hex digest (or `{algorithm}=<hex>`) in header {header}.' },
-  BATON_WEBHOOK_SECRET_MISSING: { status: 500, retryable: false, message: 'Webhook "{path}" takes its secret from environment variable {env}, which is not set in the gateway\'s environment. Set it and restart `baton serve`; until then every delivery to it is refused with BATON_WEBHOOK_REFUSED (the caller is not told why).' },
+  BATON_WEBHOOK_SIGNATURE: { status: 401, retryable: false, loggedOnly: 'BATON_WEBHOOK_REFUSED', message: 'Webhook "{path}": {detail} Sign the raw body with HMAC-{algorithm} and the shared secret, and send the hex digest (or `{algorithm}=<hex>`) in header {header}.' },
+  BATON_WEBHOOK_SECRET_MISSING: { status: 500, retryable: false, loggedOnly: 'BATON_WEBHOOK_REFUSED', message: 'Webhook "{path}" takes its secret from environment variable {env}, which is not set in the gateway\'s environment. Set it and restart `baton serve`; until then every delivery to it is refused with BATON_WEBHOOK_REFUSED (the caller is not told why).' },
   BATON_EVENT_HOP_LIMIT: { status: 422, retryable: false, message: 'CloudEvent {type} would pass through emit steps {hops} times ({where}); the limit is {limit}, so it was not passed on. A workflow whose emit starts itself (or A → B → A) would start runs without end: emit another type, or narrow the trigger with a `source`.' },
   BATON_CLOUDEVENT_INVALID: { status: 400, retryable: false, message: 'Not a valid CloudEvent: {detail}. Send structured mode (Content-Type: application/cloudevents+json), binary mode (ce-specversion, ce-id, ce-type, ce-source headers) or a batch (application/cloudevents-batch+json).' },
   BATON_RATE_LIMITED: { status: 429, retryable: true, message: 'Key {key} made more than {perMinute} requests a minute{counted}; retry after {retryAfterMs} ms.' },

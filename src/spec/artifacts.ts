@@ -1,5 +1,5 @@
 /** Text of the generated, committed artifacts (see scripts/generate.ts). */
-import { ERRORS } from '../errors.js';
+import { ERRORS, type ErrorSpec } from '../errors.js';
 import { WORKFLOW_SCHEMA } from './compile.js';
 
 export function renderSchema(): string {
@@ -7,7 +7,10 @@ export function renderSchema(): string {
 }
 
 export function renderErrorDocs(): string {
-  const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` | ${e.status} | ${e.retryable ? 'yes' : 'no'} | ${e.message.replace(/\|/g, '\\|')} |`);
+  const rows = Object.entries(ERRORS).map(([code, e]: [string, ErrorSpec]) => {
+    const status = e.loggedOnly ? `log only (callers: \`${e.loggedOnly}\`)` : String(e.status);
+    return `| \`${code}\` | ${status} | ${e.retryable ? 'yes' : 'no'} | ${e.message.replace(/\|/g, '\\|')} |`;
+  });
   return [
     '# Error codes',
     '',

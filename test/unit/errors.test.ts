@@ -8,6 +8,12 @@ describe('error table', () => {
     expect(readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')).toBe(renderErrorDocs());
   });
 
+  it('a code written to logs only names the code callers get instead, which exists', () => {
+    const logged = Object.entries(ERRORS).filter(([, e]) => 'loggedOnly' in e);
+    expect(logged.map(([c]) => c).sort()).toEqual(['BATON_WEBHOOK_SECRET_MISSING', 'BATON_WEBHOOK_SIGNATURE']);
+    for (const [, e] of logged) expect(Object.keys(ERRORS)).toContain((e as { loggedOnly: string }).loggedOnly);
+  });
+
   it('never reuses a retired code', () => {
     for (const c of RETIRED_CODES) expect(Object.keys(ERRORS)).not.toContain(c);
   });
