@@ -317,7 +317,10 @@ export function buildProgram(): Command {
     // Ctrl-C (or SIGTERM) stops the replay: its run is cancelled, saying why, instead of being
     // left running with no process holding its recordings.
     const interrupted = new AbortController();
-    const stop = (sig: NodeJS.Signals) => interrupted.abort(`baton runs replay was interrupted (${sig})`);
+    const stop = (sig: NodeJS.Signals) => {
+      interrupted.abort(`baton runs replay was interrupted (${sig})`);
+      baton.wakeWaiters(); // the replay's wait looks at the signal now
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {

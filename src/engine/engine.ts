@@ -875,6 +875,7 @@ export class Baton extends EventEmitter<BatonEvents> {
     this.closed = true;
     // A replay's recordings are in this process only: its run is cancelled, saying why.
     for (const stop of this.replaying.keys()) stop.abort('the process driving the replay closed its engine');
+    if (this.replaying.size) this.wakeWaiters(); // the replays' waits look at their signal now
     await Promise.all(this.replaying.values());
     await this.scheduler.stop();
     await this.tasks.close();
