@@ -141,6 +141,7 @@ export async function followEvents(runId: string, onEvent: (e: RunEvent) => void
         const problem = await res.json().catch(() => ({})) as Partial<Problem>;
         throw new ApiError({ ...problem, status: res.status, detail: `event stream: ${problem.detail ?? `HTTP ${res.status}`}` }, retryAfterMs(res));
       }
+      delay = RETRY_FIRST_MS; // answered: a later drop starts over from a second
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
       for (;;) {
@@ -157,7 +158,6 @@ export async function followEvents(runId: string, onEvent: (e: RunEvent) => void
           const e = JSON.parse(data) as RunEvent;
           if (typeof e.id !== 'number') continue;
           last = e.id;
-          delay = RETRY_FIRST_MS; // the stream worked: a later drop starts over from a second
           onEvent(e);
         }
       }
