@@ -91,6 +91,7 @@ describe('baton runs replay', () => {
     expect(srv.calls).toEqual([]);
 
     const list = await baton(['runs', 'list']);
+    expect(list.code, list.err).toBe(0);
     expect(list.out).toMatch(/REPLAY OF/);
     expect(list.out).toMatch(new RegExp(`${report.replay_run_id}\\s+triage\\s+completed.*${run.run_id}`));
   }, 180_000); // ten CLI processes, each starting an engine, on a shared machine
@@ -110,7 +111,9 @@ describe('baton runs replay', () => {
       let err = '';
       p.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
-      const waiting = await until(async () => (await look.listRuns({ workflow: 'hold' })).find((r) => r.replayOf === id && r.status === 'waiting'), 'the replay run waiting');
+      const waiting = await until(async () => (await look.listRuns({ workflow: 'hold' })).find((r) => r.replayOf === id && r.status === 'waiting'), 'the replay run waiting').catch((e: Error) => {
+        throw new Error(`${e.message}; baton runs replay wrote: ${err || '(nothing)'}`);
+      });
       p.kill('SIGINT');
       const code = await Promise.race([exited, new Promise<'slow'>((r) => setTimeout(() => r('slow'), 10_000))]);
       expect(code).not.toBe('slow');
