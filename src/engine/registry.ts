@@ -13,7 +13,7 @@ import { readSource, type SourceDocument } from '../spec/parse.js';
 import type { StepDoc, WorkflowDocument } from '../spec/types.js';
 import type { Store, VersionRecord } from '../store/store.js';
 import { DEFAULT_NAMESPACE, qualifiedName } from './namespaces.js';
-import { hookPath, latestOf, triggersOf, unsetWebhookSecrets, type Listening, type WebhookTrigger } from './triggers.js';
+import { hookPath, triggersOf, unsetWebhookSecrets, type Listening, type WebhookTrigger } from './triggers.js';
 import type { CompiledTrigger } from '../spec/triggers.js';
 
 const FILE_REF = /\.(ya?ml|json)$/i;
@@ -57,7 +57,7 @@ export class WorkflowRegistry {
   listening(): Promise<Array<Listening<CompiledTrigger>>> {
     const now = Date.now();
     if (this.listeningCache && now - this.listeningCache.at < LATEST_TTL_MS) return this.listeningCache.list;
-    const list = this.store.listVersions().then((all) => this.triggersOfReadable(latestOf(all)));
+    const list = this.store.latestVersions().then((latest) => this.triggersOfReadable(latest));
     this.listeningCache = { at: now, list };
     list.catch(() => {
       if (this.listeningCache?.list === list) this.listeningCache = undefined;
@@ -80,7 +80,7 @@ export class WorkflowRegistry {
     // children, and in the insert's own transaction, where two registrations at one instant
     // (any processes) are serialised, so that they cannot both take one path.
     const pathsFree = this.hookPathCheck(name, namespace, checked);
-    pathsFree?.(latestOf(await this.store.listVersions()));
+    pathsFree?.(await this.store.latestVersions());
     await this.resolveChildren(doc, namespace, source);
     const canonical = canonicalJson(doc);
     const hash = contentHash(canonical);

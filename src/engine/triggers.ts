@@ -40,16 +40,6 @@ export interface TriggerEvent {
   batonhops?: number | string;
 }
 
-/** The latest version of each workflow among `versions`. */
-export function latestOf(versions: VersionRecord[]): VersionRecord[] {
-  const latest = new Map<string, VersionRecord>();
-  for (const v of versions) {
-    const cur = latest.get(v.name);
-    if (!cur || v.seq > cur.seq) latest.set(v.name, v);
-  }
-  return [...latest.values()];
-}
-
 /** Every trigger of `versions` (each the latest of its workflow), compiled by `compiled`. */
 export function triggersOf(versions: VersionRecord[], compiled: (v: VersionRecord) => CompiledWorkflow): Array<Listening<CompiledTrigger>> {
   return versions.flatMap((v) => (compiled(v).triggers ?? []).map((trigger) => ({ versionId: v.versionId, workflow: v.name, namespace: splitQualified(v.name).namespace, trigger })));

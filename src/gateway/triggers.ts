@@ -65,7 +65,7 @@ export function registerTriggerRoutes(app: FastifyInstance, baton: Baton, o: {
       // (stored by an older Baton, or not through the registry) are refused, not guessed between.
       if (matching.length > 1) throw new BatonError('BATON_WEBHOOK_CONFLICT', { path, workflows: matching.map((l) => l.workflow).join(', ') });
       const hook = signed[0];
-      const body = parseBody(raw, req.headers['content-type']);
+      const body = parseBody(raw, req.headers);
       const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams);
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== hook.trigger.webhook.header && k !== 'authorization'));
       const { input, id } = await triggerRun(hook, { body, headers, query }, body ?? {}, undefined);
@@ -116,8 +116,9 @@ function accepts(req: FastifyRequest, hook: Listening<WebhookTrigger>, path: str
     if (err.code === 'BATON_WEBHOOK_SECRET_MISSING') {
       // On stderr (a gateway without a logger) once per webhook: unsigned callers must not be
       // able to flood it; a logger's lines are per request, as the access log's are.
-      const first = !secretMissingSaid.has(`${path}\0${String(err.details.env)}`);
-      secretMissingSaid.add(`${path}\0${String(err.details.env)}`);
+      const said = `${path}\0${String(err.details.env)}`;
+      const first = !secretMissingSaid.has(said);
+      secretMissingSaid.add(said);
       gatewayLog(req, 'error', { ...fields, env: err.details.env }, err.message, first ? err.message : undefined);
     }
     else gatewayLog(req, 'warn', { ...fields, header: hook.trigger.webhook.header, reason: err.details.detail }, 'webhook refused: not signed with its secret');
@@ -146,10 +147,10 @@ export function verifySignature(hook: Listening<WebhookTrigger>, path: string, r
 }
 
 /** JSON bodies as values, form bodies as objects, anything else as text. */
-function parseBody(raw: Buffer, contentType: string | undefined): unknown {
+function parseBody(raw: Buffer, headers: FastifyRequest['headers']): unknown {
   if (raw.length === 0) return null;
   const text = raw.toString('utf8');
-  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaType(headers);
   if (type === 'application/json' || type.endsWith('+json') || (type === '' && /^\s*[[{"]/.test(text))) {
     checkJsonDepth(text);
     try {

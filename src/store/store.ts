@@ -720,6 +720,8 @@ export interface Store {
   putVersion(v: Omit<VersionRecord, 'seq' | 'createdAt'>, check?: (latest: VersionRecord[]) => void): Promise<VersionRecord>;
   getVersion(versionId: string): Promise<VersionRecord | undefined>;
   latestVersion(name: string): Promise<VersionRecord | undefined>;
+  /** The latest version of every workflow (what listens for triggers), by name. */
+  latestVersions(): Promise<VersionRecord[]>;
   listVersions(name?: string): Promise<VersionRecord[]>;
 
   // --- runs ---

@@ -55,6 +55,16 @@ export function storeConformance(name: string, factory: StoreFactory): void {
   });
 
   describe(`${name} store conformance`, () => {
+    it('gives the latest version of every workflow, and a checked insert the same list', async () => {
+      await store.putVersion({ versionId: 'wf@2', name: 'wf', hash: '2', document: '{}' });
+      await store.putVersion({ versionId: 'team/other@1', name: 'team/other', hash: '1', document: '{}' });
+      const latest = await store.latestVersions();
+      expect(latest.map((v) => [v.versionId, v.seq])).toEqual([['team/other@1', 1], ['wf@2', 2]]);
+      let seen: string[] = [];
+      await store.putVersion({ versionId: 'wf@3', name: 'wf', hash: '3', document: '{}' }, (l) => (seen = l.map((v) => v.versionId)));
+      expect(seen).toEqual(['team/other@1', 'wf@2']);
+    });
+
     it('schedules a join exactly once, when its last input commits', async () => {
       await store.admitRun(joinRun('r1'));
       // Both inputs commit in the same group-commit batch.

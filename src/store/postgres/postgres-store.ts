@@ -310,6 +310,10 @@ export class PostgresStore implements Store {
     return r && toVersion(r);
   }
 
+  async latestVersions(): Promise<VersionRecord[]> {
+    return (await this.rows(LATEST_VERSIONS)).map(toVersion);
+  }
+
   async listVersions(name?: string): Promise<VersionRecord[]> {
     const rows = name
       ? await this.rows('SELECT * FROM workflow_versions WHERE name = $1 ORDER BY seq', [name])

@@ -109,7 +109,7 @@ export class SqliteStore implements Store {
         if (existing.hash !== v.hash) throw new BatonError('BATON_VERSION_CONFLICT', { versionId: v.versionId });
         return toVersion(existing);
       }
-      check?.((this.s.latestVersions.all() as Row[]).map(toVersion));
+      check?.(this.latestVersionsNow());
       const seqRow = this.s.maxSeq.get(v.name) as { seq: number | null };
       const rec: VersionRecord = { ...v, seq: (seqRow.seq ?? 0) + 1, createdAt: Date.now() };
       this.s.insertVersion.run(rec.versionId, rec.name, rec.hash, rec.seq, rec.document, rec.source ?? null, rec.createdAt);
@@ -125,6 +125,14 @@ export class SqliteStore implements Store {
   async latestVersion(name: string): Promise<VersionRecord | undefined> {
     const r = this.s.latestVersion.get(name) as Row | undefined;
     return r && toVersion(r);
+  }
+
+  async latestVersions(): Promise<VersionRecord[]> {
+    return this.latestVersionsNow();
+  }
+
+  private latestVersionsNow(): VersionRecord[] {
+    return (this.s.latestVersions.all() as Row[]).map(toVersion);
   }
 
   async listVersions(name?: string): Promise<VersionRecord[]> {
